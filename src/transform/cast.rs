@@ -1,0 +1,1 @@
+//! Casts with PostgreSQL's input-function semantics.
