@@ -1,4 +1,12 @@
 //! Pure row functions shared by backfill and follow: no async, no I/O.
+//!
+//! A source row goes in, zero or more output rows come out ([`row::SourceTransform`]), so a
+//! filter, a split into several tables and a merge of several sources are the same shape.
+
 pub mod cast;
+pub mod eval;
+pub mod expr;
+mod functions;
+pub mod row;
 pub mod temporal;
 pub mod value;

@@ -1,0 +1,128 @@
+//! The plan file as the DBA writes it: a serde mirror of the TOML, nothing compiled yet.
+//!
+//! Every field that can be wrong keeps its span so that an error names the line and column.
+//! Unknown fields are refused (`deny_unknown_fields`): a typo must not silently do nothing.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub name: Spanned<String>,
+    #[serde(default = "public")]
+    pub source_schema: String,
+    #[serde(default = "public")]
+    pub target_schema: String,
+    /// What happens to a row a transform rejects or the target refuses.
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub phases: PhasesFile,
+    #[serde(default)]
+    pub lookups: IndexMap<String, LookupFile>,
+    #[serde(default)]
+    pub maps: IndexMap<String, MapFile>,
+    #[serde(default)]
+    pub sources: Vec<SourceFile>,
+    /// Named SQL queries on the target that return a count to report after the backfill
+    /// (orphans and the like); a non-zero count is reported, not an error.
+    #[serde(default)]
+    pub reports: IndexMap<String, String>,
+}
+
+fn public() -> String {
+    "public".to_owned()
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// The row goes to `switchyard.dead_letters` with its key and the reason; the run goes on.
+    #[default]
+    DeadLetter,
+    /// The run stops at the first bad row, with its key and the reason.
+    Stop,
+}
+
+/// SQL files (paths relative to the plan) run at each step of a migration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhasesFile {
+    #[serde(default)]
+    pub before_backfill: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub after_backfill: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub cutover: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rollback: Vec<Spanned<String>>,
+}
+
+/// A lookup table: `lookup('<name>', value)` returns the id of `value`, inserting it when new.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupFile {
+    /// Defaults to the lookup's name.
+    pub table: Option<String>,
+    #[serde(default = "id")]
+    pub id: String,
+    #[serde(default = "name")]
+    pub value: String,
+}
+
+fn id() -> String {
+    "id".to_owned()
+}
+
+fn name() -> String {
+    "name".to_owned()
+}
+
+/// A value map: `map('<name>', value)` returns the entry for the value's text, else `default`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapFile {
+    pub values: BTreeMap<String, toml::Value>,
+    /// Omitted means NULL.
+    pub default: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    pub table: Spanned<String>,
+    /// The source's key columns (its primary key or replica identity).
+    pub key: Vec<Spanned<String>>,
+    /// Named expressions computed once per row, usable by name in later derives and outputs.
+    #[serde(default)]
+    pub derive: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub outputs: Vec<OutputFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFile {
+    pub table: Spanned<String>,
+    pub key: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: WriteMode,
+    /// Only rows for which this holds go to this output (routes a split).
+    pub when: Option<Spanned<String>>,
+    pub columns: IndexMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// The output row mirrors its source row: inserted, updated and deleted with it.
+    #[default]
+    Upsert,
+    /// Derived rows shared by many source rows (teams, members): inserted once, never updated
+    /// or deleted by a source change.
+    InsertIfAbsent,
+}

@@ -1,0 +1,133 @@
+//! The compiled form of a plan expression: a tree built once at load, walked per row.
+//!
+//! Names are resolved at compile time: a column is an index into the row, a derived value an
+//! index into the row's derived values, a lookup an index into the plan's lookup tables, a value
+//! map an index into its maps. Nothing is looked up by name on the hot path.
+
+use regex::Regex;
+use uuid::Uuid;
+
+use super::cast::CastType;
+use super::value::Value;
+
+#[derive(Debug, Clone)]
+pub enum Expr {
+    Literal(Value<'static>),
+    /// The source row's column at this index (of the columns the plan reads).
+    Column(usize),
+    /// A value the source plan derived earlier for the same row.
+    Derived(usize),
+    Cast(Box<Expr>, CastType),
+    Not(Box<Expr>),
+    Negate(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Compare(CompareOp, Box<Expr>, Box<Expr>),
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    /// `||`: NULL if either side is NULL, as in SQL.
+    Concat(Box<Expr>, Box<Expr>),
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    IsDistinct {
+        left: Box<Expr>,
+        right: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    Case {
+        operand: Option<Box<Expr>>,
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
+    Call(Function, Vec<Expr>),
+    /// `regexp_replace` with a constant pattern, compiled at load.
+    RegexpReplace {
+        input: Box<Expr>,
+        pattern: Regex,
+        replacement: Box<Expr>,
+        global: bool,
+    },
+    UuidV5 {
+        namespace: Uuid,
+        name: Box<Expr>,
+    },
+    /// `map('name', expr)`: a value map of the plan, with its default.
+    Map {
+        map: usize,
+        input: Box<Expr>,
+    },
+    /// `lookup('table', expr)`: the id of the value in a lookup table, created on a miss.
+    Lookup {
+        lookup: usize,
+        input: Box<Expr>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+}
+
+/// Built-in functions with a fixed argument count, named as in PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Lower,
+    Upper,
+    /// `trim(x)`, `btrim(x [, chars])`.
+    Btrim,
+    Ltrim,
+    Rtrim,
+    Replace,
+    /// `substring(x, from [, for])`, 1-based like SQL.
+    Substring,
+    Length,
+    /// `concat(...)`: NULL arguments are skipped, unlike `||`.
+    Concat,
+    Coalesce,
+    Nullif,
+    Greatest,
+    Least,
+}
+
+impl Function {
+    /// The function for a SQL name, with its accepted argument counts.
+    pub fn from_name(name: &str) -> Option<(Function, std::ops::RangeInclusive<usize>)> {
+        use Function::*;
+        Some(match name {
+            "lower" => (Lower, 1..=1),
+            "upper" => (Upper, 1..=1),
+            "trim" | "btrim" => (Btrim, 1..=2),
+            "ltrim" => (Ltrim, 1..=2),
+            "rtrim" => (Rtrim, 1..=2),
+            "replace" => (Replace, 3..=3),
+            "substring" | "substr" => (Substring, 2..=3),
+            "length" | "char_length" => (Length, 1..=1),
+            "concat" => (Concat, 0..=usize::MAX),
+            "coalesce" => (Coalesce, 1..=usize::MAX),
+            "nullif" => (Nullif, 2..=2),
+            "greatest" => (Greatest, 1..=usize::MAX),
+            "least" => (Least, 1..=usize::MAX),
+            _ => return None,
+        })
+    }
+}

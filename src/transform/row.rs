@@ -1,0 +1,305 @@
+//! One source row in, zero or more output rows out: the single transform shape shared by the
+//! backfill (rows from COPY) and the follow (rows from pgoutput).
+//!
+//! Output rows are written as COPY text straight into per-output buffers, so a transformed row
+//! costs no intermediate structure. A row either produces all its outputs or none: when any
+//! expression fails, what it had written is truncated away and the row is rejected with a
+//! reason, for the dead-letter table.
+
+use crate::pg::copy_text::{self, RawField};
+use crate::plan::SourcePlan;
+
+use super::eval::{EvalError, Lookups, Scope, ValueMap};
+use super::value::Value;
+
+/// A row the transform refused, with what the dead-letter table records about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    /// The source key as a JSON object, e.g. `{"id": "42"}`.
+    pub key: String,
+    /// Every column the plan reads, as a JSON object of texts (NULL as null).
+    pub row: String,
+    pub reason: String,
+}
+
+/// The plan-wide things a transform needs besides the row.
+pub struct Env<'p> {
+    pub maps: &'p [ValueMap],
+    pub lookups: &'p dyn Lookups,
+}
+
+/// Transforms one COPY text line (the plan's read columns, in order) into `outputs`, one COPY
+/// buffer per output of the source.
+pub fn transform_copy_line(
+    source: &SourcePlan,
+    env: &Env<'_>,
+    line: &[u8],
+    outputs: &mut [Vec<u8>],
+) -> Result<(), Rejected> {
+    let mut local: Vec<RawField<'_>> = Vec::with_capacity(source.columns.len());
+    copy_text::split_line(line, &mut local);
+    let result = (|| {
+        if local.len() != source.columns.len() {
+            return Err(EvalError::new(format!(
+                "COPY line has {} fields, expected {}",
+                local.len(),
+                source.columns.len()
+            )));
+        }
+        let mut columns = Vec::with_capacity(local.len());
+        for f in &local {
+            columns.push(match f {
+                None => Value::Null,
+                Some(raw) => Value::Text(
+                    copy_text::decode_field(raw).map_err(|e| EvalError::new(e.to_string()))?,
+                ),
+            });
+        }
+        transform_values(source, env, &columns, outputs)
+    })();
+    result.map_err(|e| reject(source, &local, e))
+}
+
+/// Transforms a row given as values (the follow path decodes pgoutput tuples into these).
+pub fn transform_values(
+    source: &SourcePlan,
+    env: &Env<'_>,
+    columns: &[Value<'_>],
+    outputs: &mut [Vec<u8>],
+) -> Result<(), EvalError> {
+    let mut derived: Vec<Value<'_>> = Vec::with_capacity(source.derived.len());
+    for (name, expr) in &source.derived {
+        let scope = Scope {
+            columns,
+            derived: &derived,
+            maps: env.maps,
+            lookups: env.lookups,
+        };
+        let v = expr
+            .eval(&scope)
+            .map_err(|e| EvalError::new(format!("{name}: {e}")))?;
+        derived.push(v);
+    }
+    let marks: Vec<usize> = outputs.iter().map(Vec::len).collect();
+    let scope = Scope {
+        columns,
+        derived: &derived,
+        maps: env.maps,
+        lookups: env.lookups,
+    };
+    let written = (|| {
+        for (output, buf) in source.outputs.iter().zip(outputs.iter_mut()) {
+            if let Some(when) = &output.when {
+                match when.eval(&scope)? {
+                    Value::Bool(true) => {}
+                    Value::Bool(false) | Value::Null => continue,
+                    other => {
+                        return Err(EvalError::new(format!(
+                            "{}: when must be a boolean, got {}",
+                            output.table,
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            for (i, (name, expr)) in output.columns.iter().zip(&output.exprs).enumerate() {
+                if i > 0 {
+                    buf.push(b'\t');
+                }
+                let v = expr
+                    .eval(&scope)
+                    .map_err(|e| EvalError::new(format!("{}.{name}: {e}", output.table.name)))?;
+                encode_value(&v, buf);
+            }
+            buf.push(b'\n');
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        for (buf, mark) in outputs.iter_mut().zip(marks) {
+            buf.truncate(mark);
+        }
+    }
+    written
+}
+
+/// Appends one value in COPY text form.
+pub fn encode_value(v: &Value<'_>, buf: &mut Vec<u8>) {
+    match v {
+        Value::Null => buf.extend_from_slice(copy_text::NULL),
+        Value::Text(t) | Value::Json(t) => copy_text::encode_field(t, buf),
+        other => {
+            use std::io::Write;
+            // Typed values never contain tabs, newlines or backslashes.
+            let _ = write!(buf, "{other}");
+        }
+    }
+}
+
+fn reject(source: &SourcePlan, fields: &[RawField<'_>], e: EvalError) -> Rejected {
+    let text = |f: &RawField<'_>| -> serde_json::Value {
+        match f {
+            None => serde_json::Value::Null,
+            Some(raw) => serde_json::Value::String(match copy_text::decode_field(raw) {
+                Ok(t) => t.into_owned(),
+                Err(_) => String::from_utf8_lossy(raw).into_owned(),
+            }),
+        }
+    };
+    let mut key = serde_json::Map::new();
+    let mut row = serde_json::Map::new();
+    for (i, name) in source.columns.iter().enumerate() {
+        let v = fields.get(i).map_or(serde_json::Value::Null, text);
+        if i < source.key.len() {
+            key.insert(name.clone(), v.clone());
+        }
+        row.insert(name.clone(), v);
+    }
+    Rejected {
+        key: serde_json::Value::Object(key).to_string(),
+        row: serde_json::Value::Object(row).to_string(),
+        reason: e.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::plan::Plan;
+
+    /// Lookup ids handed out in order of first sight, like the identity columns would.
+    #[derive(Default)]
+    struct InMemoryLookups(Mutex<Vec<(usize, String)>>);
+
+    impl Lookups for InMemoryLookups {
+        fn id(&self, lookup: usize, name: &str) -> Result<i64, EvalError> {
+            let mut seen = self.0.lock().unwrap();
+            let key = (lookup, name.to_owned());
+            let pos = seen.iter().position(|k| *k == key).unwrap_or_else(|| {
+                seen.push(key);
+                seen.len() - 1
+            });
+            Ok(pos as i64 + 1)
+        }
+    }
+
+    /// The seed plan without its SQL phases, which live in files beside it.
+    pub(crate) fn seed_plan() -> Plan {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("transforms/legacy_to_projects/plan.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("[phases]").unwrap();
+        let end = text[start..].find("\n\n").unwrap() + start;
+        let text = format!("{}{}", &text[..start], &text[end..]);
+        Plan::parse(&path, &text).unwrap()
+    }
+
+    fn run(plan: &Plan, source: usize, line: &str) -> Result<Vec<String>, Rejected> {
+        let lookups = InMemoryLookups::default();
+        let env = Env {
+            maps: &plan.maps,
+            lookups: &lookups,
+        };
+        let src = &plan.sources[source];
+        let mut outputs = vec![Vec::new(); src.outputs.len()];
+        transform_copy_line(src, &env, line.as_bytes(), &mut outputs)?;
+        Ok(outputs
+            .into_iter()
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect())
+    }
+
+    #[test]
+    fn a_project_becomes_a_project_a_team_and_a_member() {
+        let plan = seed_plan();
+        let src = &plan.sources[0];
+        let mut line = String::new();
+        for (i, col) in src.columns.iter().enumerate() {
+            if i > 0 {
+                line.push('\t');
+            }
+            line.push_str(match col.as_str() {
+                "id" => "7",
+                "type" => " In-Progress ",
+                "status" => "On_Hold",
+                "owner_email" => " Ann@X.com",
+                "company_id" => "3",
+                "name" => "Roof\\tand walls",
+                "budget" => "12,500.005",
+                "start_date" => "",
+                "created_at" => "2024-03-01 10:00:00",
+                "updated_at" => "2024-03-02 10:00:00",
+                "meta" => "\\N",
+                other => panic!("unexpected column {other}"),
+            });
+        }
+        let out = run(&plan, 0, &line).unwrap();
+        let project: Vec<&str> = out[0].trim_end().split('\t').collect();
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"company_projects:7");
+        let team = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"company:3");
+        assert_eq!(project[0], id.to_string());
+        assert_eq!(project[1..3], ["company_projects", "7"]);
+        assert_eq!(project[3], team.to_string());
+        assert_eq!(project[5], "Roof\\tand walls");
+        assert_eq!(project[6], "1", "stage id from the lookup");
+        assert_eq!(project[7], "on_hold");
+        assert_eq!(project[8], "ann@x.com");
+        assert_eq!(project[9], "12500.01");
+        assert_eq!(project[10], "\\N", "'' start_date becomes NULL");
+        assert_eq!(out[1], format!("{team}\t3\tCompany 3\n"));
+        assert_eq!(out[2], format!("{team}\tann@x.com\n"));
+    }
+
+    #[test]
+    fn a_bad_budget_rejects_the_whole_row_with_its_key() {
+        let plan = seed_plan();
+        let src = &plan.sources[0];
+        let line: Vec<&str> = src
+            .columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "id" => "9",
+                "budget" => "n/a",
+                "company_id" => "1",
+                _ => "\\N",
+            })
+            .collect();
+        let rejected = run(&plan, 0, &line.join("\t")).unwrap_err();
+        assert_eq!(rejected.key, r#"{"id":"9"}"#);
+        assert!(
+            rejected.reason.contains("projects.budget"),
+            "{}",
+            rejected.reason
+        );
+        assert!(rejected.reason.contains("n/a"), "{}", rejected.reason);
+    }
+
+    #[test]
+    fn vortex_items_split_into_tasks_and_sub_tasks() {
+        let plan = seed_plan();
+        let src = &plan.sources[2];
+        let make = |parent: &str| -> String {
+            src.columns
+                .iter()
+                .map(|c| match c.as_str() {
+                    "id" => "5",
+                    "parent_item_id" => parent,
+                    "status" => "In Progress",
+                    "priority" => "High ",
+                    "title" => "t",
+                    _ => "\\N",
+                })
+                .collect::<Vec<_>>()
+                .join("\t")
+        };
+        let task = run(&plan, 2, &make("\\N")).unwrap();
+        assert!(!task[0].is_empty() && task[1].is_empty());
+        let fields: Vec<&str> = task[0].split('\t').collect();
+        assert_eq!(fields[5], "3", "priority 'High ' maps to 3");
+        let sub = run(&plan, 2, &make("2")).unwrap();
+        assert!(sub[0].is_empty() && !sub[1].is_empty());
+    }
+}
