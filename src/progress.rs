@@ -1,1 +1,219 @@
-//! TODO
+//! Progress counters and the displays that read them. Displays never drive work: the pipeline
+//! bumps atomics, a display samples them on its own timer (an indicatif bar per table on a
+//! terminal, plain log lines otherwise, JSON events for scripts).
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often a display samples the counters.
+const REFRESH: Duration = Duration::from_millis(200);
+
+/// How often plain-text and JSON displays print (a line per table each time).
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// One source table's backfill.
+#[derive(Debug)]
+pub struct TableProgress {
+    pub name: String,
+    pub estimated_rows: AtomicU64,
+    pub rows: AtomicU64,
+    pub chunks_total: AtomicU64,
+    pub chunks_done: AtomicU64,
+}
+
+/// The whole backfill: what workers update.
+#[derive(Debug, Default)]
+pub struct BackfillProgress {
+    pub tables: Vec<TableProgress>,
+    pub rejected: AtomicU64,
+    /// WAL the slot holds on the source, in bytes; -1 until first measured.
+    pub slot_retained_bytes: AtomicI64,
+}
+
+impl BackfillProgress {
+    pub fn new(tables: impl IntoIterator<Item = String>) -> Arc<Self> {
+        Arc::new(BackfillProgress {
+            tables: tables
+                .into_iter()
+                .map(|name| TableProgress {
+                    name,
+                    estimated_rows: AtomicU64::new(0),
+                    rows: AtomicU64::new(0),
+                    chunks_total: AtomicU64::new(0),
+                    chunks_done: AtomicU64::new(0),
+                })
+                .collect(),
+            rejected: AtomicU64::new(0),
+            slot_retained_bytes: AtomicI64::new(-1),
+        })
+    }
+
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayMode {
+    /// Bars on a terminal, plain lines otherwise.
+    Auto,
+    /// One JSON object per line on stdout.
+    Json,
+    Quiet,
+}
+
+/// A running display; `finish` prints the last state and stops it.
+pub struct Display {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Display {
+    pub fn start(progress: Arc<BackfillProgress>, mode: DisplayMode) -> Display {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut view = View::new(&progress, mode);
+            loop {
+                let done = tokio::select! {
+                    _ = tokio::time::sleep(REFRESH) => false,
+                    _ = stopped.changed() => true,
+                };
+                view.update(&progress, started.elapsed(), done);
+                if done {
+                    break;
+                }
+            }
+        });
+        Display { stop, task }
+    }
+
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+enum View {
+    Bars { bars: Vec<ProgressBar>, total: ProgressBar },
+    Lines { last: Instant, json: bool },
+    Quiet,
+}
+
+impl View {
+    fn new(progress: &BackfillProgress, mode: DisplayMode) -> View {
+        match mode {
+            DisplayMode::Quiet => View::Quiet,
+            DisplayMode::Json => View::Lines { last: Instant::now(), json: true },
+            DisplayMode::Auto if !std::io::stdout().is_terminal() => {
+                View::Lines { last: Instant::now(), json: false }
+            }
+            DisplayMode::Auto => {
+                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+                let style = ProgressStyle::with_template(
+                    "{prefix:>18} [{bar:30}] {human_pos:>10}/{human_len:<10} {per_sec:>12} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> ");
+                let bars = progress
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
+                        bar.set_prefix(t.name.clone());
+                        bar
+                    })
+                    .collect();
+                let total = multi.add(ProgressBar::new_spinner());
+                View::Bars { bars, total }
+            }
+        }
+    }
+
+    fn update(&mut self, progress: &BackfillProgress, elapsed: Duration, done: bool) {
+        let total_rows = progress.total_rows();
+        let rate = total_rows as f64 / elapsed.as_secs_f64().max(0.001);
+        let slot = progress.slot_retained_bytes.load(Ordering::Relaxed);
+        let rejected = progress.rejected.load(Ordering::Relaxed);
+        match self {
+            View::Quiet => {}
+            View::Bars { bars, total } => {
+                for (bar, t) in bars.iter().zip(&progress.tables) {
+                    let rows = t.rows.load(Ordering::Relaxed);
+                    bar.set_length(t.estimated_rows.load(Ordering::Relaxed).max(rows));
+                    bar.set_position(rows);
+                    if done {
+                        bar.finish();
+                    }
+                }
+                total.set_message(format!(
+                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}",
+                    human_bytes(slot)
+                ));
+                if done {
+                    total.finish();
+                } else {
+                    total.tick();
+                }
+            }
+            View::Lines { last, json } => {
+                if !done && last.elapsed() < LOG_EVERY {
+                    return;
+                }
+                *last = Instant::now();
+                for t in &progress.tables {
+                    let rows = t.rows.load(Ordering::Relaxed);
+                    let estimate = t.estimated_rows.load(Ordering::Relaxed);
+                    let chunks = (t.chunks_done.load(Ordering::Relaxed), t.chunks_total.load(Ordering::Relaxed));
+                    if *json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "event": "backfill_progress", "table": t.name, "rows": rows,
+                                "estimated_rows": estimate, "chunks_done": chunks.0,
+                                "chunks_total": chunks.1, "elapsed_s": elapsed.as_secs_f64(),
+                            })
+                        );
+                    } else {
+                        println!(
+                            "backfill {:<20} {rows:>10} / ~{estimate} rows, chunks {}/{}",
+                            t.name, chunks.0, chunks.1
+                        );
+                    }
+                }
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "backfill_total", "rows": total_rows, "rows_per_s": rate,
+                            "rejected": rejected, "slot_retained_bytes": slot, "done": done,
+                        })
+                    );
+                } else {
+                    println!(
+                        "backfill total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}",
+                        human_bytes(slot)
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub fn human_bytes(bytes: i64) -> String {
+    if bytes < 0 {
+        return "?".to_owned();
+    }
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} kB", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MB", b / 1_048_576.0),
+        _ => format!("{:.2} GB", b / 1_073_741_824.0),
+    }
+}

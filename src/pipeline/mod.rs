@@ -1,1 +1,3 @@
-//! TODO
+//! Wiring only: queues, pools and ordering between source, transform and sink.
+pub mod backfill;
+pub mod chunk_copy;

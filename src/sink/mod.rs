@@ -1,1 +1,4 @@
-//! TODO
+//! Writes the target: output rows by COPY, lookup values, dead letters.
+pub mod copy_in;
+pub mod dead_letter;
+pub mod lookup;

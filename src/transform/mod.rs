@@ -5,6 +5,7 @@
 
 pub mod cast;
 pub mod eval;
+pub mod batch;
 pub mod expr;
 mod functions;
 pub mod row;

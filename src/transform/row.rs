@@ -136,6 +136,13 @@ pub fn encode_value(v: &Value<'_>, buf: &mut Vec<u8>) {
     }
 }
 
+/// Describes a source line for the dead-letter table.
+pub fn describe(source: &SourcePlan, line: &[u8], reason: String) -> Rejected {
+    let mut fields = Vec::with_capacity(source.columns.len());
+    copy_text::split_line(line, &mut fields);
+    reject(source, &fields, EvalError::new(reason))
+}
+
 fn reject(source: &SourcePlan, fields: &[RawField<'_>], e: EvalError) -> Rejected {
     let text = |f: &RawField<'_>| -> serde_json::Value {
         match f {

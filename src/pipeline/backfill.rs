@@ -1,0 +1,139 @@
+//! The backfill's worker pool: wiring only.
+//!
+//! ```text
+//!   chunk queue ──pull──> worker 1: source reader (snapshot tx) ─> rayon ─> target tx per chunk
+//!               ──pull──> worker 2: ...
+//!               ──pull──> worker N
+//! ```
+//! Every worker owns one source connection inside the exported snapshot and one target
+//! connection; it pulls chunks until the queue is empty or another worker failed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_postgres::Client;
+
+use crate::checkpoint::{CheckpointError, Chunk};
+use crate::pg::connect::{connect, ConnectError};
+use crate::pg::conninfo::ConnInfo;
+use crate::progress::BackfillProgress;
+use crate::sink::copy_in::{OutputWriter, WriteError};
+
+use super::chunk_copy::{copy_chunk, ChunkContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("source: {context}: {source}")]
+    Source {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("target: {context}: {source}")]
+    Target {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{table}: row {key} rejected ({reason}); stopping because of --on-error stop")]
+    BadRow { table: String, key: String, reason: String },
+    #[error("a transform worker panicked")]
+    WorkerPanicked,
+}
+
+impl BackfillError {
+    pub fn source(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        BackfillError::Source { context: context.into(), source }
+    }
+
+    pub fn target(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        BackfillError::Target { context: context.into(), source }
+    }
+}
+
+/// Copies `chunks` with one worker per reader.
+pub async fn copy_chunks(
+    ctx: Arc<ChunkContext>,
+    chunks: Vec<Chunk>,
+    readers: Vec<Client>,
+    target: &ConnInfo,
+    resumed: bool,
+    progress: Arc<BackfillProgress>,
+) -> Result<(), BackfillError> {
+    let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for reader in readers {
+        let mut writer_client = connect(target, "switchyard backfill").await?;
+        let writers = output_writers(&writer_client, &ctx, resumed).await?;
+        let (ctx, queue, failed, progress) = (Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&failed), Arc::clone(&progress));
+        workers.push(tokio::spawn(async move {
+            loop {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let Some(chunk) = queue.lock().expect("queue poisoned").pop_front() else {
+                    return Ok(());
+                };
+                let source_index = ctx
+                    .plan
+                    .sources
+                    .iter()
+                    .position(|s| s.table.to_string() == chunk.source_table)
+                    .expect("chunks are made from the plan's sources");
+                let table_progress = &progress.tables[source_index];
+                let result = copy_chunk(
+                    &ctx,
+                    source_index,
+                    &writers[source_index],
+                    &chunk,
+                    &reader,
+                    &mut writer_client,
+                    table_progress,
+                    &progress.rejected,
+                )
+                .await;
+                if let Err(e) = result {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }));
+    }
+    let mut first_error = None;
+    for w in workers {
+        match w.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(BackfillError::WorkerPanicked);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Writers for every output of every source, indexed like the plan; staging tables get a
+/// number unique across the plan.
+async fn output_writers(client: &Client, ctx: &ChunkContext, resumed: bool) -> Result<Vec<Vec<OutputWriter>>, BackfillError> {
+    let mut all = Vec::new();
+    let mut index = 0;
+    for source in &ctx.plan.sources {
+        let mut writers = Vec::new();
+        for output in &source.outputs {
+            writers.push(OutputWriter::new(client, index, output, resumed).await?);
+            index += 1;
+        }
+        all.push(writers);
+    }
+    Ok(all)
+}

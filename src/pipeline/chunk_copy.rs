@@ -1,0 +1,129 @@
+//! One chunk, start to finish: COPY out of the source -> transform on the rayon pool -> COPY
+//! into the target, all in one target transaction that also marks the chunk done.
+//!
+//! ```text
+//!   source (snapshot tx)         rayon pool              target (one tx per chunk)
+//!   COPY ... TO STDOUT ──batch──> transform_batch ──rows──> COPY / staged upsert per output
+//!        reads batch k+1    while     batch k is transformed and written
+//! ```
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio_postgres::{Client, Transaction};
+
+use crate::checkpoint::{self, Chunk};
+use crate::plan::{OnError, Plan};
+use crate::sink::copy_in::OutputWriter;
+use crate::sink::dead_letter::{self, DeadLetter};
+use crate::sink::lookup::LookupCache;
+use crate::source::copy_out;
+use crate::transform::batch::{describe_origin, transform_batch, TransformedBatch};
+use crate::transform::row::Env;
+
+use super::backfill::BackfillError;
+use crate::progress::TableProgress;
+
+/// What a worker needs for every chunk it copies.
+pub struct ChunkContext {
+    pub plan: Arc<Plan>,
+    pub migration: String,
+    pub lookups: Arc<LookupCache>,
+    pub on_error: OnError,
+}
+
+/// Copies one chunk of `plan.sources[source]`.
+pub async fn copy_chunk(
+    ctx: &ChunkContext,
+    source_index: usize,
+    writers: &[OutputWriter],
+    chunk: &Chunk,
+    source: &Client,
+    target: &mut Client,
+    progress: &TableProgress,
+    rejected_total: &std::sync::atomic::AtomicU64,
+) -> Result<(), BackfillError> {
+    let plan_source = &ctx.plan.sources[source_index];
+    let mut batches = copy_out::start(source, plan_source, chunk)
+        .await
+        .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+    let tx = target
+        .transaction()
+        .await
+        .map_err(|e| BackfillError::target("starting a chunk transaction", e))?;
+    let mut rows = 0i64;
+    let mut rejected = 0i64;
+    let mut next = batches
+        .next()
+        .await
+        .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+    while let Some(batch) = next {
+        let write = async {
+            let transformed = transform_on_pool(ctx, source_index, batch.clone()).await?;
+            write_batch(ctx, source_index, writers, &tx, &batch, transformed).await
+        };
+        let (written, following) = tokio::join!(write, batches.next());
+        let (batch_rows, batch_rejected) = written?;
+        rows += batch_rows as i64;
+        rejected += batch_rejected as i64;
+        progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
+        rejected_total.fetch_add(batch_rejected, Ordering::Relaxed);
+        next = following.map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+    }
+    checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
+    tx.commit()
+        .await
+        .map_err(|e| BackfillError::target("committing a chunk", e))?;
+    progress.chunks_done.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Runs the transform of one batch on the rayon pool, keeping tokio's threads for I/O.
+async fn transform_on_pool(ctx: &ChunkContext, source_index: usize, batch: Bytes) -> Result<TransformedBatch, BackfillError> {
+    let (done, result) = oneshot::channel();
+    let plan = Arc::clone(&ctx.plan);
+    let lookups = Arc::clone(&ctx.lookups);
+    rayon::spawn(move || {
+        let env = Env { maps: &plan.maps, lookups: &*lookups };
+        let _ = done.send(transform_batch(&plan.sources[source_index], &env, &batch));
+    });
+    result.await.map_err(|_| BackfillError::WorkerPanicked)
+}
+
+/// Writes a transformed batch and its rejects; returns (source rows, rejected rows).
+async fn write_batch(
+    ctx: &ChunkContext,
+    source_index: usize,
+    writers: &[OutputWriter],
+    tx: &Transaction<'_>,
+    text: &[u8],
+    batch: TransformedBatch,
+) -> Result<(u64, u64), BackfillError> {
+    let source = &ctx.plan.sources[source_index];
+    let mut letters: Vec<DeadLetter> = batch
+        .rejected
+        .into_iter()
+        .map(|rejected| DeadLetter { rejected, output_table: None })
+        .collect();
+    for (writer, rows) in writers.iter().zip(&batch.outputs) {
+        for (row, reason) in writer.write(tx, rows).await? {
+            letters.push(DeadLetter {
+                rejected: describe_origin(source, text, rows.origins[row], reason),
+                output_table: Some(writer.table().to_owned()),
+            });
+        }
+    }
+    if let (OnError::Stop, Some(first)) = (ctx.on_error, letters.first()) {
+        return Err(BackfillError::BadRow {
+            table: source.table.to_string(),
+            key: first.rejected.key.clone(),
+            reason: first.rejected.reason.clone(),
+        });
+    }
+    dead_letter::write(tx, &ctx.migration, "backfill", &source.table.to_string(), &letters)
+        .await
+        .map_err(|e| BackfillError::target("writing dead letters", e))?;
+    Ok((batch.source_rows, letters.len() as u64))
+}

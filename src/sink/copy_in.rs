@@ -1,0 +1,179 @@
+//! Writes one output's rows into the target, inside the caller's transaction.
+//!
+//! Two ways in, chosen per output:
+//! - **direct**: `COPY target FROM STDIN`. Used by a fresh backfill for upsert outputs, whose
+//!   rows are each produced by exactly one source row version under one snapshot, so no key
+//!   can already be there.
+//! - **staged**: `COPY` into a temporary table, then `INSERT ... SELECT ... ON CONFLICT`: `DO
+//!   NOTHING` for insert-if-absent outputs (teams, members), `DO UPDATE` for upserts when a
+//!   resumed backfill may meet rows it already wrote.
+//!
+//! When the target refuses a batch (a data or constraint error), the batch is rolled back to a
+//! savepoint and split in halves until the refused rows are isolated; the others still land.
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Transaction};
+
+use crate::pg::ident::quote_ident;
+use crate::plan::{OutputPlan, WriteMode};
+use crate::transform::batch::OutputRows;
+
+/// How one output is written; the SQL is built once per worker connection.
+pub struct OutputWriter {
+    copy_sql: String,
+    staged: Option<StagedSql>,
+    table: String,
+}
+
+struct StagedSql {
+    merge: String,
+    clear: String,
+}
+
+/// A row the target refused: its index in the batch and PostgreSQL's message.
+pub type Refused = (usize, String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing {table}: {source}")]
+pub struct WriteError {
+    pub table: String,
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+impl OutputWriter {
+    /// Prepares the writer; `staged` outputs get their temporary table on `client` now,
+    /// outside any transaction, so that it survives chunk rollbacks.
+    pub async fn new(client: &Client, index: usize, output: &OutputPlan, resumed: bool) -> Result<OutputWriter, WriteError> {
+        let table = output.table.quoted();
+        let columns = output.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let direct = output.mode == WriteMode::Upsert && !resumed;
+        let err = |source| WriteError { table: output.table.to_string(), source };
+        if direct {
+            return Ok(OutputWriter {
+                copy_sql: format!("COPY {table} ({columns}) FROM STDIN"),
+                staged: None,
+                table: output.table.to_string(),
+            });
+        }
+        let stage = quote_ident(&format!("switchyard_stage_{index}"));
+        client
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
+            ))
+            .await
+            .map_err(err)?;
+        let key = output.key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let action = match output.mode {
+            WriteMode::InsertIfAbsent => "DO NOTHING".to_owned(),
+            WriteMode::Upsert => {
+                let sets: Vec<String> = output
+                    .columns
+                    .iter()
+                    .filter(|c| !output.key.contains(c))
+                    .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+                    .collect();
+                if sets.is_empty() {
+                    "DO NOTHING".to_owned()
+                } else {
+                    format!("DO UPDATE SET {}", sets.join(", "))
+                }
+            }
+        };
+        // DISTINCT ON: one statement may not touch a row twice; the last row of a key wins.
+        Ok(OutputWriter {
+            copy_sql: format!("COPY {stage} ({columns}) FROM STDIN"),
+            staged: Some(StagedSql {
+                merge: format!(
+                    "INSERT INTO {table} ({columns})
+                     SELECT DISTINCT ON ({key}) {columns} FROM {stage}
+                     ON CONFLICT ({key}) {action}"
+                ),
+                clear: format!("TRUNCATE {stage}"),
+            }),
+            table: output.table.to_string(),
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes `rows`, returning the rows the target refused (already rolled back).
+    pub async fn write(&self, tx: &Transaction<'_>, rows: &OutputRows) -> Result<Vec<Refused>, WriteError> {
+        let mut refused = Vec::new();
+        if !rows.is_empty() {
+            self.write_range(tx, rows, 0..rows.len(), &mut refused).await?;
+        }
+        Ok(refused)
+    }
+
+    fn write_range<'a>(
+        &'a self,
+        tx: &'a Transaction<'_>,
+        rows: &'a OutputRows,
+        range: Range<usize>,
+        refused: &'a mut Vec<Refused>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>> {
+        Box::pin(async move {
+            let err = |source| WriteError { table: self.table.clone(), source };
+            tx.batch_execute("SAVEPOINT switchyard_batch").await.map_err(err)?;
+            match self.attempt(tx, rows.slice(range.clone())).await {
+                Ok(()) => {
+                    tx.batch_execute("RELEASE SAVEPOINT switchyard_batch").await.map_err(err)?;
+                    Ok(())
+                }
+                Err(e) if is_row_error(&e) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_batch; RELEASE SAVEPOINT switchyard_batch")
+                        .await
+                        .map_err(err)?;
+                    if range.len() == 1 {
+                        refused.push((range.start, message(&e)));
+                        return Ok(());
+                    }
+                    let mid = range.start + range.len() / 2;
+                    self.write_range(tx, rows, range.start..mid, refused).await?;
+                    self.write_range(tx, rows, mid..range.end, refused).await
+                }
+                Err(e) => Err(err(e)),
+            }
+        })
+    }
+
+    async fn attempt(&self, tx: &Transaction<'_>, data: &[u8]) -> Result<(), tokio_postgres::Error> {
+        let sink = tx.copy_in::<_, Bytes>(&self.copy_sql).await?;
+        futures_util::pin_mut!(sink);
+        sink.send(Bytes::copy_from_slice(data)).await?;
+        sink.finish().await?;
+        if let Some(staged) = &self.staged {
+            tx.batch_execute(&staged.merge).await?;
+            tx.batch_execute(&staged.clear).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Data exceptions (22xxx) and integrity violations (23xxx) are about rows; anything else is
+/// about the run (a missing table, a lost connection) and must stop it.
+fn is_row_error(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        let code = c.code();
+        code.starts_with("22") || code.starts_with("23") || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+    })
+}
+
+fn message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
+        None => e.to_string(),
+    }
+}

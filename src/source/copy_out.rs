@@ -1,0 +1,60 @@
+//! Streams a chunk of a source table out with `COPY (SELECT ...) TO STDOUT`, in batches of
+//! whole lines, so that memory per worker is a batch, never a chunk or a table.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio_postgres::{Client, CopyOutStream};
+
+use crate::checkpoint::Chunk;
+use crate::pg::ident::quote_ident;
+use crate::plan::SourcePlan;
+
+use super::chunks::ctid_predicate;
+
+/// Bytes of COPY text handed to the transform at once: big enough to amortize a hop to the
+/// rayon pool and a COPY round trip into the target, small enough to keep memory flat.
+pub const BATCH_BYTES: usize = 1024 * 1024;
+
+/// The COPY statement for a chunk: only the columns the plan reads, key columns first.
+pub fn copy_sql(source: &SourcePlan, chunk: &Chunk) -> String {
+    let columns: Vec<String> = source.columns.iter().map(|c| quote_ident(c)).collect();
+    format!(
+        "COPY (SELECT {} FROM {} WHERE {}) TO STDOUT",
+        columns.join(", "),
+        source.table.quoted(),
+        ctid_predicate(chunk)
+    )
+}
+
+/// Starts the COPY of a chunk; `client` is in the worker's snapshot transaction.
+pub async fn start(
+    client: &Client,
+    source: &SourcePlan,
+    chunk: &Chunk,
+) -> Result<Batches, tokio_postgres::Error> {
+    let stream = client.copy_out(&copy_sql(source, chunk)).await?;
+    Ok(Batches { stream: Box::pin(stream), buf: BytesMut::with_capacity(BATCH_BYTES) })
+}
+
+/// COPY output regrouped into batches of whole lines (PostgreSQL sends one row per message).
+pub struct Batches {
+    stream: std::pin::Pin<Box<CopyOutStream>>,
+    buf: BytesMut,
+}
+
+impl Batches {
+    /// The next batch, or `None` at the end of the chunk.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, tokio_postgres::Error> {
+        while self.buf.len() < BATCH_BYTES {
+            match self.stream.next().await {
+                Some(row) => self.buf.extend_from_slice(&row?),
+                None => break,
+            }
+        }
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::replace(&mut self.buf, BytesMut::with_capacity(BATCH_BYTES)).freeze()))
+    }
+}
+

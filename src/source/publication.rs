@@ -1,0 +1,33 @@
+//! The publication the slot decodes through: the plan's source tables, nothing else.
+//! It must exist before the slot is created, because pgoutput reads publications as of each
+//! change's position in the WAL.
+
+use tokio_postgres::Client;
+
+use crate::pg::ident::{quote_ident, TableName};
+
+/// Creates the publication, or leaves a pre-created one (least privilege: a DBA may create it
+/// and grant nothing else) as it is.
+pub async fn ensure(client: &Client, name: &str, tables: &[&TableName]) -> Result<(), tokio_postgres::Error> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let list: Vec<String> = tables.iter().map(|t| t.quoted()).collect();
+    client
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote_ident(name),
+            list.join(", ")
+        ))
+        .await
+}
+
+pub async fn drop(client: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+        .await
+}
