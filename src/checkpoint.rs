@@ -151,13 +151,19 @@ fn ctx(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Checkpoin
 }
 
 pub async fn ensure_schema(client: &Client) -> Result<(), CheckpointError> {
-    client.batch_execute(SCHEMA_SQL).await.map_err(ctx("creating schema switchyard"))
+    client
+        .batch_execute(SCHEMA_SQL)
+        .await
+        .map_err(ctx("creating schema switchyard"))
 }
 
 /// The migration's row, if `switchyard.migrations` exists and has it.
 pub async fn load(client: &Client, name: &str) -> Result<Option<Migration>, CheckpointError> {
     let exists = client
-        .query_one("SELECT to_regclass('switchyard.migrations') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('switchyard.migrations') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(ctx("looking for switchyard.migrations"))?;
     if !exists.get::<_, bool>(0) {
@@ -177,7 +183,10 @@ pub async fn load(client: &Client, name: &str) -> Result<Option<Migration>, Chec
         Migration {
             name: r.get(0),
             plan_checksum: r.get(1),
-            status: r.get::<_, String>(2).parse().unwrap_or(MigrationStatus::Created),
+            status: r
+                .get::<_, String>(2)
+                .parse()
+                .unwrap_or(MigrationStatus::Created),
             slot_name: r.get(3),
             publication: r.get(4),
             snapshot_lsn: lsn(5),
@@ -203,7 +212,10 @@ pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointErro
         .await
         .map_err(ctx("recording the migration"))?;
     client
-        .execute("DELETE FROM switchyard.chunks WHERE migration = $1", &[&m.name])
+        .execute(
+            "DELETE FROM switchyard.chunks WHERE migration = $1",
+            &[&m.name],
+        )
         .await
         .map_err(ctx("clearing old chunks"))?;
     Ok(())
@@ -243,14 +255,22 @@ pub async fn set_lsns(
                 SET snapshot_lsn = coalesce($2::text::pg_lsn, snapshot_lsn),
                     consistent_lsn = $3::text::pg_lsn, updated_at = now()
               WHERE name = $1",
-            &[&name, &snapshot.map(|l| l.to_string()), &consistent.to_string()],
+            &[
+                &name,
+                &snapshot.map(|l| l.to_string()),
+                &consistent.to_string(),
+            ],
         )
         .await
         .map_err(ctx("recording LSNs"))?;
     Ok(())
 }
 
-pub async fn insert_chunks(client: &Client, migration: &str, chunks: &[Chunk]) -> Result<(), CheckpointError> {
+pub async fn insert_chunks(
+    client: &Client,
+    migration: &str,
+    chunks: &[Chunk],
+) -> Result<(), CheckpointError> {
     let tables: Vec<&str> = chunks.iter().map(|c| c.source_table.as_str()).collect();
     let nos: Vec<i32> = chunks.iter().map(|c| c.chunk_no).collect();
     let firsts: Vec<i64> = chunks.iter().map(|c| c.first_block).collect();
@@ -267,7 +287,10 @@ pub async fn insert_chunks(client: &Client, migration: &str, chunks: &[Chunk]) -
 }
 
 /// The chunks not yet done, in order.
-pub async fn pending_chunks(client: &Client, migration: &str) -> Result<Vec<Chunk>, CheckpointError> {
+pub async fn pending_chunks(
+    client: &Client,
+    migration: &str,
+) -> Result<Vec<Chunk>, CheckpointError> {
     let rows = client
         .query(
             "SELECT source_table, chunk_no, first_block, end_block FROM switchyard.chunks
@@ -299,7 +322,13 @@ pub async fn finish_chunk(
         "UPDATE switchyard.chunks SET status = 'done', row_count = $4, rejected_count = $5,
                 finished_at = now()
           WHERE migration = $1 AND source_table = $2 AND chunk_no = $3",
-        &[&migration, &chunk.source_table, &chunk.chunk_no, &row_count, &rejected_count],
+        &[
+            &migration,
+            &chunk.source_table,
+            &chunk.chunk_no,
+            &row_count,
+            &rejected_count,
+        ],
     )
     .await
     .map_err(ctx("marking a chunk done"))?;
@@ -307,7 +336,10 @@ pub async fn finish_chunk(
 }
 
 /// Per source table: (chunks done, chunks in all, rows copied).
-pub async fn chunk_progress(client: &Client, migration: &str) -> Result<Vec<(String, i64, i64, i64)>, CheckpointError> {
+pub async fn chunk_progress(
+    client: &Client,
+    migration: &str,
+) -> Result<Vec<(String, i64, i64, i64)>, CheckpointError> {
     let rows = client
         .query(
             "SELECT source_table, count(*) FILTER (WHERE status = 'done'), count(*),
@@ -317,12 +349,18 @@ pub async fn chunk_progress(client: &Client, migration: &str) -> Result<Vec<(Str
         )
         .await
         .map_err(ctx("reading chunk progress"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }
 
 pub async fn dead_letter_count(client: &Client, migration: &str) -> Result<i64, CheckpointError> {
     let row = client
-        .query_one("SELECT count(*) FROM switchyard.dead_letters WHERE migration = $1", &[&migration])
+        .query_one(
+            "SELECT count(*) FROM switchyard.dead_letters WHERE migration = $1",
+            &[&migration],
+        )
         .await
         .map_err(ctx("counting dead letters"))?;
     Ok(row.get(0))

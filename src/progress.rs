@@ -53,7 +53,10 @@ impl BackfillProgress {
     }
 
     pub fn total_rows(&self) -> u64 {
-        self.tables.iter().map(|t| t.rows.load(Ordering::Relaxed)).sum()
+        self.tables
+            .iter()
+            .map(|t| t.rows.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -100,8 +103,14 @@ impl Display {
 }
 
 enum View {
-    Bars { bars: Vec<ProgressBar>, total: ProgressBar },
-    Lines { last: Instant, json: bool },
+    Bars {
+        bars: Vec<ProgressBar>,
+        total: ProgressBar,
+    },
+    Lines {
+        last: Instant,
+        json: bool,
+    },
     Quiet,
 }
 
@@ -109,10 +118,14 @@ impl View {
     fn new(progress: &BackfillProgress, mode: DisplayMode) -> View {
         match mode {
             DisplayMode::Quiet => View::Quiet,
-            DisplayMode::Json => View::Lines { last: Instant::now(), json: true },
-            DisplayMode::Auto if !std::io::stdout().is_terminal() => {
-                View::Lines { last: Instant::now(), json: false }
-            }
+            DisplayMode::Json => View::Lines {
+                last: Instant::now(),
+                json: true,
+            },
+            DisplayMode::Auto if !std::io::stdout().is_terminal() => View::Lines {
+                last: Instant::now(),
+                json: false,
+            },
             DisplayMode::Auto => {
                 let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
                 let style = ProgressStyle::with_template(
@@ -169,7 +182,10 @@ impl View {
                 for t in &progress.tables {
                     let rows = t.rows.load(Ordering::Relaxed);
                     let estimate = t.estimated_rows.load(Ordering::Relaxed);
-                    let chunks = (t.chunks_done.load(Ordering::Relaxed), t.chunks_total.load(Ordering::Relaxed));
+                    let chunks = (
+                        t.chunks_done.load(Ordering::Relaxed),
+                        t.chunks_total.load(Ordering::Relaxed),
+                    );
                     if *json {
                         println!(
                             "{}",

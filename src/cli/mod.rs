@@ -1,1 +1,124 @@
-//! TODO
+//! What the user typed, as clap types; no I/O here. Commands resolve these into jobs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Move live PostgreSQL data into a new schema with zero downtime"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report everything that would stop a migration, each problem with its fix.
+    Check(CheckArgs),
+    /// Copy every source table through the plan's transforms into the target.
+    Backfill(BackfillArgs),
+    /// Show a migration's state.
+    Status(StatusArgs),
+    /// Drop the migration's slot and publication and mark it aborted.
+    Abort(AbortArgs),
+    /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
+    Demo(DemoArgs),
+}
+
+/// Where the data comes from and goes to.
+#[derive(Debug, Args, Clone)]
+pub struct Connections {
+    /// Source database: a postgres:// URL or key=value string.
+    #[arg(long, env = "SWITCHYARD_SOURCE", hide_env_values = true)]
+    pub source: String,
+    /// Target database (may be the source database itself).
+    #[arg(long, env = "SWITCHYARD_TARGET", hide_env_values = true)]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArg {
+    /// The plan file, e.g. transforms/legacy_to_projects/plan.toml.
+    #[arg(long)]
+    pub plan: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnErrorArg {
+    /// Rejected rows go to switchyard.dead_letters and the run goes on.
+    DeadLetter,
+    /// The run stops at the first rejected row.
+    Stop,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// Parallel copy workers (each one source and one target connection).
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+    /// Go on with an interrupted backfill: finished chunks are skipped.
+    #[arg(long)]
+    pub resume: bool,
+    /// Overrides the plan's on_error.
+    #[arg(long, value_enum)]
+    pub on_error: Option<OnErrorArg>,
+    /// Print progress as JSON events, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2)
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    /// Target database, where switchyard keeps its state.
+    #[arg(long, env = "SWITCHYARD_TARGET", hide_env_values = true)]
+    pub target: String,
+    /// Source database, to report the slot (optional).
+    #[arg(long, env = "SWITCHYARD_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Scale factor of the legacy data (1 = 100k projects, 20k services, 1M items).
+    #[arg(long, default_value_t = 0.05)]
+    pub scale: f64,
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+    /// Write transactions per second of the load kept running on the source.
+    #[arg(long, default_value_t = 200)]
+    pub write_rate: u32,
+}

@@ -1,1 +1,80 @@
-//! TODO
+//! One file per subcommand: each resolves its arguments into a job and runs it.
+
+pub mod abort;
+pub mod backfill;
+pub mod check;
+pub mod status;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command, OnErrorArg};
+use crate::pg::conninfo::ConnInfo;
+use crate::plan::{OnError, Plan};
+use crate::progress::DisplayMode;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(args).await,
+        Command::Backfill(args) => {
+            let plan = Plan::load(&args.plan.plan)?;
+            let job = backfill::BackfillJob {
+                on_error: match args.on_error {
+                    Some(OnErrorArg::Stop) => OnError::Stop,
+                    Some(OnErrorArg::DeadLetter) => OnError::DeadLetter,
+                    None => plan.on_error,
+                },
+                plan: Arc::new(plan),
+                source: ConnInfo::parse(&args.connections.source)?,
+                target: ConnInfo::parse(&args.connections.target)?,
+                jobs: args.jobs.max(1),
+                resume: args.resume,
+                display: if args.json {
+                    DisplayMode::Json
+                } else {
+                    DisplayMode::Auto
+                },
+            };
+            let json = args.json;
+            let summary = tokio::select! {
+                s = job.run() => s?,
+                _ = tokio::signal::ctrl_c() => {
+                    anyhow::bail!("interrupted: chunks in flight were rolled back; `switchyard backfill --resume` goes on");
+                }
+            };
+            backfill_report(&summary, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => status::run(args).await,
+        Command::Abort(args) => abort::run(args).await,
+        Command::Demo(_args) => anyhow::bail!("demo: not wired yet"),
+    }
+}
+
+fn backfill_report(s: &backfill::BackfillSummary, json: bool) {
+    let rate = s.rows as f64 / s.elapsed.as_secs_f64().max(0.001);
+    if json {
+        let reports: serde_json::Map<String, serde_json::Value> = s
+            .reports
+            .iter()
+            .map(|(k, v)| (k.clone(), (*v).into()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"event": "backfill_done", "rows": s.rows, "rejected": s.rejected,
+                "elapsed_s": s.elapsed.as_secs_f64(), "rows_per_s": rate,
+                "consistent_lsn": s.consistent_lsn.to_string(), "reports": reports})
+        );
+        return;
+    }
+    println!(
+        "backfill done: {} rows in {:.1}s ({rate:.0} rows/s), {} rejected (see switchyard.dead_letters); consistent from {}",
+        s.rows,
+        s.elapsed.as_secs_f64(),
+        s.rejected,
+        s.consistent_lsn
+    );
+    for (name, count) in &s.reports {
+        println!("  {name}: {count}");
+    }
+}

@@ -97,8 +97,11 @@ pub async fn connect(
 ) -> Result<tokio_postgres::Client, ConnectError> {
     let mut config = info.config().clone();
     config.application_name(application_name);
-    config.options(&startup_options(config.get_options()));
-    let all_unix = config.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+    config.options(startup_options(config.get_options()));
+    let all_unix = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, Host::Unix(_)));
     let tls = match info.ssl_mode() {
         _ if all_unix && !config.get_hosts().is_empty() => None,
         SslMode::Disable => None,
@@ -186,7 +189,9 @@ pub fn tls_setup(info: &ConnInfo) -> Result<Option<TlsSetup>, ConnectError> {
             let mut roots = RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| tls_error(format!("cannot read sslrootcert {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    tls_error(format!("cannot read sslrootcert {}: {e}", path.display()))
+                })?;
             let (added, _ignored) = roots.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(tls_error(format!(
@@ -194,9 +199,10 @@ pub fn tls_setup(info: &ConnInfo) -> Result<Option<TlsSetup>, ConnectError> {
                     path.display()
                 )));
             }
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots.into(), provider.clone())
-                .build()
-                .map_err(|e| tls_error(e.to_string()))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(roots.into(), provider.clone())
+                    .build()
+                    .map_err(|e| tls_error(e.to_string()))?;
             match mode {
                 SslMode::VerifyCa => Arc::new(IgnoreHostName { inner: webpki }),
                 _ => webpki,
@@ -243,7 +249,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -252,7 +263,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -310,10 +326,13 @@ impl ServerCertVerifier for IgnoreHostName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(TlsError::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -333,9 +352,13 @@ impl ServerCertVerifier for RecordCertificate {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        let verdict =
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
         Ok(verdict)
     }

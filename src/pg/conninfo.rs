@@ -34,6 +34,19 @@ pub enum SslMode {
     VerifyFull,
 }
 
+impl SslMode {
+    /// The libpq spelling, e.g. `verify-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
 impl FromStr for SslMode {
     type Err = ConnInfoError;
 
@@ -220,7 +233,9 @@ fn url_params(offset: usize, rest: &str) -> Result<Vec<Param>, ConnInfoError> {
     };
     let mut start = question + 1;
     while start < rest.len() {
-        let end = rest[start..].find('&').map_or(rest.len(), |amp| start + amp);
+        let end = rest[start..]
+            .find('&')
+            .map_or(rest.len(), |amp| start + amp);
         let pair = &rest[start..end];
         let eq = pair
             .find('=')

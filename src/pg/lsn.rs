@@ -60,7 +60,9 @@ impl fmt::Display for Lsn {
 
 /// Why a string is not an LSN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid LSN {input:?}: expected two hexadecimal numbers of up to 8 digits as in 16/B374D848")]
+#[error(
+    "invalid LSN {input:?}: expected two hexadecimal numbers of up to 8 digits as in 16/B374D848"
+)]
 pub struct ParseLsnError {
     input: String,
 }
@@ -100,7 +102,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text() {
-        for bad in ["", "/", "1/", "/1", "1", "1/2/3", "+1/2", "g/0", "123456789/0", " 1/2"] {
+        for bad in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "1",
+            "1/2/3",
+            "+1/2",
+            "g/0",
+            "123456789/0",
+            " 1/2",
+        ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?} parsed");
         }
     }

@@ -43,18 +43,28 @@ pub enum BackfillError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error("{table}: row {key} rejected ({reason}); stopping because of --on-error stop")]
-    BadRow { table: String, key: String, reason: String },
+    BadRow {
+        table: String,
+        key: String,
+        reason: String,
+    },
     #[error("a transform worker panicked")]
     WorkerPanicked,
 }
 
 impl BackfillError {
     pub fn source(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        BackfillError::Source { context: context.into(), source }
+        BackfillError::Source {
+            context: context.into(),
+            source,
+        }
     }
 
     pub fn target(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        BackfillError::Target { context: context.into(), source }
+        BackfillError::Target {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -73,7 +83,12 @@ pub async fn copy_chunks(
     for reader in readers {
         let mut writer_client = connect(target, "switchyard backfill").await?;
         let writers = output_writers(&writer_client, &ctx, resumed).await?;
-        let (ctx, queue, failed, progress) = (Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&failed), Arc::clone(&progress));
+        let (ctx, queue, failed, progress) = (
+            Arc::clone(&ctx),
+            Arc::clone(&queue),
+            Arc::clone(&failed),
+            Arc::clone(&progress),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 if failed.load(Ordering::Relaxed) {
@@ -124,7 +139,11 @@ pub async fn copy_chunks(
 
 /// Writers for every output of every source, indexed like the plan; staging tables get a
 /// number unique across the plan.
-async fn output_writers(client: &Client, ctx: &ChunkContext, resumed: bool) -> Result<Vec<Vec<OutputWriter>>, BackfillError> {
+async fn output_writers(
+    client: &Client,
+    ctx: &ChunkContext,
+    resumed: bool,
+) -> Result<Vec<Vec<OutputWriter>>, BackfillError> {
     let mut all = Vec::new();
     let mut index = 0;
     for source in &ctx.plan.sources {

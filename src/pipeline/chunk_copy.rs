@@ -70,7 +70,8 @@ pub async fn copy_chunk(
         rejected += batch_rejected as i64;
         progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
         rejected_total.fetch_add(batch_rejected, Ordering::Relaxed);
-        next = following.map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+        next = following
+            .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
     }
     checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
     tx.commit()
@@ -81,12 +82,19 @@ pub async fn copy_chunk(
 }
 
 /// Runs the transform of one batch on the rayon pool, keeping tokio's threads for I/O.
-async fn transform_on_pool(ctx: &ChunkContext, source_index: usize, batch: Bytes) -> Result<TransformedBatch, BackfillError> {
+async fn transform_on_pool(
+    ctx: &ChunkContext,
+    source_index: usize,
+    batch: Bytes,
+) -> Result<TransformedBatch, BackfillError> {
     let (done, result) = oneshot::channel();
     let plan = Arc::clone(&ctx.plan);
     let lookups = Arc::clone(&ctx.lookups);
     rayon::spawn(move || {
-        let env = Env { maps: &plan.maps, lookups: &*lookups };
+        let env = Env {
+            maps: &plan.maps,
+            lookups: &*lookups,
+        };
         let _ = done.send(transform_batch(&plan.sources[source_index], &env, &batch));
     });
     result.await.map_err(|_| BackfillError::WorkerPanicked)
@@ -105,7 +113,10 @@ async fn write_batch(
     let mut letters: Vec<DeadLetter> = batch
         .rejected
         .into_iter()
-        .map(|rejected| DeadLetter { rejected, output_table: None })
+        .map(|rejected| DeadLetter {
+            rejected,
+            output_table: None,
+        })
         .collect();
     for (writer, rows) in writers.iter().zip(&batch.outputs) {
         for (row, reason) in writer.write(tx, rows).await? {
@@ -122,8 +133,14 @@ async fn write_batch(
             reason: first.rejected.reason.clone(),
         });
     }
-    dead_letter::write(tx, &ctx.migration, "backfill", &source.table.to_string(), &letters)
-        .await
-        .map_err(|e| BackfillError::target("writing dead letters", e))?;
+    dead_letter::write(
+        tx,
+        &ctx.migration,
+        "backfill",
+        &source.table.to_string(),
+        &letters,
+    )
+    .await
+    .map_err(|e| BackfillError::target("writing dead letters", e))?;
     Ok((batch.source_rows, letters.len() as u64))
 }

@@ -50,11 +50,24 @@ pub struct WriteError {
 impl OutputWriter {
     /// Prepares the writer; `staged` outputs get their temporary table on `client` now,
     /// outside any transaction, so that it survives chunk rollbacks.
-    pub async fn new(client: &Client, index: usize, output: &OutputPlan, resumed: bool) -> Result<OutputWriter, WriteError> {
+    pub async fn new(
+        client: &Client,
+        index: usize,
+        output: &OutputPlan,
+        resumed: bool,
+    ) -> Result<OutputWriter, WriteError> {
         let table = output.table.quoted();
-        let columns = output.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let columns = output
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
         let direct = output.mode == WriteMode::Upsert && !resumed;
-        let err = |source| WriteError { table: output.table.to_string(), source };
+        let err = |source| WriteError {
+            table: output.table.to_string(),
+            source,
+        };
         if direct {
             return Ok(OutputWriter {
                 copy_sql: format!("COPY {table} ({columns}) FROM STDIN"),
@@ -69,7 +82,12 @@ impl OutputWriter {
             ))
             .await
             .map_err(err)?;
-        let key = output.key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let key = output
+            .key
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
         let action = match output.mode {
             WriteMode::InsertIfAbsent => "DO NOTHING".to_owned(),
             WriteMode::Upsert => {
@@ -106,10 +124,15 @@ impl OutputWriter {
     }
 
     /// Writes `rows`, returning the rows the target refused (already rolled back).
-    pub async fn write(&self, tx: &Transaction<'_>, rows: &OutputRows) -> Result<Vec<Refused>, WriteError> {
+    pub async fn write(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &OutputRows,
+    ) -> Result<Vec<Refused>, WriteError> {
         let mut refused = Vec::new();
         if !rows.is_empty() {
-            self.write_range(tx, rows, 0..rows.len(), &mut refused).await?;
+            self.write_range(tx, rows, 0..rows.len(), &mut refused)
+                .await?;
         }
         Ok(refused)
     }
@@ -122,11 +145,18 @@ impl OutputWriter {
         refused: &'a mut Vec<Refused>,
     ) -> Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>> {
         Box::pin(async move {
-            let err = |source| WriteError { table: self.table.clone(), source };
-            tx.batch_execute("SAVEPOINT switchyard_batch").await.map_err(err)?;
+            let err = |source| WriteError {
+                table: self.table.clone(),
+                source,
+            };
+            tx.batch_execute("SAVEPOINT switchyard_batch")
+                .await
+                .map_err(err)?;
             match self.attempt(tx, rows.slice(range.clone())).await {
                 Ok(()) => {
-                    tx.batch_execute("RELEASE SAVEPOINT switchyard_batch").await.map_err(err)?;
+                    tx.batch_execute("RELEASE SAVEPOINT switchyard_batch")
+                        .await
+                        .map_err(err)?;
                     Ok(())
                 }
                 Err(e) if is_row_error(&e) => {
@@ -138,7 +168,8 @@ impl OutputWriter {
                         return Ok(());
                     }
                     let mid = range.start + range.len() / 2;
-                    self.write_range(tx, rows, range.start..mid, refused).await?;
+                    self.write_range(tx, rows, range.start..mid, refused)
+                        .await?;
                     self.write_range(tx, rows, mid..range.end, refused).await
                 }
                 Err(e) => Err(err(e)),
@@ -146,7 +177,11 @@ impl OutputWriter {
         })
     }
 
-    async fn attempt(&self, tx: &Transaction<'_>, data: &[u8]) -> Result<(), tokio_postgres::Error> {
+    async fn attempt(
+        &self,
+        tx: &Transaction<'_>,
+        data: &[u8],
+    ) -> Result<(), tokio_postgres::Error> {
         let sink = tx.copy_in::<_, Bytes>(&self.copy_sql).await?;
         futures_util::pin_mut!(sink);
         sink.send(Bytes::copy_from_slice(data)).await?;
@@ -164,7 +199,9 @@ impl OutputWriter {
 fn is_row_error(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| {
         let code = c.code();
-        code.starts_with("22") || code.starts_with("23") || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+        code.starts_with("22")
+            || code.starts_with("23")
+            || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
     })
 }
 

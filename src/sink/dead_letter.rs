@@ -34,7 +34,15 @@ pub async fn write(
                     (migration, phase, source_table, output_table, source_key, row_data, reason)
              SELECT $1, $2, $3, o, k::jsonb, r::jsonb, why
                FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(o, k, r, why)",
-            &[&migration, &phase, &source_table, &outputs, &keys, &rows, &reasons],
+            &[
+                &migration,
+                &phase,
+                &source_table,
+                &outputs,
+                &keys,
+                &rows,
+                &reasons,
+            ],
         )
         .await?;
     Ok(())

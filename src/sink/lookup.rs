@@ -34,15 +34,27 @@ pub struct LookupCache {
 
 impl LookupCache {
     /// Loads every lookup table into memory and starts the resolver on `client`.
-    pub async fn start(client: Client, lookups: &[LookupPlan]) -> Result<LookupCache, tokio_postgres::Error> {
+    pub async fn start(
+        client: Client,
+        lookups: &[LookupPlan],
+    ) -> Result<LookupCache, tokio_postgres::Error> {
         let mut tables = Vec::with_capacity(lookups.len());
         let mut statements = Vec::with_capacity(lookups.len());
         for l in lookups {
-            let (table, id, value) = (l.table.quoted(), quote_ident(&l.id_column), quote_ident(&l.value_column));
+            let (table, id, value) = (
+                l.table.quoted(),
+                quote_ident(&l.id_column),
+                quote_ident(&l.value_column),
+            );
             let rows = client
-                .query(&format!("SELECT {value}::text, {id}::int8 FROM {table}"), &[])
+                .query(
+                    &format!("SELECT {value}::text, {id}::int8 FROM {table}"),
+                    &[],
+                )
                 .await?;
-            tables.push(RwLock::new(rows.iter().map(|r| (r.get(0), r.get(1))).collect()));
+            tables.push(RwLock::new(
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            ));
             statements.push(format!(
                 "WITH ins AS (INSERT INTO {table} ({value}) VALUES ($1) ON CONFLICT ({value}) DO NOTHING RETURNING {id})
                  SELECT {id}::int8 FROM ins UNION ALL SELECT {id}::int8 FROM {table} WHERE {value} = $1 LIMIT 1"
@@ -67,18 +79,29 @@ async fn resolve(client: Client, statements: Vec<String>, mut misses: mpsc::Rece
 
 impl Lookups for LookupCache {
     fn id(&self, lookup: usize, name: &str) -> Result<i64, EvalError> {
-        if let Some(id) = self.tables[lookup].read().expect("lookup cache poisoned").get(name) {
+        if let Some(id) = self.tables[lookup]
+            .read()
+            .expect("lookup cache poisoned")
+            .get(name)
+        {
             return Ok(*id);
         }
         let (reply, answer) = oneshot::channel();
         self.misses
-            .blocking_send(Miss { lookup, value: name.to_owned(), reply })
+            .blocking_send(Miss {
+                lookup,
+                value: name.to_owned(),
+                reply,
+            })
             .map_err(|_| EvalError::new("lookup resolver stopped"))?;
         let id = answer
             .blocking_recv()
             .map_err(|_| EvalError::new("lookup resolver stopped"))?
             .map_err(EvalError::new)?;
-        self.tables[lookup].write().expect("lookup cache poisoned").insert(name.to_owned(), id);
+        self.tables[lookup]
+            .write()
+            .expect("lookup cache poisoned")
+            .insert(name.to_owned(), id);
         Ok(id)
     }
 }

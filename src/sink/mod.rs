@@ -2,3 +2,4 @@
 pub mod copy_in;
 pub mod dead_letter;
 pub mod lookup;
+pub mod preflight;

@@ -30,7 +30,10 @@ pub struct TableSize {
     pub estimated_rows: i64,
 }
 
-pub async fn table_size(client: &impl GenericClient, table: &TableName) -> Result<TableSize, tokio_postgres::Error> {
+pub async fn table_size(
+    client: &impl GenericClient,
+    table: &TableName,
+) -> Result<TableSize, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT pg_relation_size(c.oid, 'main') / current_setting('block_size')::int8,
@@ -41,7 +44,11 @@ pub async fn table_size(client: &impl GenericClient, table: &TableName) -> Resul
             &[&table.schema, &table.name],
         )
         .await?;
-    Ok(TableSize { blocks: row.get(0), block_size: row.get(1), estimated_rows: row.get(2) })
+    Ok(TableSize {
+        blocks: row.get(0),
+        block_size: row.get(1),
+        estimated_rows: row.get(2),
+    })
 }
 
 /// Block ranges covering the whole table, the last one open-ended.
@@ -86,7 +93,11 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_block_once_and_the_last_is_open() {
-        let size = TableSize { blocks: 1000, block_size: 8192, estimated_rows: 0 };
+        let size = TableSize {
+            blocks: 1000,
+            block_size: 8192,
+            estimated_rows: 0,
+        };
         let chunks = plan_chunks(&table(), size, 2);
         assert_eq!(chunks.len(), 8);
         assert_eq!(chunks[0].first_block, 0);
@@ -98,7 +109,11 @@ mod tests {
 
     #[test]
     fn an_empty_table_is_one_open_chunk() {
-        let size = TableSize { blocks: 0, block_size: 8192, estimated_rows: 0 };
+        let size = TableSize {
+            blocks: 0,
+            block_size: 8192,
+            estimated_rows: 0,
+        };
         let chunks = plan_chunks(&table(), size, 4);
         assert_eq!(chunks.len(), 1);
         assert_eq!((chunks[0].first_block, chunks[0].end_block), (0, None));
@@ -106,8 +121,15 @@ mod tests {
 
     #[test]
     fn large_tables_get_chunks_by_size() {
-        let size = TableSize { blocks: 100_000, block_size: 8192, estimated_rows: 0 };
+        let size = TableSize {
+            blocks: 100_000,
+            block_size: 8192,
+            estimated_rows: 0,
+        };
         let chunks = plan_chunks(&table(), size, 2);
-        assert_eq!(chunks.len() as i64, (100_000 * 8192_i64 + CHUNK_HEAP_BYTES - 1) / CHUNK_HEAP_BYTES);
+        assert_eq!(
+            chunks.len() as i64,
+            (100_000 * 8192_i64 + CHUNK_HEAP_BYTES - 1) / CHUNK_HEAP_BYTES
+        );
     }
 }

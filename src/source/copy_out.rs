@@ -33,28 +33,35 @@ pub async fn start(
     chunk: &Chunk,
 ) -> Result<Batches, tokio_postgres::Error> {
     let stream = client.copy_out(&copy_sql(source, chunk)).await?;
-    Ok(Batches { stream: Box::pin(stream), buf: BytesMut::with_capacity(BATCH_BYTES) })
+    Ok(Batches {
+        stream: Box::pin(stream),
+        buf: BytesMut::with_capacity(BATCH_BYTES),
+        ended: false,
+    })
 }
 
 /// COPY output regrouped into batches of whole lines (PostgreSQL sends one row per message).
 pub struct Batches {
     stream: std::pin::Pin<Box<CopyOutStream>>,
     buf: BytesMut,
+    /// The stream must not be polled after its end: the connection has moved on by then.
+    ended: bool,
 }
 
 impl Batches {
     /// The next batch, or `None` at the end of the chunk.
     pub async fn next(&mut self) -> Result<Option<Bytes>, tokio_postgres::Error> {
-        while self.buf.len() < BATCH_BYTES {
+        while !self.ended && self.buf.len() < BATCH_BYTES {
             match self.stream.next().await {
                 Some(row) => self.buf.extend_from_slice(&row?),
-                None => break,
+                None => self.ended = true,
             }
         }
         if self.buf.is_empty() {
             return Ok(None);
         }
-        Ok(Some(std::mem::replace(&mut self.buf, BytesMut::with_capacity(BATCH_BYTES)).freeze()))
+        Ok(Some(
+            std::mem::replace(&mut self.buf, BytesMut::with_capacity(BATCH_BYTES)).freeze(),
+        ))
     }
 }
-

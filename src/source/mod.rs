@@ -1,3 +1,10 @@
-//! Reads the source: preflight checks, the slot and its snapshot, chunking, COPY out.
+//! Reads the source database: preflight checks, the publication, the replication connection
+//! that creates the slot and exports the backfill snapshot, chunking, and COPY out.
+
 pub mod chunks;
 pub mod copy_out;
+pub mod preflight;
+pub mod publication;
+pub mod replication;
+pub mod slot;
+pub mod snapshot;

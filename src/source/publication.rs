@@ -8,7 +8,11 @@ use crate::pg::ident::{quote_ident, TableName};
 
 /// Creates the publication, or leaves a pre-created one (least privilege: a DBA may create it
 /// and grant nothing else) as it is.
-pub async fn ensure(client: &Client, name: &str, tables: &[&TableName]) -> Result<(), tokio_postgres::Error> {
+pub async fn ensure(
+    client: &Client,
+    name: &str,
+    tables: &[&TableName],
+) -> Result<(), tokio_postgres::Error> {
     let exists = client
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
         .await?

@@ -13,7 +13,10 @@ pub struct SlotState {
     pub wal_status: Option<String>,
 }
 
-pub async fn state(client: &Client, slot: &str) -> Result<Option<SlotState>, tokio_postgres::Error> {
+pub async fn state(
+    client: &Client,
+    slot: &str,
+) -> Result<Option<SlotState>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT active, coalesce((pg_current_wal_lsn() - restart_lsn)::int8, 0), wal_status
@@ -21,7 +24,11 @@ pub async fn state(client: &Client, slot: &str) -> Result<Option<SlotState>, tok
             &[&slot],
         )
         .await?;
-    Ok(row.map(|r| SlotState { active: r.get(0), retained_bytes: r.get(1), wal_status: r.get(2) }))
+    Ok(row.map(|r| SlotState {
+        active: r.get(0),
+        retained_bytes: r.get(1),
+        wal_status: r.get(2),
+    }))
 }
 
 /// Drops the slot if it exists; a slot still in use by a walsender is terminated first.

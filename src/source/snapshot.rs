@@ -38,7 +38,11 @@ pub enum SnapshotError {
 
 /// Opens `count` source connections, each in a read-only repeatable-read transaction that
 /// imported `snapshot`.
-pub async fn open_readers(info: &ConnInfo, count: usize, snapshot: &str) -> Result<Vec<Client>, SnapshotError> {
+pub async fn open_readers(
+    info: &ConnInfo,
+    count: usize,
+    snapshot: &str,
+) -> Result<Vec<Client>, SnapshotError> {
     let mut readers = Vec::with_capacity(count);
     for _ in 0..count {
         let client = connect(info, "switchyard backfill reader").await?;
@@ -48,7 +52,10 @@ pub async fn open_readers(info: &ConnInfo, count: usize, snapshot: &str) -> Resu
                 quote_literal(snapshot)
             ))
             .await
-            .map_err(|source| SnapshotError::Import { snapshot: snapshot.to_owned(), source })?;
+            .map_err(|source| SnapshotError::Import {
+                snapshot: snapshot.to_owned(),
+                source,
+            })?;
         readers.push(client);
     }
     Ok(readers)
@@ -65,7 +72,10 @@ pub async fn export_fresh(info: &ConnInfo) -> Result<(Client, String, Lsn), Snap
     // The snapshot is taken at the first query; the WAL position read right after it is at or
     // past every commit the snapshot sees.
     let row = client
-        .query_one("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text", &[])
+        .query_one(
+            "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text",
+            &[],
+        )
         .await
         .map_err(SnapshotError::Export)?;
     let lsn: String = row.get(1);

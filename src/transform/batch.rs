@@ -29,8 +29,16 @@ impl OutputRows {
 
     /// The COPY text of rows `range`.
     pub fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
-        let start = if range.start == 0 { 0 } else { self.row_ends[range.start - 1] as usize };
-        let end = if range.end == 0 { 0 } else { self.row_ends[range.end - 1] as usize };
+        let start = if range.start == 0 {
+            0
+        } else {
+            self.row_ends[range.start - 1] as usize
+        };
+        let end = if range.end == 0 {
+            0
+        } else {
+            self.row_ends[range.end - 1] as usize
+        };
         &self.data[start..end]
     }
 }
@@ -49,7 +57,9 @@ pub fn transform_batch(source: &SourcePlan, env: &Env<'_>, text: &[u8]) -> Trans
     let mut buffers: Vec<Vec<u8>> = (0..source.outputs.len())
         .map(|_| Vec::with_capacity(text.len()))
         .collect();
-    let mut outputs: Vec<OutputRows> = (0..source.outputs.len()).map(|_| OutputRows::default()).collect();
+    let mut outputs: Vec<OutputRows> = (0..source.outputs.len())
+        .map(|_| OutputRows::default())
+        .collect();
     let mut rejected = Vec::new();
     let mut source_rows = 0;
     for line in lines(text) {
@@ -71,7 +81,11 @@ pub fn transform_batch(source: &SourcePlan, env: &Env<'_>, text: &[u8]) -> Trans
     for (buf, out) in buffers.into_iter().zip(outputs.iter_mut()) {
         out.data = buf;
     }
-    TransformedBatch { outputs, rejected, source_rows }
+    TransformedBatch {
+        outputs,
+        rejected,
+        source_rows,
+    }
 }
 
 /// Describes the source line at `origin` of a batch, for a row the target refused.

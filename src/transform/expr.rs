@@ -131,3 +131,52 @@ impl Function {
         })
     }
 }
+
+impl Expr {
+    /// Visits this node and every node below it.
+    pub fn walk(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Literal(_) | Expr::Column(_) | Expr::Derived(_) => {}
+            Expr::Cast(e, _) | Expr::Not(e) | Expr::Negate(e) => e.walk(f),
+            Expr::IsNull { expr, .. } => expr.walk(f),
+            Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::Compare(_, a, b)
+            | Expr::Arith(_, a, b)
+            | Expr::Concat(a, b) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            Expr::IsDistinct { left, right, .. } => {
+                left.walk(f);
+                right.walk(f);
+            }
+            Expr::InList { expr, list, .. } => {
+                expr.walk(f);
+                list.iter().for_each(|e| e.walk(f));
+            }
+            Expr::Case {
+                operand,
+                branches,
+                otherwise,
+            } => {
+                operand.iter().for_each(|e| e.walk(f));
+                for (w, t) in branches {
+                    w.walk(f);
+                    t.walk(f);
+                }
+                otherwise.iter().for_each(|e| e.walk(f));
+            }
+            Expr::Call(_, args) => args.iter().for_each(|e| e.walk(f)),
+            Expr::RegexpReplace {
+                input, replacement, ..
+            } => {
+                input.walk(f);
+                replacement.walk(f);
+            }
+            Expr::UuidV5 { name, .. } => name.walk(f),
+            Expr::Map { input, .. } | Expr::Lookup { input, .. } => input.walk(f),
+        }
+    }
+}

@@ -3,9 +3,9 @@
 //! A source row goes in, zero or more output rows come out ([`row::SourceTransform`]), so a
 //! filter, a split into several tables and a merge of several sources are the same shape.
 
+pub mod batch;
 pub mod cast;
 pub mod eval;
-pub mod batch;
 pub mod expr;
 mod functions;
 pub mod row;

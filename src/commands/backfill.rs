@@ -1,0 +1,300 @@
+//! `switchyard backfill`: record the migration, create the target schema, the publication and
+//! the slot, copy every chunk under the slot's snapshot, then run the after-backfill SQL.
+//!
+//! ```text
+//!  check ─> record migration ─> before SQL ─> publication ─> slot + exported snapshot
+//!        ─> readers import it ─> slot connection closes ─> chunk list ─> worker pool
+//!        ─> after SQL ─> reports ─> status backfilled (the slot waits for the consumer)
+//! ```
+//! A failure after the slot exists keeps slot and chunk list: `--resume` goes on, `abort`
+//! removes them. A failure before leaves nothing behind.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio_postgres::Client;
+
+use crate::checkpoint::{self, Migration, MigrationStatus};
+use crate::pg::connect::connect;
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::lsn::Lsn;
+use crate::pipeline::backfill::copy_chunks;
+use crate::pipeline::chunk_copy::ChunkContext;
+use crate::plan::{OnError, Plan};
+use crate::progress::{BackfillProgress, Display, DisplayMode};
+use crate::sink::lookup::LookupCache;
+use crate::source::chunks::{plan_chunks, table_size};
+use crate::source::preflight::Severity;
+use crate::source::replication::ReplicationConnection;
+use crate::source::{publication, slot, snapshot};
+
+use super::check::check_all;
+
+/// How often the display's "slot holds" figure is refreshed from the source.
+const SLOT_POLL: Duration = Duration::from_secs(2);
+
+/// A backfill as resolved from the command line (or built by the demo and the tests).
+pub struct BackfillJob {
+    pub plan: Arc<Plan>,
+    pub source: ConnInfo,
+    pub target: ConnInfo,
+    pub jobs: usize,
+    pub resume: bool,
+    pub on_error: OnError,
+    pub display: DisplayMode,
+}
+
+/// What a finished backfill reports.
+#[derive(Debug, Clone)]
+pub struct BackfillSummary {
+    pub rows: u64,
+    pub rejected: u64,
+    pub elapsed: Duration,
+    pub consistent_lsn: Lsn,
+    pub reports: Vec<(String, i64)>,
+}
+
+impl BackfillJob {
+    pub async fn run(self) -> anyhow::Result<BackfillSummary> {
+        let started = Instant::now();
+        let plan = Arc::clone(&self.plan);
+        let findings = check_all(&plan, &self.source, &self.target).await?;
+        let errors: Vec<String> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect();
+        if !errors.is_empty() {
+            bail!("the migration cannot start:\n{}", errors.join("\n"));
+        }
+        let source = connect(&self.source, "switchyard backfill").await?;
+        let mut target = connect(&self.target, "switchyard backfill").await?;
+        checkpoint::ensure_schema(&target).await?;
+        let existing = checkpoint::load(&target, &plan.name).await?;
+        let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
+
+        let (readers, chunks, consistent_lsn) = match (&existing, self.resume) {
+            (Some(m), true) => self.resume_snapshot(&target, m, &progress).await?,
+            (Some(m), false) if m.status != MigrationStatus::Aborted => bail!(
+                "migration {} already exists (status {}): run `switchyard backfill --resume` to go on, or `switchyard abort` to start over",
+                plan.name,
+                m.status
+            ),
+            (None, true) => bail!("there is no migration {} to resume; run `switchyard backfill` without --resume", plan.name),
+            _ => self.fresh_snapshot(&source, &mut target, &progress).await?,
+        };
+
+        let lookup_client = connect(&self.target, "switchyard lookups").await?;
+        let lookups = Arc::new(
+            LookupCache::start(lookup_client, &plan.lookups)
+                .await
+                .context("loading lookup tables")?,
+        );
+        let ctx = Arc::new(ChunkContext {
+            plan: Arc::clone(&plan),
+            migration: plan.name.clone(),
+            lookups,
+            on_error: self.on_error,
+        });
+        let display = Display::start(Arc::clone(&progress), self.display);
+        let poller = tokio::spawn(poll_slot(Arc::clone(&progress), source, plan.slot_name()));
+        let copied = copy_chunks(
+            ctx,
+            chunks,
+            readers,
+            &self.target,
+            self.resume,
+            Arc::clone(&progress),
+        )
+        .await;
+        poller.abort();
+        display.finish().await;
+        if let Err(e) = copied {
+            return Err(anyhow::Error::new(e).context(format!(
+                "backfill of {} stopped; the slot and the finished chunks are kept: `switchyard backfill --resume` goes on, `switchyard abort` removes everything",
+                plan.name
+            )));
+        }
+
+        for file in &plan.phases.after_backfill {
+            target
+                .batch_execute(&file.sql)
+                .await
+                .with_context(|| format!("running {}", file.path.display()))?;
+        }
+        let mut reports = Vec::new();
+        for (name, sql) in &plan.reports {
+            let count: i64 = target
+                .query_one(sql.as_str(), &[])
+                .await
+                .with_context(|| format!("report {name:?}"))?
+                .get(0);
+            reports.push((name.clone(), count));
+        }
+        checkpoint::set_status(&target, &plan.name, MigrationStatus::Backfilled, None).await?;
+        Ok(BackfillSummary {
+            rows: progress.total_rows(),
+            rejected: progress.rejected.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+            consistent_lsn,
+            reports,
+        })
+    }
+
+    /// First run: the slot's exported snapshot, imported by every reader.
+    async fn fresh_snapshot(
+        &self,
+        source: &Client,
+        target: &mut Client,
+        progress: &BackfillProgress,
+    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+        let plan = &self.plan;
+        checkpoint::create(
+            target,
+            &Migration {
+                name: plan.name.clone(),
+                plan_checksum: plan.checksum.clone(),
+                status: MigrationStatus::Created,
+                slot_name: plan.slot_name(),
+                publication: plan.publication_name(),
+                snapshot_lsn: None,
+                consistent_lsn: None,
+                applied_lsn: None,
+                message: None,
+            },
+        )
+        .await?;
+        for file in &plan.phases.before_backfill {
+            target
+                .batch_execute(&file.sql)
+                .await
+                .with_context(|| format!("running {}", file.path.display()))?;
+        }
+        let tables: Vec<_> = plan.sources.iter().map(|s| &s.table).collect();
+        publication::ensure(source, &plan.publication_name(), &tables)
+            .await
+            .context("creating the publication")?;
+        let mut replication = ReplicationConnection::connect(&self.source).await?;
+        let created = replication
+            .create_logical_slot_exporting_snapshot(&plan.slot_name())
+            .await?;
+        // From here on the slot exists: a failure must leave it for --resume or abort.
+        let readers = snapshot::open_readers(&self.source, self.jobs, &created.snapshot_name).await;
+        // The snapshot is imported (or failed): the slot connection is no longer needed.
+        let _ = replication.close().await;
+        let readers = readers?;
+        checkpoint::set_status(target, &plan.name, MigrationStatus::Backfilling, None).await?;
+        checkpoint::set_lsns(
+            target,
+            &plan.name,
+            Some(created.consistent_point),
+            created.consistent_point,
+        )
+        .await?;
+        let mut chunks = Vec::new();
+        for (source_plan, table_progress) in plan.sources.iter().zip(&progress.tables) {
+            let size = table_size(&readers[0], &source_plan.table).await?;
+            let table_chunks = plan_chunks(&source_plan.table, size, self.jobs);
+            table_progress
+                .estimated_rows
+                .store(size.estimated_rows.max(0) as u64, Ordering::Relaxed);
+            table_progress
+                .chunks_total
+                .store(table_chunks.len() as u64, Ordering::Relaxed);
+            chunks.extend(table_chunks);
+        }
+        checkpoint::insert_chunks(target, &plan.name, &chunks).await?;
+        Ok((readers, interleave(chunks), created.consistent_point))
+    }
+
+    /// Resume: the exported snapshot is gone; a fresh one reads the chunks not yet done.
+    async fn resume_snapshot(
+        &self,
+        target: &Client,
+        m: &Migration,
+        progress: &BackfillProgress,
+    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+        let plan = &self.plan;
+        if m.plan_checksum != plan.checksum {
+            bail!("the plan or its SQL files changed since the backfill started; `switchyard abort` and start over");
+        }
+        if m.status != MigrationStatus::Backfilling {
+            bail!(
+                "migration {} is {}, not an interrupted backfill",
+                plan.name,
+                m.status
+            );
+        }
+        let probe = connect(&self.source, "switchyard backfill").await?;
+        if slot::state(&probe, &m.slot_name).await?.is_none() {
+            bail!("slot {} is gone, so changes since the snapshot are lost: `switchyard abort` and start over", m.slot_name);
+        }
+        let (holder, snapshot_name, lsn) = snapshot::export_fresh(&self.source).await?;
+        let readers = snapshot::open_readers(&self.source, self.jobs, &snapshot_name).await?;
+        drop(holder);
+        checkpoint::set_lsns(target, &plan.name, None, lsn).await?;
+        let pending = checkpoint::pending_chunks(target, &plan.name).await?;
+        for (table, done, total, rows) in checkpoint::chunk_progress(target, &plan.name).await? {
+            let Some(i) = plan
+                .sources
+                .iter()
+                .position(|s| s.table.to_string() == table)
+            else {
+                continue;
+            };
+            progress.tables[i]
+                .chunks_done
+                .store(done as u64, Ordering::Relaxed);
+            progress.tables[i]
+                .chunks_total
+                .store(total as u64, Ordering::Relaxed);
+            progress.tables[i]
+                .rows
+                .store(rows as u64, Ordering::Relaxed);
+        }
+        for (source_plan, table_progress) in plan.sources.iter().zip(&progress.tables) {
+            let size = table_size(&readers[0], &source_plan.table).await?;
+            table_progress
+                .estimated_rows
+                .store(size.estimated_rows.max(0) as u64, Ordering::Relaxed);
+        }
+        Ok((readers, interleave(pending), lsn))
+    }
+}
+
+/// Orders chunks round-robin across tables, so all tables progress together and a small table
+/// does not wait behind a large one.
+fn interleave(chunks: Vec<checkpoint::Chunk>) -> Vec<checkpoint::Chunk> {
+    let mut by_table: Vec<std::collections::VecDeque<checkpoint::Chunk>> = Vec::new();
+    for c in chunks {
+        match by_table
+            .iter_mut()
+            .find(|q| q.front().is_some_and(|f| f.source_table == c.source_table))
+        {
+            Some(q) => q.push_back(c),
+            None => by_table.push(std::collections::VecDeque::from([c])),
+        }
+    }
+    let mut out = Vec::new();
+    while by_table.iter().any(|q| !q.is_empty()) {
+        for q in &mut by_table {
+            if let Some(c) = q.pop_front() {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+async fn poll_slot(progress: Arc<BackfillProgress>, source: Client, slot_name: String) {
+    loop {
+        if let Ok(Some(state)) = slot::state(&source, &slot_name).await {
+            progress
+                .slot_retained_bytes
+                .store(state.retained_bytes, Ordering::Relaxed);
+        }
+        tokio::time::sleep(SLOT_POLL).await;
+    }
+}

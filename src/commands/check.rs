@@ -1,0 +1,59 @@
+//! `switchyard check`: everything that can be known before work starts, reported together.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::CheckArgs;
+use crate::pg::connect::connect;
+use crate::pg::conninfo::ConnInfo;
+use crate::plan::Plan;
+use crate::sink;
+use crate::source::preflight::{self, Finding, Severity};
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let plan = Plan::load(&args.plan.plan)?;
+    let source = ConnInfo::parse(&args.connections.source)?;
+    let target = ConnInfo::parse(&args.connections.target)?;
+    let findings = check_all(&plan, &source, &target).await?;
+    for f in &findings {
+        println!("{f}");
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    println!(
+        "{}: {errors} error(s), {} warning(s)",
+        plan.path.display(),
+        findings.len() - errors
+    );
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Source and target checks, errors first.
+pub async fn check_all(
+    plan: &Plan,
+    source: &ConnInfo,
+    target: &ConnInfo,
+) -> anyhow::Result<Vec<Finding>> {
+    let source_client = connect(source, "switchyard check").await?;
+    let mut target_client = connect(target, "switchyard check").await?;
+    let mut findings = preflight::check(&source_client, plan)
+        .await
+        .context("checking the source")?;
+    let types = sink::preflight::source_column_types(&source_client, plan)
+        .await
+        .context("reading source column types")?;
+    findings.extend(
+        sink::preflight::check(&mut target_client, plan, &types)
+            .await
+            .context("checking the target")?,
+    );
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    Ok(findings)
+}

@@ -1,0 +1,80 @@
+//! `switchyard status`: the migration's state, one shot, read from the target (and the slot
+//! from the source when given).
+
+use std::process::ExitCode;
+
+use crate::checkpoint;
+use crate::cli::StatusArgs;
+use crate::pg::connect::connect;
+use crate::pg::conninfo::ConnInfo;
+use crate::plan::Plan;
+use crate::progress::human_bytes;
+use crate::source::slot;
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let plan = Plan::load(&args.plan.plan)?;
+    let target = connect(&ConnInfo::parse(&args.target)?, "switchyard status").await?;
+    let Some(m) = checkpoint::load(&target, &plan.name).await? else {
+        println!("migration {}: not started", plan.name);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let chunks = checkpoint::chunk_progress(&target, &plan.name).await?;
+    let dead = checkpoint::dead_letter_count(&target, &plan.name).await?;
+    let slot_state = match &args.source {
+        Some(s) => {
+            slot::state(
+                &connect(&ConnInfo::parse(s)?, "switchyard status").await?,
+                &m.slot_name,
+            )
+            .await?
+        }
+        None => None,
+    };
+    if args.json {
+        let tables: Vec<_> = chunks
+            .iter()
+            .map(|(t, done, total, rows)| serde_json::json!({"table": t, "chunks_done": done, "chunks_total": total, "rows": rows}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "migration": m.name, "status": m.status.as_str(),
+                "snapshot_lsn": m.snapshot_lsn.map(|l| l.to_string()),
+                "consistent_lsn": m.consistent_lsn.map(|l| l.to_string()),
+                "applied_lsn": m.applied_lsn.map(|l| l.to_string()),
+                "tables": tables, "dead_letters": dead,
+                "slot": slot_state.as_ref().map(|s| serde_json::json!({
+                    "active": s.active, "retained_bytes": s.retained_bytes, "wal_status": s.wal_status})),
+                "message": m.message,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("migration {}: {}", m.name, m.status);
+    if let Some(msg) = &m.message {
+        println!("  message: {msg}");
+    }
+    let lsn = |l: Option<crate::pg::lsn::Lsn>| l.map_or("-".to_owned(), |l| l.to_string());
+    println!("  slot {} / publication {}", m.slot_name, m.publication);
+    println!(
+        "  snapshot at {}, target consistent from {}, applied up to {}",
+        lsn(m.snapshot_lsn),
+        lsn(m.consistent_lsn),
+        lsn(m.applied_lsn)
+    );
+    for (table, done, total, rows) in &chunks {
+        println!("  {table:<28} chunks {done}/{total}, {rows} rows");
+    }
+    println!("  dead letters: {dead}");
+    if let Some(s) = slot_state {
+        println!(
+            "  slot {}: holds {} of WAL{}",
+            if s.active { "active" } else { "inactive" },
+            human_bytes(s.retained_bytes),
+            s.wal_status
+                .map(|w| format!(", wal_status {w}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,304 @@
+//! What can be known about the target before work starts. The before-backfill SQL runs in a
+//! transaction that is rolled back, so the checks see the tables it would create and leave
+//! nothing behind.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{Client, GenericClient};
+
+use crate::pg::ident::{quote_ident, TableName};
+use crate::plan::{OutputPlan, Plan, SourcePlan};
+use crate::source::preflight::Finding;
+use crate::transform::cast::CastType;
+use crate::transform::expr::{ArithOp, Expr, Function};
+use crate::transform::value::Value;
+
+/// The families of types an expression can produce, for "does it fit the column" checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Text,
+    Integer,
+    Numeric,
+    Bool,
+    Date,
+    Timestamp,
+    Uuid,
+    Json,
+}
+
+/// Checks the target; `source_types` maps each source table to its column types.
+pub async fn check(
+    client: &mut Client,
+    plan: &Plan,
+    source_types: &HashMap<String, HashMap<String, String>>,
+) -> Result<Vec<Finding>, tokio_postgres::Error> {
+    let mut found = Vec::new();
+    let tx = client.transaction().await?;
+    for file in &plan.phases.before_backfill {
+        if let Err(e) = tx.batch_execute(&file.sql).await {
+            found.push(Finding::error(
+                format!("target: {}", file.path.display()),
+                format!(
+                    "the before-backfill SQL fails: {}",
+                    e.as_db_error()
+                        .map_or(e.to_string(), |d| d.message().to_owned())
+                ),
+                "fix the SQL file",
+            ));
+            return Ok(found);
+        }
+    }
+    let schema_ok = tx
+        .query_one(
+            "SELECT has_database_privilege(current_database(), 'CREATE')
+                 OR has_schema_privilege('switchyard', 'CREATE')",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, bool>(0))
+        .unwrap_or(false);
+    if !schema_ok {
+        found.push(Finding::error(
+            "target",
+            "may not create schema switchyard (the tool's state)",
+            "GRANT CREATE ON DATABASE <target db> TO <switchyard role>; or create schema switchyard owned by that role",
+        ));
+    }
+    for lookup in &plan.lookups {
+        let columns = table_columns(&tx, &lookup.table).await?;
+        for col in [&lookup.id_column, &lookup.value_column] {
+            if !columns.contains_key(col) {
+                found.push(Finding::error(
+                    format!("target.{}", lookup.table),
+                    format!("lookup table has no column {col}"),
+                    "create it in the before-backfill SQL, or set id/value in [lookups]",
+                ));
+            }
+        }
+    }
+    for source in &plan.sources {
+        let types = source_types.get(&source.table.to_string());
+        for output in &source.outputs {
+            output_table(&tx, plan, source, output, types, &mut found).await?;
+        }
+    }
+    tx.rollback().await?;
+    Ok(found)
+}
+
+async fn table_columns(
+    client: &impl GenericClient,
+    table: &TableName,
+) -> Result<HashMap<String, String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&table.schema, &table.name],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+async fn output_table(
+    tx: &impl GenericClient,
+    plan: &Plan,
+    source: &SourcePlan,
+    output: &OutputPlan,
+    source_types: Option<&HashMap<String, String>>,
+    found: &mut Vec<Finding>,
+) -> Result<(), tokio_postgres::Error> {
+    let subject = format!("target.{}", output.table);
+    let columns = table_columns(tx, &output.table).await?;
+    if columns.is_empty() {
+        found.push(Finding::error(
+            &subject,
+            "table does not exist (even after the before-backfill SQL)",
+            "create it in the before-backfill SQL",
+        ));
+        return Ok(());
+    }
+    let privileges = tx
+        .query_one(
+            "SELECT has_table_privilege(($1::text)::regclass, 'INSERT, UPDATE, DELETE')",
+            &[&output.table.quoted()],
+        )
+        .await?;
+    if !privileges.get::<_, bool>(0) {
+        found.push(Finding::error(
+            &subject,
+            "missing INSERT, UPDATE or DELETE privilege",
+            format!(
+                "GRANT INSERT, UPDATE, DELETE ON {} TO <switchyard role>;",
+                output.table.quoted()
+            ),
+        ));
+    }
+    let unique = tx
+        .query_one(
+            "SELECT EXISTS (
+                 SELECT FROM pg_index i
+                  WHERE i.indrelid = ($1::text)::regclass AND i.indisunique
+                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+                           FROM pg_attribute a
+                          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
+                        = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))",
+            &[&output.table.quoted(), &output.key],
+        )
+        .await?;
+    if !unique.get::<_, bool>(0) {
+        let key: Vec<String> = output.key.iter().map(|k| quote_ident(k)).collect();
+        found.push(Finding::error(
+            &subject,
+            format!(
+                "no unique index on the output key {:?}: upserts need one",
+                output.key
+            ),
+            format!(
+                "ALTER TABLE {} ADD PRIMARY KEY ({});",
+                output.table.quoted(),
+                key.join(", ")
+            ),
+        ));
+    }
+    for (name, expr) in output.columns.iter().zip(&output.exprs) {
+        let Some(target_type) = columns.get(name) else {
+            found.push(Finding::error(
+                &subject,
+                format!("no column {name}"),
+                "fix the column name in the plan, or add it in the before-backfill SQL",
+            ));
+            continue;
+        };
+        let produced = infer(expr, source, source_types, plan);
+        let wanted = family_of_type(target_type);
+        match (produced, wanted) {
+            (Some(p), Some(w)) if !fits(p, w) => found.push(Finding::error(
+                format!("{subject}.{name}"),
+                format!("the expression produces {p:?}, the column is {target_type}"),
+                format!("cast the expression, e.g. (...)::{target_type}"),
+            )),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn fits(produced: Family, wanted: Family) -> bool {
+    use Family::*;
+    produced == wanted
+        || wanted == Text
+        || produced == Text
+        || matches!(
+            (produced, wanted),
+            (Integer, Numeric) | (Numeric, Integer) | (Date, Timestamp)
+        )
+}
+
+fn family_of_type(pg: &str) -> Option<Family> {
+    let base = pg.split('(').next().unwrap_or(pg).trim();
+    Some(match base {
+        "text" | "character varying" | "character" | "name" | "citext" => Family::Text,
+        "smallint" | "integer" | "bigint" => Family::Integer,
+        "numeric" | "real" | "double precision" => Family::Numeric,
+        "boolean" => Family::Bool,
+        "date" => Family::Date,
+        "timestamp without time zone" | "timestamp with time zone" => Family::Timestamp,
+        "uuid" => Family::Uuid,
+        "json" | "jsonb" => Family::Json,
+        _ => return None,
+    })
+}
+
+fn family_of_cast(c: &CastType) -> Family {
+    match c {
+        CastType::Bool => Family::Bool,
+        CastType::Int2 | CastType::Int4 | CastType::Int8 => Family::Integer,
+        CastType::Numeric { .. } => Family::Numeric,
+        CastType::Text => Family::Text,
+        CastType::Date => Family::Date,
+        CastType::Timestamp | CastType::TimestampTz => Family::Timestamp,
+        CastType::Uuid => Family::Uuid,
+        CastType::Json | CastType::Jsonb => Family::Json,
+    }
+}
+
+/// The family an expression produces, when it can be told without running it.
+fn infer(
+    e: &Expr,
+    source: &SourcePlan,
+    types: Option<&HashMap<String, String>>,
+    plan: &Plan,
+) -> Option<Family> {
+    match e {
+        Expr::Literal(v) => match v {
+            Value::Null => None,
+            Value::Int(_) => Some(Family::Integer),
+            Value::Numeric(_) => Some(Family::Numeric),
+            Value::Bool(_) => Some(Family::Bool),
+            _ => Some(Family::Text),
+        },
+        Expr::Column(i) => types
+            .and_then(|t| t.get(&source.columns[*i]))
+            .and_then(|t| family_of_type(t)),
+        Expr::Derived(i) => infer(&source.derived[*i].1, source, types, plan),
+        Expr::Cast(_, c) => Some(family_of_cast(c)),
+        Expr::Not(_)
+        | Expr::And(..)
+        | Expr::Or(..)
+        | Expr::Compare(..)
+        | Expr::IsNull { .. }
+        | Expr::IsDistinct { .. }
+        | Expr::InList { .. } => Some(Family::Bool),
+        Expr::Arith(op, a, b) => {
+            let (a, b) = (infer(a, source, types, plan), infer(b, source, types, plan));
+            Some(
+                if *op != ArithOp::Div && a == Some(Family::Integer) && b == Some(Family::Integer) {
+                    Family::Integer
+                } else {
+                    Family::Numeric
+                },
+            )
+        }
+        Expr::Negate(a) => infer(a, source, types, plan),
+        Expr::Concat(..) | Expr::RegexpReplace { .. } => Some(Family::Text),
+        Expr::Call(Function::Length, _) => Some(Family::Integer),
+        Expr::Call(
+            Function::Coalesce | Function::Nullif | Function::Greatest | Function::Least,
+            args,
+        ) => args.iter().find_map(|a| infer(a, source, types, plan)),
+        Expr::Call(..) => Some(Family::Text),
+        Expr::Case {
+            branches,
+            otherwise,
+            ..
+        } => branches
+            .iter()
+            .map(|(_, t)| t)
+            .chain(otherwise.as_deref())
+            .find_map(|t| infer(t, source, types, plan)),
+        Expr::UuidV5 { .. } => Some(Family::Uuid),
+        Expr::Lookup { .. } => Some(Family::Integer),
+        Expr::Map { map, .. } => {
+            let m = &plan.maps[*map];
+            m.entries
+                .values()
+                .chain(std::iter::once(&m.default))
+                .find_map(|v| infer(&Expr::Literal(v.clone()), source, types, plan))
+        }
+    }
+}
+
+/// Column types of every source table, keyed by `schema.table`.
+pub async fn source_column_types(
+    client: &Client,
+    plan: &Plan,
+) -> Result<HashMap<String, HashMap<String, String>>, tokio_postgres::Error> {
+    let mut out = HashMap::new();
+    for s in &plan.sources {
+        out.insert(s.table.to_string(), table_columns(client, &s.table).await?);
+    }
+    Ok(out)
+}

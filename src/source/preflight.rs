@@ -1,0 +1,316 @@
+//! What can be known about the source before any work starts: `check` reports all of it, and
+//! `backfill` refuses to start while an error stands. Every finding carries its fix.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::Client;
+
+use crate::pg::ident::quote_ident;
+use crate::plan::{Plan, SourcePlan};
+use crate::transform::expr::Expr;
+
+/// One thing `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// What it is about: `source`, `source.company_projects`, `target.projects.budget`, ...
+    pub subject: String,
+    pub problem: String,
+    /// What to run or change to fix it.
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Finding {
+    pub fn error(
+        subject: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Finding {
+            severity: Severity::Error,
+            subject: subject.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn warning(
+        subject: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Finding {
+            severity: Severity::Warning,
+            subject: subject.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{tag}: {}: {}\n    fix: {}",
+            self.subject, self.problem, self.fix
+        )
+    }
+}
+
+/// Checks server settings, privileges, and every source table of the plan.
+pub async fn check(client: &Client, plan: &Plan) -> Result<Vec<Finding>, tokio_postgres::Error> {
+    let mut found = Vec::new();
+    server(client, plan, &mut found).await?;
+    for source in &plan.sources {
+        table(client, plan, source, &mut found).await?;
+    }
+    Ok(found)
+}
+
+async fn server(
+    client: &Client,
+    plan: &Plan,
+    found: &mut Vec<Finding>,
+) -> Result<(), tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('wal_level'),
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+                    current_user::text,
+                    current_setting('max_replication_slots')::int
+                      - (SELECT count(*) FROM pg_replication_slots)::int,
+                    current_setting('max_wal_senders')::int
+                      - (SELECT count(*) FROM pg_stat_replication)::int,
+                    EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1),
+                    EXISTS (SELECT FROM pg_publication WHERE pubname = $2),
+                    has_database_privilege(current_database(), 'CREATE'),
+                    current_database()::text",
+            &[&plan.slot_name(), &plan.publication_name()],
+        )
+        .await?;
+    let (wal_level, replication, user): (String, bool, String) =
+        (row.get(0), row.get(1), row.get(2));
+    let (free_slots, free_senders, slot_exists, pub_exists): (i32, i32, bool, bool) =
+        (row.get(3), row.get(4), row.get(5), row.get(6));
+    let (can_create, database): (bool, String) = (row.get(7), row.get(8));
+    if wal_level != "logical" {
+        found.push(Finding::error(
+            "source",
+            format!("wal_level is {wal_level}; logical decoding needs wal_level = logical"),
+            "ALTER SYSTEM SET wal_level = logical; then restart the source server",
+        ));
+    }
+    if !replication {
+        found.push(Finding::error(
+            "source",
+            format!("role {user} may not start replication"),
+            format!("ALTER ROLE {} WITH REPLICATION;", quote_ident(&user)),
+        ));
+    }
+    if free_slots < 1 && !slot_exists {
+        found.push(Finding::error(
+            "source",
+            "no free replication slot (max_replication_slots is used up)",
+            "raise max_replication_slots and restart, or drop an unused slot with pg_drop_replication_slot()",
+        ));
+    }
+    if free_senders < 1 {
+        found.push(Finding::error(
+            "source",
+            "no free WAL sender (max_wal_senders is used up)",
+            "raise max_wal_senders and restart the source server",
+        ));
+    }
+    if !pub_exists && !can_create {
+        let tables: Vec<String> = plan.sources.iter().map(|s| s.table.quoted()).collect();
+        found.push(Finding::error(
+            "source",
+            format!("role {user} may not create publication {}", plan.publication_name()),
+            format!(
+                "GRANT CREATE ON DATABASE {} TO {}; (and own the tables), or have their owner run: CREATE PUBLICATION {} FOR TABLE {};",
+                quote_ident(&database),
+                quote_ident(&user),
+                quote_ident(&plan.publication_name()),
+                tables.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn table(
+    client: &Client,
+    plan: &Plan,
+    source: &SourcePlan,
+    found: &mut Vec<Finding>,
+) -> Result<(), tokio_postgres::Error> {
+    let subject = format!("source.{}", source.table);
+    let quoted = source.table.quoted();
+    let Some(row) = client
+        .query_opt(
+            "SELECT c.relreplident::text, has_table_privilege(c.oid, 'SELECT'),
+                    pg_has_role(c.relowner, 'USAGE'),
+                    EXISTS (SELECT FROM pg_publication_tables p
+                             WHERE p.pubname = $3 AND p.schemaname = $1 AND p.tablename = $2),
+                    EXISTS (SELECT FROM pg_publication WHERE pubname = $3),
+                    (SELECT array_agg(a.attname::text ORDER BY k.n)
+                       FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n), pg_attribute a
+                      WHERE i.indrelid = c.oid AND a.attrelid = c.oid AND a.attnum = k.attnum
+                        AND (i.indisprimary AND c.relreplident = 'd' OR i.indisreplident AND c.relreplident = 'i'))
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&source.table.schema, &source.table.name, &plan.publication_name()],
+        )
+        .await?
+    else {
+        found.push(Finding::error(&subject, "table does not exist", "fix the table name in the plan, or create the table"));
+        return Ok(());
+    };
+    let (replident, can_select, owns): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let (published, pub_exists): (bool, bool) = (row.get(3), row.get(4));
+    let identity: Option<Vec<String>> = row.get(5);
+    if !can_select {
+        found.push(Finding::error(
+            &subject,
+            "no SELECT privilege",
+            format!("GRANT SELECT ON {quoted} TO <switchyard role>;"),
+        ));
+    }
+    if pub_exists && !published {
+        found.push(Finding::error(
+            &subject,
+            format!(
+                "publication {} exists but does not include the table",
+                plan.publication_name()
+            ),
+            format!(
+                "ALTER PUBLICATION {} ADD TABLE {quoted};",
+                quote_ident(&plan.publication_name())
+            ),
+        ));
+    } else if !pub_exists && !owns {
+        found.push(Finding::error(
+            &subject,
+            "only the table's owner may add it to a publication",
+            format!(
+                "have the owner run: CREATE PUBLICATION {} FOR TABLE ...;",
+                quote_ident(&plan.publication_name())
+            ),
+        ));
+    }
+    match (replident.as_str(), identity) {
+        ("n", _) => found.push(Finding::error(
+            &subject,
+            "REPLICA IDENTITY NOTHING: updates and deletes cannot be replicated",
+            format!("ALTER TABLE {quoted} REPLICA IDENTITY DEFAULT; (with a primary key) or REPLICA IDENTITY FULL;"),
+        )),
+        ("f", _) => {}
+        (_, None) => found.push(Finding::error(
+            &subject,
+            "no primary key and no replica identity index: updates and deletes cannot be replicated",
+            format!("ALTER TABLE {quoted} ADD PRIMARY KEY (...); or ALTER TABLE {quoted} REPLICA IDENTITY FULL;"),
+        )),
+        (_, Some(cols)) if cols != source.key => found.push(Finding::error(
+            &subject,
+            format!("the plan's key {:?} is not the table's replica identity {cols:?}", source.key),
+            format!("set key = {cols:?} in the plan"),
+        )),
+        _ => {}
+    }
+    columns(client, source, &subject, replident == "f", found).await
+}
+
+async fn columns(
+    client: &Client,
+    source: &SourcePlan,
+    subject: &str,
+    full_identity: bool,
+    found: &mut Vec<Finding>,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.attstorage IN ('x', 'e') AND a.attlen = -1
+               FROM pg_attribute a
+              WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass
+                AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&source.table.schema, &source.table.name],
+        )
+        .await?;
+    let existing: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for col in &source.columns {
+        if !existing.iter().any(|(n, _)| n == col) {
+            let names: Vec<&str> = existing.iter().map(|(n, _)| n.as_str()).collect();
+            found.push(Finding::error(
+                subject,
+                format!("the plan reads column {col}, which the table does not have"),
+                format!("use one of: {}", names.join(", ")),
+            ));
+        }
+    }
+    if full_identity {
+        return Ok(());
+    }
+    let computed = computed_columns(source);
+    let risky: Vec<&str> = existing
+        .iter()
+        .filter(|(name, toastable)| *toastable && computed.contains(name.as_str()))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !risky.is_empty() {
+        found.push(Finding::warning(
+            subject,
+            format!(
+                "expressions read TOAST-able columns ({}) that an UPDATE leaving them unchanged does not send; the consumer then reads the current row from the source",
+                risky.join(", ")
+            ),
+            format!(
+                "ALTER TABLE {} REPLICA IDENTITY FULL; to decode them from the WAL alone (costs WAL volume)",
+                source.table.quoted()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Source columns used in anything but a 1:1 copy into an output column.
+fn computed_columns(source: &SourcePlan) -> BTreeSet<&str> {
+    let mut used = BTreeSet::new();
+    let mut visit = |e: &Expr| collect_columns(e, &mut used);
+    for (_, e) in &source.derived {
+        visit(e);
+    }
+    for output in &source.outputs {
+        if let Some(w) = &output.when {
+            visit(w);
+        }
+        for e in output
+            .exprs
+            .iter()
+            .filter(|e| !matches!(e, Expr::Column(_)))
+        {
+            visit(e);
+        }
+    }
+    used.into_iter()
+        .map(|i| source.columns[i].as_str())
+        .collect()
+}
+
+fn collect_columns(e: &Expr, out: &mut BTreeSet<usize>) {
+    e.walk(&mut |node| {
+        if let Expr::Column(i) = node {
+            out.insert(*i);
+        }
+    });
+}
