@@ -1,1 +1,4 @@
-//! TODO
+//! Reads the source database: the replication connection that creates the slot, exports the
+//! backfill snapshot and streams the WAL.
+
+pub mod replication;

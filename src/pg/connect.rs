@@ -1,0 +1,380 @@
+//! Ordinary (non-replication) sessions: tokio-postgres over TCP, Unix sockets or TLS, with the
+//! session settings every switchyard session relies on.
+//!
+//! Copy workers, the applier, verification and cutover all read and write values as text, so
+//! the text must mean the same thing on every session whatever the server's or the role's
+//! defaults are: dates in ISO form, timestamps in UTC, floats with all their digits, bytea in
+//! hex. Long copies must not be cut off by a `statement_timeout` or an
+//! `idle_in_transaction_session_timeout` configured for the application. The settings travel
+//! as `-c` switches in the startup packet's `options`, which costs no round trip; the
+//! replication connection sends the same switches ([`startup_options`]).
+//!
+//! TLS follows libpq's `sslmode` with rustls (see [`tls_setup`]): `require` encrypts without
+//! verifying, `verify-ca` checks the chain against `sslrootcert`, `verify-full` also checks the
+//! host name, `prefer` uses TLS when the server offers it. As in libpq, Unix sockets never use
+//! TLS. Unlike libpq, `prefer` does not retry in plain text after a failed TLS handshake (only
+//! after the server declines TLS).
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls::{Error as TlsError, SignatureScheme};
+use tokio_postgres::config::{Host, SslMode as PgSslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::pg::conninfo::{ConnInfo, SslMode};
+
+/// Settings sent with every session, as `(name, value)`; each line says why.
+pub const SESSION_SETTINGS: &[(&str, &str)] = &[
+    // Timestamps are compared and copied as text: one zone for all sessions.
+    ("TimeZone", "UTC"),
+    // Dates parse back unambiguously; the server's default may be DMY or SQL style.
+    ("DateStyle", "ISO, MDY"),
+    // Intervals in the form the interval input function reads back.
+    ("IntervalStyle", "postgres"),
+    // Floats round-trip exactly through text (the PG12+ default, set in case a role lowered it).
+    ("extra_float_digits", "3"),
+    // bytea as `\x...`; the older escape format is ambiguous to re-encode.
+    ("bytea_output", "hex"),
+    // A backfill statement runs for hours; a role's timeout must not abort it.
+    ("statement_timeout", "0"),
+    // Cutover takes locks deliberately and bounds the wait itself.
+    ("lock_timeout", "0"),
+    // Copy workers hold a snapshot transaction open while they wait for chunks.
+    ("idle_in_transaction_session_timeout", "0"),
+];
+
+/// A session could not be opened. Carries the redacted connection string, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot set up TLS for {dsn}: {message}")]
+    Tls { dsn: String, message: String },
+    #[error("cannot connect to {dsn}")]
+    Postgres {
+        dsn: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl ConnectError {
+    /// Worth retrying: the server was unreachable, restarting, or out of connection slots.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectError::Tls { .. } => false,
+            ConnectError::Postgres { source, .. } => match source.as_db_error() {
+                Some(db) => {
+                    let code = db.code().code();
+                    code.starts_with("08") || code.starts_with("57P") || code == "53300"
+                }
+                None => source.is_closed() || caused_by_io(source),
+            },
+        }
+    }
+}
+
+fn caused_by_io(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Opens a session and spawns its connection task on the current tokio runtime.
+pub async fn connect(
+    info: &ConnInfo,
+    application_name: &str,
+) -> Result<tokio_postgres::Client, ConnectError> {
+    let mut config = info.config().clone();
+    config.application_name(application_name);
+    config.options(startup_options(config.get_options()));
+    let all_unix = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, Host::Unix(_)));
+    let tls = match info.ssl_mode() {
+        _ if all_unix && !config.get_hosts().is_empty() => None,
+        SslMode::Disable => None,
+        _ => tls_setup(info)?,
+    };
+    let pg_error = |source| ConnectError::Postgres {
+        dsn: info.redacted(),
+        source,
+    };
+    let client = match tls {
+        None => {
+            config.ssl_mode(PgSslMode::Disable);
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(pg_error)?;
+            tokio::spawn(log_connection_end(connection));
+            client
+        }
+        Some(tls) => {
+            let mode = match info.ssl_mode() {
+                SslMode::Prefer => PgSslMode::Prefer,
+                _ => PgSslMode::Require,
+            };
+            config.ssl_mode(mode);
+            let (client, connection) = config.connect(tls.connector).await.map_err(pg_error)?;
+            tokio::spawn(log_connection_end(connection));
+            client
+        }
+    };
+    Ok(client)
+}
+
+async fn log_connection_end<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "postgres connection ended with an error");
+    }
+}
+
+/// The startup `options` value: the user's own switches first, then [`SESSION_SETTINGS`] as
+/// `-c name=value`, so ours win where both set the same name.
+pub fn startup_options(user_options: Option<&str>) -> String {
+    let mut options = user_options.unwrap_or_default().trim().to_string();
+    for (name, value) in SESSION_SETTINGS {
+        if !options.is_empty() {
+            options.push(' ');
+        }
+        let _ = write!(options, "-c {name}=");
+        // The server splits `options` on whitespace; a backslash keeps the next byte literal.
+        for c in value.chars() {
+            if c.is_whitespace() || c == '\\' {
+                options.push('\\');
+            }
+            options.push(c);
+        }
+    }
+    options
+}
+
+/// A rustls connector for one connection, and the server certificate it saw (DER), which the
+/// replication connection needs for SCRAM channel binding.
+pub struct TlsSetup {
+    pub connector: MakeRustlsConnect,
+    pub server_certificate: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+/// Builds the TLS client for `info.ssl_mode()`, or `None` for `disable`. A fresh config per
+/// connection: no session resumption, so every handshake shows the certificate.
+pub fn tls_setup(info: &ConnInfo) -> Result<Option<TlsSetup>, ConnectError> {
+    let tls_error = |message: String| ConnectError::Tls {
+        dsn: info.redacted(),
+        message,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match info.ssl_mode() {
+        SslMode::Disable => return Ok(None),
+        SslMode::Prefer | SslMode::Require => Arc::new(AcceptAnyCertificate(provider.clone())),
+        mode @ (SslMode::VerifyCa | SslMode::VerifyFull) => {
+            let path = info.ssl_root_cert().ok_or_else(|| {
+                tls_error("sslmode verify-ca and verify-full need sslrootcert".into())
+            })?;
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    tls_error(format!("cannot read sslrootcert {}: {e}", path.display()))
+                })?;
+            let (added, _ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(tls_error(format!(
+                    "sslrootcert {} holds no usable certificate",
+                    path.display()
+                )));
+            }
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(roots.into(), provider.clone())
+                    .build()
+                    .map_err(|e| tls_error(e.to_string()))?;
+            match mode {
+                SslMode::VerifyCa => Arc::new(IgnoreHostName { inner: webpki }),
+                _ => webpki,
+            }
+        }
+    };
+    let server_certificate = Arc::new(Mutex::new(None));
+    let recording = Arc::new(RecordCertificate {
+        inner: verifier,
+        seen: server_certificate.clone(),
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(recording)
+        .with_no_client_auth();
+    Ok(Some(TlsSetup {
+        connector: MakeRustlsConnect::new(config),
+        server_certificate,
+    }))
+}
+
+/// `require`/`prefer`: any certificate, but the handshake signatures are still checked, so the
+/// session key is bound to the certificate that was shown.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the full chain check, minus the name. rustls checks the name last, after the
+/// chain, so a name error means the chain was good.
+#[derive(Debug)]
+struct IgnoreHostName {
+    inner: Arc<dyn ServerCertVerifier>,
+}
+
+/// `RecordCertificate`: passes everything to `inner` and remembers the end-entity certificate.
+#[derive(Debug)]
+struct RecordCertificate {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+/// The signature checks of a wrapping verifier: all `self.inner`'s.
+macro_rules! delegate_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, TlsError> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, TlsError> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
+}
+
+impl ServerCertVerifier for IgnoreHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(TlsError::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    delegate_signatures!();
+}
+
+impl ServerCertVerifier for RecordCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
+        Ok(verdict)
+    }
+
+    delegate_signatures!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_options_escape_spaces_and_keep_user_switches_first() {
+        let options = startup_options(Some("-c search_path=app"));
+        assert!(options.starts_with("-c search_path=app -c TimeZone=UTC -c DateStyle=ISO,\\ MDY"));
+        assert!(options.ends_with("-c idle_in_transaction_session_timeout=0"));
+        assert!(startup_options(None).starts_with("-c TimeZone=UTC"));
+    }
+}
