@@ -110,7 +110,6 @@ where
                         )));
                     }
                     tracing::debug!(mechanism, "SASL authentication");
-                    eprintln!("MECH {mechanism}");
                     let state = scram.insert(ScramSha256::new(password()?, channel_binding));
                     frontend::sasl_initial_response(
                         mechanism,

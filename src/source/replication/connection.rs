@@ -36,6 +36,15 @@ pub struct ReplicationConnection<S = BoxedStream> {
     pub(super) transport: Transport<S>,
 }
 
+/// Shows the redacted connection string only.
+impl<S> std::fmt::Debug for ReplicationConnection<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationConnection")
+            .field("dsn", &self.transport.dsn)
+            .finish()
+    }
+}
+
 impl ReplicationConnection<BoxedStream> {
     /// Connects to the first host in `info` that answers, applying `sslmode` (Unix sockets never
     /// use TLS) and `connect_timeout`.

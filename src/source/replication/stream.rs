@@ -24,6 +24,7 @@ use crate::pg::replication_message::{
 };
 
 /// A connection in CopyBoth mode, streaming from a logical slot.
+#[derive(Debug)]
 pub struct ReplicationStream<S = BoxedStream> {
     connection: ReplicationConnection<S>,
     /// The server sent CopyDone: no more messages.
