@@ -3,6 +3,7 @@
 pub mod abort;
 pub mod backfill;
 pub mod check;
+pub mod demo;
 pub mod status;
 
 use std::process::ExitCode;
@@ -47,7 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => status::run(args).await,
         Command::Abort(args) => abort::run(args).await,
-        Command::Demo(_args) => anyhow::bail!("demo: not wired yet"),
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 

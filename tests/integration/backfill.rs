@@ -1,0 +1,240 @@
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::support::{assert_target_matches_expected, backfill, cluster, compute_expected, repo, seed_plan, seeded_source, switchyard};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_equals_transformed_source_for_every_output_table() {
+    let (source_cluster, target_cluster) = (cluster(), cluster());
+    let source = seeded_source(&source_cluster, "legacy", 0.01).await;
+    target_cluster.create_database("app").await.unwrap();
+    backfill(&source_cluster.url("legacy"), &target_cluster.url("app"), &[]);
+    let target = target_cluster.connect("app").await.unwrap();
+    assert_target_matches_expected(&source, &target).await;
+
+    let status: String = target
+        .query_one("SELECT status FROM switchyard.migrations WHERE name = 'legacy_to_projects'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "backfilled");
+    let slot_kept = source
+        .query_opt("SELECT FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'", &[])
+        .await
+        .unwrap();
+    assert!(slot_kept.is_some(), "the slot stays for the WAL consumer");
+}
+
+/// A write and the WAL insert positions read just before it began and just after it committed.
+struct TimedWrite {
+    id: i64,
+    title: String,
+    before: u64,
+    after: u64,
+}
+
+async fn wal_insert_lsn(client: &Client) -> u64 {
+    let lsn: String = client.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.unwrap().get(0);
+    lsn.parse::<switchyard::pg::lsn::Lsn>().unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_during_backfill_are_not_in_the_copy() {
+    let cluster = cluster();
+    let source = seeded_source(&cluster, "app", 0.03).await;
+    let url = cluster.url("app");
+
+    // The writer inserts top-level items and retitles existing ones, one per transaction.
+    let writer = cluster.connect("app").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writes = tokio::spawn(async move {
+        let mut done = Vec::new();
+        let mut n = 0i64;
+        while !*stop_rx.borrow() {
+            n += 1;
+            let before = wal_insert_lsn(&writer).await;
+            let (id, title) = if n % 2 == 0 {
+                let title = format!("inserted during backfill {n}");
+                let row = writer
+                    .query_one("INSERT INTO vortex_items (title, created_at, updated_at) VALUES ($1, now(), now()) RETURNING id", &[&title])
+                    .await
+                    .unwrap();
+                (row.get::<_, i64>(0), title)
+            } else {
+                let title = format!("retitled during backfill {n}");
+                let row = writer
+                    .query_one(
+                        "UPDATE vortex_items SET title = $1 WHERE id = (SELECT min(id) + $2 FROM vortex_items WHERE parent_item_id IS NULL) AND parent_item_id IS NULL RETURNING id",
+                        &[&title, &(n * 7 % 1000)],
+                    )
+                    .await
+                    .map(|r| r.get::<_, i64>(0))
+                    .unwrap_or(-1);
+                (row, title)
+            };
+            let after = wal_insert_lsn(&writer).await;
+            if id > 0 {
+                done.push(TimedWrite { id, title, before, after });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        done
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = tokio::task::spawn_blocking(move || backfill(&url, &url, &[]));
+    run.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop_tx.send(true).unwrap();
+    let writes = writes.await.unwrap();
+
+    let snapshot: String = source
+        .query_one("SELECT snapshot_lsn::text FROM switchyard.migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let snapshot = snapshot.parse::<switchyard::pg::lsn::Lsn>().unwrap().0;
+    let (mut seen_before, mut seen_after) = (0, 0);
+    for w in &writes {
+        let title: Option<String> = source
+            .query_opt("SELECT title FROM tasks WHERE legacy_id = $1", &[&w.id])
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if w.after <= snapshot {
+            seen_before += 1;
+            assert_eq!(title.as_deref(), Some(w.title.as_str()), "a write committed before the snapshot is in the copy");
+        } else if w.before >= snapshot {
+            seen_after += 1;
+            assert_ne!(title.as_deref(), Some(w.title.as_str()), "a write committed after the snapshot is not in the copy");
+        }
+    }
+    assert!(seen_before > 0 && seen_after > 0, "writes on both sides of the snapshot ({seen_before} before, {seen_after} after)");
+}
+
+/// Creates the target tables ahead of the backfill (the before-phase SQL is idempotent).
+async fn prepare_target(target: &Client, extra_sql: &str) {
+    let sql = std::fs::read_to_string(repo().join("transforms/legacy_to_projects/target_schema.sql")).unwrap();
+    target.batch_execute(&sql).await.unwrap();
+    target.batch_execute(extra_sql).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rows_land_in_the_dead_letter_table_and_nothing_else_is_lost() {
+    let (source_cluster, target_cluster) = (cluster(), cluster());
+    let source = seeded_source(&source_cluster, "legacy", 0.005).await;
+    // Added after `expected` was computed: the expected result is everything but these.
+    let bad: Vec<i64> = source
+        .query(
+            "INSERT INTO company_projects (company_id, name, budget, start_date, created_at, updated_at)
+             VALUES (1, 'bad budget', 'n/a', NULL, now(), now()), (1, 'bad date', '10', '2024-02-30', now(), now())
+             RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let refused: i64 = source
+        .query_one("INSERT INTO vortex_items (title, created_at, updated_at) VALUES ('refused by the target', now(), now()) RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // --on-error stop: the run stops and names the row.
+    target_cluster.create_database("stop").await.unwrap();
+    let plan = seed_plan();
+    let out = switchyard(&[
+        "backfill", "--plan", plan.to_str().unwrap(), "--source", &source_cluster.url("legacy"),
+        "--target", &target_cluster.url("stop"), "--on-error", "stop",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--on-error stop must fail");
+    assert!(stderr.contains("rejected") && stderr.contains("--on-error stop"), "{stderr}");
+    let out = switchyard(&["abort", "--plan", plan.to_str().unwrap(), "--source", &source_cluster.url("legacy"), "--target", &target_cluster.url("stop")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Dead letters (the default): the bad rows are recorded, every other row lands.
+    target_cluster.create_database("app").await.unwrap();
+    let target = target_cluster.connect("app").await.unwrap();
+    prepare_target(&target, "ALTER TABLE tasks ADD CONSTRAINT no_refusal CHECK (title <> 'refused by the target')").await;
+    backfill(&source_cluster.url("legacy"), &target_cluster.url("app"), &[]);
+    let letters = target
+        .query(
+            "SELECT (source_key->>'id')::int8, source_table, coalesce(output_table, ''), reason, row_data->>'name'
+               FROM switchyard.dead_letters ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let (key0, reason0): (i64, String) = (letters[0].get(0), letters[0].get(3));
+    assert_eq!(key0, bad[0]);
+    assert!(reason0.contains("budget") && reason0.contains("n/a"), "{reason0}");
+    assert_eq!(letters[0].get::<_, Option<String>>(4).as_deref(), Some("bad budget"), "the raw row is kept");
+    let (key1, reason1): (i64, String) = (letters[1].get(0), letters[1].get(3));
+    assert_eq!(key1, bad[1]);
+    assert!(reason1.contains("2024-02-30"), "{reason1}");
+    let (key2, table2, output2, reason2): (i64, String, String, String) =
+        (letters[2].get(0), letters[2].get(1), letters[2].get(2), letters[2].get(3));
+    assert_eq!((key2, table2.as_str(), output2.as_str()), (refused, "public.vortex_items", "public.tasks"));
+    assert!(reason2.contains("no_refusal"), "{reason2}");
+    assert_target_matches_expected(&source, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
+    let (source_cluster, target_cluster) = (cluster(), cluster());
+    let source = seeded_source(&source_cluster, "legacy", 0.02).await;
+    target_cluster.create_database("app").await.unwrap();
+    let mut target = target_cluster.connect("app").await.unwrap();
+    prepare_target(&target, "").await;
+
+    // Hold the tasks table so every worker ends up blocked on a vortex_items chunk, with some
+    // chunks finished and some not: a deterministic point to kill at.
+    let lock = target.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let plan = seed_plan();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["backfill", "--plan", plan.to_str().unwrap(), "--source", &source_cluster.url("legacy"),
+               "--target", &target_cluster.url("app"), "--jobs", "2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let watcher = target_cluster.connect("app").await.unwrap();
+    wait_for(&watcher, "SELECT count(*) >= 2 FROM pg_locks WHERE relation = 'tasks'::regclass AND NOT granted", &mut child).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    lock.rollback().await.unwrap();
+
+    let (done, total): (i64, i64) = {
+        let r = watcher
+            .query_one("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(done > 0 && done < total, "killed mid-backfill: {done} of {total} chunks done");
+
+    backfill(&source_cluster.url("legacy"), &target_cluster.url("app"), &["--resume"]);
+    assert_target_matches_expected(&source, &watcher).await;
+    compute_expected(&source).await; // the source did not change: still equal
+    assert_target_matches_expected(&source, &watcher).await;
+}
+
+async fn wait_for(client: &Client, condition: &str, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("switchyard exited early with {status}");
+        }
+        let holds = client.query_one(condition, &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+        if holds {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {condition}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+

@@ -1,0 +1,16 @@
+//! One integration binary: every test starts its own throwaway PostgreSQL clusters (initdb +
+//! postgres from the system installation, `wal_level=logical`, a free port, a temp dir) and
+//! stops them on drop, even when it fails.
+
+/// Throwaway clusters seeded with the legacy tables, the expected result, comparisons.
+mod support;
+
+/// The backfill end to end: target equals the transformed source, snapshot isolation,
+/// dead letters, resume after SIGKILL.
+mod backfill;
+
+/// `check`: broken plans, missing settings and keys, each with its fix.
+mod check;
+
+/// `docker-compose.yml` starts servers that logical decoding can use.
+mod docker_compose;

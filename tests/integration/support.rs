@@ -1,0 +1,84 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use switchyard::demo::cluster::{Cluster, ClusterOptions};
+use switchyard::demo::generator::load_legacy;
+use switchyard::demo::verify::{compare, Exclusions};
+use tokio_postgres::Client;
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn seed_plan() -> PathBuf {
+    repo().join("transforms/legacy_to_projects/plan.toml")
+}
+
+pub fn cluster() -> Cluster {
+    Cluster::start(ClusterOptions::default()).expect("start a throwaway cluster")
+}
+
+/// A database on `cluster` with the legacy tables at `scale` and schema `expected` computed
+/// from them by the plain SQL migration.
+pub async fn seeded_source(cluster: &Cluster, db: &str, scale: f64) -> Client {
+    cluster.create_database(db).await.expect("create database");
+    let client = cluster.connect(db).await.expect("connect");
+    load_legacy(&client, scale).await.expect("load legacy data");
+    compute_expected(&client).await;
+    client
+}
+
+/// (Re)computes schema `expected` from the legacy tables as they are now.
+pub async fn compute_expected(client: &Client) {
+    let sql = std::fs::read_to_string(repo().join("transforms/legacy_to_projects/expected.sql")).unwrap();
+    client.batch_execute(&sql).await.expect("expected.sql");
+}
+
+/// Runs the switchyard binary and returns its output.
+pub fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env_remove("SWITCHYARD_SOURCE")
+        .env_remove("SWITCHYARD_TARGET")
+        .output()
+        .expect("run switchyard")
+}
+
+pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
+    let plan = seed_plan();
+    let mut args = vec!["backfill", "--plan", plan.to_str().unwrap(), "--source", source, "--target", target, "--jobs", "2"];
+    args.extend_from_slice(extra);
+    let out = switchyard(&args);
+    assert!(
+        out.status.success(),
+        "backfill failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Asserts every output table equals the expected result, row for row.
+pub async fn assert_target_matches_expected(source: &Client, target: &Client) {
+    let reports = compare(source, target, &Exclusions::default()).await.expect("compare");
+    let dirty: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.is_clean())
+        .map(|r| {
+            format!(
+                "{}: {} equal, missing {:?}, extra {:?}, different {:?}",
+                r.table,
+                r.equal,
+                &r.missing[..r.missing.len().min(5)],
+                &r.extra[..r.extra.len().min(5)],
+                &r.different[..r.different.len().min(5)]
+            )
+        })
+        .collect();
+    assert!(dirty.is_empty(), "target differs from the expected result:\n{}", dirty.join("\n"));
+    for r in &reports {
+        assert!(r.equal > 0 || r.table == "team_members", "{}: nothing was compared", r.table);
+    }
+}
