@@ -8,4 +8,5 @@
 pub mod cluster;
 pub mod generator;
 pub mod prng;
+pub mod verify;
 pub mod write_load;
