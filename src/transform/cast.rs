@@ -1,1 +1,0 @@
-//! Casts with PostgreSQL's input-function semantics.
