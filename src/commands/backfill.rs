@@ -24,6 +24,7 @@ use crate::pipeline::backfill::copy_chunks;
 use crate::pipeline::chunk_copy::ChunkContext;
 use crate::plan::{OnError, Plan};
 use crate::progress::{BackfillProgress, Display, DisplayMode};
+use crate::sink::key_index;
 use crate::sink::lookup::LookupCache;
 use crate::source::chunks::{plan_chunks, table_size};
 use crate::source::preflight::Severity;
@@ -69,6 +70,7 @@ impl BackfillJob {
         if !errors.is_empty() {
             bail!("the migration cannot start:\n{}", errors.join("\n"));
         }
+        tracing::info!(elapsed = ?started.elapsed(), "checks passed");
         let source = connect(&self.source, "switchyard backfill").await?;
         let mut target = connect(&self.target, "switchyard backfill").await?;
         checkpoint::ensure_schema(&target).await?;
@@ -86,6 +88,7 @@ impl BackfillJob {
             _ => self.fresh_snapshot(&source, &mut target, &progress).await?,
         };
 
+        tracing::info!(elapsed = ?started.elapsed(), "snapshot ready");
         let lookup_client = connect(&self.target, "switchyard lookups").await?;
         let lookups = Arc::new(
             LookupCache::start(lookup_client, &plan.lookups)
@@ -97,18 +100,11 @@ impl BackfillJob {
             migration: plan.name.clone(),
             lookups,
             on_error: self.on_error,
+            progress: Arc::clone(&progress),
         });
         let display = Display::start(Arc::clone(&progress), self.display);
         let poller = tokio::spawn(poll_slot(Arc::clone(&progress), source, plan.slot_name()));
-        let copied = copy_chunks(
-            ctx,
-            chunks,
-            readers,
-            &self.target,
-            self.resume,
-            Arc::clone(&progress),
-        )
-        .await;
+        let copied = copy_chunks(ctx, chunks, readers, &self.target, self.resume).await;
         poller.abort();
         display.finish().await;
         if let Err(e) = copied {
@@ -118,12 +114,17 @@ impl BackfillJob {
             )));
         }
 
+        tracing::info!(elapsed = ?started.elapsed(), rows = progress.total_rows(), "chunks copied");
+        for output in plan.sources.iter().flat_map(|s| &s.outputs) {
+            key_index::drop_helper(&target, &output.table).await?;
+        }
         for file in &plan.phases.after_backfill {
             target
                 .batch_execute(&file.sql)
                 .await
                 .with_context(|| format!("running {}", file.path.display()))?;
         }
+        tracing::info!(elapsed = ?started.elapsed(), "after-backfill SQL done");
         let mut reports = Vec::new();
         for (name, sql) in &plan.reports {
             let count: i64 = target
@@ -236,6 +237,10 @@ impl BackfillJob {
         drop(holder);
         checkpoint::set_lsns(target, &plan.name, None, lsn).await?;
         let pending = checkpoint::pending_chunks(target, &plan.name).await?;
+        // Resumed chunks upsert (they may meet rows already copied): the keys need an index.
+        for output in plan.sources.iter().flat_map(|s| &s.outputs) {
+            key_index::ensure_unique_key(target, &output.table, &output.key).await?;
+        }
         for (table, done, total, rows) in checkpoint::chunk_progress(target, &plan.name).await? {
             let Some(i) = plan
                 .sources

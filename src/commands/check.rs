@@ -54,6 +54,6 @@ pub async fn check_all(
             .await
             .context("checking the target")?,
     );
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     Ok(findings)
 }

@@ -36,8 +36,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let plan = Arc::new(Plan::load(&plan_path)?);
 
     println!("== starting throwaway source and target clusters");
-    let source_cluster = Cluster::start(ClusterOptions::default()).context("starting the source cluster")?;
-    let target_cluster = Cluster::start(ClusterOptions::default()).context("starting the target cluster")?;
+    let source_cluster =
+        Cluster::start(ClusterOptions::default()).context("starting the source cluster")?;
+    let target_cluster =
+        Cluster::start(ClusterOptions::default()).context("starting the target cluster")?;
     source_cluster.create_database("legacy").await?;
     target_cluster.create_database("app").await?;
     let (source_url, target_url) = (source_cluster.url("legacy"), target_cluster.url("app"));
@@ -55,12 +57,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     // The independent expected result, before any write: rows the load touches are excluded.
     let expected_sql = std::fs::read_to_string(plan_path.with_file_name("expected.sql"))?;
-    source.batch_execute(&expected_sql).await.context("computing the expected result")?;
+    source
+        .batch_execute(&expected_sql)
+        .await
+        .context("computing the expected result")?;
 
-    println!("== starting a write load of {} tx/s on the source", args.write_rate);
+    println!(
+        "== starting a write load of {} tx/s on the source",
+        args.write_rate
+    );
     let load = WriteLoad::start(
         &source_url,
-        WriteLoadOptions { target_rate: Some(f64::from(args.write_rate)), record_acks: true, ..WriteLoadOptions::default() },
+        WriteLoadOptions {
+            target_rate: Some(f64::from(args.write_rate)),
+            record_acks: true,
+            ..WriteLoadOptions::default()
+        },
     )
     .await?;
 
@@ -70,7 +82,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for f in &findings {
         println!("   {f}");
     }
-    anyhow::ensure!(findings.iter().all(|f| f.severity != Severity::Error), "check found errors");
+    anyhow::ensure!(
+        findings.iter().all(|f| f.severity != Severity::Error),
+        "check found errors"
+    );
 
     println!("== switchyard backfill --jobs {}", args.jobs);
     let summary = BackfillJob {
@@ -85,12 +100,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .run()
     .await?;
     let report = load.stop().await?;
-    let slot_bytes = slot::state(&source, &plan.slot_name()).await?.map_or(-1, |s| s.retained_bytes);
+    let slot_bytes = slot::state(&source, &plan.slot_name())
+        .await?
+        .map_or(-1, |s| s.retained_bytes);
 
     println!("== verifying against the plain SQL migration of the same rules");
     let target = target_cluster.connect("app").await?;
     let exclusions = Exclusions {
-        keys: report.acked.iter().map(|w| (w.table.to_owned(), w.id)).collect(),
+        keys: report
+            .acked
+            .iter()
+            .map(|w| (w.table.to_owned(), w.id))
+            .collect(),
     };
     let tables = compare(&source, &target, &exclusions).await?;
     let mut clean = true;
@@ -126,11 +147,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (name, count) in &summary.reports {
         println!("   {name}: {count}");
     }
-    println!("   verification: {}", if clean { "target equals the transformed source" } else { "MISMATCH" });
+    println!(
+        "   verification: {}",
+        if clean {
+            "target equals the transformed source"
+        } else {
+            "MISMATCH"
+        }
+    );
     println!("== removing the throwaway clusters");
     drop(source);
     drop(target);
     drop(source_cluster);
     drop(target_cluster);
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

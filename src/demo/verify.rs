@@ -25,7 +25,8 @@ const COMPARISONS: &[Comparison] = &[
     Comparison {
         table: "projects",
         legacy_table: None,
-        target: "SELECT legacy_table || ':' || legacy_id, p.id, team_id, kind, p.name, s.name, status,
+        target:
+            "SELECT legacy_table || ':' || legacy_id, p.id, team_id, kind, p.name, s.name, status,
                         owner_email, budget, start_date, created_at, updated_at, attributes
                    FROM projects p LEFT JOIN project_stages s ON s.id = p.stage_id",
         expected: "SELECT legacy_table || ':' || legacy_id, id, team_id, kind, name, stage, status,
@@ -90,7 +91,9 @@ impl Exclusions {
             return false;
         }
         match c.legacy_table {
-            Some(table) => key.parse().is_ok_and(|id| self.keys.contains(&(table.to_owned(), id))),
+            Some(table) => key
+                .parse()
+                .is_ok_and(|id| self.keys.contains(&(table.to_owned(), id))),
             None => key
                 .split_once(':')
                 .and_then(|(t, id)| Some((t.to_owned(), id.parse().ok()?)))
@@ -120,12 +123,19 @@ impl TableReport {
 }
 
 /// Compares every output table; `source` must hold schema `expected`.
-pub async fn compare(source: &Client, target: &Client, exclusions: &Exclusions) -> Result<Vec<TableReport>, tokio_postgres::Error> {
+pub async fn compare(
+    source: &Client,
+    target: &Client,
+    exclusions: &Exclusions,
+) -> Result<Vec<TableReport>, tokio_postgres::Error> {
     let mut reports = Vec::new();
     for c in COMPARISONS {
         let want = keyed_rows(source, c.expected).await?;
         let got = keyed_rows(target, c.target).await?;
-        let mut report = TableReport { table: c.table, ..TableReport::default() };
+        let mut report = TableReport {
+            table: c.table,
+            ..TableReport::default()
+        };
         for (key, row) in &want {
             if exclusions.excludes(c, key) {
                 report.excluded += 1;
@@ -149,9 +159,16 @@ pub async fn compare(source: &Client, target: &Client, exclusions: &Exclusions) 
 
 /// The rows of `query` (first column the key) as COPY text, in a UTC session so that both
 /// sides print timestamps alike.
-async fn keyed_rows(client: &Client, query: &str) -> Result<BTreeMap<String, String>, tokio_postgres::Error> {
-    client.batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'").await?;
-    let stream = client.copy_out(&format!("COPY ({query}) TO STDOUT")).await?;
+async fn keyed_rows(
+    client: &Client,
+    query: &str,
+) -> Result<BTreeMap<String, String>, tokio_postgres::Error> {
+    client
+        .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'")
+        .await?;
+    let stream = client
+        .copy_out(&format!("COPY ({query}) TO STDOUT"))
+        .await?;
     futures_util::pin_mut!(stream);
     let mut text = Vec::new();
     while let Some(chunk) = stream.next().await {

@@ -17,10 +17,9 @@ use tokio_postgres::Client;
 use crate::checkpoint::{CheckpointError, Chunk};
 use crate::pg::connect::{connect, ConnectError};
 use crate::pg::conninfo::ConnInfo;
-use crate::progress::BackfillProgress;
 use crate::sink::copy_in::{OutputWriter, WriteError};
 
-use super::chunk_copy::{copy_chunk, ChunkContext};
+use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
@@ -75,20 +74,19 @@ pub async fn copy_chunks(
     readers: Vec<Client>,
     target: &ConnInfo,
     resumed: bool,
-    progress: Arc<BackfillProgress>,
 ) -> Result<(), BackfillError> {
     let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
     let failed = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for reader in readers {
-        let mut writer_client = connect(target, "switchyard backfill").await?;
-        let writers = output_writers(&writer_client, &ctx, resumed).await?;
-        let (ctx, queue, failed, progress) = (
-            Arc::clone(&ctx),
-            Arc::clone(&queue),
-            Arc::clone(&failed),
-            Arc::clone(&progress),
-        );
+        let target = connect(target, "switchyard backfill").await?;
+        let writers = output_writers(&target, &ctx, resumed).await?;
+        let mut worker = Worker {
+            reader,
+            target,
+            writers,
+        };
+        let (ctx, queue, failed) = (Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&failed));
         workers.push(tokio::spawn(async move {
             loop {
                 if failed.load(Ordering::Relaxed) {
@@ -103,19 +101,7 @@ pub async fn copy_chunks(
                     .iter()
                     .position(|s| s.table.to_string() == chunk.source_table)
                     .expect("chunks are made from the plan's sources");
-                let table_progress = &progress.tables[source_index];
-                let result = copy_chunk(
-                    &ctx,
-                    source_index,
-                    &writers[source_index],
-                    &chunk,
-                    &reader,
-                    &mut writer_client,
-                    table_progress,
-                    &progress.rejected,
-                )
-                .await;
-                if let Err(e) = result {
+                if let Err(e) = copy_chunk(&ctx, &mut worker, source_index, &chunk).await {
                     failed.store(true, Ordering::Relaxed);
                     return Err(e);
                 }

@@ -24,7 +24,7 @@ use crate::transform::batch::{describe_origin, transform_batch, TransformedBatch
 use crate::transform::row::Env;
 
 use super::backfill::BackfillError;
-use crate::progress::TableProgress;
+use crate::progress::{BackfillProgress, TableProgress};
 
 /// What a worker needs for every chunk it copies.
 pub struct ChunkContext {
@@ -32,20 +32,28 @@ pub struct ChunkContext {
     pub migration: String,
     pub lookups: Arc<LookupCache>,
     pub on_error: OnError,
+    pub progress: Arc<BackfillProgress>,
 }
 
-/// Copies one chunk of `plan.sources[source]`.
+/// What one worker owns: its snapshot reader, its target connection and its output writers
+/// (indexed like the plan's sources and outputs).
+pub struct Worker {
+    pub reader: Client,
+    pub target: Client,
+    pub writers: Vec<Vec<OutputWriter>>,
+}
+
+/// Copies one chunk of `plan.sources[source_index]`.
 pub async fn copy_chunk(
     ctx: &ChunkContext,
+    worker: &mut Worker,
     source_index: usize,
-    writers: &[OutputWriter],
     chunk: &Chunk,
-    source: &Client,
-    target: &mut Client,
-    progress: &TableProgress,
-    rejected_total: &std::sync::atomic::AtomicU64,
 ) -> Result<(), BackfillError> {
     let plan_source = &ctx.plan.sources[source_index];
+    let progress: &TableProgress = &ctx.progress.tables[source_index];
+    let writers = &worker.writers[source_index];
+    let (source, target) = (&worker.reader, &mut worker.target);
     let mut batches = copy_out::start(source, plan_source, chunk)
         .await
         .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
@@ -69,7 +77,9 @@ pub async fn copy_chunk(
         rows += batch_rows as i64;
         rejected += batch_rejected as i64;
         progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
-        rejected_total.fetch_add(batch_rejected, Ordering::Relaxed);
+        ctx.progress
+            .rejected
+            .fetch_add(batch_rejected, Ordering::Relaxed);
         next = following
             .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
     }

@@ -45,6 +45,9 @@ pub struct SourcePlan {
     /// The source columns the plan reads, in the order rows carry them (key columns first).
     pub columns: Vec<String>,
     pub derived: Vec<(String, Expr)>,
+    /// For each derive, the one non-key source column it depends on (through other derives
+    /// too), when it has exactly one and no lookup: such derives are memoized per input.
+    pub memo_columns: Vec<Option<usize>>,
     pub outputs: Vec<OutputPlan>,
 }
 
@@ -374,11 +377,13 @@ impl Compile<'_, '_> {
                 }
             })
             .collect();
+        let memo_columns = memo_columns(&derived, key.len());
         SourcePlan {
             table: TableName::parse(s.table.get_ref(), source_schema),
             key,
             columns,
             derived,
+            memo_columns,
             outputs,
         }
     }
@@ -408,6 +413,32 @@ impl Compile<'_, '_> {
             }
         }
     }
+}
+
+/// Which derives depend on exactly one non-key column (key columns come first in the row and
+/// are unique, so remembering their derives would only cost memory).
+fn memo_columns(derived: &[(String, Expr)], key_count: usize) -> Vec<Option<usize>> {
+    let mut single: Vec<Option<usize>> = Vec::with_capacity(derived.len());
+    for (_, expr) in derived {
+        let mut column = None;
+        let mut memoizable = true;
+        expr.walk(&mut |node| match node {
+            Expr::Column(c) => match column {
+                None => column = Some(*c),
+                Some(existing) if existing == *c => {}
+                Some(_) => memoizable = false,
+            },
+            Expr::Derived(d) => match (single[*d], column) {
+                (Some(c), None) => column = Some(c),
+                (Some(c), Some(existing)) if c == existing => {}
+                _ => memoizable = false,
+            },
+            Expr::Lookup { .. } => memoizable = false,
+            _ => {}
+        });
+        single.push(column.filter(|c| memoizable && *c >= key_count));
+    }
+    single
 }
 
 /// Kept for callers that want one diagnostic type.

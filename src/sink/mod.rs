@@ -1,5 +1,6 @@
 //! Writes the target: output rows by COPY, lookup values, dead letters.
 pub mod copy_in;
 pub mod dead_letter;
+pub mod key_index;
 pub mod lookup;
 pub mod preflight;

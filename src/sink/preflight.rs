@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use tokio_postgres::{Client, GenericClient};
 
+use super::key_index::has_unique_key;
 use crate::pg::ident::{quote_ident, TableName};
-use crate::plan::{OutputPlan, Plan, SourcePlan};
+use crate::plan::{OutputPlan, Plan, SourcePlan, WriteMode};
 use crate::source::preflight::Finding;
 use crate::transform::cast::CastType;
 use crate::transform::expr::{ArithOp, Expr, Function};
@@ -82,8 +83,63 @@ pub async fn check(
             output_table(&tx, plan, source, output, types, &mut found).await?;
         }
     }
+    // Insert-if-absent outputs need their unique key during the copy; upserts only once the
+    // after-backfill SQL ran (the follow's upserts come after it).
+    keys(&tx, plan, WriteMode::InsertIfAbsent, &mut found).await?;
+    for file in &plan.phases.after_backfill {
+        if let Err(e) = tx.batch_execute(&file.sql).await {
+            found.push(Finding::error(
+                format!("target: {}", file.path.display()),
+                format!(
+                    "the after-backfill SQL fails on empty tables: {}",
+                    e.as_db_error()
+                        .map_or(e.to_string(), |d| d.message().to_owned())
+                ),
+                "fix the SQL file",
+            ));
+            tx.rollback().await?;
+            return Ok(found);
+        }
+    }
+    keys(&tx, plan, WriteMode::Upsert, &mut found).await?;
     tx.rollback().await?;
     Ok(found)
+}
+
+async fn keys(
+    tx: &impl GenericClient,
+    plan: &Plan,
+    mode: WriteMode,
+    found: &mut Vec<Finding>,
+) -> Result<(), tokio_postgres::Error> {
+    for output in plan
+        .sources
+        .iter()
+        .flat_map(|s| &s.outputs)
+        .filter(|o| o.mode == mode)
+    {
+        if has_unique_key(tx, &output.table, &output.key).await? {
+            continue;
+        }
+        let key: Vec<String> = output.key.iter().map(|k| quote_ident(k)).collect();
+        let (when, phase) = match mode {
+            WriteMode::InsertIfAbsent => ("during the copy", "before-backfill"),
+            WriteMode::Upsert => ("after the backfill", "before- or after-backfill"),
+        };
+        found.push(Finding::error(
+            format!("target.{}", output.table),
+            format!(
+                "no unique index on the output key {:?} {when}: writes by key need one",
+                output.key
+            ),
+            format!(
+                "add `ALTER TABLE {} ADD PRIMARY KEY ({});` to the {phase} SQL",
+                output.table.quoted(),
+                key.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn table_columns(
@@ -133,33 +189,6 @@ async fn output_table(
             format!(
                 "GRANT INSERT, UPDATE, DELETE ON {} TO <switchyard role>;",
                 output.table.quoted()
-            ),
-        ));
-    }
-    let unique = tx
-        .query_one(
-            "SELECT EXISTS (
-                 SELECT FROM pg_index i
-                  WHERE i.indrelid = ($1::text)::regclass AND i.indisunique
-                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
-                           FROM pg_attribute a
-                          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
-                        = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))",
-            &[&output.table.quoted(), &output.key],
-        )
-        .await?;
-    if !unique.get::<_, bool>(0) {
-        let key: Vec<String> = output.key.iter().map(|k| quote_ident(k)).collect();
-        found.push(Finding::error(
-            &subject,
-            format!(
-                "no unique index on the output key {:?}: upserts need one",
-                output.key
-            ),
-            format!(
-                "ALTER TABLE {} ADD PRIMARY KEY ({});",
-                output.table.quoted(),
-                key.join(", ")
             ),
         ));
     }

@@ -6,7 +6,8 @@
 use crate::pg::copy_text::lines;
 use crate::plan::SourcePlan;
 
-use super::row::{describe, transform_copy_line, Env, Rejected};
+use super::memo::Memo;
+use super::row::{describe, transform_copy_line, Env, Rejected, RowScratch};
 
 /// The rows one output received from a batch, as COPY text.
 #[derive(Debug, Default)]
@@ -53,7 +54,11 @@ pub struct TransformedBatch {
 }
 
 /// Transforms every line of `text` (whole COPY lines of the plan's read columns).
-pub fn transform_batch(source: &SourcePlan, env: &Env<'_>, text: &[u8]) -> TransformedBatch {
+pub fn transform_batch<'r>(
+    source: &'r SourcePlan,
+    env: &Env<'r>,
+    text: &'r [u8],
+) -> TransformedBatch {
     let mut buffers: Vec<Vec<u8>> = (0..source.outputs.len())
         .map(|_| Vec::with_capacity(text.len()))
         .collect();
@@ -62,14 +67,18 @@ pub fn transform_batch(source: &SourcePlan, env: &Env<'_>, text: &[u8]) -> Trans
         .collect();
     let mut rejected = Vec::new();
     let mut source_rows = 0;
+    let mut memo = Memo::new(source.derived.len());
+    let mut scratch = RowScratch::default();
+    let mut before: Vec<usize> = Vec::with_capacity(buffers.len());
     for line in lines(text) {
         source_rows += 1;
         let origin = (line.as_ptr() as usize - text.as_ptr() as usize) as u32;
-        let before: Vec<usize> = buffers.iter().map(Vec::len).collect();
-        match transform_copy_line(source, env, line, &mut buffers) {
+        before.clear();
+        before.extend(buffers.iter().map(Vec::len));
+        match transform_copy_line(source, env, line, &mut memo, &mut scratch, &mut buffers) {
             Ok(()) => {
-                for ((buf, out), was) in buffers.iter().zip(outputs.iter_mut()).zip(before) {
-                    if buf.len() != was {
+                for ((buf, out), was) in buffers.iter().zip(outputs.iter_mut()).zip(&before) {
+                    if buf.len() != *was {
                         out.row_ends.push(buf.len() as u32);
                         out.origins.push(origin);
                     }

@@ -96,7 +96,13 @@ impl Expr {
             Expr::Arith(op, a, b) => arith(*op, a.eval(scope)?, b.eval(scope)?)?,
             Expr::Concat(a, b) => match (a.eval(scope)?, b.eval(scope)?) {
                 (Value::Null, _) | (_, Value::Null) => Value::Null,
-                (a, b) => Value::Text(Cow::Owned(format!("{a}{b}"))),
+                (a, b) => {
+                    let (a, b) = (text_of(a), text_of(b));
+                    let mut out = String::with_capacity(a.len() + b.len());
+                    out.push_str(&a);
+                    out.push_str(&b);
+                    Value::Text(Cow::Owned(out))
+                }
             },
             Expr::IsNull { expr, negated } => Value::Bool(expr.eval(scope)?.is_null() != *negated),
             Expr::IsDistinct {
@@ -207,6 +213,7 @@ fn borrow<'r>(v: &'r Value<'_>) -> Value<'r> {
 pub(crate) fn text_of(v: Value<'_>) -> Cow<'_, str> {
     match v {
         Value::Text(t) | Value::Json(t) => t,
+        Value::Int(i) => Cow::Owned(i.to_string()),
         other => Cow::Owned(other.to_string()),
     }
 }

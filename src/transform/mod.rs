@@ -8,6 +8,7 @@ pub mod cast;
 pub mod eval;
 pub mod expr;
 mod functions;
+pub mod memo;
 pub mod row;
 pub mod temporal;
 pub mod value;

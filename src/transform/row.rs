@@ -10,6 +10,7 @@ use crate::pg::copy_text::{self, RawField};
 use crate::plan::SourcePlan;
 
 use super::eval::{EvalError, Lookups, Scope, ValueMap};
+use super::memo::Memo;
 use super::value::Value;
 
 /// A row the transform refused, with what the dead-letter table records about it.
@@ -28,26 +29,42 @@ pub struct Env<'p> {
     pub lookups: &'p dyn Lookups,
 }
 
+/// Buffers reused from row to row of a batch, so that a row costs no allocation of its own.
+#[derive(Debug, Default)]
+pub struct RowScratch<'r> {
+    fields: Vec<RawField<'r>>,
+    columns: Vec<Value<'r>>,
+    derived: Vec<Value<'r>>,
+    marks: Vec<usize>,
+}
+
 /// Transforms one COPY text line (the plan's read columns, in order) into `outputs`, one COPY
 /// buffer per output of the source.
-pub fn transform_copy_line(
-    source: &SourcePlan,
-    env: &Env<'_>,
-    line: &[u8],
+pub fn transform_copy_line<'r>(
+    source: &'r SourcePlan,
+    env: &Env<'r>,
+    line: &'r [u8],
+    memo: &mut Memo,
+    scratch: &mut RowScratch<'r>,
     outputs: &mut [Vec<u8>],
 ) -> Result<(), Rejected> {
-    let mut local: Vec<RawField<'_>> = Vec::with_capacity(source.columns.len());
-    copy_text::split_line(line, &mut local);
+    let RowScratch {
+        fields,
+        columns,
+        derived,
+        marks,
+    } = scratch;
+    copy_text::split_line(line, fields);
     let result = (|| {
-        if local.len() != source.columns.len() {
+        if fields.len() != source.columns.len() {
             return Err(EvalError::new(format!(
                 "COPY line has {} fields, expected {}",
-                local.len(),
+                fields.len(),
                 source.columns.len()
             )));
         }
-        let mut columns = Vec::with_capacity(local.len());
-        for f in &local {
+        columns.clear();
+        for f in fields.iter() {
             columns.push(match f {
                 None => Value::Null,
                 Some(raw) => Value::Text(
@@ -55,35 +72,52 @@ pub fn transform_copy_line(
                 ),
             });
         }
-        transform_values(source, env, &columns, outputs)
+        transform_values(source, env, columns, memo, derived, marks, outputs)
     })();
-    result.map_err(|e| reject(source, &local, e))
+    result.map_err(|e| reject(source, fields, e))
 }
 
 /// Transforms a row given as values (the follow path decodes pgoutput tuples into these).
-pub fn transform_values(
-    source: &SourcePlan,
-    env: &Env<'_>,
-    columns: &[Value<'_>],
+/// `derived` and `marks` are scratch space.
+pub fn transform_values<'r>(
+    source: &'r SourcePlan,
+    env: &Env<'r>,
+    columns: &[Value<'r>],
+    memo: &mut Memo,
+    derived: &mut Vec<Value<'r>>,
+    marks: &mut Vec<usize>,
     outputs: &mut [Vec<u8>],
 ) -> Result<(), EvalError> {
-    let mut derived: Vec<Value<'_>> = Vec::with_capacity(source.derived.len());
-    for (name, expr) in &source.derived {
+    derived.clear();
+    for (i, (name, expr)) in source.derived.iter().enumerate() {
+        let memo_input = match source.memo_columns[i].map(|c| &columns[c]) {
+            Some(Value::Null) => Some(None),
+            Some(Value::Text(t)) => Some(Some(t.as_ref())),
+            _ => None,
+        };
+        if let Some(hit) = memo_input.and_then(|input| memo.get(i, input)) {
+            derived.push(hit.clone());
+            continue;
+        }
         let scope = Scope {
             columns,
-            derived: &derived,
+            derived,
             maps: env.maps,
             lookups: env.lookups,
         };
         let v = expr
             .eval(&scope)
             .map_err(|e| EvalError::new(format!("{name}: {e}")))?;
+        if let Some(input) = memo_input {
+            memo.insert(i, input, v.clone().into_owned());
+        }
         derived.push(v);
     }
-    let marks: Vec<usize> = outputs.iter().map(Vec::len).collect();
+    marks.clear();
+    marks.extend(outputs.iter().map(Vec::len));
     let scope = Scope {
         columns,
-        derived: &derived,
+        derived,
         maps: env.maps,
         lookups: env.lookups,
     };
@@ -116,8 +150,8 @@ pub fn transform_values(
         Ok(())
     })();
     if written.is_err() {
-        for (buf, mark) in outputs.iter_mut().zip(marks) {
-            buf.truncate(mark);
+        for (buf, mark) in outputs.iter_mut().zip(marks.iter()) {
+            buf.truncate(*mark);
         }
     }
     written
@@ -128,6 +162,10 @@ pub fn encode_value(v: &Value<'_>, buf: &mut Vec<u8>) {
     match v {
         Value::Null => buf.extend_from_slice(copy_text::NULL),
         Value::Text(t) | Value::Json(t) => copy_text::encode_field(t, buf),
+        Value::Uuid(u) => {
+            let mut text = uuid::Uuid::encode_buffer();
+            buf.extend_from_slice(u.hyphenated().encode_lower(&mut text).as_bytes());
+        }
         other => {
             use std::io::Write;
             // Typed values never contain tabs, newlines or backslashes.
@@ -212,7 +250,16 @@ mod tests {
         };
         let src = &plan.sources[source];
         let mut outputs = vec![Vec::new(); src.outputs.len()];
-        transform_copy_line(src, &env, line.as_bytes(), &mut outputs)?;
+        let mut memo = Memo::new(src.derived.len());
+        let mut scratch = RowScratch::default();
+        transform_copy_line(
+            src,
+            &env,
+            line.as_bytes(),
+            &mut memo,
+            &mut scratch,
+            &mut outputs,
+        )?;
         Ok(outputs
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())

@@ -2,25 +2,37 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::support::{assert_target_matches_expected, backfill, cluster, compute_expected, repo, seed_plan, seeded_source, switchyard};
+use crate::support::{
+    assert_target_matches_expected, backfill, cluster, repo, seed_plan, seeded_source, switchyard,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn target_equals_transformed_source_for_every_output_table() {
     let (source_cluster, target_cluster) = (cluster(), cluster());
     let source = seeded_source(&source_cluster, "legacy", 0.01).await;
     target_cluster.create_database("app").await.unwrap();
-    backfill(&source_cluster.url("legacy"), &target_cluster.url("app"), &[]);
+    backfill(
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &[],
+    );
     let target = target_cluster.connect("app").await.unwrap();
     assert_target_matches_expected(&source, &target).await;
 
     let status: String = target
-        .query_one("SELECT status FROM switchyard.migrations WHERE name = 'legacy_to_projects'", &[])
+        .query_one(
+            "SELECT status FROM switchyard.migrations WHERE name = 'legacy_to_projects'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(status, "backfilled");
     let slot_kept = source
-        .query_opt("SELECT FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'", &[])
+        .query_opt(
+            "SELECT FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'",
+            &[],
+        )
         .await
         .unwrap();
     assert!(slot_kept.is_some(), "the slot stays for the WAL consumer");
@@ -35,7 +47,11 @@ struct TimedWrite {
 }
 
 async fn wal_insert_lsn(client: &Client) -> u64 {
-    let lsn: String = client.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.unwrap().get(0);
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     lsn.parse::<switchyard::pg::lsn::Lsn>().unwrap().0
 }
 
@@ -75,7 +91,12 @@ async fn rows_written_during_backfill_are_not_in_the_copy() {
             };
             let after = wal_insert_lsn(&writer).await;
             if id > 0 {
-                done.push(TimedWrite { id, title, before, after });
+                done.push(TimedWrite {
+                    id,
+                    title,
+                    before,
+                    after,
+                });
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -103,18 +124,31 @@ async fn rows_written_during_backfill_are_not_in_the_copy() {
             .map(|r| r.get(0));
         if w.after <= snapshot {
             seen_before += 1;
-            assert_eq!(title.as_deref(), Some(w.title.as_str()), "a write committed before the snapshot is in the copy");
+            assert_eq!(
+                title.as_deref(),
+                Some(w.title.as_str()),
+                "a write committed before the snapshot is in the copy"
+            );
         } else if w.before >= snapshot {
             seen_after += 1;
-            assert_ne!(title.as_deref(), Some(w.title.as_str()), "a write committed after the snapshot is not in the copy");
+            assert_ne!(
+                title.as_deref(),
+                Some(w.title.as_str()),
+                "a write committed after the snapshot is not in the copy"
+            );
         }
     }
-    assert!(seen_before > 0 && seen_after > 0, "writes on both sides of the snapshot ({seen_before} before, {seen_after} after)");
+    assert!(
+        seen_before > 0 && seen_after > 0,
+        "writes on both sides of the snapshot ({seen_before} before, {seen_after} after)"
+    );
 }
 
 /// Creates the target tables ahead of the backfill (the before-phase SQL is idempotent).
 async fn prepare_target(target: &Client, extra_sql: &str) {
-    let sql = std::fs::read_to_string(repo().join("transforms/legacy_to_projects/target_schema.sql")).unwrap();
+    let sql =
+        std::fs::read_to_string(repo().join("transforms/legacy_to_projects/target_schema.sql"))
+            .unwrap();
     target.batch_execute(&sql).await.unwrap();
     target.batch_execute(extra_sql).await.unwrap();
 }
@@ -146,20 +180,50 @@ async fn bad_rows_land_in_the_dead_letter_table_and_nothing_else_is_lost() {
     target_cluster.create_database("stop").await.unwrap();
     let plan = seed_plan();
     let out = switchyard(&[
-        "backfill", "--plan", plan.to_str().unwrap(), "--source", &source_cluster.url("legacy"),
-        "--target", &target_cluster.url("stop"), "--on-error", "stop",
+        "backfill",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--source",
+        &source_cluster.url("legacy"),
+        "--target",
+        &target_cluster.url("stop"),
+        "--on-error",
+        "stop",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "--on-error stop must fail");
-    assert!(stderr.contains("rejected") && stderr.contains("--on-error stop"), "{stderr}");
-    let out = switchyard(&["abort", "--plan", plan.to_str().unwrap(), "--source", &source_cluster.url("legacy"), "--target", &target_cluster.url("stop")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stderr.contains("rejected") && stderr.contains("--on-error stop"),
+        "{stderr}"
+    );
+    let out = switchyard(&[
+        "abort",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--source",
+        &source_cluster.url("legacy"),
+        "--target",
+        &target_cluster.url("stop"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Dead letters (the default): the bad rows are recorded, every other row lands.
     target_cluster.create_database("app").await.unwrap();
     let target = target_cluster.connect("app").await.unwrap();
-    prepare_target(&target, "ALTER TABLE tasks ADD CONSTRAINT no_refusal CHECK (title <> 'refused by the target')").await;
-    backfill(&source_cluster.url("legacy"), &target_cluster.url("app"), &[]);
+    prepare_target(
+        &target,
+        "ALTER TABLE tasks ADD CONSTRAINT no_refusal CHECK (title <> 'refused by the target')",
+    )
+    .await;
+    backfill(
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &[],
+    );
     let letters = target
         .query(
             "SELECT (source_key->>'id')::int8, source_table, coalesce(output_table, ''), reason, row_data->>'name'
@@ -171,14 +235,28 @@ async fn bad_rows_land_in_the_dead_letter_table_and_nothing_else_is_lost() {
     assert_eq!(letters.len(), 3, "{letters:?}");
     let (key0, reason0): (i64, String) = (letters[0].get(0), letters[0].get(3));
     assert_eq!(key0, bad[0]);
-    assert!(reason0.contains("budget") && reason0.contains("n/a"), "{reason0}");
-    assert_eq!(letters[0].get::<_, Option<String>>(4).as_deref(), Some("bad budget"), "the raw row is kept");
+    assert!(
+        reason0.contains("budget") && reason0.contains("n/a"),
+        "{reason0}"
+    );
+    assert_eq!(
+        letters[0].get::<_, Option<String>>(4).as_deref(),
+        Some("bad budget"),
+        "the raw row is kept"
+    );
     let (key1, reason1): (i64, String) = (letters[1].get(0), letters[1].get(3));
     assert_eq!(key1, bad[1]);
     assert!(reason1.contains("2024-02-30"), "{reason1}");
-    let (key2, table2, output2, reason2): (i64, String, String, String) =
-        (letters[2].get(0), letters[2].get(1), letters[2].get(2), letters[2].get(3));
-    assert_eq!((key2, table2.as_str(), output2.as_str()), (refused, "public.vortex_items", "public.tasks"));
+    let (key2, table2, output2, reason2): (i64, String, String, String) = (
+        letters[2].get(0),
+        letters[2].get(1),
+        letters[2].get(2),
+        letters[2].get(3),
+    );
+    assert_eq!(
+        (key2, table2.as_str(), output2.as_str()),
+        (refused, "public.vortex_items", "public.tasks")
+    );
     assert!(reason2.contains("no_refusal"), "{reason2}");
     assert_target_matches_expected(&source, &target).await;
 }
@@ -188,39 +266,94 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
     let (source_cluster, target_cluster) = (cluster(), cluster());
     let source = seeded_source(&source_cluster, "legacy", 0.02).await;
     target_cluster.create_database("app").await.unwrap();
-    let mut target = target_cluster.connect("app").await.unwrap();
-    prepare_target(&target, "").await;
+    let target = target_cluster.connect("app").await.unwrap();
 
-    // Hold the tasks table so every worker ends up blocked on a vortex_items chunk, with some
-    // chunks finished and some not: a deterministic point to kill at.
-    let lock = target.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    // One row in the middle of vortex_items stalls its chunk's COPY into tasks: the other
+    // worker finishes every other chunk, and that is a deterministic point to kill at.
+    let stalled: i64 = source
+        .query_one(
+            "SELECT id FROM vortex_items WHERE parent_item_id IS NULL ORDER BY id
+              OFFSET (SELECT count(*) / 2 FROM vortex_items WHERE parent_item_id IS NULL) LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    prepare_target(
+        &target,
+        &format!(
+            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.legacy_id = {stalled} THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$;
+             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();"
+        ),
+    )
+    .await;
     let plan = seed_plan();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["backfill", "--plan", plan.to_str().unwrap(), "--source", &source_cluster.url("legacy"),
-               "--target", &target_cluster.url("app"), "--jobs", "2"])
+        .args([
+            "backfill",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--source",
+            &source_cluster.url("legacy"),
+            "--target",
+            &target_cluster.url("app"),
+            "--jobs",
+            "2",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let watcher = target_cluster.connect("app").await.unwrap();
-    wait_for(&watcher, "SELECT count(*) >= 2 FROM pg_locks WHERE relation = 'tasks'::regclass AND NOT granted", &mut child).await;
+    wait_for(
+        &target,
+        "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') = count(*) - 1 FROM switchyard.chunks",
+        &mut child,
+    )
+    .await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    lock.rollback().await.unwrap();
+    // The stalled backend sleeps on until told; end it, then lift the stall.
+    target
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%';
+             DROP TRIGGER stall ON tasks;",
+        )
+        .await
+        .unwrap();
 
     let (done, total): (i64, i64) = {
-        let r = watcher
-            .query_one("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks", &[])
+        let r = target
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks",
+                &[],
+            )
             .await
             .unwrap();
         (r.get(0), r.get(1))
     };
-    assert!(done > 0 && done < total, "killed mid-backfill: {done} of {total} chunks done");
+    assert!(
+        done > 0 && done < total,
+        "killed mid-backfill: {done} of {total} chunks done"
+    );
 
-    backfill(&source_cluster.url("legacy"), &target_cluster.url("app"), &["--resume"]);
-    assert_target_matches_expected(&source, &watcher).await;
-    compute_expected(&source).await; // the source did not change: still equal
-    assert_target_matches_expected(&source, &watcher).await;
+    backfill(
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &["--resume"],
+    );
+    assert_target_matches_expected(&source, &target).await;
+    let helper_indexes: i64 = target
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'switchyard_%_key'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        helper_indexes, 0,
+        "the resume's helper indexes are gone once the plan's keys exist"
+    );
 }
 
 async fn wait_for(client: &Client, condition: &str, child: &mut std::process::Child) {
@@ -229,12 +362,18 @@ async fn wait_for(client: &Client, condition: &str, child: &mut std::process::Ch
         if let Ok(Some(status)) = child.try_wait() {
             panic!("switchyard exited early with {status}");
         }
-        let holds = client.query_one(condition, &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+        let holds = client
+            .query_one(condition, &[])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false);
         if holds {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for: {condition}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for: {condition}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-

@@ -29,7 +29,15 @@ stage_id = "lookup('project_stages', stage)"
 "#,
     )
     .unwrap();
-    let out = switchyard(&["check", "--plan", path.to_str().unwrap(), "--source", "host=/nowhere", "--target", "host=/nowhere"]);
+    let out = switchyard(&[
+        "check",
+        "--plan",
+        path.to_str().unwrap(),
+        "--source",
+        "host=/nowhere",
+        "--target",
+        "host=/nowhere",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     let file = path.display().to_string();
@@ -48,15 +56,31 @@ stage_id = "lookup('project_stages', stage)"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_names_a_missing_wal_level_and_primary_key_with_their_fixes_and_backfill_refuses() {
-    let cluster = Cluster::start(ClusterOptions::default().with_setting("wal_level", "replica")).unwrap();
+    let cluster =
+        Cluster::start(ClusterOptions::default().with_setting("wal_level", "replica")).unwrap();
     let source = seeded_source(&cluster, "app", 0.001).await;
-    source.batch_execute("ALTER TABLE company_services DROP CONSTRAINT company_services_pkey").await.unwrap();
+    source
+        .batch_execute("ALTER TABLE company_services DROP CONSTRAINT company_services_pkey")
+        .await
+        .unwrap();
     let url = cluster.url("app");
     let plan = seed_plan();
-    let out = switchyard(&["check", "--plan", plan.to_str().unwrap(), "--source", &url, "--target", &url]);
+    let out = switchyard(&[
+        "check",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--source",
+        &url,
+        "--target",
+        &url,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
-    assert!(stdout.contains("wal_level is replica") && stdout.contains("ALTER SYSTEM SET wal_level = logical"), "{stdout}");
+    assert!(
+        stdout.contains("wal_level is replica")
+            && stdout.contains("ALTER SYSTEM SET wal_level = logical"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("source.public.company_services: no primary key")
             && stdout.contains(r#"ALTER TABLE "public"."company_services" REPLICA IDENTITY FULL"#),
@@ -64,10 +88,21 @@ async fn check_names_a_missing_wal_level_and_primary_key_with_their_fixes_and_ba
     );
     assert!(stdout.contains("2 error(s)"), "{stdout}");
 
-    let out = switchyard(&["backfill", "--plan", plan.to_str().unwrap(), "--source", &url, "--target", &url]);
+    let out = switchyard(&[
+        "backfill",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--source",
+        &url,
+        "--target",
+        &url,
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot start") && stderr.contains("wal_level"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start") && stderr.contains("wal_level"),
+        "{stderr}"
+    );
     let leftovers: i64 = source
         .query_one(
             "SELECT (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_publication)
@@ -77,18 +112,32 @@ async fn check_names_a_missing_wal_level_and_primary_key_with_their_fixes_and_ba
         .await
         .unwrap()
         .get(0);
-    assert_eq!(leftovers, 0, "a refused backfill leaves no slot, publication or state behind");
+    assert_eq!(
+        leftovers, 0,
+        "a refused backfill leaves no slot, publication or state behind"
+    );
 }
 
 #[test]
 fn passwords_never_appear_in_connection_errors() {
     let out = switchyard(&[
-        "check", "--plan", seed_plan().to_str().unwrap(),
-        "--source", "postgres://someone:s3cret-Pa55@127.0.0.1:1/db",
-        "--target", "host=127.0.0.1 port=1 user=someone password=s3cret-Pa55 dbname=db",
+        "check",
+        "--plan",
+        seed_plan().to_str().unwrap(),
+        "--source",
+        "postgres://someone:s3cret-Pa55@127.0.0.1:1/db",
+        "--target",
+        "host=127.0.0.1 port=1 user=someone password=s3cret-Pa55 dbname=db",
     ]);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success());
-    assert!(all.contains("127.0.0.1"), "the error names the server: {all}");
+    assert!(
+        all.contains("127.0.0.1"),
+        "the error names the server: {all}"
+    );
     assert!(!all.contains("s3cret-Pa55"), "{all}");
 }

@@ -32,7 +32,8 @@ pub async fn seeded_source(cluster: &Cluster, db: &str, scale: f64) -> Client {
 
 /// (Re)computes schema `expected` from the legacy tables as they are now.
 pub async fn compute_expected(client: &Client) {
-    let sql = std::fs::read_to_string(repo().join("transforms/legacy_to_projects/expected.sql")).unwrap();
+    let sql =
+        std::fs::read_to_string(repo().join("transforms/legacy_to_projects/expected.sql")).unwrap();
     client.batch_execute(&sql).await.expect("expected.sql");
 }
 
@@ -48,7 +49,17 @@ pub fn switchyard(args: &[&str]) -> Output {
 
 pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
     let plan = seed_plan();
-    let mut args = vec!["backfill", "--plan", plan.to_str().unwrap(), "--source", source, "--target", target, "--jobs", "2"];
+    let mut args = vec![
+        "backfill",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--source",
+        source,
+        "--target",
+        target,
+        "--jobs",
+        "2",
+    ];
     args.extend_from_slice(extra);
     let out = switchyard(&args);
     assert!(
@@ -62,7 +73,9 @@ pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
 
 /// Asserts every output table equals the expected result, row for row.
 pub async fn assert_target_matches_expected(source: &Client, target: &Client) {
-    let reports = compare(source, target, &Exclusions::default()).await.expect("compare");
+    let reports = compare(source, target, &Exclusions::default())
+        .await
+        .expect("compare");
     let dirty: Vec<String> = reports
         .iter()
         .filter(|r| !r.is_clean())
@@ -77,8 +90,16 @@ pub async fn assert_target_matches_expected(source: &Client, target: &Client) {
             )
         })
         .collect();
-    assert!(dirty.is_empty(), "target differs from the expected result:\n{}", dirty.join("\n"));
+    assert!(
+        dirty.is_empty(),
+        "target differs from the expected result:\n{}",
+        dirty.join("\n")
+    );
     for r in &reports {
-        assert!(r.equal > 0 || r.table == "team_members", "{}: nothing was compared", r.table);
+        assert!(
+            r.equal > 0 || r.table == "team_members",
+            "{}: nothing was compared",
+            r.table
+        );
     }
 }
