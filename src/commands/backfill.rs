@@ -144,14 +144,53 @@ impl BackfillJob {
         })
     }
 
-    /// First run: the slot's exported snapshot, imported by every reader.
+    /// First run: the slot's exported snapshot, imported by every reader. Until the chunk list
+    /// is recorded nothing is worth resuming, so a failure up to there removes the slot and the
+    /// publication it made and marks the migration aborted: nothing is left behind.
     async fn fresh_snapshot(
         &self,
         source: &Client,
         target: &mut Client,
         progress: &BackfillProgress,
     ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+        let mut made_publication = false;
+        let prepared = self
+            .prepare_fresh(source, target, progress, &mut made_publication)
+            .await;
+        if let Err(e) = &prepared {
+            let plan = &self.plan;
+            let _ = slot::drop(source, &plan.slot_name()).await;
+            if made_publication {
+                let _ = publication::drop(source, &plan.publication_name()).await;
+            }
+            let message = format!("backfill failed before copying: {e:#}");
+            let _ = checkpoint::set_status(
+                target,
+                &plan.name,
+                MigrationStatus::Aborted,
+                Some(&message),
+            )
+            .await;
+        }
+        prepared
+    }
+
+    async fn prepare_fresh(
+        &self,
+        source: &Client,
+        target: &mut Client,
+        progress: &BackfillProgress,
+        made_publication: &mut bool,
+    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
         let plan = &self.plan;
+        if slot::state(source, &plan.slot_name()).await?.is_some() {
+            bail!(
+                "replication slot {} already exists on the source, but the target has no migration using it: \
+                 if no other migration needs it, drop it with SELECT pg_drop_replication_slot('{}');",
+                plan.slot_name(),
+                plan.slot_name()
+            );
+        }
         checkpoint::create(
             target,
             &Migration {
@@ -174,19 +213,17 @@ impl BackfillJob {
                 .with_context(|| format!("running {}", file.path.display()))?;
         }
         let tables: Vec<_> = plan.sources.iter().map(|s| &s.table).collect();
-        publication::ensure(source, &plan.publication_name(), &tables)
+        *made_publication = publication::ensure(source, &plan.publication_name(), &tables)
             .await
             .context("creating the publication")?;
         let mut replication = ReplicationConnection::connect(&self.source).await?;
         let created = replication
             .create_logical_slot_exporting_snapshot(&plan.slot_name())
             .await?;
-        // From here on the slot exists: a failure must leave it for --resume or abort.
         let readers = snapshot::open_readers(&self.source, self.jobs, &created.snapshot_name).await;
         // The snapshot is imported (or failed): the slot connection is no longer needed.
         let _ = replication.close().await;
         let readers = readers?;
-        checkpoint::set_status(target, &plan.name, MigrationStatus::Backfilling, None).await?;
         checkpoint::set_lsns(
             target,
             &plan.name,
@@ -207,6 +244,8 @@ impl BackfillJob {
             chunks.extend(table_chunks);
         }
         checkpoint::insert_chunks(target, &plan.name, &chunks).await?;
+        // From here on the migration is resumable: a failure keeps the slot for --resume.
+        checkpoint::set_status(target, &plan.name, MigrationStatus::Backfilling, None).await?;
         Ok((readers, interleave(chunks), created.consistent_point))
     }
 

@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let json = args.json;
             let summary = tokio::select! {
                 s = job.run() => s?,
-                _ = tokio::signal::ctrl_c() => {
+                _ = shutdown_signal() => {
                     anyhow::bail!("interrupted: chunks in flight were rolled back; `switchyard backfill --resume` goes on");
                 }
             };
@@ -49,6 +49,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args).await,
         Command::Abort(args) => abort::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. Dropping the running job closes its connections,
+/// which rolls back the chunk transactions in flight; finished chunks stay done.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
     }
 }
 

@@ -37,15 +37,7 @@ pub async fn check(
     let tx = client.transaction().await?;
     for file in &plan.phases.before_backfill {
         if let Err(e) = tx.batch_execute(&file.sql).await {
-            found.push(Finding::error(
-                format!("target: {}", file.path.display()),
-                format!(
-                    "the before-backfill SQL fails: {}",
-                    e.as_db_error()
-                        .map_or(e.to_string(), |d| d.message().to_owned())
-                ),
-                "fix the SQL file",
-            ));
+            found.push(phase_failed(file, "before-backfill", &e));
             return Ok(found);
         }
     }
@@ -88,15 +80,7 @@ pub async fn check(
     keys(&tx, plan, WriteMode::InsertIfAbsent, &mut found).await?;
     for file in &plan.phases.after_backfill {
         if let Err(e) = tx.batch_execute(&file.sql).await {
-            found.push(Finding::error(
-                format!("target: {}", file.path.display()),
-                format!(
-                    "the after-backfill SQL fails on empty tables: {}",
-                    e.as_db_error()
-                        .map_or(e.to_string(), |d| d.message().to_owned())
-                ),
-                "fix the SQL file",
-            ));
+            found.push(phase_failed(file, "after-backfill", &e));
             tx.rollback().await?;
             return Ok(found);
         }
@@ -104,6 +88,20 @@ pub async fn check(
     keys(&tx, plan, WriteMode::Upsert, &mut found).await?;
     tx.rollback().await?;
     Ok(found)
+}
+
+/// A phase's SQL failed inside the check's transaction: a missing privilege is named as such.
+fn phase_failed(file: &crate::plan::SqlFile, phase: &str, e: &tokio_postgres::Error) -> Finding {
+    let subject = format!("target: {}", file.path.display());
+    match e.as_db_error() {
+        Some(db) if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => Finding::error(
+            subject,
+            format!("the {phase} SQL needs a privilege the target role lacks: {}", db.message()),
+            "GRANT it, e.g. GRANT CREATE ON SCHEMA public TO <switchyard role>; or run the SQL once as the schema owner",
+        ),
+        Some(db) => Finding::error(subject, format!("the {phase} SQL fails: {}", db.message()), "fix the SQL file"),
+        None => Finding::error(subject, format!("the {phase} SQL fails: {e}"), "fix the SQL file"),
+    }
 }
 
 async fn keys(

@@ -7,18 +7,18 @@ use tokio_postgres::Client;
 use crate::pg::ident::{quote_ident, TableName};
 
 /// Creates the publication, or leaves a pre-created one (least privilege: a DBA may create it
-/// and grant nothing else) as it is.
+/// and grant nothing else) as it is. Returns whether it created one.
 pub async fn ensure(
     client: &Client,
     name: &str,
     tables: &[&TableName],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     let exists = client
         .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
         .await?
         .is_some();
     if exists {
-        return Ok(());
+        return Ok(false);
     }
     let list: Vec<String> = tables.iter().map(|t| t.quoted()).collect();
     client
@@ -27,7 +27,8 @@ pub async fn ensure(
             quote_ident(name),
             list.join(", ")
         ))
-        .await
+        .await?;
+    Ok(true)
 }
 
 pub async fn drop(client: &Client, name: &str) -> Result<(), tokio_postgres::Error> {

@@ -141,3 +141,39 @@ fn passwords_never_appear_in_connection_errors() {
     );
     assert!(!all.contains("s3cret-Pa55"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_missing_privileges_with_the_grants_that_fix_them() {
+    let cluster = crate::support::cluster();
+    let source = seeded_source(&cluster, "legacy", 0.001).await;
+    source
+        .batch_execute("CREATE ROLE limited LOGIN; REVOKE ALL ON company_services FROM PUBLIC; GRANT SELECT ON company_projects, vortex_items TO limited;")
+        .await
+        .unwrap();
+    cluster.create_database("app").await.unwrap();
+    let url = |db: &str| cluster.url(db).replacen("postgres@", "limited@", 1);
+    let plan = seed_plan();
+    let out = switchyard(&[
+        "check",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--source",
+        &url("legacy"),
+        "--target",
+        &url("app"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    for expected in [
+        r#"ALTER ROLE "limited" WITH REPLICATION;"#,
+        r#"source.public.company_services: no SELECT privilege"#,
+        r#"GRANT SELECT ON "public"."company_services""#,
+        "may not create publication",
+        "needs a privilege the target role lacks: permission denied for schema public",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
