@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod cast;
+pub mod change;
 pub mod eval;
 pub mod expr;
 mod functions;
