@@ -14,7 +14,7 @@
 //!         \______________ pipeline/ ______________/
 //!                wiring only: queues, pools, ordering
 //!
-//!   pg/          codecs with no I/O: COPY text, quoting, LSN, connection strings
+//!   pg/          codecs with no I/O: COPY text, quoting, LSN, connection strings, pgoutput
 //!   checkpoint   the tool's own state in the target (schema `switchyard`)
 //!   progress     displays that read counters; they never drive work
 //!   cli/ commands/  what the user typed, and one file per subcommand

@@ -1,6 +1,6 @@
 //! PostgreSQL building blocks shared by source and sink: COPY text, quoting, positions in the
-//! WAL, connection strings, ordinary client connections, and the replication protocol's
-//! message framing.
+//! WAL, connection strings, ordinary client connections, the replication protocol's message
+//! framing, and the pgoutput messages inside it.
 //!
 //! Everything here except [`connect`] is a codec: it takes bytes or text and returns values,
 //! without I/O, so it is unit-tested without a server.
@@ -10,4 +10,5 @@ pub mod conninfo;
 pub mod copy_text;
 pub mod ident;
 pub mod lsn;
+pub mod pgoutput;
 pub mod replication_message;

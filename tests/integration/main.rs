@@ -14,3 +14,6 @@ mod check;
 
 /// `docker-compose.yml` starts servers that logical decoding can use.
 mod docker_compose;
+
+/// A live protocol 2 stream (TOAST, key changes, truncate, streamed chunks) decodes in full.
+mod pgoutput_decode;
