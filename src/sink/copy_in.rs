@@ -34,6 +34,10 @@ pub struct OutputWriter {
 struct StagedSql {
     merge: String,
     clear: String,
+    /// Deletes by key (the follow): COPY keys into a key table, delete the matching rows.
+    copy_keys: String,
+    delete: String,
+    clear_keys: String,
 }
 
 /// A row the target refused: its index in the batch and PostgreSQL's message.
@@ -88,6 +92,20 @@ impl OutputWriter {
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
+        let keys = quote_ident(&format!("switchyard_keys_{index}"));
+        client
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {keys} ON COMMIT DELETE ROWS AS
+                 SELECT {key} FROM {table} WITH NO DATA"
+            ))
+            .await
+            .map_err(err)?;
+        let matches = output
+            .key
+            .iter()
+            .map(|c| format!("t.{0} = k.{0}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let action = match output.mode {
             WriteMode::InsertIfAbsent => "DO NOTHING".to_owned(),
             WriteMode::Upsert => {
@@ -114,6 +132,9 @@ impl OutputWriter {
                      ON CONFLICT ({key}) {action}"
                 ),
                 clear: format!("TRUNCATE {stage}"),
+                copy_keys: format!("COPY {keys} ({key}) FROM STDIN"),
+                delete: format!("DELETE FROM {table} t USING {keys} k WHERE {matches}"),
+                clear_keys: format!("TRUNCATE {keys}"),
             }),
             table: output.table.to_string(),
         })
@@ -121,6 +142,19 @@ impl OutputWriter {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Deletes the rows whose keys are given (COPY text lines of the key columns). Only staged
+    /// writers can; the follow makes every writer staged.
+    pub async fn delete(&self, tx: &Transaction<'_>, keys: &[u8]) -> Result<(), WriteError> {
+        let staged = self.staged.as_ref().expect("the follow's writers are staged");
+        let err = |source| WriteError { table: self.table.clone(), source };
+        let sink = tx.copy_in::<_, Bytes>(&staged.copy_keys).await.map_err(err)?;
+        futures_util::pin_mut!(sink);
+        sink.send(Bytes::copy_from_slice(keys)).await.map_err(err)?;
+        sink.finish().await.map_err(err)?;
+        tx.batch_execute(&staged.delete).await.map_err(err)?;
+        tx.batch_execute(&staged.clear_keys).await.map_err(err)
     }
 
     /// Writes `rows`, returning the rows the target refused (already rolled back).

@@ -1,4 +1,5 @@
 //! Writes the target: output rows by COPY, lookup values, dead letters.
+pub mod apply;
 pub mod copy_in;
 pub mod dead_letter;
 pub mod key_index;

@@ -3,8 +3,11 @@
 
 pub mod chunks;
 pub mod copy_out;
+pub mod current_row;
 pub mod preflight;
 pub mod publication;
+pub mod relations;
 pub mod replication;
 pub mod slot;
 pub mod snapshot;
+pub mod wal_stream;
