@@ -13,8 +13,13 @@
 //! PostgreSQL refuses to run as root, so under euid 0 both `initdb` and `postgres` run as the
 //! `postgres` user through `CommandExt::uid/gid` (no `sudo`, which is often missing), and the
 //! postmaster stays our direct child, so we signal it by pid.
+//!
+//! How clients log in is the caller's choice, since tests exercise it: `trust`, or a superuser
+//! password over TCP ([`PasswordAuth`]), with or without TLS ([`TlsFiles`]).
 
+mod auth;
 mod host;
+mod tls;
 mod watchdog;
 
 use std::fs::{self, File, OpenOptions};
@@ -28,6 +33,9 @@ use thiserror::Error;
 
 use host::{find_bin_dir, free_port, make_temp_dir, postgres_user};
 use watchdog::Watchdog;
+
+pub use auth::PasswordAuth;
+pub use tls::TlsFiles;
 
 /// How long a cold `postgres` may take to accept connections; CI machines can be slow.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,8 +66,13 @@ const BASE_SETTINGS: &[(&str, &str)] = &[
 /// How to build a [`Cluster`].
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// `None`: `trust` authentication. `Some`: `scram-sha-256` with this superuser password.
+    /// `None`: `trust` authentication. `Some`: TCP logins need this superuser password, checked
+    /// as `password_auth` says; the Unix socket still trusts.
     pub password: Option<String>,
+    /// How TCP clients prove a password; unused without one.
+    pub password_auth: PasswordAuth,
+    /// `Some`: the server offers TLS with this certificate; plain TCP still works.
+    pub tls: Option<TlsFiles>,
     /// Extra `-c name=value` settings; they override the defaults.
     pub settings: Vec<(String, String)>,
     /// How long to wait for the server to accept connections.
@@ -70,6 +83,8 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             password: None,
+            password_auth: PasswordAuth::default(),
+            tls: None,
             settings: Vec::new(),
             start_timeout: DEFAULT_START_TIMEOUT,
         }
@@ -77,9 +92,24 @@ impl Default for ClusterOptions {
 }
 
 impl ClusterOptions {
-    /// Use scram-sha-256 authentication with this superuser password.
+    /// Require this superuser password over TCP (scram-sha-256 unless `with_password_auth`).
     pub fn with_password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// Check TCP passwords with this `pg_hba.conf` method.
+    pub fn with_password_auth(mut self, password_auth: PasswordAuth) -> Self {
+        self.password_auth = password_auth;
+        self
+    }
+
+    /// Offer TLS with this PEM certificate and private key (copied into the data directory).
+    pub fn with_tls(mut self, cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsFiles {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        });
         self
     }
 
@@ -135,6 +165,8 @@ pub struct Cluster {
     run_as: Option<(u32, u32)>,
     port: u16,
     password: Option<String>,
+    password_auth: PasswordAuth,
+    tls: Option<TlsFiles>,
     settings: Vec<(String, String)>,
     start_timeout: Duration,
     postmaster: Option<Child>,
@@ -159,6 +191,8 @@ impl Cluster {
             run_as,
             port: 0,
             password: opts.password,
+            password_auth: opts.password_auth,
+            tls: opts.tls,
             settings: opts.settings,
             start_timeout: opts.start_timeout,
             postmaster: None,
@@ -167,6 +201,11 @@ impl Cluster {
         // From here on `Drop` cleans up whatever failed.
         cluster.own(&cluster.dir.clone())?;
         cluster.initdb()?;
+        if let Some(tls) = &cluster.tls {
+            for path in tls.install(&cluster.data_dir())? {
+                cluster.own(&path)?;
+            }
+        }
         cluster.spawn_on_free_port()?;
         Ok(cluster)
     }
@@ -281,11 +320,12 @@ impl Cluster {
                 fs::write(&pwfile, password).map_err(io_error("write the password file"))?;
                 self.own(&pwfile)?;
                 command
-                    .args(["-A", "scram-sha-256", "--pwfile"])
+                    .args(self.password_auth.initdb_args())
+                    .arg("--pwfile")
                     .arg(pwfile);
             }
             None => {
-                command.args(["-A", "trust"]);
+                command.args(auth::TRUST_ARGS);
             }
         }
         let output = command.output().map_err(io_error("run initdb"))?;
@@ -338,6 +378,7 @@ impl Cluster {
                 ("port", port_setting.as_str()),
                 ("unix_socket_directories", socket_dir.as_str()),
             ])
+            .chain(self.tls.iter().flat_map(|_| tls::SETTINGS.iter().copied()))
             .chain(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         for (name, value) in settings {
             command.arg("-c").arg(format!("{name}={value}"));

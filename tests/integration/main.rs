@@ -5,6 +5,9 @@
 /// Throwaway clusters seeded with the legacy tables, the expected result, comparisons.
 mod support;
 
+/// A self-signed certificate from `openssl` for the TLS tests, removed on drop.
+mod tls;
+
 /// The backfill end to end: target equals the transformed source, snapshot isolation,
 /// dead letters, resume after SIGKILL.
 mod backfill;
@@ -12,8 +15,14 @@ mod backfill;
 /// `check`: broken plans, missing settings and keys, each with its fix.
 mod check;
 
+/// The demo harness: clusters vanish on drop, deterministic data, rerunnable seed SQL, write load.
+mod cluster_harness;
+
 /// `docker-compose.yml` starts servers that logical decoding can use.
 mod docker_compose;
 
 /// A live protocol 2 stream (TOAST, key changes, truncate, streamed chunks) decodes in full.
 mod pgoutput_decode;
+
+/// The replication connection and `connect()`: logins, TLS modes, snapshot, stream, errors.
+mod replication_connection;

@@ -1,195 +1,57 @@
 //! The replication connection and `connect()` against real PostgreSQL clusters: authentication
 //! methods, TLS modes, the exported snapshot, streaming, and the errors operators see.
 //!
-//! Each test starts its own throwaway cluster (see `Cluster` below, a stand-in until the shared
-//! test harness lands). PostgreSQL refuses to run as root, so the binaries run as `postgres`.
+//! Each test starts its own throwaway cluster from the shared harness, with the superuser's
+//! password required over TCP and trust over the Unix socket (the test's own admin session).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use switchyard::demo::cluster::{Cluster, ClusterOptions, PasswordAuth};
 use switchyard::pg::connect::connect;
 use switchyard::pg::conninfo::ConnInfo;
 use switchyard::pg::lsn::Lsn;
 use switchyard::pg::replication_message::ReplicationMessage;
 use switchyard::source::replication::{ReplicationConnection, ReplicationError};
 
+use crate::tls::SelfSignedCertificate;
+
 /// How long a test waits for the server to stream a change before it fails.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// The superuser's password (initdb --pwfile).
+/// The superuser's password, required over TCP.
 const SUPERUSER_PASSWORD: &str = "super-secret-pw";
 
-/// A PostgreSQL 15 cluster in a temp directory, stopped and removed on drop (even on panic).
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-    bindir: PathBuf,
+/// A cluster whose superuser needs [`SUPERUSER_PASSWORD`] over TCP, checked with scram-sha-256.
+fn password_options() -> ClusterOptions {
+    ClusterOptions::default().with_password(SUPERUSER_PASSWORD)
 }
 
-static CLUSTER_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-impl Cluster {
-    /// initdb (SCRAM over TCP, trust over the socket), write `files` into the data directory
-    /// (`*.key` private to postgres), append `conf` to postgresql.conf, replace pg_hba.conf
-    /// with `hba`, start.
-    fn start(conf: &str, hba: &str, files: &[(&str, &[u8])]) -> Cluster {
-        let bindir = PathBuf::from(output("pg_config", &["--bindir"]).trim());
-        let dir = std::env::temp_dir().join(format!(
-            "switchyard-repl-test-{}-{}",
-            std::process::id(),
-            CLUSTER_COUNT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Cluster { dir, port, bindir };
-        std::fs::write(cluster.dir.join("pwfile"), SUPERUSER_PASSWORD).unwrap();
-        chown_to_postgres(&cluster.dir);
-        cluster.as_postgres(
-            "initdb",
-            &[
-                "-D",
-                cluster.data().to_str().unwrap(),
-                "-U",
-                "postgres",
-                "-A",
-                "scram-sha-256",
-                "--auth-local=trust",
-                "--pwfile",
-                cluster.dir.join("pwfile").to_str().unwrap(),
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
-        let settings = format!(
-            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nmax_wal_senders = 10\nmax_replication_slots = 10\n{conf}\n",
-            cluster.port,
-            cluster.dir.display()
-        );
-        append(&cluster.data().join("postgresql.conf"), &settings);
-        std::fs::write(cluster.data().join("pg_hba.conf"), hba).unwrap();
-        for (name, content) in files {
-            let path = cluster.data().join(name);
-            std::fs::write(&path, content).unwrap();
-            if name.ends_with(".key") {
-                use std::os::unix::fs::PermissionsExt;
-                let private = std::fs::Permissions::from_mode(0o600);
-                std::fs::set_permissions(&path, private).unwrap();
-            }
-        }
-        chown_to_postgres(&cluster.dir);
-        let log = cluster.dir.join("log");
-        cluster.as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                cluster.data().to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
-        cluster
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    /// A key=value connection string for a TCP host, plus `extra`.
-    fn tcp(&self, host: &str, user: &str, password: &str, extra: &str) -> ConnInfo {
-        format!(
-            "host={host} port={} user={user} password='{password}' dbname=postgres {extra}",
-            self.port
-        )
-        .parse()
-        .unwrap()
-    }
-
-    /// The superuser over the Unix socket (trust).
-    fn socket(&self, user: &str) -> ConnInfo {
-        format!(
-            "host={} port={} user={user} dbname=postgres",
-            self.dir.display(),
-            self.port
-        )
-        .parse()
-        .unwrap()
-    }
-
-    fn as_postgres(&self, program: &str, args: &[&str]) {
-        let program = self.bindir.join(program);
-        let status = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(program)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        if !status.success() {
-            let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
-            panic!("{args:?} failed: {status}\n{log}");
-        }
-    }
+fn start(options: ClusterOptions) -> Cluster {
+    Cluster::start(options).unwrap_or_else(|e| panic!("throwaway cluster: {}", error_chain(&e)))
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bindir.join("pg_ctl"))
-            .args([
-                "-D",
-                self.data().to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .stdout(std::process::Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A key=value connection string for a TCP host, plus `extra`.
+fn tcp(cluster: &Cluster, host: &str, user: &str, password: &str, extra: &str) -> ConnInfo {
+    format!(
+        "host={host} port={} user={user} password='{password}' dbname=postgres {extra}",
+        cluster.port()
+    )
+    .parse()
+    .unwrap()
 }
 
-fn output(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?} failed");
-    String::from_utf8(out.stdout).unwrap()
+/// `user` over the Unix socket, which trusts everyone.
+fn socket(cluster: &Cluster, user: &str) -> ConnInfo {
+    format!(
+        "host={} port={} user={user} dbname=postgres",
+        cluster.dir().display(),
+        cluster.port()
+    )
+    .parse()
+    .unwrap()
 }
-
-fn chown_to_postgres(dir: &Path) {
-    let status = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-}
-
-/// pg_hba for password tests: the socket trusts everyone, TCP wants SCRAM (md5 for md5_user).
-const PASSWORD_HBA: &str = "local all all trust\n\
-                            host all md5_user 127.0.0.1/32 md5\n\
-                            host all all 127.0.0.1/32 scram-sha-256\n";
 
 async fn superuser(cluster: &Cluster) -> tokio_postgres::Client {
-    connect(&cluster.socket("postgres"), "switchyard-test")
+    connect(&socket(cluster, "postgres"), "switchyard-test")
         .await
         .unwrap()
 }
@@ -206,7 +68,8 @@ async fn sql_value(client: &tokio_postgres::Client, sql: &str) -> String {
 
 #[tokio::test]
 async fn authenticates_with_scram_md5_and_trust_and_sets_session_settings() {
-    let cluster = Cluster::start("wal_level = logical", PASSWORD_HBA, &[]);
+    // md5 in pg_hba: md5_user's md5 hash logs in with md5, scram_user's SCRAM hash with SCRAM.
+    let cluster = start(password_options().with_password_auth(PasswordAuth::Md5));
     let admin = superuser(&cluster).await;
     admin
         .batch_execute(
@@ -228,7 +91,7 @@ async fn authenticates_with_scram_md5_and_trust_and_sets_session_settings() {
         ("scram_user", "scram-pw", "sslmode=disable"),
         ("md5_user", "md5-pw", ""),
     ] {
-        let info = cluster.tcp("127.0.0.1", user, password, tls);
+        let info = tcp(&cluster, "127.0.0.1", user, password, tls);
         let mut repl = ReplicationConnection::connect(&info).await.unwrap();
         let identity = repl.identify_system().await.unwrap();
         assert_eq!(identity.dbname.as_deref(), Some("postgres"));
@@ -265,7 +128,7 @@ async fn authenticates_with_scram_md5_and_trust_and_sets_session_settings() {
     }
 
     // Trust over the Unix socket: no password at all.
-    let mut repl = ReplicationConnection::connect(&cluster.socket("postgres"))
+    let mut repl = ReplicationConnection::connect(&socket(&cluster, "postgres"))
         .await
         .unwrap();
     let rows = repl.simple_query("SELECT 1, NULL::text").await.unwrap();
@@ -275,9 +138,9 @@ async fn authenticates_with_scram_md5_and_trust_and_sets_session_settings() {
 
 #[tokio::test]
 async fn wrong_password_is_a_definite_error_that_hides_the_password() {
-    let cluster = Cluster::start("wal_level = logical", PASSWORD_HBA, &[]);
+    let cluster = start(password_options());
     let wrong = "not-the-Password-123";
-    let info = cluster.tcp("127.0.0.1", "postgres", wrong, "sslmode=disable");
+    let info = tcp(&cluster, "127.0.0.1", "postgres", wrong, "sslmode=disable");
 
     let error = ReplicationConnection::connect(&info).await.unwrap_err();
     let text = error.to_string();
@@ -311,7 +174,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[tokio::test]
 async fn exported_snapshot_hides_later_rows_and_the_stream_delivers_them() {
-    let cluster = Cluster::start("wal_level = logical", PASSWORD_HBA, &[]);
+    let cluster = start(password_options());
     let admin = superuser(&cluster).await;
     admin
         .batch_execute(
@@ -321,7 +184,8 @@ async fn exported_snapshot_hides_later_rows_and_the_stream_delivers_them() {
         )
         .await
         .unwrap();
-    let info = cluster.tcp(
+    let info = tcp(
+        &cluster,
         "127.0.0.1",
         "postgres",
         SUPERUSER_PASSWORD,
@@ -423,8 +287,8 @@ async fn exported_snapshot_hides_later_rows_and_the_stream_delivers_them() {
 
 #[tokio::test]
 async fn server_without_logical_wal_level_gives_the_fix() {
-    let cluster = Cluster::start("wal_level = replica", PASSWORD_HBA, &[]);
-    let mut repl = ReplicationConnection::connect(&cluster.socket("postgres"))
+    let cluster = start(password_options().with_setting("wal_level", "replica"));
+    let mut repl = ReplicationConnection::connect(&socket(&cluster, "postgres"))
         .await
         .unwrap();
     let error = repl
@@ -441,51 +305,15 @@ async fn server_without_logical_wal_level_gives_the_fix() {
     );
 }
 
-/// A self-signed certificate for `localhost` only (no IP address in it), and its key.
-fn self_signed_certificate(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    assert!(
-        Command::new("openssl").arg("version").output().is_ok(),
-        "openssl is needed to make the test certificate"
-    );
-    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
-}
-
 #[tokio::test]
 async fn tls_require_verify_ca_and_verify_full_work_for_both_connections() {
-    let scratch = std::env::temp_dir().join(format!("switchyard-cert-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
-    let (cert, key) = self_signed_certificate(&scratch);
-    std::fs::remove_dir_all(&scratch).unwrap();
-    // Only TLS connections may log in over TCP, so a session that works proves TLS is on.
-    let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
-    let conf =
-        "wal_level = logical\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'";
-    let files: [(&str, &[u8]); 2] = [("server.crt", &cert), ("server.key", &key)];
-    let cluster = Cluster::start(conf, hba, &files);
+    let certificate = SelfSignedCertificate::for_localhost();
+    let cluster =
+        start(password_options().with_tls(certificate.cert_file(), certificate.key_file()));
     // The client trusts the self-signed certificate itself.
-    let root = cluster.data().join("server.crt");
+    let root = certificate.cert_file();
     let root = root.display();
+    // The server takes plain TCP too, so every session checks pg_stat_ssl that it is encrypted.
     let working = [
         ("127.0.0.1", "sslmode=require".to_string()),
         ("127.0.0.1", "sslmode=prefer".to_string()),
@@ -496,7 +324,7 @@ async fn tls_require_verify_ca_and_verify_full_work_for_both_connections() {
         ),
     ];
     for (host, tls) in &working {
-        let info = cluster.tcp(host, "postgres", SUPERUSER_PASSWORD, tls);
+        let info = tcp(&cluster, host, "postgres", SUPERUSER_PASSWORD, tls);
         let client = connect(&info, "switchyard-tls-test")
             .await
             .unwrap_or_else(|e| panic!("{tls}: {}", error_chain(&e)));
@@ -516,7 +344,8 @@ async fn tls_require_verify_ca_and_verify_full_work_for_both_connections() {
     }
 
     // verify-full checks the name: the certificate is for localhost, not 127.0.0.1.
-    let info = cluster.tcp(
+    let info = tcp(
+        &cluster,
         "127.0.0.1",
         "postgres",
         SUPERUSER_PASSWORD,

@@ -14,11 +14,12 @@ use tokio_postgres::Client;
 
 /// Small enough for a test (200 projects, 40 services, 2,000 items), big enough for every case.
 const TEST_SCALE: f64 = 0.002;
-const EXPECTED_SQL: &str = include_str!("../transforms/legacy_to_projects/expected.sql");
-const TARGET_SCHEMA_SQL: &str = include_str!("../transforms/legacy_to_projects/target_schema.sql");
+const EXPECTED_SQL: &str = include_str!("../../transforms/legacy_to_projects/expected.sql");
+const TARGET_SCHEMA_SQL: &str =
+    include_str!("../../transforms/legacy_to_projects/target_schema.sql");
 const AFTER_BACKFILL_SQL: &str =
-    include_str!("../transforms/legacy_to_projects/after_backfill.sql");
-const ROLLBACK_SQL: &str = include_str!("../transforms/legacy_to_projects/rollback.sql");
+    include_str!("../../transforms/legacy_to_projects/after_backfill.sql");
+const ROLLBACK_SQL: &str = include_str!("../../transforms/legacy_to_projects/rollback.sql");
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
