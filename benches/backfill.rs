@@ -127,7 +127,7 @@ async fn run(scale: f64, jobs: usize) {
             "--target",
             &target_cluster.url("app"),
         ])
-        .args(["--jobs", &jobs.to_string(), "--json"])
+        .args(["--jobs", &jobs.to_string(), "--json", "--no-follow"])
         .env("SWITCHYARD_LOG", "switchyard=info")
         .output()
         .unwrap();

@@ -33,6 +33,14 @@ CREATE TABLE IF NOT EXISTS switchyard.migrations (
     backfill_started_at  timestamptz,
     backfill_finished_at timestamptz
 );
+-- The WAL consumer's progress, written with each applied group (applied_*) and on a timer
+-- (heartbeat_at, received_lsn, pending_since), for `status` and `watch`.
+ALTER TABLE switchyard.migrations
+    ADD COLUMN IF NOT EXISTS applied_commit_at timestamptz,
+    ADD COLUMN IF NOT EXISTS changes_applied bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz,
+    ADD COLUMN IF NOT EXISTS received_lsn pg_lsn,
+    ADD COLUMN IF NOT EXISTS pending_since timestamptz;
 CREATE TABLE IF NOT EXISTS switchyard.chunks (
     migration     text NOT NULL REFERENCES switchyard.migrations (name) ON DELETE CASCADE,
     source_table  text NOT NULL,
@@ -283,6 +291,48 @@ pub async fn insert_chunks(
         )
         .await
         .map_err(ctx("recording the chunk list"))?;
+    Ok(())
+}
+
+/// Records an applied group, inside the target transaction that applied it: this is what makes
+/// the apply exactly once (a restart skips source commits at or below `applied_lsn`).
+pub async fn record_applied(
+    tx: &impl GenericClient,
+    migration: &str,
+    applied: Lsn,
+    commit_micros_since_2000: i64,
+    changes: i64,
+) -> Result<(), CheckpointError> {
+    tx.execute(
+        "UPDATE switchyard.migrations
+            SET applied_lsn = $2::text::pg_lsn,
+                applied_commit_at = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond',
+                changes_applied = changes_applied + $4, updated_at = now()
+          WHERE name = $1",
+        &[&migration, &applied.to_string(), &(commit_micros_since_2000 as f64), &changes],
+    )
+    .await
+    .map_err(ctx("recording the applied LSN"))?;
+    Ok(())
+}
+
+/// The consumer's liveness and what it holds unapplied, on its own connection and timer.
+pub async fn heartbeat(
+    client: &Client,
+    migration: &str,
+    received: Lsn,
+    pending_since_micros_since_2000: Option<i64>,
+) -> Result<(), CheckpointError> {
+    client
+        .execute(
+            "UPDATE switchyard.migrations
+                SET heartbeat_at = now(), received_lsn = $2::text::pg_lsn,
+                    pending_since = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond'
+              WHERE name = $1",
+            &[&migration, &received.to_string(), &pending_since_micros_since_2000.map(|m| m as f64)],
+        )
+        .await
+        .map_err(ctx("recording the consumer heartbeat"))?;
     Ok(())
 }
 

@@ -21,6 +21,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Copy every source table through the plan's transforms into the target.
     Backfill(BackfillArgs),
+    /// Run the WAL consumer of a backfilled migration (resumes where it stopped).
+    Follow(FollowArgs),
+    /// Live lag of a migration, from any machine: bytes and seconds behind, apply rate, ETA.
+    Watch(WatchArgs),
     /// Show a migration's state.
     Status(StatusArgs),
     /// Drop the migration's slot and publication and mark it aborted.
@@ -81,6 +85,34 @@ pub struct BackfillArgs {
     /// Print progress as JSON events, one per line.
     #[arg(long)]
     pub json: bool,
+    /// Stop when the copy is done instead of going on with the WAL consumer.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// Overrides the plan's on_error.
+    #[arg(long, value_enum)]
+    pub on_error: Option<OnErrorArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// One JSON object per sample, for scripts and monitoring.
+    #[arg(long)]
+    pub json: bool,
+    /// Print one sample and exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 fn default_jobs() -> usize {

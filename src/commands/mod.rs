@@ -4,7 +4,9 @@ pub mod abort;
 pub mod backfill;
 pub mod check;
 pub mod demo;
+pub mod follow;
 pub mod status;
+pub mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,6 +39,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             };
             let json = args.json;
+            let follow = follow::FollowJob {
+                plan: Arc::clone(&job.plan),
+                source: job.source.clone(),
+                target: job.target.clone(),
+                on_error: job.on_error,
+            };
             let summary = tokio::select! {
                 s = job.run() => s?,
                 _ = shutdown_signal() => {
@@ -44,11 +52,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             backfill_report(&summary, json);
-            Ok(ExitCode::SUCCESS)
+            if args.no_follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("following the WAL (Ctrl-C stops; `switchyard follow` restarts; `switchyard watch` shows the lag)");
+            run_follow(follow).await
         }
+        Command::Follow(args) => {
+            let plan = Plan::load(&args.plan.plan)?;
+            let job = follow::FollowJob {
+                on_error: match args.on_error {
+                    Some(OnErrorArg::Stop) => OnError::Stop,
+                    Some(OnErrorArg::DeadLetter) => OnError::DeadLetter,
+                    None => plan.on_error,
+                },
+                plan: Arc::new(plan),
+                source: ConnInfo::parse(&args.connections.source)?,
+                target: ConnInfo::parse(&args.connections.target)?,
+            };
+            run_follow(job).await
+        }
+        Command::Watch(args) => watch::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Abort(args) => abort::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Runs the consumer until a signal (a clean stop: the group in flight is rolled back and
+/// replayed by the next start) or an error.
+async fn run_follow(job: follow::FollowJob) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        r = job.run() => r.map(|()| ExitCode::SUCCESS),
+        _ = shutdown_signal() => {
+            println!("stopped; `switchyard follow` resumes from the applied LSN");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -49,6 +49,9 @@ pub enum BackfillError {
     },
     #[error("a transform worker panicked")]
     WorkerPanicked,
+    /// The WAL consumer met something it must not apply past (DDL, TRUNCATE, a broken stream).
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl BackfillError {

@@ -1,3 +1,4 @@
 //! Wiring only: queues, pools and ordering between source, transform and sink.
 pub mod backfill;
 pub mod chunk_copy;
+pub mod follow;

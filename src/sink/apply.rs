@@ -48,7 +48,10 @@ pub fn output_numbers(sources: &[SourcePlan]) -> Vec<Vec<usize>> {
 
 impl ApplyBatch {
     pub fn new(output_count: usize) -> ApplyBatch {
-        ApplyBatch { outputs: (0..output_count).map(|_| FxHashMap::default()).collect(), bytes: 0 }
+        ApplyBatch {
+            outputs: (0..output_count).map(|_| FxHashMap::default()).collect(),
+            bytes: 0,
+        }
     }
 
     pub fn bytes(&self) -> usize {
@@ -83,7 +86,11 @@ impl ApplyBatch {
 
     /// Writes everything into `tx` and empties the batch. Returns the refused rows as
     /// (plan-wide output, origin, reason).
-    pub async fn flush(&mut self, tx: &Transaction<'_>, writers: &[OutputWriter]) -> Result<Vec<(usize, u32, String)>, WriteError> {
+    pub async fn flush(
+        &mut self,
+        tx: &Transaction<'_>,
+        writers: &[OutputWriter],
+    ) -> Result<Vec<(usize, u32, String)>, WriteError> {
         let mut refused = Vec::new();
         for (number, ops) in self.outputs.iter_mut().enumerate() {
             if ops.is_empty() {
@@ -105,7 +112,11 @@ impl ApplyBatch {
                 writers[number].delete(tx, &deletes).await?;
             }
             let rejected: Vec<Refused> = writers[number].write(tx, &upserts).await?;
-            refused.extend(rejected.into_iter().map(|(row, reason)| (number, upserts.origins[row], reason)));
+            refused.extend(
+                rejected
+                    .into_iter()
+                    .map(|(row, reason)| (number, upserts.origins[row], reason)),
+            );
         }
         self.bytes = 0;
         Ok(refused)
@@ -121,7 +132,11 @@ fn key_of(plan: &OutputPlan, row: &[u8]) -> Vec<u8> {
         if i > 0 {
             key.push(b'\t');
         }
-        let position = plan.columns.iter().position(|c| c == k).expect("key columns have expressions");
+        let position = plan
+            .columns
+            .iter()
+            .position(|c| c == k)
+            .expect("key columns have expressions");
         key.extend_from_slice(fields[position]);
     }
     key.push(b'\n');

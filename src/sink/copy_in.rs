@@ -147,9 +147,18 @@ impl OutputWriter {
     /// Deletes the rows whose keys are given (COPY text lines of the key columns). Only staged
     /// writers can; the follow makes every writer staged.
     pub async fn delete(&self, tx: &Transaction<'_>, keys: &[u8]) -> Result<(), WriteError> {
-        let staged = self.staged.as_ref().expect("the follow's writers are staged");
-        let err = |source| WriteError { table: self.table.clone(), source };
-        let sink = tx.copy_in::<_, Bytes>(&staged.copy_keys).await.map_err(err)?;
+        let staged = self
+            .staged
+            .as_ref()
+            .expect("the follow's writers are staged");
+        let err = |source| WriteError {
+            table: self.table.clone(),
+            source,
+        };
+        let sink = tx
+            .copy_in::<_, Bytes>(&staged.copy_keys)
+            .await
+            .map_err(err)?;
         futures_util::pin_mut!(sink);
         sink.send(Bytes::copy_from_slice(keys)).await.map_err(err)?;
         sink.finish().await.map_err(err)?;

@@ -17,7 +17,11 @@ pub async fn fetch(
     key_types: &[String],
     key: &[Option<String>],
 ) -> Result<Option<Vec<Option<String>>>, tokio_postgres::Error> {
-    let columns: Vec<String> = source.columns.iter().map(|c| format!("{}::text", quote_ident(c))).collect();
+    let columns: Vec<String> = source
+        .columns
+        .iter()
+        .map(|c| format!("{}::text", quote_ident(c)))
+        .collect();
     let filter: Vec<String> = source
         .key
         .iter()
@@ -30,8 +34,14 @@ pub async fn fetch(
         source.table.quoted(),
         filter.join(" AND ")
     );
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        key.iter().map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = key
+        .iter()
+        .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
     let row = client.query_opt(&sql, &params).await?;
-    Ok(row.map(|r| (0..source.columns.len()).map(|i| r.get::<_, Option<String>>(i)).collect()))
+    Ok(row.map(|r| {
+        (0..source.columns.len())
+            .map(|i| r.get::<_, Option<String>>(i))
+            .collect()
+    }))
 }

@@ -24,7 +24,11 @@ pub enum RelationError {
     #[error("the stream sent a change for relation {0} before describing it")]
     Unknown(u32),
     #[error("DDL on source table {table}: column {column} {what}; switchyard stops rather than diverge. Adjust the plan (and the target), then `switchyard abort` and backfill again")]
-    Changed { table: String, column: String, what: String },
+    Changed {
+        table: String,
+        column: String,
+        what: String,
+    },
     #[error("column {column} of {table} is not valid UTF-8")]
     NotUtf8 { table: String, column: String },
 }
@@ -39,13 +43,20 @@ pub struct Relations {
 
 impl Relations {
     pub fn new(expected_types: FxHashMap<String, FxHashMap<String, u32>>) -> Relations {
-        Relations { by_oid: FxHashMap::default(), expected_types }
+        Relations {
+            by_oid: FxHashMap::default(),
+            expected_types,
+        }
     }
 
     /// Records a Relation message; tables outside the plan map to `None` and are ignored.
     pub fn describe(&mut self, plan: &Plan, body: &RelationBody) -> Result<(), RelationError> {
         let name = format!("{}.{}", body.namespace, body.name);
-        let Some(source) = plan.sources.iter().position(|s| s.table.to_string() == name) else {
+        let Some(source) = plan
+            .sources
+            .iter()
+            .position(|s| s.table.to_string() == name)
+        else {
             self.by_oid.insert(body.relation_id, None);
             return Ok(());
         };
@@ -53,7 +64,11 @@ impl Relations {
         let mut positions = Vec::with_capacity(plan.sources[source].columns.len());
         for column in &plan.sources[source].columns {
             let Some(at) = body.columns.iter().position(|c| &c.name == column) else {
-                return Err(RelationError::Changed { table: name, column: column.clone(), what: "is gone".to_owned() });
+                return Err(RelationError::Changed {
+                    table: name,
+                    column: column.clone(),
+                    what: "is gone".to_owned(),
+                });
             };
             if let Some(&oid) = expected.and_then(|e| e.get(column)) {
                 if oid != body.columns[at].type_id {
@@ -66,13 +81,17 @@ impl Relations {
             }
             positions.push(at);
         }
-        self.by_oid.insert(body.relation_id, Some(MappedRelation { source, positions }));
+        self.by_oid
+            .insert(body.relation_id, Some(MappedRelation { source, positions }));
         Ok(())
     }
 
     /// The plan source of a relation; `Ok(None)` for a table the plan does not read.
     pub fn get(&self, oid: u32) -> Result<Option<&MappedRelation>, RelationError> {
-        self.by_oid.get(&oid).map(Option::as_ref).ok_or(RelationError::Unknown(oid))
+        self.by_oid
+            .get(&oid)
+            .map(Option::as_ref)
+            .ok_or(RelationError::Unknown(oid))
     }
 }
 
@@ -85,7 +104,12 @@ pub enum Field<'t> {
 }
 
 /// The plan's columns of a tuple, in plan order.
-pub fn fields<'t>(relation: &MappedRelation, tuple: &'t TupleData, table: &str, names: &[String]) -> Result<Vec<Field<'t>>, RelationError> {
+pub fn fields<'t>(
+    relation: &MappedRelation,
+    tuple: &'t TupleData,
+    table: &str,
+    names: &[String],
+) -> Result<Vec<Field<'t>>, RelationError> {
     relation
         .positions
         .iter()
@@ -93,9 +117,14 @@ pub fn fields<'t>(relation: &MappedRelation, tuple: &'t TupleData, table: &str, 
         .map(|(i, &at)| match tuple.columns.get(at) {
             Some(TupleColumn::Text(bytes)) => std::str::from_utf8(bytes)
                 .map(|s| Field::Value(Value::text(s)))
-                .map_err(|_| RelationError::NotUtf8 { table: table.to_owned(), column: names[i].clone() }),
+                .map_err(|_| RelationError::NotUtf8 {
+                    table: table.to_owned(),
+                    column: names[i].clone(),
+                }),
             Some(TupleColumn::UnchangedToast) => Ok(Field::Unchanged),
-            Some(TupleColumn::Null) | Some(TupleColumn::Binary(_)) | None => Ok(Field::Value(Value::Null)),
+            Some(TupleColumn::Null) | Some(TupleColumn::Binary(_)) | None => {
+                Ok(Field::Value(Value::Null))
+            }
         })
         .collect()
 }

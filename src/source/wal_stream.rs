@@ -34,7 +34,10 @@ pub enum WalStreamError {
 /// What the consumer gets from the stream.
 #[derive(Debug)]
 pub enum WalEvent {
-    Message { message: LogicalReplicationMessage, wal_start: Lsn },
+    Message {
+        message: LogicalReplicationMessage,
+        wal_start: Lsn,
+    },
     /// Nothing arrived for the idle interval.
     Idle,
     /// The server ended the stream.
@@ -55,14 +58,23 @@ pub struct WalStream {
 impl WalStream {
     /// Starts streaming the slot from `start` (the server resumes at the slot's confirmed
     /// position if that is later) with pgoutput protocol 1 and logical messages.
-    pub async fn start(info: &ConnInfo, slot: &str, publication: &str, start: Lsn) -> Result<WalStream, WalStreamError> {
+    pub async fn start(
+        info: &ConnInfo,
+        slot: &str,
+        publication: &str,
+        start: Lsn,
+    ) -> Result<WalStream, WalStreamError> {
         let connection = ReplicationConnection::connect(info).await?;
         let publications = format!("\"{}\"", publication.replace('"', "\"\""));
         let stream = connection
             .start_logical_replication(
                 slot,
                 start,
-                &[("proto_version", "1"), ("publication_names", &publications), ("messages", "true")],
+                &[
+                    ("proto_version", "1"),
+                    ("publication_names", &publications),
+                    ("messages", "true"),
+                ],
             )
             .await?;
         Ok(WalStream {
@@ -82,7 +94,9 @@ impl WalStream {
             if self.last_status.elapsed() >= STATUS_INTERVAL {
                 self.send_status(false).await?;
             }
-            let wait = deadline.saturating_duration_since(Instant::now()).min(STATUS_INTERVAL);
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(STATUS_INTERVAL);
             let message = match tokio::time::timeout(wait, self.stream.next_message()).await {
                 Err(_) if Instant::now() >= deadline => return Ok(WalEvent::Idle),
                 Err(_) => continue,
@@ -91,7 +105,10 @@ impl WalStream {
             match message {
                 None => return Ok(WalEvent::Ended),
                 Some(ReplicationMessage::PrimaryKeepalive(k)) => {
-                    if !self.in_transaction && self.flushed >= self.received_commit && k.wal_end > self.flushed {
+                    if !self.in_transaction
+                        && self.flushed >= self.received_commit
+                        && k.wal_end > self.flushed
+                    {
                         self.flushed = k.wal_end;
                         self.received_commit = k.wal_end;
                     }
@@ -100,10 +117,13 @@ impl WalStream {
                     }
                 }
                 Some(ReplicationMessage::XLogData(x)) => {
-                    let message = self
-                        .decoder
-                        .decode(x.data)
-                        .map_err(|source| WalStreamError::Decode { lsn: x.wal_start, source })?;
+                    let message =
+                        self.decoder
+                            .decode(x.data)
+                            .map_err(|source| WalStreamError::Decode {
+                                lsn: x.wal_start,
+                                source,
+                            })?;
                     match &message {
                         LogicalReplicationMessage::Begin(_) => self.in_transaction = true,
                         LogicalReplicationMessage::Commit(c) => {
@@ -112,7 +132,10 @@ impl WalStream {
                         }
                         _ => {}
                     }
-                    return Ok(WalEvent::Message { message, wal_start: x.wal_start });
+                    return Ok(WalEvent::Message {
+                        message,
+                        wal_start: x.wal_start,
+                    });
                 }
             }
         }
@@ -125,7 +148,9 @@ impl WalStream {
     }
 
     async fn send_status(&mut self, reply: bool) -> Result<(), WalStreamError> {
-        self.stream.send_status(self.flushed, self.flushed, self.flushed, reply).await?;
+        self.stream
+            .send_status(self.flushed, self.flushed, self.flushed, reply)
+            .await?;
         self.last_status = Instant::now();
         Ok(())
     }

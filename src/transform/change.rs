@@ -34,9 +34,16 @@ pub enum OutputOp {
 /// A source change with its columns in the plan's order (see [`SourcePlan::columns`]).
 #[derive(Debug)]
 pub enum RowChange<'r> {
-    Insert { new: Vec<Value<'r>> },
-    Update { old_key: Option<Vec<Value<'r>>>, new: Vec<Value<'r>> },
-    Delete { old_key: Vec<Value<'r>> },
+    Insert {
+        new: Vec<Value<'r>>,
+    },
+    Update {
+        old_key: Option<Vec<Value<'r>>>,
+        new: Vec<Value<'r>>,
+    },
+    Delete {
+        old_key: Vec<Value<'r>>,
+    },
 }
 
 /// Appends the operations of one change to `ops`.
@@ -71,7 +78,15 @@ fn upsert_ops(
 ) -> Result<(), EvalError> {
     let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); source.outputs.len()];
     let (mut derived, mut marks) = (Vec::new(), Vec::new());
-    transform_values(source, env, new, memo, &mut derived, &mut marks, &mut buffers)?;
+    transform_values(
+        source,
+        env,
+        new,
+        memo,
+        &mut derived,
+        &mut marks,
+        &mut buffers,
+    )?;
     let mut unreached = Vec::new();
     for (output, row) in buffers.into_iter().enumerate() {
         if !row.is_empty() {
@@ -86,7 +101,12 @@ fn upsert_ops(
     Ok(())
 }
 
-fn delete_ops(source: &SourcePlan, env: &Env<'_>, old_key: &[Value<'_>], ops: &mut Vec<OutputOp>) -> Result<(), EvalError> {
+fn delete_ops(
+    source: &SourcePlan,
+    env: &Env<'_>,
+    old_key: &[Value<'_>],
+    ops: &mut Vec<OutputOp>,
+) -> Result<(), EvalError> {
     let outputs: Vec<usize> = (0..source.outputs.len())
         .filter(|o| source.outputs[*o].mode == WriteMode::Upsert)
         .collect();
@@ -95,22 +115,50 @@ fn delete_ops(source: &SourcePlan, env: &Env<'_>, old_key: &[Value<'_>], ops: &m
 
 /// Delete operations for `outputs`, their keys computed from the source key columns of `row`
 /// (the other columns read as NULL, as they may be absent from an old key tuple).
-fn key_ops(source: &SourcePlan, env: &Env<'_>, row: &[Value<'_>], outputs: &[usize], ops: &mut Vec<OutputOp>) -> Result<(), EvalError> {
+fn key_ops(
+    source: &SourcePlan,
+    env: &Env<'_>,
+    row: &[Value<'_>],
+    outputs: &[usize],
+    ops: &mut Vec<OutputOp>,
+) -> Result<(), EvalError> {
     let columns: Vec<Value<'_>> = (0..source.columns.len())
-        .map(|i| if i < source.key.len() { borrow(&row[i]) } else { Value::Null })
+        .map(|i| {
+            if i < source.key.len() {
+                borrow(&row[i])
+            } else {
+                Value::Null
+            }
+        })
         .collect();
     let mut derived: Vec<Value<'_>> = Vec::with_capacity(source.derived.len());
     for (name, expr) in &source.derived {
-        let scope = Scope { columns: &columns, derived: &derived, maps: env.maps, lookups: env.lookups };
-        let v = expr.eval(&scope).map_err(|e| EvalError::new(format!("{name}: {e}")))?;
+        let scope = Scope {
+            columns: &columns,
+            derived: &derived,
+            maps: env.maps,
+            lookups: env.lookups,
+        };
+        let v = expr
+            .eval(&scope)
+            .map_err(|e| EvalError::new(format!("{name}: {e}")))?;
         derived.push(v);
     }
-    let scope = Scope { columns: &columns, derived: &derived, maps: env.maps, lookups: env.lookups };
+    let scope = Scope {
+        columns: &columns,
+        derived: &derived,
+        maps: env.maps,
+        lookups: env.lookups,
+    };
     for &output in outputs {
         let plan = &source.outputs[output];
         let mut key = Vec::new();
         for (i, k) in plan.key.iter().enumerate() {
-            let position = plan.columns.iter().position(|c| c == k).expect("key columns have expressions");
+            let position = plan
+                .columns
+                .iter()
+                .position(|c| c == k)
+                .expect("key columns have expressions");
             if i > 0 {
                 key.push(b'\t');
             }

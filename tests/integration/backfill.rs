@@ -189,6 +189,7 @@ async fn bad_rows_land_in_the_dead_letter_table_and_nothing_else_is_lost() {
         &target_cluster.url("stop"),
         "--on-error",
         "stop",
+        "--no-follow",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "--on-error stop must fail");
@@ -300,6 +301,7 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
             &target_cluster.url("app"),
             "--jobs",
             "2",
+            "--no-follow",
         ])
         .stdout(std::process::Stdio::null())
         .spawn()

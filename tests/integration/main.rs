@@ -18,6 +18,10 @@ mod check;
 /// The demo harness: clusters vanish on drop, deterministic data, rerunnable seed SQL, write load.
 mod cluster_harness;
 
+/// The WAL consumer: convergence under writes, SIGKILL and restart, TOAST, moves between
+/// outputs, key changes, new lookup values, large transactions, TRUNCATE and DDL.
+mod follow;
+
 /// `docker-compose.yml` starts servers that logical decoding can use.
 mod docker_compose;
 

@@ -59,6 +59,7 @@ pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
         target,
         "--jobs",
         "2",
+        "--no-follow",
     ];
     args.extend_from_slice(extra);
     let out = switchyard(&args);

@@ -1,0 +1,468 @@
+//! The WAL consumer: source commits in order, grouped into target transactions.
+//!
+//! ```text
+//!  WalStream ──msg──> Begin: skip if already applied (final_lsn < applied_lsn)
+//!                     Relation: map onto the plan (DDL on a read column stops the consumer)
+//!                     Insert/Update/Delete: same transforms as the backfill -> ApplyBatch
+//!                         (coalesced per key; flushed into the open target transaction
+//!                          whenever it holds GROUP_BYTES, so a huge source transaction
+//!                          never sits in memory)
+//!                     Truncate: stop, the target cannot follow it by key
+//!                     Commit: the group ends at a commit boundary when it is old or big
+//!                          enough or the stream goes idle
+//!  group end: flush, record applied_lsn in the same target transaction, COMMIT, then report
+//!             the commit's end LSN to the server (the slot's confirmed_flush_lsn)
+//! ```
+//! Exactly once: applied_lsn and the changes commit together; a restart streams from
+//! applied_lsn and skips any source transaction that committed before it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use tokio_postgres::{Client, Transaction};
+
+use crate::checkpoint;
+use crate::pg::lsn::Lsn;
+use crate::pg::pgoutput::{LogicalReplicationMessage as Msg, OldTuple, TupleData};
+use crate::plan::{OnError, Plan};
+
+use crate::sink::apply::{output_numbers, ApplyBatch};
+use crate::sink::copy_in::OutputWriter;
+use crate::sink::dead_letter::{self, DeadLetter};
+use crate::sink::lookup::LookupCache;
+use crate::source::current_row;
+use crate::source::relations::{fields, Field, Relations};
+use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
+use crate::transform::batch::describe_origin;
+use crate::transform::change::{change_ops, RowChange};
+use crate::transform::memo::Memo;
+use crate::transform::row::{encode_value, Env};
+use crate::transform::value::Value;
+
+use super::backfill::BackfillError;
+
+/// Bytes of coalesced operations held before they are written into the open target
+/// transaction: bounds memory for any source transaction size.
+pub const GROUP_BYTES: usize = 8 * 1024 * 1024;
+
+/// A group of source transactions is committed at the first commit boundary after this long,
+/// which bounds the lag a busy stream adds.
+pub const GROUP_AGE: Duration = Duration::from_millis(100);
+
+/// With source commits pending, this long without a message commits the group at once.
+pub const IDLE_COMMIT: Duration = Duration::from_millis(5);
+
+/// What the consumer needs, resolved by the command.
+pub struct FollowContext {
+    pub plan: Arc<Plan>,
+    pub lookups: Arc<LookupCache>,
+    pub on_error: OnError,
+    /// Reads current source rows for unchanged TOASTed values.
+    pub source: Client,
+    /// Key column types per source, for those reads.
+    pub key_types: Vec<Vec<String>>,
+    /// Heartbeats, on a connection of their own.
+    pub monitor: Client,
+}
+
+/// One group of source transactions being applied.
+struct Group {
+    batch: ApplyBatch,
+    /// The changes as COPY lines of their plan columns, for dead letters.
+    descriptors: Vec<u8>,
+    letters: Vec<(usize, DeadLetter)>,
+    changes: i64,
+    last_end: Option<Lsn>,
+    last_commit_micros: i64,
+    first_commit_micros: Option<i64>,
+    started: Instant,
+}
+
+/// Runs until an error; the caller restarts it or reports.
+pub async fn follow(
+    ctx: &FollowContext,
+    target: &mut Client,
+    writers: &[OutputWriter],
+    mut relations: Relations,
+    mut stream: WalStream,
+    mut applied: Lsn,
+) -> Result<(), BackfillError> {
+    let plan = &ctx.plan;
+    let numbers = output_numbers(&plan.sources);
+    let owner: Vec<usize> = numbers
+        .iter()
+        .enumerate()
+        .flat_map(|(s, outs)| outs.iter().map(move |_| s))
+        .collect();
+    let mut memos: Vec<Memo> = plan
+        .sources
+        .iter()
+        .map(|s| Memo::new(s.derived.len()))
+        .collect();
+    let env = Env {
+        maps: &plan.maps,
+        lookups: &*ctx.lookups,
+    };
+    let mut last_heartbeat = Instant::now();
+    let mut received = applied;
+    loop {
+        // Wait, without a target transaction, for the first change to apply.
+        let mut skipping = false;
+        let mut first_commit_micros = None;
+        let first = loop {
+            if last_heartbeat.elapsed() >= STATUS_INTERVAL {
+                checkpoint::heartbeat(&ctx.monitor, &plan.name, received, None).await?;
+                last_heartbeat = Instant::now();
+            }
+            match stream.next(STATUS_INTERVAL).await.map_err(follow_error)? {
+                WalEvent::Idle => continue,
+                WalEvent::Ended => return Err(stream_ended()),
+                WalEvent::Message { message, .. } => match message {
+                    Msg::Begin(b) => {
+                        skipping = b.final_lsn < applied;
+                        tracing::debug!(final_lsn = %b.final_lsn, %applied, skipping, "begin");
+                        first_commit_micros = Some(b.commit_timestamp.0);
+                    }
+                    Msg::Relation(r) => relations.describe(plan, &r).map_err(stop)?,
+                    Msg::Commit(c) => {
+                        // Nothing of this transaction touched the plan's tables.
+                        received = c.end_lsn;
+                        if !skipping {
+                            stream.flushed(c.end_lsn).await.map_err(follow_error)?;
+                        }
+                    }
+                    m @ (Msg::Insert(_) | Msg::Update(_) | Msg::Delete(_) | Msg::Truncate(_))
+                        if !skipping =>
+                    {
+                        break m
+                    }
+                    _ => {}
+                },
+            }
+        };
+        let tx = target
+            .transaction()
+            .await
+            .map_err(|e| BackfillError::target("starting an apply transaction", e))?;
+        let mut group = Group {
+            batch: ApplyBatch::new(owner.len()),
+            descriptors: Vec::new(),
+            letters: Vec::new(),
+            changes: 0,
+            last_end: None,
+            last_commit_micros: 0,
+            first_commit_micros,
+            started: Instant::now(),
+        };
+        let mut pending = Some(first);
+        loop {
+            let message = match pending.take() {
+                Some(m) => m,
+                None => {
+                    if last_heartbeat.elapsed() >= STATUS_INTERVAL {
+                        checkpoint::heartbeat(
+                            &ctx.monitor,
+                            &plan.name,
+                            received,
+                            group.first_commit_micros,
+                        )
+                        .await?;
+                        last_heartbeat = Instant::now();
+                    }
+                    let idle = if group.last_end.is_some() {
+                        IDLE_COMMIT
+                    } else {
+                        STATUS_INTERVAL
+                    };
+                    match stream.next(idle).await.map_err(follow_error)? {
+                        WalEvent::Idle if group.last_end.is_some() => break,
+                        WalEvent::Idle => continue,
+                        WalEvent::Ended => return Err(stream_ended()),
+                        WalEvent::Message { message, .. } => message,
+                    }
+                }
+            };
+            match message {
+                Msg::Begin(b) => skipping = b.final_lsn < applied,
+                Msg::Relation(r) => relations.describe(plan, &r).map_err(stop)?,
+                Msg::Insert(i) if !skipping => {
+                    apply_change(
+                        ctx,
+                        &env,
+                        &relations,
+                        &mut memos,
+                        &numbers,
+                        &mut group,
+                        i.relation_id,
+                        Kind::Insert,
+                        None,
+                        Some(&i.new_tuple),
+                    )
+                    .await?;
+                }
+                Msg::Update(u) if !skipping => {
+                    apply_change(
+                        ctx,
+                        &env,
+                        &relations,
+                        &mut memos,
+                        &numbers,
+                        &mut group,
+                        u.relation_id,
+                        Kind::Update,
+                        u.old_tuple.as_ref(),
+                        Some(&u.new_tuple),
+                    )
+                    .await?;
+                }
+                Msg::Delete(d) if !skipping => {
+                    apply_change(
+                        ctx,
+                        &env,
+                        &relations,
+                        &mut memos,
+                        &numbers,
+                        &mut group,
+                        d.relation_id,
+                        Kind::Delete,
+                        Some(&d.old_tuple),
+                        None,
+                    )
+                    .await?;
+                }
+                Msg::Truncate(t) if !skipping => {
+                    for oid in &t.relation_ids {
+                        if let Some(r) = relations.get(*oid).map_err(stop)? {
+                            return Err(BackfillError::Stopped(format!(
+                                "TRUNCATE of source table {} cannot be followed by key; switchyard stops rather than diverge. \
+                                 Truncate the output tables the same way if that is intended, then `switchyard abort` and backfill again",
+                                plan.sources[r.source].table
+                            )));
+                        }
+                    }
+                }
+                Msg::Commit(c) => {
+                    received = c.end_lsn;
+                    if !skipping {
+                        group.last_end = Some(c.end_lsn);
+                        group.last_commit_micros = c.commit_timestamp.0;
+                        if group.started.elapsed() >= GROUP_AGE
+                            || group.batch.bytes() >= GROUP_BYTES
+                        {
+                            break;
+                        }
+                    }
+                    skipping = false;
+                }
+                _ => {}
+            }
+            if group.batch.bytes() >= GROUP_BYTES {
+                flush(&mut group, &tx, writers, &owner, ctx).await?;
+            }
+        }
+        let end = group.last_end.expect("a group ends at a commit");
+        flush(&mut group, &tx, writers, &owner, ctx).await?;
+        checkpoint::record_applied(
+            &tx,
+            &plan.name,
+            end,
+            group.last_commit_micros,
+            group.changes,
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(|e| BackfillError::target("committing an applied group", e))?;
+        applied = end;
+        tracing::debug!(%applied, changes = group.changes, "group applied");
+        stream.flushed(end).await.map_err(follow_error)?;
+    }
+}
+
+/// Turns one decoded change into coalesced operations (or a dead letter).
+#[allow(clippy::too_many_arguments)]
+async fn apply_change(
+    ctx: &FollowContext,
+    env: &Env<'_>,
+    relations: &Relations,
+    memos: &mut [Memo],
+    numbers: &[Vec<usize>],
+    group: &mut Group,
+    relation_id: u32,
+    kind: Kind,
+    old: Option<&OldTuple>,
+    new: Option<&TupleData>,
+) -> Result<(), BackfillError> {
+    let Some(relation) = relations.get(relation_id).map_err(stop)? else {
+        return Ok(());
+    };
+    let source = &ctx.plan.sources[relation.source];
+    let table = source.table.to_string();
+    let old_fields = old
+        .map(|o| fields(relation, o.tuple(), &table, &source.columns))
+        .transpose()
+        .map_err(stop)?;
+    let new_fields = new
+        .map(|n| fields(relation, n, &table, &source.columns))
+        .transpose()
+        .map_err(stop)?;
+    // Unchanged TOASTed values: from the old tuple under REPLICA IDENTITY FULL, else the row
+    // as it is now on the source.
+    let mut fetched: Option<Vec<Option<String>>> = None;
+    if let Some(new) = &new_fields {
+        let full_old = matches!(old, Some(OldTuple::Full(_)));
+        if new.contains(&Field::Unchanged) && !full_old {
+            let key: Vec<Option<String>> = new[..source.key.len()].iter().map(field_text).collect();
+            fetched =
+                current_row::fetch(&ctx.source, source, &ctx.key_types[relation.source], &key)
+                    .await
+                    .map_err(|e| {
+                        BackfillError::source("reading a row for an unchanged TOASTed value", e)
+                    })?;
+            if fetched.is_none() {
+                return Ok(()); // deleted since; its delete follows in the stream
+            }
+        }
+    }
+    let values = |fs: &[Field<'_>], fallback: Option<&[Field<'_>]>| -> Vec<Value<'static>> {
+        fs.iter()
+            .enumerate()
+            .map(|(i, f)| match f {
+                Field::Value(v) => v.clone().into_owned(),
+                Field::Unchanged => match (fallback.map(|o| &o[i]), &fetched) {
+                    (Some(Field::Value(v)), _) => v.clone().into_owned(),
+                    (_, Some(row)) => row[i]
+                        .clone()
+                        .map_or(Value::Null, |t| Value::Text(t.into())),
+                    _ => Value::Null,
+                },
+            })
+            .collect()
+    };
+    let change = match (kind, old_fields.as_deref(), new_fields.as_deref()) {
+        (Kind::Insert, _, Some(new)) => RowChange::Insert {
+            new: values(new, None),
+        },
+        (Kind::Update, old, Some(new)) => RowChange::Update {
+            old_key: old.map(|o| values(o, None)),
+            new: values(new, old),
+        },
+        (Kind::Delete, Some(old), _) => RowChange::Delete {
+            old_key: values(old, None),
+        },
+        _ => return Ok(()),
+    };
+    let shown = match &change {
+        RowChange::Insert { new } | RowChange::Update { new, .. } => new,
+        RowChange::Delete { old_key } => old_key,
+    };
+    let origin = group.descriptors.len() as u32;
+    for (i, v) in shown.iter().enumerate() {
+        if i > 0 {
+            group.descriptors.push(b'\t');
+        }
+        encode_value(v, &mut group.descriptors);
+    }
+    group.descriptors.push(b'\n');
+    let mut ops = Vec::new();
+    group.changes += 1;
+    // Lookups may block on a miss (an insert into the lookup table): not on a runtime thread.
+    let memo = &mut memos[relation.source];
+    let transformed =
+        tokio::task::block_in_place(|| change_ops(source, env, memo, &change, &mut ops));
+    match transformed {
+        Ok(()) => group
+            .batch
+            .add(source, &numbers[relation.source], ops, origin),
+        Err(e) => {
+            let rejected = describe_origin(source, &group.descriptors, origin, e.message);
+            if ctx.on_error == OnError::Stop {
+                return Err(BackfillError::BadRow {
+                    table,
+                    key: rejected.key,
+                    reason: rejected.reason,
+                });
+            }
+            group.letters.push((
+                relation.source,
+                DeadLetter {
+                    rejected,
+                    output_table: None,
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Which pgoutput change a tuple pair comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Insert,
+    Update,
+    Delete,
+}
+
+fn field_text(f: &Field<'_>) -> Option<String> {
+    match f {
+        Field::Value(Value::Null) | Field::Unchanged => None,
+        Field::Value(v) => Some(v.to_string()),
+    }
+}
+
+async fn flush(
+    group: &mut Group,
+    tx: &Transaction<'_>,
+    writers: &[OutputWriter],
+    owner: &[usize],
+    ctx: &FollowContext,
+) -> Result<(), BackfillError> {
+    for (number, origin, reason) in group.batch.flush(tx, writers).await? {
+        let source = &ctx.plan.sources[owner[number]];
+        let rejected = describe_origin(source, &group.descriptors, origin, reason);
+        if ctx.on_error == OnError::Stop {
+            return Err(BackfillError::BadRow {
+                table: source.table.to_string(),
+                key: rejected.key,
+                reason: rejected.reason,
+            });
+        }
+        group.letters.push((
+            owner[number],
+            DeadLetter {
+                rejected,
+                output_table: Some(writers[number].table().to_owned()),
+            },
+        ));
+    }
+    let mut by_source: FxHashMap<usize, Vec<DeadLetter>> = FxHashMap::default();
+    for (source, letter) in group.letters.drain(..) {
+        by_source.entry(source).or_default().push(letter);
+    }
+    for (source, letters) in by_source {
+        dead_letter::write(
+            tx,
+            &ctx.plan.name,
+            "follow",
+            &ctx.plan.sources[source].table.to_string(),
+            &letters,
+        )
+        .await
+        .map_err(|e| BackfillError::target("writing dead letters", e))?;
+    }
+    group.descriptors.clear();
+    Ok(())
+}
+
+fn stop(e: impl std::fmt::Display) -> BackfillError {
+    BackfillError::Stopped(e.to_string())
+}
+
+fn follow_error(e: crate::source::wal_stream::WalStreamError) -> BackfillError {
+    BackfillError::Stopped(format!("replication stream: {e}"))
+}
+
+fn stream_ended() -> BackfillError {
+    BackfillError::Stopped("the server ended the replication stream".to_owned())
+}
