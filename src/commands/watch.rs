@@ -46,7 +46,7 @@ pub async fn sample(
     let Some(m) = target
         .query_opt(
             "SELECT status, applied_lsn::text, changes_applied,
-                    coalesce(extract(epoch FROM now() - heartbeat_at) < $2, false),
+                    coalesce(extract(epoch FROM now() - heartbeat_at)::float8 < $2::float8, false),
                     extract(epoch FROM now() - pending_since)::float8,
                     coalesce(applied_lsn >= consistent_lsn, false),
                     (SELECT count(*) FILTER (WHERE status = 'done') FROM switchyard.chunks c WHERE c.migration = m.name),
