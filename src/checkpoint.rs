@@ -307,7 +307,7 @@ pub async fn record_applied(
         "UPDATE switchyard.migrations
             SET applied_lsn = $2::text::pg_lsn,
                 applied_commit_at = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond',
-                changes_applied = changes_applied + $4, updated_at = now()
+                changes_applied = changes_applied + $4, pending_since = NULL, updated_at = now()
           WHERE name = $1",
         &[&migration, &applied.to_string(), &(commit_micros_since_2000 as f64), &changes],
     )

@@ -14,7 +14,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::follow::{follow, FollowContext};
 use crate::plan::{OnError, Plan};
 use crate::sink::apply::output_numbers;
-use crate::sink::copy_in::OutputWriter;
+use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::lookup::LookupCache;
 use crate::source::relations::Relations;
 use crate::source::wal_stream::WalStream;
@@ -76,7 +76,7 @@ impl FollowJob {
             .flatten()
             .zip(plan.sources.iter().flat_map(|s| &s.outputs))
         {
-            writers.push(OutputWriter::new(&target, *number, output, true).await?);
+            writers.push(OutputWriter::new(&target, *number, output, WriterMode::Follow).await?);
         }
         let stream = WalStream::start(&self.source, &m.slot_name, &m.publication, start).await?;
         checkpoint::set_status(&target, &plan.name, MigrationStatus::Following, None).await?;

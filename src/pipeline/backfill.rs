@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use crate::checkpoint::{CheckpointError, Chunk};
 use crate::pg::connect::{connect, ConnectError};
 use crate::pg::conninfo::ConnInfo;
-use crate::sink::copy_in::{OutputWriter, WriteError};
+use crate::sink::copy_in::{OutputWriter, WriteError, WriterMode};
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 
@@ -138,7 +138,19 @@ async fn output_writers(
     for source in &ctx.plan.sources {
         let mut writers = Vec::new();
         for output in &source.outputs {
-            writers.push(OutputWriter::new(client, index, output, resumed).await?);
+            writers.push(
+                OutputWriter::new(
+                    client,
+                    index,
+                    output,
+                    if resumed {
+                        WriterMode::ResumedBackfill
+                    } else {
+                        WriterMode::FreshBackfill
+                    },
+                )
+                .await?,
+            );
             index += 1;
         }
         all.push(writers);

@@ -34,6 +34,8 @@ use crate::sink::lookup::LookupCache;
 use crate::source::current_row;
 use crate::source::relations::{fields, Field, Relations};
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
+
+use super::wal_pump::WalPump;
 use crate::transform::batch::describe_origin;
 use crate::transform::change::{change_ops, RowChange};
 use crate::transform::memo::Memo;
@@ -85,7 +87,7 @@ pub async fn follow(
     target: &mut Client,
     writers: &[OutputWriter],
     mut relations: Relations,
-    mut stream: WalStream,
+    stream: WalStream,
     mut applied: Lsn,
 ) -> Result<(), BackfillError> {
     let plan = &ctx.plan;
@@ -106,6 +108,7 @@ pub async fn follow(
     };
     let mut last_heartbeat = Instant::now();
     let mut received = applied;
+    let mut stream = WalPump::start(stream, applied);
     loop {
         // Wait, without a target transaction, for the first change to apply.
         let mut skipping = false;
@@ -129,7 +132,7 @@ pub async fn follow(
                         // Nothing of this transaction touched the plan's tables.
                         received = c.end_lsn;
                         if !skipping {
-                            stream.flushed(c.end_lsn).await.map_err(follow_error)?;
+                            stream.flushed(c.end_lsn);
                         }
                     }
                     m @ (Msg::Insert(_) | Msg::Update(_) | Msg::Delete(_) | Msg::Truncate(_))
@@ -276,13 +279,13 @@ pub async fn follow(
             .map_err(|e| BackfillError::target("committing an applied group", e))?;
         applied = end;
         tracing::debug!(%applied, changes = group.changes, "group applied");
-        stream.flushed(end).await.map_err(follow_error)?;
+        stream.flushed(end);
     }
 }
 
 /// Turns one decoded change into coalesced operations (or a dead letter).
 #[allow(clippy::too_many_arguments)]
-async fn apply_change(
+async fn apply_change<'t>(
     ctx: &FollowContext,
     env: &Env<'_>,
     relations: &Relations,
@@ -291,8 +294,8 @@ async fn apply_change(
     group: &mut Group,
     relation_id: u32,
     kind: Kind,
-    old: Option<&OldTuple>,
-    new: Option<&TupleData>,
+    old: Option<&'t OldTuple>,
+    new: Option<&'t TupleData>,
 ) -> Result<(), BackfillError> {
     let Some(relation) = relations.get(relation_id).map_err(stop)? else {
         return Ok(());
@@ -325,16 +328,16 @@ async fn apply_change(
             }
         }
     }
-    let values = |fs: &[Field<'_>], fallback: Option<&[Field<'_>]>| -> Vec<Value<'static>> {
+    // Values borrow from the WAL message (or the fetched row): no copy per column.
+    let fetched_row = fetched.as_deref();
+    let values = |fs: &[Field<'t>], fallback: Option<&[Field<'t>]>| -> Vec<Value<'_>> {
         fs.iter()
             .enumerate()
             .map(|(i, f)| match f {
-                Field::Value(v) => v.clone().into_owned(),
-                Field::Unchanged => match (fallback.map(|o| &o[i]), &fetched) {
-                    (Some(Field::Value(v)), _) => v.clone().into_owned(),
-                    (_, Some(row)) => row[i]
-                        .clone()
-                        .map_or(Value::Null, |t| Value::Text(t.into())),
+                Field::Value(v) => v.clone(),
+                Field::Unchanged => match (fallback.map(|o| &o[i]), fetched_row) {
+                    (Some(Field::Value(v)), _) => v.clone(),
+                    (_, Some(row)) => row[i].as_deref().map_or(Value::Null, Value::text),
                     _ => Value::Null,
                 },
             })

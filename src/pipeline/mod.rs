@@ -2,3 +2,4 @@
 pub mod backfill;
 pub mod chunk_copy;
 pub mod follow;
+pub mod wal_pump;

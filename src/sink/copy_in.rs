@@ -24,6 +24,17 @@ use crate::pg::ident::quote_ident;
 use crate::plan::{OutputPlan, WriteMode};
 use crate::transform::batch::OutputRows;
 
+/// Who writes, which decides how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterMode {
+    /// Upserts COPY straight into the table: no key can be there yet.
+    FreshBackfill,
+    /// Upserts go through staging, `ON CONFLICT`: a resumed chunk may meet rows already copied.
+    ResumedBackfill,
+    /// Staged, with deletes by key; rows arrive coalesced per key.
+    Follow,
+}
+
 /// How one output is written; the SQL is built once per worker connection.
 pub struct OutputWriter {
     copy_sql: String,
@@ -58,8 +69,13 @@ impl OutputWriter {
         client: &Client,
         index: usize,
         output: &OutputPlan,
-        resumed: bool,
+        mode: WriterMode,
     ) -> Result<OutputWriter, WriteError> {
+        let (resumed, coalesced) = match mode {
+            WriterMode::FreshBackfill => (false, false),
+            WriterMode::ResumedBackfill => (true, false),
+            WriterMode::Follow => (true, true),
+        };
         let table = output.table.quoted();
         let columns = output
             .columns
@@ -122,13 +138,19 @@ impl OutputWriter {
                 }
             }
         };
-        // DISTINCT ON: one statement may not touch a row twice; the last row of a key wins.
+        // DISTINCT ON: one statement may not touch a row twice; the last row of a key wins. The
+        // follow coalesces per key itself and skips that sort.
+        let distinct = if coalesced {
+            String::new()
+        } else {
+            format!("DISTINCT ON ({key}) ")
+        };
         Ok(OutputWriter {
             copy_sql: format!("COPY {stage} ({columns}) FROM STDIN"),
             staged: Some(StagedSql {
                 merge: format!(
                     "INSERT INTO {table} ({columns})
-                     SELECT DISTINCT ON ({key}) {columns} FROM {stage}
+                     SELECT {distinct}{columns} FROM {stage}
                      ON CONFLICT ({key}) {action}"
                 ),
                 clear: format!("TRUNCATE {stage}"),

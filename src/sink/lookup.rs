@@ -87,17 +87,25 @@ impl Lookups for LookupCache {
             return Ok(*id);
         }
         let (reply, answer) = oneshot::channel();
-        self.misses
-            .blocking_send(Miss {
-                lookup,
-                value: name.to_owned(),
-                reply,
-            })
-            .map_err(|_| EvalError::new("lookup resolver stopped"))?;
-        let id = answer
-            .blocking_recv()
-            .map_err(|_| EvalError::new("lookup resolver stopped"))?
-            .map_err(EvalError::new)?;
+        let ask = || {
+            self.misses
+                .blocking_send(Miss {
+                    lookup,
+                    value: name.to_owned(),
+                    reply,
+                })
+                .map_err(|_| EvalError::new("lookup resolver stopped"))?;
+            answer
+                .blocking_recv()
+                .map_err(|_| EvalError::new("lookup resolver stopped"))?
+                .map_err(EvalError::new)
+        };
+        // On a rayon thread (the backfill) waiting is fine; on a tokio worker (the follow) the
+        // runtime must be told, or it panics rather than block its I/O.
+        let id = match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(ask)?,
+            Err(_) => ask()?,
+        };
         self.tables[lookup]
             .write()
             .expect("lookup cache poisoned")

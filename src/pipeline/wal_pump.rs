@@ -1,0 +1,106 @@
+//! Reads the replication stream on a task of its own, so that receiving and decoding overlap
+//! with applying; the consumer hands back the LSN it has committed, which the pump reports.
+//!
+//! ```text
+//!   WalStream ──(bounded queue of decoded messages)──> consumer
+//!       ^                                                 │
+//!       └────────────── flushed LSN (watch) ──────────────┘
+//! ```
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::pg::lsn::Lsn;
+use crate::source::wal_stream::{WalEvent, WalStream, WalStreamError};
+
+/// Decoded messages buffered ahead of the consumer: enough to keep it busy while the next
+/// ones are read, few enough to bound memory.
+const QUEUE: usize = 4096;
+
+/// How long the pump waits for a message before it looks for a new flushed LSN to report.
+const POLL: Duration = Duration::from_millis(20);
+
+pub struct WalPump {
+    events: mpsc::Receiver<Result<WalEvent, WalStreamError>>,
+    flushed: watch::Sender<Lsn>,
+    task: JoinHandle<()>,
+}
+
+impl WalPump {
+    pub fn start(mut stream: WalStream, start: Lsn) -> WalPump {
+        let (tx, events) = mpsc::channel(QUEUE);
+        let (flushed, mut flushed_rx) = watch::channel(start);
+        let task = tokio::spawn(async move {
+            loop {
+                if flushed_rx.has_changed().unwrap_or(false) {
+                    let lsn = *flushed_rx.borrow_and_update();
+                    if let Err(e) = stream.flushed(lsn).await {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+                let event = match stream.next(POLL).await {
+                    Ok(WalEvent::Idle) => continue,
+                    other => other,
+                };
+                let stop = !matches!(event, Ok(WalEvent::Message { .. }));
+                // Wait for room, still reporting flushed positions meanwhile.
+                let permit = loop {
+                    tokio::select! {
+                        permit = tx.reserve() => break permit,
+                        changed = flushed_rx.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let lsn = *flushed_rx.borrow_and_update();
+                            if let Err(e) = stream.flushed(lsn).await {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        }
+                    }
+                };
+                match permit {
+                    Ok(permit) => permit.send(event),
+                    Err(_) => return,
+                }
+                if stop {
+                    return;
+                }
+            }
+        });
+        WalPump {
+            events,
+            flushed,
+            task,
+        }
+    }
+
+    /// The next event, or `Idle` when none arrives within `idle`.
+    pub async fn next(&mut self, idle: Duration) -> Result<WalEvent, WalStreamError> {
+        match tokio::time::timeout(idle, self.events.recv()).await {
+            Err(_) => Ok(WalEvent::Idle),
+            Ok(Some(event)) => event,
+            Ok(None) => Ok(WalEvent::Ended),
+        }
+    }
+
+    /// Reports that the target committed everything up to `lsn`.
+    pub fn flushed(&self, lsn: Lsn) {
+        self.flushed.send_if_modified(|current| {
+            let newer = lsn > *current;
+            if newer {
+                *current = lsn;
+            }
+            newer
+        });
+    }
+}
+
+impl Drop for WalPump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
