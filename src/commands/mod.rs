@@ -22,11 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => {
             let plan = Plan::load(&args.plan.plan)?;
             let job = backfill::BackfillJob {
-                on_error: match args.on_error {
-                    Some(OnErrorArg::Stop) => OnError::Stop,
-                    Some(OnErrorArg::DeadLetter) => OnError::DeadLetter,
-                    None => plan.on_error,
-                },
+                on_error: on_error(args.on_error, &plan),
                 plan: Arc::new(plan),
                 source: ConnInfo::parse(&args.connections.source)?,
                 target: ConnInfo::parse(&args.connections.target)?,
@@ -61,11 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Follow(args) => {
             let plan = Plan::load(&args.plan.plan)?;
             let job = follow::FollowJob {
-                on_error: match args.on_error {
-                    Some(OnErrorArg::Stop) => OnError::Stop,
-                    Some(OnErrorArg::DeadLetter) => OnError::DeadLetter,
-                    None => plan.on_error,
-                },
+                on_error: on_error(args.on_error, &plan),
                 plan: Arc::new(plan),
                 source: ConnInfo::parse(&args.connections.source)?,
                 target: ConnInfo::parse(&args.connections.target)?,
@@ -76,6 +68,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args).await,
         Command::Abort(args) => abort::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// `--on-error` when given, else the plan's `on_error`.
+fn on_error(arg: Option<OnErrorArg>, plan: &Plan) -> OnError {
+    match arg {
+        Some(OnErrorArg::Stop) => OnError::Stop,
+        Some(OnErrorArg::DeadLetter) => OnError::DeadLetter,
+        None => plan.on_error,
     }
 }
 

@@ -14,61 +14,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::Client;
 
-use crate::checkpoint::{CheckpointError, Chunk};
-use crate::pg::connect::{connect, ConnectError};
+use crate::checkpoint::Chunk;
+use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
-use crate::sink::copy_in::{OutputWriter, WriteError, WriterMode};
+use crate::sink::copy_in::{OutputWriter, WriterMode};
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
-
-#[derive(Debug, thiserror::Error)]
-pub enum BackfillError {
-    #[error("source: {context}: {source}")]
-    Source {
-        context: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error("target: {context}: {source}")]
-    Target {
-        context: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error("{table}: row {key} rejected ({reason}); stopping because of --on-error stop")]
-    BadRow {
-        table: String,
-        key: String,
-        reason: String,
-    },
-    #[error("a transform worker panicked")]
-    WorkerPanicked,
-    /// The WAL consumer met something it must not apply past (DDL, TRUNCATE, a broken stream).
-    #[error("{0}")]
-    Stopped(String),
-}
-
-impl BackfillError {
-    pub fn source(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        BackfillError::Source {
-            context: context.into(),
-            source,
-        }
-    }
-
-    pub fn target(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        BackfillError::Target {
-            context: context.into(),
-            source,
-        }
-    }
-}
+use super::error::PipelineError;
 
 /// Copies `chunks` with one worker per reader.
 pub async fn copy_chunks(
@@ -77,7 +29,7 @@ pub async fn copy_chunks(
     readers: Vec<Client>,
     target: &ConnInfo,
     resumed: bool,
-) -> Result<(), BackfillError> {
+) -> Result<(), PipelineError> {
     let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
     let failed = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -119,7 +71,7 @@ pub async fn copy_chunks(
                 first_error.get_or_insert(e);
             }
             Err(_) => {
-                first_error.get_or_insert(BackfillError::WorkerPanicked);
+                first_error.get_or_insert(PipelineError::WorkerPanicked);
             }
         }
     }
@@ -132,7 +84,7 @@ async fn output_writers(
     client: &Client,
     ctx: &ChunkContext,
     resumed: bool,
-) -> Result<Vec<Vec<OutputWriter>>, BackfillError> {
+) -> Result<Vec<Vec<OutputWriter>>, PipelineError> {
     let mut all = Vec::new();
     let mut index = 0;
     for source in &ctx.plan.sources {

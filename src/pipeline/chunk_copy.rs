@@ -23,7 +23,7 @@ use crate::source::copy_out;
 use crate::transform::batch::{describe_origin, transform_batch, TransformedBatch};
 use crate::transform::row::Env;
 
-use super::backfill::BackfillError;
+use super::error::PipelineError;
 use crate::progress::{BackfillProgress, TableProgress};
 
 /// What a worker needs for every chunk it copies.
@@ -49,24 +49,24 @@ pub async fn copy_chunk(
     worker: &mut Worker,
     source_index: usize,
     chunk: &Chunk,
-) -> Result<(), BackfillError> {
+) -> Result<(), PipelineError> {
     let plan_source = &ctx.plan.sources[source_index];
     let progress: &TableProgress = &ctx.progress.tables[source_index];
     let writers = &worker.writers[source_index];
     let (source, target) = (&worker.reader, &mut worker.target);
     let mut batches = copy_out::start(source, plan_source, chunk)
         .await
-        .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+        .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
     let tx = target
         .transaction()
         .await
-        .map_err(|e| BackfillError::target("starting a chunk transaction", e))?;
+        .map_err(|e| PipelineError::target("starting a chunk transaction", e))?;
     let mut rows = 0i64;
     let mut rejected = 0i64;
     let mut next = batches
         .next()
         .await
-        .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+        .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
     while let Some(batch) = next {
         let write = async {
             let transformed = transform_on_pool(ctx, source_index, batch.clone()).await?;
@@ -81,12 +81,12 @@ pub async fn copy_chunk(
             .rejected
             .fetch_add(batch_rejected, Ordering::Relaxed);
         next = following
-            .map_err(|e| BackfillError::source(format!("COPY out of {}", plan_source.table), e))?;
+            .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
     }
     checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
     tx.commit()
         .await
-        .map_err(|e| BackfillError::target("committing a chunk", e))?;
+        .map_err(|e| PipelineError::target("committing a chunk", e))?;
     progress.chunks_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -96,7 +96,7 @@ async fn transform_on_pool(
     ctx: &ChunkContext,
     source_index: usize,
     batch: Bytes,
-) -> Result<TransformedBatch, BackfillError> {
+) -> Result<TransformedBatch, PipelineError> {
     let (done, result) = oneshot::channel();
     let plan = Arc::clone(&ctx.plan);
     let lookups = Arc::clone(&ctx.lookups);
@@ -107,7 +107,7 @@ async fn transform_on_pool(
         };
         let _ = done.send(transform_batch(&plan.sources[source_index], &env, &batch));
     });
-    result.await.map_err(|_| BackfillError::WorkerPanicked)
+    result.await.map_err(|_| PipelineError::WorkerPanicked)
 }
 
 /// Writes a transformed batch and its rejects; returns (source rows, rejected rows).
@@ -118,7 +118,7 @@ async fn write_batch(
     tx: &Transaction<'_>,
     text: &[u8],
     batch: TransformedBatch,
-) -> Result<(u64, u64), BackfillError> {
+) -> Result<(u64, u64), PipelineError> {
     let source = &ctx.plan.sources[source_index];
     let mut letters: Vec<DeadLetter> = batch
         .rejected
@@ -137,7 +137,7 @@ async fn write_batch(
         }
     }
     if let (OnError::Stop, Some(first)) = (ctx.on_error, letters.first()) {
-        return Err(BackfillError::BadRow {
+        return Err(PipelineError::BadRow {
             table: source.table.to_string(),
             key: first.rejected.key.clone(),
             reason: first.rejected.reason.clone(),
@@ -151,6 +151,6 @@ async fn write_batch(
         &letters,
     )
     .await
-    .map_err(|e| BackfillError::target("writing dead letters", e))?;
+    .map_err(|e| PipelineError::target("writing dead letters", e))?;
     Ok((batch.source_rows, letters.len() as u64))
 }

@@ -42,7 +42,7 @@ use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
 
-use super::backfill::BackfillError;
+use super::error::PipelineError;
 
 /// Bytes of coalesced operations held before they are written into the open target
 /// transaction: bounds memory for any source transaction size.
@@ -89,7 +89,7 @@ pub async fn follow(
     mut relations: Relations,
     stream: WalStream,
     mut applied: Lsn,
-) -> Result<(), BackfillError> {
+) -> Result<(), PipelineError> {
     let plan = &ctx.plan;
     let numbers = output_numbers(&plan.sources);
     let owner: Vec<usize> = numbers
@@ -147,7 +147,7 @@ pub async fn follow(
         let tx = target
             .transaction()
             .await
-            .map_err(|e| BackfillError::target("starting an apply transaction", e))?;
+            .map_err(|e| PipelineError::target("starting an apply transaction", e))?;
         let mut group = Group {
             batch: ApplyBatch::new(owner.len()),
             descriptors: Vec::new(),
@@ -237,7 +237,7 @@ pub async fn follow(
                 Msg::Truncate(t) if !skipping => {
                     for oid in &t.relation_ids {
                         if let Some(r) = relations.get(*oid).map_err(stop)? {
-                            return Err(BackfillError::Stopped(format!(
+                            return Err(PipelineError::Stopped(format!(
                                 "TRUNCATE of source table {} cannot be followed by key; switchyard stops rather than diverge. \
                                  Truncate the output tables the same way if that is intended, then `switchyard abort` and backfill again",
                                 plan.sources[r.source].table
@@ -276,7 +276,7 @@ pub async fn follow(
         .await?;
         tx.commit()
             .await
-            .map_err(|e| BackfillError::target("committing an applied group", e))?;
+            .map_err(|e| PipelineError::target("committing an applied group", e))?;
         applied = end;
         tracing::debug!(%applied, changes = group.changes, "group applied");
         stream.flushed(end);
@@ -296,7 +296,7 @@ async fn apply_change<'t>(
     kind: Kind,
     old: Option<&'t OldTuple>,
     new: Option<&'t TupleData>,
-) -> Result<(), BackfillError> {
+) -> Result<(), PipelineError> {
     let Some(relation) = relations.get(relation_id).map_err(stop)? else {
         return Ok(());
     };
@@ -321,7 +321,7 @@ async fn apply_change<'t>(
                 current_row::fetch(&ctx.source, source, &ctx.key_types[relation.source], &key)
                     .await
                     .map_err(|e| {
-                        BackfillError::source("reading a row for an unchanged TOASTed value", e)
+                        PipelineError::source("reading a row for an unchanged TOASTed value", e)
                     })?;
             if fetched.is_none() {
                 return Ok(()); // deleted since; its delete follows in the stream
@@ -381,7 +381,7 @@ async fn apply_change<'t>(
         Err(e) => {
             let rejected = describe_origin(source, &group.descriptors, origin, e.message);
             if ctx.on_error == OnError::Stop {
-                return Err(BackfillError::BadRow {
+                return Err(PipelineError::BadRow {
                     table,
                     key: rejected.key,
                     reason: rejected.reason,
@@ -420,12 +420,12 @@ async fn flush(
     writers: &[OutputWriter],
     owner: &[usize],
     ctx: &FollowContext,
-) -> Result<(), BackfillError> {
+) -> Result<(), PipelineError> {
     for (number, origin, reason) in group.batch.flush(tx, writers).await? {
         let source = &ctx.plan.sources[owner[number]];
         let rejected = describe_origin(source, &group.descriptors, origin, reason);
         if ctx.on_error == OnError::Stop {
-            return Err(BackfillError::BadRow {
+            return Err(PipelineError::BadRow {
                 table: source.table.to_string(),
                 key: rejected.key,
                 reason: rejected.reason,
@@ -452,20 +452,20 @@ async fn flush(
             &letters,
         )
         .await
-        .map_err(|e| BackfillError::target("writing dead letters", e))?;
+        .map_err(|e| PipelineError::target("writing dead letters", e))?;
     }
     group.descriptors.clear();
     Ok(())
 }
 
-fn stop(e: impl std::fmt::Display) -> BackfillError {
-    BackfillError::Stopped(e.to_string())
+fn stop(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Stopped(e.to_string())
 }
 
-fn follow_error(e: crate::source::wal_stream::WalStreamError) -> BackfillError {
-    BackfillError::Stopped(format!("replication stream: {e}"))
+fn follow_error(e: crate::source::wal_stream::WalStreamError) -> PipelineError {
+    PipelineError::Stopped(format!("replication stream: {e}"))
 }
 
-fn stream_ended() -> BackfillError {
-    BackfillError::Stopped("the server ended the replication stream".to_owned())
+fn stream_ended() -> PipelineError {
+    PipelineError::Stopped("the server ended the replication stream".to_owned())
 }

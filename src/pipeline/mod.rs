@@ -1,5 +1,6 @@
 //! Wiring only: queues, pools and ordering between source, transform and sink.
 pub mod backfill;
 pub mod chunk_copy;
+pub mod error;
 pub mod follow;
 pub mod wal_pump;
