@@ -8,13 +8,15 @@
 //!             plan/ (TOML + SQL files, compiled once)
 //!                         |
 //!   source/ ---rows---> transform/ ---rows---> sink/
-//!   preflight, slot,    pure row functions     COPY in, dead letters,
-//!   chunks, COPY out    shared by backfill     lookup tables
-//!                       and follow
+//!   preflight, slot,    pure row functions     COPY in, set-based apply,
+//!   chunks, COPY out,   shared by backfill     dead letters, lookups
+//!   WAL stream          and follow
 //!         \______________ pipeline/ ______________/
-//!                wiring only: queues, pools, ordering
+//!     backfill: chunk queue -> workers (snapshot reader -> rayon -> target tx per chunk)
+//!     follow:   WAL pump -> decode -> transform -> coalesce -> target tx per commit group
 //!
-//!   pg/          codecs with no I/O: COPY text, quoting, LSN, connection strings, pgoutput
+//!   pg/          codecs with no I/O: COPY text, pgoutput, replication framing, quoting, LSN,
+//!                connection strings (and the one I/O piece, `connect`)
 //!   checkpoint   the tool's own state in the target (schema `switchyard`)
 //!   progress     displays that read counters; they never drive work
 //!   cli/ commands/  what the user typed, and one file per subcommand
