@@ -420,3 +420,47 @@ async fn ddl_dropping_a_column_the_plan_reads_stops_the_consumer() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalidated_slot_stops_the_consumer_with_the_fix() {
+    use switchyard::demo::cluster::ClusterOptions;
+    let source_cluster = Cluster::start(
+        ClusterOptions::default()
+            .with_setting("max_slot_wal_keep_size", "1MB")
+            .with_setting("max_wal_size", "32MB"),
+    )
+    .unwrap();
+    let target_cluster = cluster();
+    let source = seeded_source(&source_cluster, "legacy", 0.002).await;
+    target_cluster.create_database("app").await.unwrap();
+    crate::support::backfill(
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &[],
+    );
+    // With the consumer stopped, write and checkpoint past max_slot_wal_keep_size.
+    for _ in 0..4 {
+        source
+            .batch_execute("UPDATE vortex_items SET body = coalesce(body, '') || 'x'; SELECT pg_switch_wal(); CHECKPOINT;")
+            .await
+            .unwrap();
+    }
+    let lost: String = source
+        .query_one("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lost, "lost", "the test needs an invalidated slot");
+    let mut consumer = spawn(&["follow"], &source_cluster, &target_cluster);
+    let status = consumer.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    consumer
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(err.contains("invalidated"), "{err}");
+}
