@@ -38,6 +38,13 @@ impl FollowJob {
             .batch_execute("SET session_replication_role = replica")
             .await
             .context("the apply session runs with session_replication_role = replica, as native logical replication does, which on PostgreSQL 15 needs a superuser target role")?;
+        // The key tables of a group have no statistics; without this the planner may join them
+        // to a large output table by hashing the whole table, once per group. Deletes by key
+        // must probe the key index instead.
+        target
+            .batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
+            .await
+            .context("configuring the apply session")?;
         let Some(m) = checkpoint::load(&target, &plan.name).await? else {
             bail!(
                 "there is no migration {}: run `switchyard backfill` first",
