@@ -18,7 +18,7 @@ use crate::transform::eval::ValueMap;
 use crate::transform::expr::Expr;
 use crate::transform::value::{Numeric, Value};
 use compile_expr::{compile, Names};
-use diagnostics::{Collector, Diagnostic, PlanErrors};
+use diagnostics::{Collector, PlanErrors};
 pub use file::{OnError, WriteMode};
 
 /// A compiled plan.
@@ -440,9 +440,6 @@ fn memo_columns(derived: &[(String, Expr)], key_count: usize) -> Vec<Option<usiz
     }
     single
 }
-
-/// Kept for callers that want one diagnostic type.
-pub type PlanDiagnostic = Diagnostic;
 
 #[cfg(test)]
 mod tests {
