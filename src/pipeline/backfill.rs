@@ -22,6 +22,9 @@ use crate::sink::copy_in::{OutputWriter, WriterMode};
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 use super::error::PipelineError;
 
+/// Attempts per chunk when it meets a deadlock (two chunks inserting the same shared rows).
+const MAX_CHUNK_ATTEMPTS: u32 = 5;
+
 /// Copies `chunks` with one worker per reader.
 pub async fn copy_chunks(
     ctx: Arc<ChunkContext>,
@@ -56,9 +59,19 @@ pub async fn copy_chunks(
                     .iter()
                     .position(|s| s.table.to_string() == chunk.source_table)
                     .expect("chunks are made from the plan's sources");
-                if let Err(e) = copy_chunk(&ctx, &mut worker, source_index, &chunk).await {
-                    failed.store(true, Ordering::Relaxed);
-                    return Err(e);
+                let mut attempt = 1;
+                loop {
+                    match copy_chunk(&ctx, &mut worker, source_index, &chunk).await {
+                        Ok(()) => break,
+                        Err(e) if e.is_retryable() && attempt < MAX_CHUNK_ATTEMPTS => {
+                            tracing::warn!(chunk = chunk.chunk_no, table = %chunk.source_table, error = %e, "retrying the chunk");
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
                 }
             }
         }));

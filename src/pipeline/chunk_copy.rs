@@ -54,41 +54,56 @@ pub async fn copy_chunk(
     let progress: &TableProgress = &ctx.progress.tables[source_index];
     let writers = &worker.writers[source_index];
     let (source, target) = (&worker.reader, &mut worker.target);
-    let mut batches = copy_out::start(source, plan_source, chunk)
-        .await
-        .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
-    let tx = target
-        .transaction()
-        .await
-        .map_err(|e| PipelineError::target("starting a chunk transaction", e))?;
-    let mut rows = 0i64;
-    let mut rejected = 0i64;
-    let mut next = batches
-        .next()
-        .await
-        .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
-    while let Some(batch) = next {
-        let write = async {
-            let transformed = transform_on_pool(ctx, source_index, batch.clone()).await?;
-            write_batch(ctx, source_index, writers, &tx, &batch, transformed).await
-        };
-        let (written, following) = tokio::join!(write, batches.next());
-        let (batch_rows, batch_rejected) = written?;
-        rows += batch_rows as i64;
-        rejected += batch_rejected as i64;
-        progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
-        ctx.progress
-            .rejected
-            .fetch_add(batch_rejected, Ordering::Relaxed);
-        next = following
+    // Rows shown in the progress display by this attempt; taken back if it fails, so that a
+    // retried chunk is not counted twice.
+    let mut shown = 0u64;
+    let attempt = async {
+        let mut batches = copy_out::start(source, plan_source, chunk)
+            .await
             .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
+        let tx = target
+            .transaction()
+            .await
+            .map_err(|e| PipelineError::target("starting a chunk transaction", e))?;
+        let (mut rows, mut rejected) = (0i64, 0i64);
+        let mut next = batches
+            .next()
+            .await
+            .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
+        while let Some(batch) = next {
+            let write = async {
+                let transformed = transform_on_pool(ctx, source_index, batch.clone()).await?;
+                write_batch(ctx, source_index, writers, &tx, &batch, transformed).await
+            };
+            let (written, following) = tokio::join!(write, batches.next());
+            let (batch_rows, batch_rejected) = written?;
+            rows += batch_rows as i64;
+            rejected += batch_rejected as i64;
+            progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
+            shown += batch_rows;
+            next = following.map_err(|e| {
+                PipelineError::source(format!("COPY out of {}", plan_source.table), e)
+            })?;
+        }
+        checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
+        tx.commit()
+            .await
+            .map_err(|e| PipelineError::target("committing a chunk", e))?;
+        Ok::<i64, PipelineError>(rejected)
+    };
+    match attempt.await {
+        Ok(rejected) => {
+            ctx.progress
+                .rejected
+                .fetch_add(rejected as u64, Ordering::Relaxed);
+            progress.chunks_done.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            progress.rows.fetch_sub(shown, Ordering::Relaxed);
+            Err(e)
+        }
     }
-    checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
-    tx.commit()
-        .await
-        .map_err(|e| PipelineError::target("committing a chunk", e))?;
-    progress.chunks_done.fetch_add(1, Ordering::Relaxed);
-    Ok(())
 }
 
 /// Runs the transform of one batch on the rayon pool, keeping tokio's threads for I/O.

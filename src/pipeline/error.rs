@@ -54,3 +54,21 @@ impl PipelineError {
         }
     }
 }
+
+impl PipelineError {
+    /// A deadlock or serialization failure: the transaction was rolled back and may simply be
+    /// run again.
+    pub fn is_retryable(&self) -> bool {
+        let code = match self {
+            PipelineError::Source { source, .. } | PipelineError::Target { source, .. } => {
+                source.code()
+            }
+            PipelineError::Write(w) => w.source.code(),
+            _ => None,
+        };
+        code.is_some_and(|c| {
+            *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+        })
+    }
+}

@@ -139,7 +139,9 @@ impl OutputWriter {
             }
         };
         // DISTINCT ON: one statement may not touch a row twice; the last row of a key wins. The
-        // follow coalesces per key itself and skips that sort.
+        // follow coalesces per key itself. ORDER BY key: concurrent chunks then take the locks
+        // of shared rows (teams) in one order, which keeps their deadlocks rare; the workers
+        // retry a chunk that still meets one.
         let distinct = if coalesced {
             String::new()
         } else {
@@ -150,7 +152,7 @@ impl OutputWriter {
             staged: Some(StagedSql {
                 merge: format!(
                     "INSERT INTO {table} ({columns})
-                     SELECT {distinct}{columns} FROM {stage}
+                     SELECT {distinct}{columns} FROM {stage} ORDER BY {key}
                      ON CONFLICT ({key}) {action}"
                 ),
                 clear: format!("TRUNCATE {stage}"),

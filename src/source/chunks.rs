@@ -13,7 +13,7 @@ use crate::pg::ident::TableName;
 
 /// Heap bytes per chunk: large enough that per-chunk costs (a target transaction, a chunk
 /// record) vanish, small enough that a crash loses little work and workers balance well.
-pub const CHUNK_HEAP_BYTES: i64 = 32 * 1024 * 1024;
+pub const CHUNK_HEAP_BYTES: i64 = 8 * 1024 * 1024;
 
 /// Chunks per worker at least, so that a slow chunk does not leave the others idle.
 pub const MIN_CHUNKS_PER_WORKER: i64 = 4;
