@@ -111,6 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "== following the WAL with the write load still running (the slot held {} after the copy)",
         human_bytes(slot_bytes)
     );
+    let (stop_consumer, consumer_stop) = tokio::sync::watch::channel(false);
     let consumer = tokio::spawn(
         FollowJob {
             plan: Arc::clone(&plan),
@@ -118,7 +119,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             target: ConnInfo::parse(&target_url)?,
             on_error: plan.on_error,
         }
-        .run(),
+        .run(consumer_stop),
     );
     let target = target_cluster.connect("app").await?;
     let mut max_lag = (0i64, 0.0f64);
@@ -173,7 +174,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let changes = watch::sample(&source, &target, &plan)
         .await?
         .map_or(0, |s| s.changes_applied);
-    consumer.abort();
+    let _ = stop_consumer.send(true);
+    consumer.await??;
 
     println!("== verifying against the plain SQL migration of the same rules, on the source as it is now");
     source

@@ -28,7 +28,8 @@ pub struct FollowJob {
 }
 
 impl FollowJob {
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs until an error, or until `stop` turns true (then it ends cleanly between groups).
+    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
         let plan = Arc::clone(&self.plan);
         let mut target = connect(&self.target, "switchyard follow").await?;
         // As native logical replication's apply workers do: the new tables' foreign keys and
@@ -102,6 +103,7 @@ impl FollowJob {
             Relations::new(types),
             stream,
             start,
+            shutdown,
         )
         .await;
         if let Err(e) = &result {

@@ -83,13 +83,14 @@ fn on_error(arg: Option<OnErrorArg>, plan: &Plan) -> OnError {
 /// Runs the consumer until a signal (a clean stop: the group in flight is rolled back and
 /// replayed by the next start) or an error.
 async fn run_follow(job: follow::FollowJob) -> anyhow::Result<ExitCode> {
-    tokio::select! {
-        r = job.run() => r.map(|()| ExitCode::SUCCESS),
-        _ = shutdown_signal() => {
-            println!("stopped; `switchyard follow` resumes from the applied LSN");
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    job.run(stopped).await?;
+    println!("stopped; `switchyard follow` resumes from the applied LSN");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. Dropping the running job closes its connections,

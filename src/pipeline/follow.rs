@@ -89,6 +89,7 @@ pub async fn follow(
     mut relations: Relations,
     stream: WalStream,
     mut applied: Lsn,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let plan = &ctx.plan;
     let numbers = output_numbers(&plan.sources);
@@ -114,6 +115,12 @@ pub async fn follow(
         let mut skipping = false;
         let mut first_commit_micros = None;
         let first = loop {
+            // A stop is honoured here, between groups: nothing is half applied, and the last
+            // group's LSN is already recorded and reported.
+            if *shutdown.borrow() {
+                stream.close().await.map_err(follow_error)?;
+                return Ok(());
+            }
             if last_heartbeat.elapsed() >= STATUS_INTERVAL {
                 beat(ctx, received, None).await?;
                 last_heartbeat = Instant::now();

@@ -25,20 +25,26 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct WalPump {
     events: mpsc::Receiver<Result<WalEvent, WalStreamError>>,
     flushed: watch::Sender<Lsn>,
-    task: JoinHandle<()>,
+    closing: watch::Sender<bool>,
+    /// Hands the stream back when the pump stops, for a clean CopyDone.
+    task: Option<JoinHandle<Option<WalStream>>>,
 }
 
 impl WalPump {
     pub fn start(mut stream: WalStream, start: Lsn) -> WalPump {
         let (tx, events) = mpsc::channel(QUEUE);
         let (flushed, mut flushed_rx) = watch::channel(start);
+        let (closing, closing_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
+                if *closing_rx.borrow() {
+                    return Some(stream);
+                }
                 if flushed_rx.has_changed().unwrap_or(false) {
                     let lsn = *flushed_rx.borrow_and_update();
                     if let Err(e) = stream.flushed(lsn).await {
                         let _ = tx.send(Err(e)).await;
-                        return;
+                        return None;
                     }
                 }
                 let event = match stream.next(POLL).await {
@@ -52,29 +58,31 @@ impl WalPump {
                         permit = tx.reserve() => break permit,
                         changed = flushed_rx.changed() => {
                             if changed.is_err() {
-                                return;
+                                return None;
                             }
                             let lsn = *flushed_rx.borrow_and_update();
                             if let Err(e) = stream.flushed(lsn).await {
                                 let _ = tx.send(Err(e)).await;
-                                return;
+                                return None;
                             }
                         }
                     }
                 };
                 match permit {
                     Ok(permit) => permit.send(event),
-                    Err(_) => return,
+                    // The consumer closed the queue: it is stopping, hand the stream back.
+                    Err(_) => return Some(stream),
                 }
                 if stop {
-                    return;
+                    return None;
                 }
             }
         });
         WalPump {
             events,
             flushed,
-            task,
+            closing,
+            task: Some(task),
         }
     }
 
@@ -99,8 +107,25 @@ impl WalPump {
     }
 }
 
+impl WalPump {
+    /// Stops reading and ends the stream with CopyDone, after reporting the last flushed LSN.
+    pub async fn close(mut self) -> Result<(), WalStreamError> {
+        let _ = self.closing.send(true);
+        self.events.close();
+        let task = self.task.take().expect("closed once");
+        if let Ok(Some(mut stream)) = task.await {
+            let lsn = *self.flushed.borrow();
+            stream.flushed(lsn).await?;
+            stream.close().await?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for WalPump {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }

@@ -464,3 +464,36 @@ async fn an_invalidated_slot_stops_the_consumer_with_the_fix() {
     assert!(!status.success());
     assert!(err.contains("invalidated"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_consumer_cleanly_and_follow_resumes() {
+    let mut f = Following::start(0.002).await;
+    f.source
+        .execute(
+            "UPDATE vortex_items SET status = 'done' WHERE id = (SELECT min(id) FROM vortex_items)",
+            &[],
+        )
+        .await
+        .unwrap();
+    f.catch_up().await;
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(f.consumer.id() as i32, libc::SIGTERM) };
+    let status = f.consumer.wait().unwrap();
+    assert!(status.success(), "a clean stop exits 0: {status}");
+    let active: bool = f
+        .source
+        .query_one("SELECT active FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!active, "the stream was ended, the slot released");
+    f.source
+        .execute(
+            "UPDATE vortex_items SET status = 'todo' WHERE id = (SELECT min(id) FROM vortex_items)",
+            &[],
+        )
+        .await
+        .unwrap();
+    f.consumer = spawn(&["follow"], &f.source_cluster, &f.target_cluster);
+    f.assert_converged().await;
+}
