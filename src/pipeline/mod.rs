@@ -3,4 +3,5 @@ pub mod backfill;
 pub mod chunk_copy;
 pub mod error;
 pub mod follow;
+mod heartbeat;
 pub mod wal_pump;

@@ -1,0 +1,58 @@
+//! The consumer's heartbeat: liveness and what it holds unapplied, for `watch`, and the slot's
+//! health, checked on the same timer.
+
+use crate::checkpoint::{self, MigrationStatus};
+use crate::pg::lsn::Lsn;
+
+use super::error::PipelineError;
+use super::follow::FollowContext;
+
+/// Below this much WAL left before `max_slot_wal_keep_size` invalidates the slot, the consumer
+/// warns on every heartbeat: the backlog must shrink, or the migration is lost.
+pub const SLOT_SAFETY_MARGIN: i64 = 256 * 1024 * 1024;
+
+/// The consumer's heartbeat, and the slot's health: an invalidated slot stops the consumer,
+/// a backlog close to `max_slot_wal_keep_size` is reported loudly.
+pub(super) async fn beat(
+    ctx: &FollowContext,
+    received: Lsn,
+    pending_since: Option<i64>,
+) -> Result<(), PipelineError> {
+    checkpoint::heartbeat(&ctx.monitor, &ctx.plan.name, received, pending_since).await?;
+    let slot = ctx
+        .source
+        .query_opt(
+            "SELECT wal_status, safe_wal_size FROM pg_replication_slots WHERE slot_name = $1",
+            &[&ctx.plan.slot_name()],
+        )
+        .await
+        .map_err(|e| PipelineError::source("reading the slot's state", e))?;
+    let Some(slot) = slot else {
+        return Err(PipelineError::Stopped(format!(
+            "replication slot {} is gone: the changes since the backfill cannot be streamed. `switchyard abort` and backfill again",
+            ctx.plan.slot_name()
+        )));
+    };
+    let (wal_status, safe): (Option<String>, Option<i64>) = (slot.get(0), slot.get(1));
+    if wal_status.as_deref() == Some("lost") {
+        return Err(PipelineError::Stopped(format!(
+            "replication slot {} was invalidated (max_slot_wal_keep_size exceeded): WAL it needed is gone. \
+             `switchyard abort` and backfill again, with a larger max_slot_wal_keep_size or a faster consumer",
+            ctx.plan.slot_name()
+        )));
+    }
+    if let Some(safe) = safe.filter(|s| *s < SLOT_SAFETY_MARGIN) {
+        let message = format!(
+            "the slot's backlog is {safe} bytes from max_slot_wal_keep_size: raise it, or the slot will be invalidated"
+        );
+        tracing::warn!("{message}");
+        let _ = checkpoint::set_status(
+            &ctx.monitor,
+            &ctx.plan.name,
+            MigrationStatus::Following,
+            Some(&message),
+        )
+        .await;
+    }
+    Ok(())
+}
