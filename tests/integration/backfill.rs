@@ -1,9 +1,10 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
 use crate::support::{
     assert_target_matches_expected, backfill, cluster, repo, seed_plan, seeded_source, switchyard,
+    wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -356,26 +357,4 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
         helper_indexes, 0,
         "the resume's helper indexes are gone once the plan's keys exist"
     );
-}
-
-async fn wait_for(client: &Client, condition: &str, child: &mut std::process::Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("switchyard exited early with {status}");
-        }
-        let holds = client
-            .query_one(condition, &[])
-            .await
-            .map(|r| r.get::<_, bool>(0))
-            .unwrap_or(false);
-        if holds {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for: {condition}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -6,7 +6,7 @@ use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 use tokio_postgres::Client;
 
 use crate::support::{
-    assert_target_matches_expected, cluster, compute_expected, seed_plan, seeded_source,
+    assert_target_matches_expected, cluster, compute_expected, seed_plan, seeded_source, wait_for,
 };
 
 /// A source and a target cluster with a backfilled migration and its consumer running.
@@ -46,29 +46,7 @@ impl Following {
 
     /// Waits on the target until `condition` holds, failing if the consumer exits.
     async fn wait_for(&mut self, condition: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.consumer.try_wait().unwrap() {
-                panic!(
-                    "the consumer exited with {status} while waiting for {condition}: {}",
-                    self.exit_message()
-                );
-            }
-            if self
-                .target
-                .query_one(condition, &[])
-                .await
-                .map(|r| r.get::<_, bool>(0))
-                .unwrap_or(false)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for: {condition}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&self.target, condition, &mut self.consumer).await;
     }
 
     /// Waits until the consumer has applied everything the source has written so far.
@@ -80,29 +58,10 @@ impl Following {
             .await
             .unwrap()
             .get(0);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.consumer.try_wait().unwrap() {
-                panic!("the consumer exited with {status} before catching up");
-            }
-            let done: bool = self
-                .source
-                .query_one(
-                    "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'",
-                    &[&lsn],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if done {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the consumer did not catch up with {lsn}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let condition = format!(
+            "SELECT confirmed_flush_lsn >= '{lsn}' FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'"
+        );
+        wait_for(&self.source, &condition, &mut self.consumer).await;
     }
 
     /// Recomputes the expected result from the source as it is now and compares.

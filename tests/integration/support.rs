@@ -104,3 +104,32 @@ pub async fn assert_target_matches_expected(source: &Client, target: &Client) {
         );
     }
 }
+
+/// Waits until `condition` (SQL returning one boolean) holds on `client`. Fails if `child`
+/// exits first (showing its stderr when it is piped) or after two minutes.
+pub async fn wait_for(client: &Client, condition: &str, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                use std::io::Read;
+                let _ = stderr.read_to_string(&mut err);
+            }
+            panic!("switchyard exited with {status} while waiting for {condition}: {err}");
+        }
+        let holds = client
+            .query_one(condition, &[])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false);
+        if holds {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {condition}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
