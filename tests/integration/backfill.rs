@@ -3,8 +3,8 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::support::{
-    assert_target_matches_expected, backfill, cluster, repo, seed_plan, seeded_source, switchyard,
-    wait_for,
+    assert_target_matches_expected, backfill, cluster, prepare_target, seed_plan, seeded_source,
+    switchyard, wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,15 +143,6 @@ async fn rows_written_during_backfill_are_not_in_the_copy() {
         seen_before > 0 && seen_after > 0,
         "writes on both sides of the snapshot ({seen_before} before, {seen_after} after)"
     );
-}
-
-/// Creates the target tables ahead of the backfill (the before-phase SQL is idempotent).
-async fn prepare_target(target: &Client, extra_sql: &str) {
-    let sql =
-        std::fs::read_to_string(repo().join("transforms/legacy_to_projects/target_schema.sql"))
-            .unwrap();
-    target.batch_execute(&sql).await.unwrap();
-    target.batch_execute(extra_sql).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

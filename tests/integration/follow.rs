@@ -456,3 +456,78 @@ async fn sigterm_stops_the_consumer_cleanly_and_follow_resumes() {
     f.consumer = spawn(&["follow"], &f.source_cluster, &f.target_cluster);
     f.assert_converged().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_then_follow_converges_with_writes_between_the_crash_and_the_resume() {
+    let (source_cluster, target_cluster) = (cluster(), cluster());
+    let source = seeded_source(&source_cluster, "legacy", 0.02).await;
+    target_cluster.create_database("app").await.unwrap();
+    let target = target_cluster.connect("app").await.unwrap();
+    // One row stalls its chunk (see the backfill's resume test): kill with work left to do.
+    let stalled: i64 = source
+        .query_one(
+            "SELECT max(id) / 2 FROM vortex_items WHERE parent_item_id IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    crate::support::prepare_target(
+        &target,
+        &format!(
+            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.legacy_id >= {stalled} AND NEW.legacy_id < {stalled} + 50 THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$;
+             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();"
+        ),
+    )
+    .await;
+    let load = WriteLoad::start(
+        &source_cluster.url("legacy"),
+        WriteLoadOptions {
+            target_rate: Some(300.0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut consumer = spawn(
+        &["backfill", "--jobs", "2"],
+        &source_cluster,
+        &target_cluster,
+    );
+    wait_for(
+        &target,
+        "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') >= count(*) - 2 FROM switchyard.chunks",
+        &mut consumer,
+    )
+    .await;
+    consumer.kill().unwrap(); // SIGKILL mid-backfill, the load still writing
+    consumer.wait().unwrap();
+    target
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%';
+             DROP TRIGGER stall ON tasks;",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let consumer = spawn(
+        &["backfill", "--resume", "--jobs", "2"],
+        &source_cluster,
+        &target_cluster,
+    );
+    let mut f = Following {
+        source_cluster,
+        target_cluster,
+        source,
+        target,
+        consumer,
+    };
+    f.wait_for("SELECT coalesce((SELECT status = 'following' FROM switchyard.migrations), false)")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the load goes on while it follows
+    load.stop().await.unwrap();
+    f.wait_for("SELECT applied_lsn >= consistent_lsn FROM switchyard.migrations")
+        .await;
+    f.assert_converged().await;
+}

@@ -133,3 +133,13 @@ pub async fn wait_for(client: &Client, condition: &str, child: &mut std::process
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Creates the target tables ahead of the backfill (the before-phase SQL is idempotent) and
+/// runs `extra_sql` on them.
+pub async fn prepare_target(target: &Client, extra_sql: &str) {
+    let sql =
+        std::fs::read_to_string(repo().join("transforms/legacy_to_projects/target_schema.sql"))
+            .unwrap();
+    target.batch_execute(&sql).await.unwrap();
+    target.batch_execute(extra_sql).await.unwrap();
+}
