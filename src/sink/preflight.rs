@@ -78,6 +78,12 @@ pub async fn check(
     // Insert-if-absent outputs need their unique key during the copy; upserts only once the
     // after-backfill SQL ran (the follow's upserts come after it).
     keys(&tx, plan, WriteMode::InsertIfAbsent, &mut found).await?;
+    // On a target that already holds rows (a resumed backfill) the after-backfill SQL would
+    // build every index inside this check; it was checked before the first run.
+    if holds_rows(&tx, plan).await? {
+        tx.rollback().await?;
+        return Ok(found);
+    }
     for file in &plan.phases.after_backfill {
         if let Err(e) = tx.batch_execute(&file.sql).await {
             found.push(phase_failed(file, "after-backfill", &e));
@@ -88,6 +94,37 @@ pub async fn check(
     keys(&tx, plan, WriteMode::Upsert, &mut found).await?;
     tx.rollback().await?;
     Ok(found)
+}
+
+/// Whether any upsert output table already has a row.
+async fn holds_rows(tx: &impl GenericClient, plan: &Plan) -> Result<bool, tokio_postgres::Error> {
+    for output in plan
+        .sources
+        .iter()
+        .flat_map(|s| &s.outputs)
+        .filter(|o| o.mode == WriteMode::Upsert)
+    {
+        let exists = tx
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&output.table.quoted()],
+            )
+            .await?
+            .get::<_, bool>(0);
+        if !exists {
+            continue; // already reported as a missing table
+        }
+        let row = tx
+            .query_one(
+                &format!("SELECT EXISTS (SELECT FROM {})", output.table.quoted()),
+                &[],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A phase's SQL failed inside the check's transaction: a missing privilege is named as such.
