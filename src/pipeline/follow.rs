@@ -1,7 +1,7 @@
 //! The WAL consumer: source commits in order, grouped into target transactions.
 //!
 //! ```text
-//!  WalStream ──msg──> Begin: skip if already applied (final_lsn < applied_lsn)
+//!  WalPump ───msg──> Begin: skip if already applied (final_lsn < applied_lsn)
 //!                     Relation: map onto the plan (DDL on a read column stops the consumer)
 //!                     Insert/Update/Delete: same transforms as the backfill -> ApplyBatch
 //!                         (coalesced per key; flushed into the open target transaction
@@ -14,7 +14,8 @@
 //!             the commit's end LSN to the server (the slot's confirmed_flush_lsn)
 //! ```
 //! Exactly once: applied_lsn and the changes commit together; a restart streams from
-//! applied_lsn and skips any source transaction that committed before it.
+//! applied_lsn and skips any source transaction that committed before it. A shutdown request
+//! is honoured between groups, so a clean stop never leaves a group half applied.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,6 @@ use crate::checkpoint;
 use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::{LogicalReplicationMessage as Msg, OldTuple, TupleData};
 use crate::plan::{OnError, Plan};
-
 use crate::sink::apply::{output_numbers, ApplyBatch};
 use crate::sink::copy_in::OutputWriter;
 use crate::sink::dead_letter::{self, DeadLetter};
@@ -34,9 +34,6 @@ use crate::sink::lookup::LookupCache;
 use crate::source::current_row;
 use crate::source::relations::{fields, Field, Relations};
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
-
-use super::heartbeat::beat;
-use super::wal_pump::WalPump;
 use crate::transform::batch::describe_origin;
 use crate::transform::change::{change_ops, RowChange};
 use crate::transform::memo::Memo;
@@ -44,6 +41,8 @@ use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
 
 use super::error::PipelineError;
+use super::heartbeat::beat;
+use super::wal_pump::WalPump;
 
 /// Bytes of coalesced operations held before they are written into the open target
 /// transaction: bounds memory for any source transaction size.
@@ -82,7 +81,7 @@ struct Group {
     started: Instant,
 }
 
-/// Runs until an error; the caller restarts it or reports.
+/// Runs until `shutdown` turns true (a clean stop between groups) or an error.
 pub async fn follow(
     ctx: &FollowContext,
     target: &mut Client,
