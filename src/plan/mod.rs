@@ -59,6 +59,9 @@ pub struct OutputPlan {
     pub when: Option<Expr>,
     pub columns: Vec<String>,
     pub exprs: Vec<Expr>,
+    /// Where each key column sits in `columns`, resolved once (a key column without an
+    /// expression is a plan error).
+    pub key_positions: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -367,9 +370,15 @@ impl Compile<'_, '_> {
                         );
                     }
                 }
+                let key_positions = o
+                    .key
+                    .iter()
+                    .filter_map(|k| names.iter().position(|c| c == k.get_ref()))
+                    .collect();
                 OutputPlan {
                     table: TableName::parse(o.table.get_ref(), target_schema),
                     key: o.key.iter().map(|k| k.get_ref().clone()).collect(),
+                    key_positions,
                     mode: o.mode,
                     when,
                     columns: names,

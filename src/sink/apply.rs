@@ -123,21 +123,17 @@ impl ApplyBatch {
     }
 }
 
-/// The key fields of an output row (COPY text), in key order.
+/// The key fields of an output row (COPY text), in key order, without collecting the row's
+/// fields: this runs for every change.
 fn key_of(plan: &OutputPlan, row: &[u8]) -> Vec<u8> {
     let row = row.strip_suffix(b"\n").unwrap_or(row);
-    let fields: Vec<&[u8]> = row.split(|b| *b == b'\t').collect();
-    let mut key = Vec::new();
-    for (i, k) in plan.key.iter().enumerate() {
+    let mut key = Vec::with_capacity(64);
+    for (i, &position) in plan.key_positions.iter().enumerate() {
         if i > 0 {
             key.push(b'\t');
         }
-        let position = plan
-            .columns
-            .iter()
-            .position(|c| c == k)
-            .expect("key columns have expressions");
-        key.extend_from_slice(fields[position]);
+        let field = row.split(|b| *b == b'\t').nth(position).unwrap_or_default();
+        key.extend_from_slice(field);
     }
     key.push(b'\n');
     key

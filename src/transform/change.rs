@@ -153,12 +153,7 @@ fn key_ops(
     for &output in outputs {
         let plan = &source.outputs[output];
         let mut key = Vec::new();
-        for (i, k) in plan.key.iter().enumerate() {
-            let position = plan
-                .columns
-                .iter()
-                .position(|c| c == k)
-                .expect("key columns have expressions");
+        for (i, &position) in plan.key_positions.iter().enumerate() {
             if i > 0 {
                 key.push(b'\t');
             }
