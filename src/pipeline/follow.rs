@@ -190,50 +190,9 @@ pub async fn follow(
             match message {
                 Msg::Begin(b) => skipping = b.final_lsn < applied,
                 Msg::Relation(r) => relations.describe(plan, &r).map_err(stop)?,
-                Msg::Insert(i) if !skipping => {
-                    apply_change(
-                        ctx,
-                        &env,
-                        &relations,
-                        &mut memos,
-                        &numbers,
-                        &mut group,
-                        i.relation_id,
-                        Kind::Insert,
-                        None,
-                        Some(&i.new_tuple),
-                    )
-                    .await?;
-                }
-                Msg::Update(u) if !skipping => {
-                    apply_change(
-                        ctx,
-                        &env,
-                        &relations,
-                        &mut memos,
-                        &numbers,
-                        &mut group,
-                        u.relation_id,
-                        Kind::Update,
-                        u.old_tuple.as_ref(),
-                        Some(&u.new_tuple),
-                    )
-                    .await?;
-                }
-                Msg::Delete(d) if !skipping => {
-                    apply_change(
-                        ctx,
-                        &env,
-                        &relations,
-                        &mut memos,
-                        &numbers,
-                        &mut group,
-                        d.relation_id,
-                        Kind::Delete,
-                        Some(&d.old_tuple),
-                        None,
-                    )
-                    .await?;
+                m @ (Msg::Insert(_) | Msg::Update(_) | Msg::Delete(_)) if !skipping => {
+                    apply_change(ctx, &env, &relations, &mut memos, &numbers, &mut group, &m)
+                        .await?;
                 }
                 Msg::Truncate(t) if !skipping => {
                     for oid in &t.relation_ids {
@@ -285,7 +244,6 @@ pub async fn follow(
 }
 
 /// Turns one decoded change into coalesced operations (or a dead letter).
-#[allow(clippy::too_many_arguments)]
 async fn apply_change<'t>(
     ctx: &FollowContext,
     env: &Env<'_>,
@@ -293,11 +251,20 @@ async fn apply_change<'t>(
     memos: &mut [Memo],
     numbers: &[Vec<usize>],
     group: &mut Group,
-    relation_id: u32,
-    kind: Kind,
-    old: Option<&'t OldTuple>,
-    new: Option<&'t TupleData>,
+    message: &'t Msg,
 ) -> Result<(), PipelineError> {
+    let (relation_id, kind, old, new): (u32, Kind, Option<&'t OldTuple>, Option<&'t TupleData>) =
+        match message {
+            Msg::Insert(i) => (i.relation_id, Kind::Insert, None, Some(&i.new_tuple)),
+            Msg::Update(u) => (
+                u.relation_id,
+                Kind::Update,
+                u.old_tuple.as_ref(),
+                Some(&u.new_tuple),
+            ),
+            Msg::Delete(d) => (d.relation_id, Kind::Delete, Some(&d.old_tuple), None),
+            _ => return Ok(()),
+        };
     let Some(relation) = relations.get(relation_id).map_err(stop)? else {
         return Ok(());
     };
