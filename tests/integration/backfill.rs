@@ -272,15 +272,7 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
         .await
         .unwrap()
         .get(0);
-    prepare_target(
-        &target,
-        &format!(
-            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN IF NEW.legacy_id = {stalled} THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$;
-             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();"
-        ),
-    )
-    .await;
+    crate::support::stall_tasks(&target, stalled, 1).await;
     let plan = seed_plan();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args([
@@ -306,14 +298,7 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
     .await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    // The stalled backend sleeps on until told; end it, then lift the stall.
-    target
-        .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%';
-             DROP TRIGGER stall ON tasks;",
-        )
-        .await
-        .unwrap();
+    crate::support::lift_stall(&target).await;
 
     let (done, total): (i64, i64) = {
         let r = target

@@ -18,25 +18,34 @@ struct Following {
     consumer: Child,
 }
 
+/// A source cluster seeded at `scale` and a target cluster with an empty database `app`.
+async fn seeded_pair(scale: f64) -> (Cluster, Cluster, Client, Client) {
+    let (source_cluster, target_cluster) = (cluster(), cluster());
+    let source = seeded_source(&source_cluster, "legacy", scale).await;
+    target_cluster.create_database("app").await.unwrap();
+    let target = target_cluster.connect("app").await.unwrap();
+    (source_cluster, target_cluster, source, target)
+}
+
 impl Following {
-    /// Seeds the source, then runs `backfill` (which goes on following) as a child process.
-    async fn start(scale: f64) -> Following {
-        let (source_cluster, target_cluster) = (cluster(), cluster());
-        let source = seeded_source(&source_cluster, "legacy", scale).await;
-        target_cluster.create_database("app").await.unwrap();
-        let target = target_cluster.connect("app").await.unwrap();
-        let consumer = spawn(
-            &["backfill", "--jobs", "2"],
-            &source_cluster,
-            &target_cluster,
-        );
-        let mut f = Following {
+    /// Runs switchyard with `args` (a backfill, which goes on following, or a follow).
+    fn run(
+        (source_cluster, target_cluster, source, target): (Cluster, Cluster, Client, Client),
+        args: &[&str],
+    ) -> Following {
+        let consumer = spawn(args, &source_cluster, &target_cluster);
+        Following {
             source_cluster,
             target_cluster,
             source,
             target,
             consumer,
-        };
+        }
+    }
+
+    /// Seeds the source, then runs `backfill` until it follows.
+    async fn start(scale: f64) -> Following {
+        let mut f = Following::run(seeded_pair(scale).await, &["backfill", "--jobs", "2"]);
         f.wait_for(
             "SELECT coalesce((SELECT status = 'following' FROM switchyard.migrations), false)",
         )
@@ -118,10 +127,9 @@ fn spawn(args: &[&str], source: &Cluster, target: &Cluster) -> Child {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_during_backfill_and_follow_converge() {
-    let (source_cluster, target_cluster) = (cluster(), cluster());
-    let source = seeded_source(&source_cluster, "legacy", 0.02).await;
+    let pair = seeded_pair(0.02).await;
     let load = WriteLoad::start(
-        &source_cluster.url("legacy"),
+        &pair.0.url("legacy"),
         WriteLoadOptions {
             target_rate: Some(400.0),
             ..Default::default()
@@ -129,20 +137,7 @@ async fn writes_during_backfill_and_follow_converge() {
     )
     .await
     .unwrap();
-    target_cluster.create_database("app").await.unwrap();
-    let target = target_cluster.connect("app").await.unwrap();
-    let consumer = spawn(
-        &["backfill", "--jobs", "2"],
-        &source_cluster,
-        &target_cluster,
-    );
-    let mut f = Following {
-        source_cluster,
-        target_cluster,
-        source,
-        target,
-        consumer,
-    };
+    let mut f = Following::run(pair, &["backfill", "--jobs", "2"]);
     f.wait_for("SELECT coalesce((SELECT changes_applied > 200 FROM switchyard.migrations), false)")
         .await;
     let report = load.stop().await.unwrap();
@@ -459,10 +454,7 @@ async fn sigterm_stops_the_consumer_cleanly_and_follow_resumes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_then_follow_converges_with_writes_between_the_crash_and_the_resume() {
-    let (source_cluster, target_cluster) = (cluster(), cluster());
-    let source = seeded_source(&source_cluster, "legacy", 0.02).await;
-    target_cluster.create_database("app").await.unwrap();
-    let target = target_cluster.connect("app").await.unwrap();
+    let (source_cluster, target_cluster, source, target) = seeded_pair(0.02).await;
     // One row stalls its chunk (see the backfill's resume test): kill with work left to do.
     let stalled: i64 = source
         .query_one(
@@ -472,15 +464,7 @@ async fn resume_then_follow_converges_with_writes_between_the_crash_and_the_resu
         .await
         .unwrap()
         .get(0);
-    crate::support::prepare_target(
-        &target,
-        &format!(
-            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN IF NEW.legacy_id >= {stalled} AND NEW.legacy_id < {stalled} + 50 THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$;
-             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();"
-        ),
-    )
-    .await;
+    crate::support::stall_tasks(&target, stalled, 50).await;
     let load = WriteLoad::start(
         &source_cluster.url("legacy"),
         WriteLoadOptions {
@@ -503,26 +487,12 @@ async fn resume_then_follow_converges_with_writes_between_the_crash_and_the_resu
     .await;
     consumer.kill().unwrap(); // SIGKILL mid-backfill, the load still writing
     consumer.wait().unwrap();
-    target
-        .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%';
-             DROP TRIGGER stall ON tasks;",
-        )
-        .await
-        .unwrap();
+    crate::support::lift_stall(&target).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let consumer = spawn(
+    let mut f = Following::run(
+        (source_cluster, target_cluster, source, target),
         &["backfill", "--resume", "--jobs", "2"],
-        &source_cluster,
-        &target_cluster,
     );
-    let mut f = Following {
-        source_cluster,
-        target_cluster,
-        source,
-        target,
-        consumer,
-    };
     f.wait_for("SELECT coalesce((SELECT status = 'following' FROM switchyard.migrations), false)")
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await; // the load goes on while it follows

@@ -143,3 +143,30 @@ pub async fn prepare_target(target: &Client, extra_sql: &str) {
     target.batch_execute(&sql).await.unwrap();
     target.batch_execute(extra_sql).await.unwrap();
 }
+
+/// Creates the target tables and makes the COPY into `tasks` stall on the rows with legacy
+/// ids in `from..from + count`: the chunk holding them never finishes while the others do,
+/// which is a deterministic point to kill a backfill at.
+pub async fn stall_tasks(target: &Client, from: i64, count: i64) {
+    prepare_target(
+        target,
+        &format!(
+            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.legacy_id >= {from} AND NEW.legacy_id < {from} + {count} THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$;
+             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();"
+        ),
+    )
+    .await;
+}
+
+/// Ends the backends still sleeping in the stall (a killed client does not wake them), then
+/// lifts it.
+pub async fn lift_stall(target: &Client) {
+    target
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%';
+             DROP TRIGGER stall ON tasks;",
+        )
+        .await
+        .unwrap();
+}
