@@ -12,3 +12,4 @@ pub mod ident;
 pub mod lsn;
 pub mod pgoutput;
 pub mod replication_message;
+pub mod tls;

@@ -97,6 +97,36 @@ pub enum PlanLoadError {
     Invalid(#[from] PlanErrors),
 }
 
+impl SourcePlan {
+    /// Whether an output's key is computed from the source key columns alone (directly or
+    /// through derives). Deletes and moves find output rows that way, since an old key tuple
+    /// carries nothing else.
+    pub fn key_from_source_key(&self, output: &OutputPlan) -> bool {
+        let mut only_key = true;
+        let mut visit = |e: &Expr| {
+            e.walk(&mut |node| match node {
+                Expr::Column(c) if *c >= self.key.len() => only_key = false,
+                Expr::Derived(d) if !self.derived_from_key(*d) => only_key = false,
+                _ => {}
+            })
+        };
+        for &position in &output.key_positions {
+            visit(&output.exprs[position]);
+        }
+        only_key
+    }
+
+    fn derived_from_key(&self, d: usize) -> bool {
+        let mut only_key = true;
+        self.derived[d].1.walk(&mut |node| match node {
+            Expr::Column(c) if *c >= self.key.len() => only_key = false,
+            Expr::Derived(e) if *e < d && !self.derived_from_key(*e) => only_key = false,
+            _ => {}
+        });
+        only_key
+    }
+}
+
 impl Plan {
     pub fn load(path: &Path) -> Result<Plan, PlanLoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| PlanLoadError::Read {
@@ -498,4 +528,32 @@ id = "lookup('missing', a)"
             errors[0].message
         );
     }
+
+    #[test]
+    fn an_output_key_must_come_from_the_source_key_for_deletes_to_find_it() {
+        let text = r#"name = "demo"
+[[sources]]
+table = "t"
+key = ["id"]
+[sources.derive]
+ident = "uuid_v5('url', 't:' || id)"
+label = "lower(name)"
+[[sources.outputs]]
+table = "by_id"
+key = ["id"]
+[sources.outputs.columns]
+id = "ident"
+name = "name"
+[[sources.outputs]]
+table = "by_name"
+key = ["label"]
+[sources.outputs.columns]
+label = "label"
+"#;
+        let plan = Plan::parse(Path::new("p.toml"), text).unwrap();
+        let source = &plan.sources[0];
+        assert!(source.key_from_source_key(&source.outputs[0]));
+        assert!(!source.key_from_source_key(&source.outputs[1]));
+    }
+
 }

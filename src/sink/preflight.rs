@@ -202,6 +202,13 @@ async fn output_table(
     found: &mut Vec<Finding>,
 ) -> Result<(), tokio_postgres::Error> {
     let subject = format!("target.{}", output.table);
+    if output.mode == WriteMode::Upsert && !source.key_from_source_key(output) {
+        found.push(Finding::error(
+            &subject,
+            format!("the output key {:?} is computed from columns outside the source key {:?}: a delete or a move in the stream could not find the row", output.key, source.key),
+            "compute the output key from the source key columns only (e.g. uuid_v5 of the legacy id)",
+        ));
+    }
     let columns = table_columns(tx, &output.table).await?;
     if columns.is_empty() {
         found.push(Finding::error(

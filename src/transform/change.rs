@@ -11,7 +11,8 @@
 //!   Delete old key         -> delete by key from every upsert output
 //! ```
 //! Insert-if-absent outputs (teams, members) are never deleted. Deletes need an output's key
-//! from the source key alone, which [`crate::plan::OutputPlan::key_from_source_key`] promises.
+//! from the source key alone, which `check` verifies
+//! ([`crate::plan::SourcePlan::key_from_source_key`]).
 
 use std::borrow::Cow;
 

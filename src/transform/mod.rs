@@ -1,6 +1,6 @@
 //! Pure row functions shared by backfill and follow: no async, no I/O.
 //!
-//! A source row goes in, zero or more output rows come out ([`row::SourceTransform`]), so a
+//! A source row goes in, zero or more output rows come out ([`row::transform_values`]), so a
 //! filter, a split into several tables and a merge of several sources are the same shape.
 
 pub mod batch;
