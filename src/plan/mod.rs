@@ -555,5 +555,4 @@ label = "label"
         assert!(source.key_from_source_key(&source.outputs[0]));
         assert!(!source.key_from_source_key(&source.outputs[1]));
     }
-
 }
