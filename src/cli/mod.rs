@@ -1,6 +1,9 @@
 //! What the user typed, as clap types; no I/O here. Commands resolve these into jobs.
 
+pub mod units;
+
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -29,6 +32,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Drop the migration's slot and publication and mark it aborted.
     Abort(AbortArgs),
+    /// Block writes for seconds, prove the target caught up, check it and swap it in.
+    Cutover(CutoverArgs),
+    /// Swap back after a cutover (the plan's rollback SQL); before one, the same as abort.
+    Rollback(RollbackArgs),
     /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
     Demo(DemoArgs),
 }
@@ -153,4 +160,42 @@ pub struct DemoArgs {
     /// Write transactions per second of the load kept running on the source.
     #[arg(long, default_value_t = 200)]
     pub write_rate: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// The longest writes may stay blocked; any step that would exceed it rolls everything back.
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub max_blocked: Duration,
+    /// The lock is requested only once the consumer is at most this far behind.
+    #[arg(long, default_value = "1MB", value_parser = units::bytes)]
+    pub max_lag: i64,
+    /// Everything through the fence and the checks, then roll back: reports the window the
+    /// real cutover would need and changes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long one lock attempt may wait (writers queue behind it meanwhile).
+    #[arg(long, default_value = "500ms", value_parser = units::duration)]
+    pub lock_timeout: Duration,
+    /// Lock attempts before giving up, with exponential backoff between them.
+    #[arg(long, default_value_t = 10)]
+    pub lock_attempts: u32,
+    /// How long to wait for the lag to fall under --max-lag.
+    #[arg(long, default_value = "10m", value_parser = units::duration)]
+    pub catch_up_timeout: Duration,
+    /// The report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
 }
