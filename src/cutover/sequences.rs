@@ -44,7 +44,7 @@ pub async fn sync(
         let value: i64 = client
             .query_one(
                 &format!(
-                    "SELECT setval($1::regclass, greatest(
+                    "SELECT setval($1::text::regclass, greatest(
                          (SELECT max({col})::int8 FROM {table}),
                          (SELECT last_value FROM {sequence}), 1))",
                     col = quote_ident(&column),

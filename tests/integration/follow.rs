@@ -10,12 +10,12 @@ use crate::support::{
 };
 
 /// A source and a target cluster with a backfilled migration and its consumer running.
-struct Following {
-    source_cluster: Cluster,
-    target_cluster: Cluster,
-    source: Client,
-    target: Client,
-    consumer: Child,
+pub(crate) struct Following {
+    pub source_cluster: Cluster,
+    pub target_cluster: Cluster,
+    pub source: Client,
+    pub target: Client,
+    pub consumer: Child,
 }
 
 /// A source cluster seeded at `scale` and a target cluster with an empty database `app`.
@@ -44,7 +44,7 @@ impl Following {
     }
 
     /// Seeds the source, then runs `backfill` until it follows.
-    async fn start(scale: f64) -> Following {
+    pub async fn start(scale: f64) -> Following {
         let mut f = Following::run(seeded_pair(scale).await, &["backfill", "--jobs", "2"]);
         f.wait_for(
             "SELECT coalesce((SELECT status = 'following' FROM switchyard.migrations), false)",
@@ -54,7 +54,7 @@ impl Following {
     }
 
     /// Waits on the target until `condition` holds, failing if the consumer exits.
-    async fn wait_for(&mut self, condition: &str) {
+    pub async fn wait_for(&mut self, condition: &str) {
         wait_for(&self.target, condition, &mut self.consumer).await;
     }
 
@@ -74,7 +74,7 @@ impl Following {
     }
 
     /// Recomputes the expected result from the source as it is now and compares.
-    async fn assert_converged(&mut self) {
+    pub async fn assert_converged(&mut self) {
         self.catch_up().await;
         compute_expected(&self.source).await;
         assert_target_matches_expected(&self.source, &self.target).await;

@@ -22,6 +22,11 @@ mod cluster_harness;
 /// outputs, key changes, new lookup values, large transactions, TRUNCATE and DDL.
 mod follow;
 
+/// The cutover: no acknowledged write lost under load, aborts that release the locks, lock
+/// retries that never stall writers, dry runs that change nothing, same-database swap and
+/// rollback.
+mod cutover;
+
 /// `docker-compose.yml` starts servers that logical decoding can use.
 mod docker_compose;
 
