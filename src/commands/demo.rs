@@ -3,10 +3,11 @@
 //! ```text
 //!  source cluster: legacy tables at --scale, a write load running throughout
 //!  target cluster: empty
-//!  check ─> backfill (live display) ─> verify against the plain SQL migration ─> summary
+//!  check ─> backfill (live display) ─> follow, lag converging ─> cutover under the load
+//!        ─> verify against the plain SQL migration of the same rules ─> summary
 //! ```
-//! Rows the write load touched after the snapshot are left out of the verification: the copy
-//! holds their old version, and the slot holds the change for the WAL consumer.
+//! After the cutover the legacy tables are read-only, so the verification compares the target
+//! with the source exactly as the last acknowledged write left it.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::cli::DemoArgs;
+use crate::cutover::{cutover, CutoverOptions};
 use crate::demo::cluster::{Cluster, ClusterOptions};
 use crate::demo::generator::load_legacy;
 use crate::demo::verify::{compare, Exclusions};
@@ -32,6 +34,9 @@ use super::watch;
 
 /// How long the demo keeps the write load running while it follows.
 const FOLLOW_WITH_LOAD: Duration = Duration::from_secs(8);
+
+/// The demo's cutover limit: the operator's default.
+const CUTOVER_MAX_BLOCKED: Duration = Duration::from_secs(5);
 
 /// The seed plan, relative to the repository root (the demo runs from a checkout).
 const SEED_PLAN: &str = "transforms/legacy_to_projects/plan.toml";
@@ -144,38 +149,61 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             last_changes = s.changes_applied;
         }
     }
-    let report = load.stop().await?;
-    println!(
-        "== write load stopped after {} transactions; waiting for the consumer to catch up",
-        report.counts.committed()
-    );
-    let quiet: String = source
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await?
-        .get(0);
-    loop {
-        anyhow::ensure!(
-            !consumer.is_finished(),
-            "the consumer stopped: {:?}",
-            consumer.await
-        );
-        let caught_up: bool = source
-            .query_one(
-                "SELECT confirmed_flush_lsn >= $2::text::pg_lsn FROM pg_replication_slots WHERE slot_name = $1",
-                &[&plan.slot_name(), &quiet],
-            )
-            .await?
-            .get(0);
-        if caught_up {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let changes = watch::sample(&source, &target, &plan)
         .await?
         .map_or(0, |s| s.changes_applied);
-    let _ = stop_consumer.send(true);
-    consumer.await??;
+    let follow_rate = changes as f64 / followed.elapsed().as_secs_f64();
+
+    println!(
+        "== switchyard cutover --max-blocked {}s, with the write load still running",
+        CUTOVER_MAX_BLOCKED.as_secs()
+    );
+    let say = |line: String| println!("   {line}");
+    let cut = cutover(
+        &plan,
+        &ConnInfo::parse(&source_url)?,
+        &ConnInfo::parse(&target_url)?,
+        &CutoverOptions {
+            max_blocked: CUTOVER_MAX_BLOCKED,
+            max_lag: 1 << 20,
+            catch_up_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_millis(500),
+            lock_attempts: 10,
+            dry_run: false,
+        },
+        &say,
+    )
+    .await;
+    let cut = match cut {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = stop_consumer.send(true);
+            let _ = load.stop().await;
+            return Err(e.into());
+        }
+    };
+    for step in &cut.steps {
+        println!("   {:<55} {:>8.1} ms", step.step.describe(), step.ms);
+    }
+    println!(
+        "   committed: writes were blocked for {:.0} ms; {}",
+        cut.window_ms,
+        cut.slot.as_deref().unwrap_or("")
+    );
+    let report = load.stop().await?;
+    println!(
+        "== write load stopped: {} transactions acknowledged, {} refused after the cutover (the legacy tables are read-only)",
+        report.counts.committed(),
+        report.counts.errors
+    );
+    // The consumer saw the cutover and stops by itself.
+    match tokio::time::timeout(Duration::from_secs(30), consumer).await {
+        Ok(joined) => joined??,
+        Err(_) => {
+            let _ = stop_consumer.send(true);
+            anyhow::bail!("the consumer did not stop after the cutover");
+        }
+    }
 
     println!("== verifying against the plain SQL migration of the same rules, on the source as it is now");
     source
@@ -213,9 +241,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         summary.rejected
     );
     println!(
-        "   follow: {changes} changes applied, at most {} / {:.2} s behind while the load ran",
+        "   follow: {changes} changes applied ({follow_rate:.0} changes/s), at most {} / {:.2} s behind while the load ran",
         human_bytes(max_lag.0),
         max_lag.1
+    );
+    println!(
+        "   cutover: writes blocked for {:.0} ms (limit {:.0} ms), lock granted at attempt {}",
+        cut.window_ms, cut.max_blocked_ms, cut.lock_attempts
     );
     println!(
         "   write load: {} transactions acknowledged; {} of {} acknowledged inserts and updates found in the target",
