@@ -29,6 +29,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Drop the migration's slot and publication and mark it aborted.
     Abort(AbortArgs),
+    /// Compare every output table with the transformed source, by key; exit 1 on divergence.
+    Verify(VerifyArgs),
     /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
     Demo(DemoArgs),
 }
@@ -153,4 +155,21 @@ pub struct DemoArgs {
     /// Write transactions per second of the load kept running on the source.
     #[arg(long, default_value_t = 200)]
     pub write_rate: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Recheck rounds for differing keys, to tell writes in flight from divergence.
+    #[arg(long, default_value_t = 3)]
+    pub recheck: u32,
+    /// Seconds to wait for the consumer to apply verify's fence before comparing anyway.
+    #[arg(long, default_value_t = 30)]
+    pub fence_timeout: u64,
 }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod demo;
 pub mod follow;
 pub mod status;
+pub mod verify;
 pub mod watch;
 
 use std::process::ExitCode;
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args).await,
         Command::Abort(args) => abort::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }
 

@@ -22,6 +22,10 @@ mod cluster_harness;
 /// outputs, key changes, new lookup values, large transactions, TRUNCATE and DDL.
 mod follow;
 
+/// `verify`: a clean target passes; tampered, deleted and extra rows are listed by key; lookups
+/// are never written.
+mod verify;
+
 /// `docker-compose.yml` starts servers that logical decoding can use.
 mod docker_compose;
 
