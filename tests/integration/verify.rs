@@ -1,16 +1,29 @@
+use std::process::{Child, Command, Stdio};
+
 use serde_json::Value;
 use switchyard::demo::cluster::Cluster;
+use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 use tokio_postgres::Client;
 
 use crate::follow::seeded_pair;
-use crate::support::{backfill, seed_plan, switchyard};
+use crate::support::{backfill, seed_plan, switchyard, wait_for};
 
-/// A seeded pair, backfilled, with no consumer running (a quiet source).
+/// A seeded pair, backfilled; no consumer runs until [`Backfilled::follow`].
 struct Backfilled {
     source_cluster: Cluster,
     target_cluster: Cluster,
     source: Client,
     target: Client,
+    consumer: Option<Child>,
+}
+
+impl Drop for Backfilled {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.as_mut() {
+            let _ = consumer.kill();
+            let _ = consumer.wait();
+        }
+    }
 }
 
 impl Backfilled {
@@ -26,7 +39,29 @@ impl Backfilled {
             target_cluster,
             source,
             target,
+            consumer: None,
         }
+    }
+
+    /// Starts `switchyard follow` and waits until it beats.
+    async fn follow(&mut self) {
+        let plan = seed_plan();
+        let mut consumer = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["follow", "--plan", plan.to_str().unwrap(), "--source"])
+            .arg(self.source_cluster.url("legacy"))
+            .arg("--target")
+            .arg(self.target_cluster.url("app"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(
+            &self.target,
+            "SELECT coalesce(heartbeat_at > now() - interval '2 seconds', false) FROM switchyard.migrations",
+            &mut consumer,
+        )
+        .await;
+        self.consumer = Some(consumer);
     }
 
     /// Runs `switchyard verify --json`: the exit code and the report.
@@ -187,4 +222,31 @@ async fn verify_never_writes_lookup_values() {
         columns[0]["reason"], "task_statuses has no row for 'awaiting review'",
         "{columns:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_in_flight_during_verify_are_not_divergence() {
+    let mut pair = Backfilled::start().await;
+    pair.follow().await;
+    let load = WriteLoad::start(
+        &pair.source_cluster.url("legacy"),
+        WriteLoadOptions {
+            target_rate: Some(300.0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pair = std::sync::Arc::new(pair);
+    let verifying = std::sync::Arc::clone(&pair);
+    let (code, report) = tokio::task::spawn_blocking(move || verifying.verify())
+        .await
+        .unwrap();
+    let written = load.stop().await.unwrap();
+    assert!(
+        written.counts.committed() > 0,
+        "the load wrote during verify"
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["consumer"], "caught_up", "{report:#}");
 }
