@@ -144,3 +144,35 @@ impl Lookups for ReadOnlyLookups {
         Ok(placeholder)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stages() -> ReadOnlyLookups {
+        ReadOnlyLookups {
+            tables: vec![RwLock::new(Table {
+                name: "project_stages".to_owned(),
+                ids: HashMap::from([("design".to_owned(), 1), ("build".to_owned(), 2)]),
+                next_placeholder: 0,
+            })],
+            misses: Mutex::new(Misses::default()),
+        }
+    }
+
+    #[test]
+    fn a_miss_gets_a_placeholder_no_row_has_and_a_reason() {
+        let lookups = stages();
+        assert_eq!(lookups.id(0, "build").unwrap(), 2);
+        let x = lookups.id(0, "x").unwrap();
+        let y = lookups.id(0, "y").unwrap();
+        assert!(x <= 0 && y <= 0 && x != y);
+        assert_eq!(lookups.id(0, "x").unwrap(), x, "one placeholder per value");
+        assert_eq!(
+            lookups.miss_reason(x).as_deref(),
+            Some("project_stages has no row for 'x'")
+        );
+        assert_eq!(lookups.miss_reason(2), None);
+        assert_eq!(lookups.miss_reasons().len(), 2);
+    }
+}

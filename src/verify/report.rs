@@ -228,3 +228,62 @@ fn shorten(v: &str) -> String {
         format!("{cut:?}...")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings(key: &str) -> Findings {
+        Findings {
+            count: 1,
+            first: vec![Finding {
+                key: key.to_owned(),
+                kind: None,
+                columns: vec![ColumnDifference {
+                    column: "title".to_owned(),
+                    target: Some("tampered".to_owned()),
+                    source: Some("Fix the login".to_owned()),
+                    reason: None,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_human_report_names_keys_columns_and_the_verdict() {
+        let report = VerifyReport {
+            migration: "m".to_owned(),
+            consumer: ConsumerState::NotCaughtUp,
+            recheck_rounds: 3,
+            elapsed_s: 1.0,
+            tables: vec![TableReport {
+                table: "public.tasks".to_owned(),
+                mode: "upsert",
+                source_rows: 10,
+                target_rows: 10,
+                buckets: 1,
+                differing_buckets: 1,
+                missing: Findings::default(),
+                extra: Findings::default(),
+                different: findings("(42)"),
+                retained: Findings::default(),
+                in_flight: Findings::default(),
+            }],
+            rejected: vec![],
+            lookup_misses: vec![],
+            orphans: vec![Orphans {
+                name: "orphans".to_owned(),
+                count: 2,
+            }],
+        };
+        assert!(report.diverged());
+        let text = report.render();
+        assert!(text.starts_with("verify m: DIVERGED"), "{text}");
+        assert!(text.contains("no consumer applied"), "{text}");
+        assert!(
+            text.contains(r#"(42); title: target "tampered", source "Fix the login""#),
+            "{text}"
+        );
+        assert!(text.contains("report: orphans: 2"), "{text}");
+    }
+}
