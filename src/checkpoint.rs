@@ -41,6 +41,13 @@ ALTER TABLE switchyard.migrations
     ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz,
     ADD COLUMN IF NOT EXISTS received_lsn pg_lsn,
     ADD COLUMN IF NOT EXISTS pending_since timestamptz;
+-- The last fence the consumer applied (see `crate::source::fence`), written in the target
+-- transaction that applied everything before it; `cutover` and `verify` wait on it.
+ALTER TABLE switchyard.migrations
+    ADD COLUMN IF NOT EXISTS fence_id text,
+    ADD COLUMN IF NOT EXISTS fence_lsn pg_lsn,
+    ADD COLUMN IF NOT EXISTS cutover_at timestamptz,
+    ADD COLUMN IF NOT EXISTS cutover_report jsonb;
 CREATE TABLE IF NOT EXISTS switchyard.chunks (
     migration     text NOT NULL REFERENCES switchyard.migrations (name) ON DELETE CASCADE,
     source_table  text NOT NULL,
@@ -83,6 +90,8 @@ pub enum MigrationStatus {
     CutOver,
     /// `abort` dropped the slot and publication.
     Aborted,
+    /// `rollback` swapped the legacy tables back after a cutover.
+    RolledBack,
 }
 
 impl MigrationStatus {
@@ -94,6 +103,7 @@ impl MigrationStatus {
             MigrationStatus::Following => "following",
             MigrationStatus::CutOver => "cut_over",
             MigrationStatus::Aborted => "aborted",
+            MigrationStatus::RolledBack => "rolled_back",
         }
     }
 }
@@ -114,6 +124,7 @@ impl FromStr for MigrationStatus {
             "following" => MigrationStatus::Following,
             "cut_over" => MigrationStatus::CutOver,
             "aborted" => MigrationStatus::Aborted,
+            "rolled_back" => MigrationStatus::RolledBack,
             other => return Err(format!("unknown migration status {other:?}")),
         })
     }
@@ -316,24 +327,64 @@ pub async fn record_applied(
     Ok(())
 }
 
+/// The notification channel on which the consumer announces each applied fence; the payload
+/// is the migration's name.
+pub const FENCE_CHANNEL: &str = "switchyard_fence";
+
+/// Records that everything before fence `id` is applied, inside the target transaction that
+/// applied it, and notifies [`FENCE_CHANNEL`] (delivered when that transaction commits).
+pub async fn record_fence(
+    tx: &impl GenericClient,
+    migration: &str,
+    id: &str,
+    lsn: Lsn,
+) -> Result<(), CheckpointError> {
+    tx.execute(
+        "WITH f AS (UPDATE switchyard.migrations SET fence_id = $2, fence_lsn = $3::text::pg_lsn
+                     WHERE name = $1 RETURNING name)
+         SELECT pg_notify($4, name) FROM f",
+        &[&migration, &id, &lsn.to_string(), &FENCE_CHANNEL],
+    )
+    .await
+    .map_err(ctx("recording an applied fence"))?;
+    Ok(())
+}
+
+/// The id of the last fence the consumer applied.
+pub async fn applied_fence(
+    client: &impl GenericClient,
+    migration: &str,
+) -> Result<Option<String>, CheckpointError> {
+    let row = client
+        .query_opt(
+            "SELECT fence_id FROM switchyard.migrations WHERE name = $1",
+            &[&migration],
+        )
+        .await
+        .map_err(ctx("reading the applied fence"))?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
 /// The consumer's liveness and what it holds unapplied, on its own connection and timer.
+/// Returns the migration's status, so that the consumer sees a finished cutover.
 pub async fn heartbeat(
     client: &Client,
     migration: &str,
     received: Lsn,
     pending_since_micros_since_2000: Option<i64>,
-) -> Result<(), CheckpointError> {
-    client
-        .execute(
+) -> Result<Option<MigrationStatus>, CheckpointError> {
+    let row = client
+        .query_opt(
             "UPDATE switchyard.migrations
                 SET heartbeat_at = now(), received_lsn = $2::text::pg_lsn,
                     pending_since = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond'
-              WHERE name = $1",
+              WHERE name = $1
+            RETURNING status",
             &[&migration, &received.to_string(), &pending_since_micros_since_2000.map(|m| m as f64)],
         )
         .await
         .map_err(ctx("recording the consumer heartbeat"))?;
-    Ok(())
+    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
 }
 
 /// The chunks not yet done, in order.

@@ -27,6 +27,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
+pub mod cutover;
 pub mod demo;
 pub mod pg;
 pub mod pipeline;

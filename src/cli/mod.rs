@@ -1,6 +1,9 @@
 //! What the user typed, as clap types; no I/O here. Commands resolve these into jobs.
 
+pub mod units;
+
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -31,6 +34,10 @@ pub enum Command {
     Abort(AbortArgs),
     /// Compare every output table with the transformed source, by key; exit 1 on divergence.
     Verify(VerifyArgs),
+    /// Block writes for seconds, prove the target caught up, check it and swap it in.
+    Cutover(CutoverArgs),
+    /// Swap back after a cutover (the plan's rollback SQL); before one, the same as abort.
+    Rollback(RollbackArgs),
     /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
     Demo(DemoArgs),
 }
@@ -158,6 +165,44 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// The longest writes may stay blocked; any step that would exceed it rolls everything back.
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub max_blocked: Duration,
+    /// The lock is requested only once the consumer is at most this far behind.
+    #[arg(long, default_value = "1MB", value_parser = units::bytes)]
+    pub max_lag: i64,
+    /// Everything through the fence and the checks, then roll back: reports the window the
+    /// real cutover would need and changes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long one lock attempt may wait (writers queue behind it meanwhile).
+    #[arg(long, default_value = "500ms", value_parser = units::duration)]
+    pub lock_timeout: Duration,
+    /// Lock attempts before giving up, with exponential backoff between them.
+    #[arg(long, default_value_t = 10)]
+    pub lock_attempts: u32,
+    /// How long to wait for the lag to fall under --max-lag.
+    #[arg(long, default_value = "10m", value_parser = units::duration)]
+    pub catch_up_timeout: Duration,
+    /// The report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub plan: PlanArg,
@@ -169,7 +214,7 @@ pub struct VerifyArgs {
     /// Recheck rounds for differing keys, to tell writes in flight from divergence.
     #[arg(long, default_value_t = 3)]
     pub recheck: u32,
-    /// Seconds to wait for the consumer to apply verify's fence before comparing anyway.
-    #[arg(long, default_value_t = 30)]
-    pub fence_timeout: u64,
+    /// How long to wait for the consumer to apply verify's fence before comparing anyway.
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    pub fence_timeout: Duration,
 }

@@ -3,8 +3,10 @@
 pub mod abort;
 pub mod backfill;
 pub mod check;
+pub mod cutover;
 pub mod demo;
 pub mod follow;
+pub mod rollback;
 pub mod status;
 pub mod verify;
 pub mod watch;
@@ -68,6 +70,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Abort(args) => abort::run(args).await,
+        Command::Cutover(args) => cutover::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Verify(args) => verify::run(args).await,
     }

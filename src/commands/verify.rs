@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::cli::VerifyArgs;
 use crate::pg::conninfo::ConnInfo;
@@ -20,7 +19,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let target = ConnInfo::parse(&args.connections.target)?;
     let options = VerifyOptions {
         recheck_rounds: args.recheck,
-        fence_timeout: Duration::from_secs(args.fence_timeout),
+        fence_timeout: args.fence_timeout,
         ..VerifyOptions::default()
     };
     let report = verify(&plan, &source, &target, options).await?;

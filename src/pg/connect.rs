@@ -17,7 +17,11 @@
 
 use std::fmt::Write as _;
 
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
+use tokio_postgres::{AsyncMessage, Connection, Notification};
 
 use crate::pg::conninfo::{ConnInfo, SslMode};
 pub use crate::pg::tls::{tls_setup, TlsSetup};
@@ -87,6 +91,28 @@ pub async fn connect(
     info: &ConnInfo,
     application_name: &str,
 ) -> Result<tokio_postgres::Client, ConnectError> {
+    open(info, application_name, None).await
+}
+
+/// Like [`connect`], and hands the session's `NOTIFY` payloads to the returned receiver (for
+/// `LISTEN`); the other sessions drop them.
+pub async fn connect_listening(
+    info: &ConnInfo,
+    application_name: &str,
+) -> Result<(tokio_postgres::Client, Notifications), ConnectError> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let client = open(info, application_name, Some(sender)).await?;
+    Ok((client, receiver))
+}
+
+/// Notifications received by a [`connect_listening`] session.
+pub type Notifications = mpsc::UnboundedReceiver<Notification>;
+
+async fn open(
+    info: &ConnInfo,
+    application_name: &str,
+    notifications: Option<mpsc::UnboundedSender<Notification>>,
+) -> Result<tokio_postgres::Client, ConnectError> {
     let mut config = info.config().clone();
     config.application_name(application_name);
     config.options(startup_options(config.get_options()));
@@ -110,7 +136,7 @@ pub async fn connect(
                 .connect(tokio_postgres::NoTls)
                 .await
                 .map_err(pg_error)?;
-            tokio::spawn(log_connection_end(connection));
+            tokio::spawn(drive(connection, notifications));
             client
         }
         Some(tls) => {
@@ -120,19 +146,42 @@ pub async fn connect(
             };
             config.ssl_mode(mode);
             let (client, connection) = config.connect(tls.connector).await.map_err(pg_error)?;
-            tokio::spawn(log_connection_end(connection));
+            tokio::spawn(drive(connection, notifications));
             client
         }
     };
     Ok(client)
 }
 
-async fn log_connection_end<F>(connection: F)
-where
-    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+/// Runs a session's connection until it ends, forwarding notifications when asked to.
+async fn drive<S, T>(
+    mut connection: Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<Notification>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "postgres connection ended with an error");
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(n)) => {
+                if let Some(sender) = &notifications {
+                    let _ = sender.send(n);
+                }
+            }
+            Ok(AsyncMessage::Notice(n)) => {
+                tracing::debug!(
+                    severity = n.severity(),
+                    message = n.message(),
+                    "server notice"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "postgres connection ended with an error");
+                return;
+            }
+        }
     }
 }
 

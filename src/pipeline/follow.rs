@@ -8,11 +8,14 @@
 //!                          whenever it holds GROUP_BYTES, so a huge source transaction
 //!                          never sits in memory)
 //!                     Truncate: stop, the target cannot follow it by key
+//!                     Message switchyard.fence: the group ends at this transaction's commit
 //!                     Commit: the group ends at a commit boundary when it is old or big
 //!                          enough or the stream goes idle
-//!  group end: flush, record applied_lsn in the same target transaction, COMMIT, then report
-//!             the commit's end LSN to the server (the slot's confirmed_flush_lsn)
+//!  group end: flush, record applied_lsn (and the fence) in the same target transaction,
+//!             COMMIT, then report the commit's end LSN to the server (confirmed_flush_lsn)
 //! ```
+//! A fence (see [`crate::source::fence`]) is applied without waiting for more commits: the
+//! cutover holds its write lock until it is, so every millisecond here is write-blocked time.
 //! Exactly once: applied_lsn and the changes commit together; a restart streams from
 //! applied_lsn and skips any source transaction that committed before it. A shutdown request
 //! is honoured between groups, so a clean stop never leaves a group half applied.
@@ -32,6 +35,7 @@ use crate::sink::copy_in::OutputWriter;
 use crate::sink::dead_letter::{self, DeadLetter};
 use crate::sink::lookup::LookupCache;
 use crate::source::current_row;
+use crate::source::fence::fence_id;
 use crate::source::relations::{fields, Field, Relations};
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
 use crate::transform::batch::describe_origin;
@@ -79,6 +83,8 @@ struct Group {
     last_commit_micros: i64,
     first_commit_micros: Option<i64>,
     started: Instant,
+    /// The id of a fence met in this group; recorded with it.
+    fence: Option<String>,
 }
 
 /// Runs until `shutdown` turns true (a clean stop between groups) or an error.
@@ -108,6 +114,7 @@ pub async fn follow(
         lookups: &*ctx.lookups,
     };
     let mut last_heartbeat = Instant::now();
+    let mut cut_over = false;
     let mut received = applied;
     let mut stream = WalPump::start(stream, applied);
     loop {
@@ -117,12 +124,15 @@ pub async fn follow(
         let first = loop {
             // A stop is honoured here, between groups: nothing is half applied, and the last
             // group's LSN is already recorded and reported.
-            if *shutdown.borrow() {
+            if *shutdown.borrow() || cut_over {
+                if cut_over {
+                    tracing::info!("the migration was cut over: the consumer stops");
+                }
                 stream.close().await.map_err(follow_error)?;
                 return Ok(());
             }
             if last_heartbeat.elapsed() >= STATUS_INTERVAL {
-                beat(ctx, received, None).await?;
+                cut_over = beat(ctx, received, None).await?;
                 last_heartbeat = Instant::now();
             }
             match stream.next(STATUS_INTERVAL).await.map_err(follow_error)? {
@@ -147,6 +157,11 @@ pub async fn follow(
                     {
                         break m
                     }
+                    Msg::Message(m)
+                        if !skipping && fence_id(&m.prefix, &m.content, &plan.name).is_some() =>
+                    {
+                        break Msg::Message(m)
+                    }
                     _ => {}
                 },
             }
@@ -164,6 +179,7 @@ pub async fn follow(
             last_commit_micros: 0,
             first_commit_micros,
             started: Instant::now(),
+            fence: None,
         };
         let mut pending = Some(first);
         loop {
@@ -171,7 +187,7 @@ pub async fn follow(
                 Some(m) => m,
                 None => {
                     if last_heartbeat.elapsed() >= STATUS_INTERVAL {
-                        beat(ctx, received, group.first_commit_micros).await?;
+                        cut_over = beat(ctx, received, group.first_commit_micros).await?;
                         last_heartbeat = Instant::now();
                     }
                     let idle = if group.last_end.is_some() {
@@ -205,12 +221,18 @@ pub async fn follow(
                         }
                     }
                 }
+                Msg::Message(m) if !skipping => {
+                    if let Some(id) = fence_id(&m.prefix, &m.content, &plan.name) {
+                        group.fence = Some(id.to_owned());
+                    }
+                }
                 Msg::Commit(c) => {
                     received = c.end_lsn;
                     if !skipping {
                         group.last_end = Some(c.end_lsn);
                         group.last_commit_micros = c.commit_timestamp.0;
-                        if group.started.elapsed() >= GROUP_AGE
+                        if group.fence.is_some()
+                            || group.started.elapsed() >= GROUP_AGE
                             || group.batch.bytes() >= GROUP_BYTES
                         {
                             break;
@@ -234,6 +256,9 @@ pub async fn follow(
             group.changes,
         )
         .await?;
+        if let Some(id) = &group.fence {
+            checkpoint::record_fence(&tx, &plan.name, id, end).await?;
+        }
         tx.commit()
             .await
             .map_err(|e| PipelineError::target("committing an applied group", e))?;

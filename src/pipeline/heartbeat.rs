@@ -12,13 +12,18 @@ use super::follow::FollowContext;
 pub const SLOT_SAFETY_MARGIN: i64 = 256 * 1024 * 1024;
 
 /// The consumer's heartbeat, and the slot's health: an invalidated slot stops the consumer,
-/// a backlog close to `max_slot_wal_keep_size` is reported loudly.
+/// a backlog close to `max_slot_wal_keep_size` is reported loudly. Returns whether the
+/// migration has been cut over (the consumer's work is then done).
 pub(super) async fn beat(
     ctx: &FollowContext,
     received: Lsn,
     pending_since: Option<i64>,
-) -> Result<(), PipelineError> {
-    checkpoint::heartbeat(&ctx.monitor, &ctx.plan.name, received, pending_since).await?;
+) -> Result<bool, PipelineError> {
+    let status =
+        checkpoint::heartbeat(&ctx.monitor, &ctx.plan.name, received, pending_since).await?;
+    if status == Some(MigrationStatus::CutOver) {
+        return Ok(true);
+    }
     let slot = ctx
         .source
         .query_opt(
@@ -54,5 +59,5 @@ pub(super) async fn beat(
         )
         .await;
     }
-    Ok(())
+    Ok(false)
 }

@@ -23,6 +23,8 @@ pub struct PlanFile {
     #[serde(default)]
     pub phases: PhasesFile,
     #[serde(default)]
+    pub cutover: CutoverFile,
+    #[serde(default)]
     pub lookups: IndexMap<String, LookupFile>,
     #[serde(default)]
     pub maps: IndexMap<String, MapFile>,
@@ -60,6 +62,39 @@ pub struct PhasesFile {
     pub cutover: Vec<Spanned<String>>,
     #[serde(default)]
     pub rollback: Vec<Spanned<String>>,
+}
+
+/// How the cutover ends the migration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CutoverFile {
+    #[serde(default)]
+    pub side: CutoverSide,
+    #[serde(default)]
+    pub slot: SlotDisposal,
+}
+
+/// Where `phases.cutover` runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutoverSide {
+    /// In the transaction that holds the write lock on the source tables: the swap commits
+    /// atomically with the lock's release (renames, compatibility views, read-only triggers).
+    #[default]
+    Source,
+    /// In a target transaction committed just before the source lock is released.
+    Target,
+}
+
+/// What happens to the replication slot and publication once the cutover committed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotDisposal {
+    /// Dropped: the source no longer retains WAL for the migration.
+    #[default]
+    Drop,
+    /// Kept (for a reverse or audit consumer); the operator drops it later.
+    Keep,
 }
 
 /// A lookup table: `lookup('<name>', value)` returns the id of `value`, inserting it when new.

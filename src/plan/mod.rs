@@ -7,6 +7,7 @@
 mod compile_expr;
 pub mod diagnostics;
 pub mod file;
+mod transaction_control;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use crate::transform::expr::Expr;
 use crate::transform::value::{Numeric, Value};
 use compile_expr::{compile, Names};
 use diagnostics::{Collector, PlanErrors};
-pub use file::{OnError, WriteMode};
+pub use file::{CutoverSide, OnError, SlotDisposal, WriteMode};
 
 /// A compiled plan.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ pub struct Plan {
     pub lookups: Vec<LookupPlan>,
     pub maps: Vec<ValueMap>,
     pub phases: Phases,
+    pub cutover: CutoverPlan,
     pub reports: Vec<(String, String)>,
     pub target_schema: String,
 }
@@ -57,6 +59,10 @@ pub struct OutputPlan {
     pub key: Vec<String>,
     pub mode: WriteMode,
     pub when: Option<Expr>,
+    /// `when` as written, when PostgreSQL can evaluate it on the source table itself (it
+    /// reads source columns only, through no switchyard function): the cutover counts the
+    /// source rows an output should hold with it.
+    pub when_sql: Option<String>,
     pub columns: Vec<String>,
     pub exprs: Vec<Expr>,
     /// Where each key column sits in `columns`, resolved once (a key column without an
@@ -70,6 +76,13 @@ pub struct LookupPlan {
     pub table: TableName,
     pub id_column: String,
     pub value_column: String,
+}
+
+/// How the cutover ends the migration (see `crate::cutover`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CutoverPlan {
+    pub side: CutoverSide,
+    pub slot: SlotDisposal,
 }
 
 #[derive(Debug, Default)]
@@ -224,8 +237,8 @@ impl Compile<'_, '_> {
                 &f.phases.after_backfill,
                 &mut checksum,
             ),
-            cutover: self.sql_files("phases.cutover", &f.phases.cutover, &mut checksum),
-            rollback: self.sql_files("phases.rollback", &f.phases.rollback, &mut checksum),
+            cutover: self.in_transaction("phases.cutover", &f.phases.cutover),
+            rollback: self.in_transaction("phases.rollback", &f.phases.rollback),
         };
         let sources = f
             .sources
@@ -251,6 +264,10 @@ impl Compile<'_, '_> {
             lookups,
             maps,
             phases,
+            cutover: CutoverPlan {
+                side: f.cutover.side,
+                slot: f.cutover.slot,
+            },
             reports: f.reports.into_iter().collect(),
             target_schema: f.target_schema,
         }
@@ -318,6 +335,26 @@ impl Compile<'_, '_> {
             }
         }
         out
+    }
+
+    /// SQL files switchyard runs inside a transaction of its own: refused if they would end
+    /// it. Not in the checksum: they do not change what is copied, and a dry run that finds a
+    /// mistake in them must not force a new backfill.
+    fn in_transaction(&mut self, field: &str, paths: &[toml::Spanned<String>]) -> Vec<SqlFile> {
+        let files = self.sql_files(field, paths, &mut Sha256::new());
+        for (f, p) in files.iter().zip(paths) {
+            if let Some((line, word)) = transaction_control::find(&f.sql) {
+                self.diags.at(
+                    p.span().start,
+                    field,
+                    format!(
+                        "{}:{line}: {word} would end the transaction switchyard runs this file in (the cutover's, which holds the write lock); remove it",
+                        f.path.display()
+                    ),
+                );
+            }
+        }
+        files
     }
 
     fn source(
@@ -405,12 +442,17 @@ impl Compile<'_, '_> {
                     .iter()
                     .filter_map(|k| names.iter().position(|c| c == k.get_ref()))
                     .collect();
+                let when_sql = match (&o.when, &when) {
+                    (Some(text), Some(e)) if plain_sql(e) => Some(text.get_ref().clone()),
+                    _ => None,
+                };
                 OutputPlan {
                     table: TableName::parse(o.table.get_ref(), target_schema),
                     key: o.key.iter().map(|k| k.get_ref().clone()).collect(),
                     key_positions,
                     mode: o.mode,
                     when,
+                    when_sql,
                     columns: names,
                     exprs,
                 }
@@ -478,6 +520,20 @@ fn memo_columns(derived: &[(String, Expr)], key_count: usize) -> Vec<Option<usiz
         single.push(column.filter(|c| memoizable && *c >= key_count));
     }
     single
+}
+
+/// Whether PostgreSQL can evaluate `e` as written: no derived value, no switchyard function.
+fn plain_sql(e: &Expr) -> bool {
+    let mut plain = true;
+    e.walk(&mut |node| {
+        if matches!(
+            node,
+            Expr::Derived(_) | Expr::UuidV5 { .. } | Expr::Map { .. } | Expr::Lookup { .. }
+        ) {
+            plain = false;
+        }
+    });
+    plain
 }
 
 #[cfg(test)]

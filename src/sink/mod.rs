@@ -2,6 +2,7 @@
 pub mod apply;
 pub mod copy_in;
 pub mod dead_letter;
+pub mod fence;
 pub mod key_index;
 pub mod lookup;
 pub mod preflight;

@@ -4,6 +4,7 @@
 pub mod chunks;
 pub mod copy_out;
 pub mod current_row;
+pub mod fence;
 pub mod preflight;
 pub mod publication;
 pub mod relations;

@@ -1,0 +1,148 @@
+//! `switchyard cutover`: the operator's command in the maintenance window (see
+//! [`crate::cutover`]). When no consumer is running (the slot is idle), it runs one in this
+//! process for the duration of the command, so the cutover does not depend on a second
+//! terminal; a consumer running elsewhere keeps running if the cutover aborts.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::CutoverArgs;
+use crate::cutover::{cutover, CutoverError, CutoverOptions, CutoverReport};
+use crate::pg::connect::connect;
+use crate::pg::conninfo::ConnInfo;
+use crate::plan::Plan;
+
+use super::follow::FollowJob;
+
+pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
+    let plan = Arc::new(Plan::load(&args.plan.plan)?);
+    let source = ConnInfo::parse(&args.connections.source)?;
+    let target = ConnInfo::parse(&args.connections.target)?;
+    let options = CutoverOptions {
+        max_blocked: args.max_blocked,
+        max_lag: args.max_lag,
+        catch_up_timeout: args.catch_up_timeout,
+        lock_timeout: args.lock_timeout,
+        lock_attempts: args.lock_attempts.max(1),
+        dry_run: args.dry_run,
+    };
+    let consumer = start_consumer_if_idle(&plan, &source, &target).await?;
+    let json = args.json;
+    let say = move |line: String| {
+        if !json {
+            println!("cutover: {line}");
+        }
+    };
+    let result = cutover(&plan, &source, &target, &options, &say).await;
+    if let Some((stop, task)) = consumer {
+        // After a committed cutover the consumer stops by itself; otherwise it is stopped here
+        // (cleanly, between groups), and `switchyard follow` takes over again.
+        let _ = stop.send(true);
+        if let Ok(Err(e)) = task.await {
+            eprintln!("the in-process consumer stopped with an error: {e:#}");
+        }
+    }
+    match result {
+        Ok(report) => {
+            print_report(&report, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CutoverError::Overrun {
+            overrun,
+            limit,
+            report,
+        }) => {
+            print_report(&report, json);
+            Err(CutoverError::Overrun {
+                overrun,
+                limit,
+                report,
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+type Consumer = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Starts a consumer in this process when the migration's slot is not in use.
+async fn start_consumer_if_idle(
+    plan: &Arc<Plan>,
+    source: &ConnInfo,
+    target: &ConnInfo,
+) -> anyhow::Result<Option<Consumer>> {
+    let client = connect(source, "switchyard cutover").await?;
+    let active: Option<bool> = client
+        .query_opt(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&plan.slot_name()],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if active != Some(false) {
+        // In use by a running consumer, or missing (the cutover reports why).
+        return Ok(None);
+    }
+    println!("cutover: no consumer is running; starting one in this process");
+    let job = FollowJob {
+        plan: Arc::clone(plan),
+        source: source.clone(),
+        target: target.clone(),
+        on_error: plan.on_error,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok(Some((stop, tokio::spawn(job.run(stopped)))))
+}
+
+fn print_report(r: &CutoverReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(r).expect("a report serializes"));
+        return;
+    }
+    let verdict = if r.dry_run {
+        "dry run, rolled back: nothing changed"
+    } else if r.committed {
+        "committed"
+    } else {
+        "rolled back: nothing changed"
+    };
+    println!(
+        "cutover {verdict}. Writes blocked for {:.0} ms (limit {:.0} ms); lock granted at attempt {}",
+        r.window_ms, r.max_blocked_ms, r.lock_attempts
+    );
+    for s in &r.steps {
+        println!("  {:<55} {:>8.1} ms", s.step.describe(), s.ms);
+    }
+    for c in &r.counts {
+        let mark = if c.expected == c.actual {
+            "ok"
+        } else {
+            "DIFFERS"
+        };
+        println!(
+            "  count {:<30} source {:>10}  target {:>10}  {mark}",
+            c.table, c.expected, c.actual
+        );
+    }
+    for (table, why) in &r.unchecked {
+        println!("  not counted {table}: {why} (`switchyard verify` compares it)");
+    }
+    for s in &r.sequences {
+        println!(
+            "  sequence {} set to {} ({})",
+            s.sequence, s.value, s.column
+        );
+    }
+    if r.dry_run {
+        println!(
+            "  the real cutover adds the sequences, the cutover SQL and the commit to this window"
+        );
+    }
+    if let Some(slot) = &r.slot {
+        println!("  slot {slot}");
+    }
+}
