@@ -49,7 +49,7 @@ fn bench_cluster() -> Cluster {
 async fn run(scale: f64, runs: usize) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan_path = repo.join("transforms/legacy_to_projects/plan.toml");
-    let plan = Plan::load(&plan_path).unwrap();
+    let plan = Arc::new(Plan::load(&plan_path).unwrap());
     let (source_cluster, target_cluster) = (bench_cluster(), bench_cluster());
     source_cluster.create_database("legacy").await.unwrap();
     target_cluster.create_database("app").await.unwrap();
@@ -63,9 +63,14 @@ async fn run(scale: f64, runs: usize) {
         loaded.elapsed().as_secs_f64()
     );
     let backfilled = Instant::now();
-    let status = switchyard(&plan_path, &["backfill", "--no-follow"], &source_url, &target_url)
-        .wait()
-        .unwrap();
+    let status = switchyard(
+        &plan_path,
+        &["backfill", "--no-follow"],
+        &source_url,
+        &target_url,
+    )
+    .wait()
+    .unwrap();
     assert!(status.success());
     println!("backfilled in {:.0} s", backfilled.elapsed().as_secs_f64());
     let mut consumer = switchyard(&plan_path, &["follow"], &source_url, &target_url);
@@ -109,6 +114,7 @@ async fn run(scale: f64, runs: usize) {
         lock_timeout: Duration::from_millis(500),
         lock_attempts: 10,
         dry_run: true,
+        verify: false,
     };
     let mut windows = Vec::new();
     let mut stalls = Vec::new();

@@ -20,6 +20,7 @@
 //!   checkpoint   the tool's own state in the target (schema `switchyard`)
 //!   progress     displays that read counters; they never drive work
 //!   cli/ commands/  what the user typed, and one file per subcommand
+//!   verify/      transformed source vs target, by key, with bucket hashes and rechecks
 //!   demo/        throwaway clusters, the legacy data generator and a write load
 //! ```
 
@@ -35,3 +36,4 @@ pub mod progress;
 pub mod sink;
 pub mod source;
 pub mod transform;
+pub mod verify;

@@ -32,6 +32,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Drop the migration's slot and publication and mark it aborted.
     Abort(AbortArgs),
+    /// Compare every output table with the transformed source, by key; exit 1 on divergence.
+    Verify(VerifyArgs),
     /// Block writes for seconds, prove the target caught up, check it and swap it in.
     Cutover(CutoverArgs),
     /// Swap back after a cutover (the plan's rollback SQL); before one, the same as abort.
@@ -178,6 +180,10 @@ pub struct CutoverArgs {
     /// real cutover would need and changes nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also compare every row under the lock (`switchyard verify`): conclusive, but as long as
+    /// reading both sides; raise --max-blocked to match.
+    #[arg(long)]
+    pub verify: bool,
     /// How long one lock attempt may wait (writers queue behind it meanwhile).
     #[arg(long, default_value = "500ms", value_parser = units::duration)]
     pub lock_timeout: Duration,
@@ -198,4 +204,21 @@ pub struct RollbackArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connections: Connections,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connections: Connections,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Recheck rounds for differing keys, to tell writes in flight from divergence.
+    #[arg(long, default_value_t = 3)]
+    pub recheck: u32,
+    /// How long to wait for the consumer to apply verify's fence before comparing anyway.
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    pub fence_timeout: Duration,
 }

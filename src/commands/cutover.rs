@@ -25,6 +25,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
         lock_timeout: args.lock_timeout,
         lock_attempts: args.lock_attempts.max(1),
         dry_run: args.dry_run,
+        verify: args.verify,
     };
     let consumer = start_consumer_if_idle(&plan, &source, &target).await?;
     let json = args.json;

@@ -26,6 +26,7 @@ use crate::plan::Plan;
 use crate::progress::{human_bytes, DisplayMode};
 use crate::source::preflight::Severity;
 use crate::source::slot;
+use crate::verify::{verify, VerifyOptions};
 
 use super::backfill::BackfillJob;
 use super::check::check_all;
@@ -170,6 +171,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             lock_timeout: Duration::from_millis(500),
             lock_attempts: 10,
             dry_run: false,
+            verify: false,
         },
         &say,
     )
@@ -230,6 +232,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    println!("== switchyard verify: every output table against the transformed source, by key");
+    let verified = verify(
+        &plan,
+        &ConnInfo::parse(&source_url)?,
+        &ConnInfo::parse(&target_url)?,
+        VerifyOptions::default(),
+    )
+    .await?;
+    for line in verified.render().lines() {
+        println!("   {line}");
+    }
+    clean &= !verified.diverged();
     let acked_found = acked_writes_found(&target, &report.acked).await?;
 
     println!("== summary");
@@ -255,8 +269,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         acked_found.0,
         acked_found.1
     );
-    for (name, count) in &summary.reports {
-        println!("   {name}: {count}");
+    for o in &verified.orphans {
+        println!("   {}: {}", o.name, o.count);
     }
     println!(
         "   verification: {}",

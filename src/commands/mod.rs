@@ -8,6 +8,7 @@ pub mod demo;
 pub mod follow;
 pub mod rollback;
 pub mod status;
+pub mod verify;
 pub mod watch;
 
 use std::process::ExitCode;
@@ -72,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cutover(args) => cutover::run(args).await,
         Command::Rollback(args) => rollback::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The cutover's sequence of steps (see the module documentation for the picture).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::plan::{CutoverSide, Plan, SlotDisposal};
 use crate::sink::fence::{FenceError, FenceListener, FenceWait};
 use crate::source::fence::{self, Fence};
 use crate::source::{publication, slot};
+use crate::verify::{verify, VerifyOptions};
 
 use super::counts::{compare, CountPlan, CountResult};
 use super::read_only;
@@ -36,6 +38,9 @@ pub struct CutoverOptions {
     pub lock_attempts: u32,
     /// Stop after the checks and roll back: measures the window, changes nothing.
     pub dry_run: bool,
+    /// Also compare every row (`switchyard verify`) under the lock: conclusive, and as long as
+    /// a full read of both sides, so it needs a `max_blocked` to match.
+    pub verify: bool,
 }
 
 /// What happened, for the operator and for `switchyard.migrations.cutover_report`.
@@ -86,6 +91,10 @@ pub enum CutoverError {
         limit: Duration,
         report: Box<CutoverReport>,
     },
+    #[error(
+        "cutover aborted: verify under the lock found divergence. Everything was rolled back.\n{0}"
+    )]
+    Diverged(String),
     #[error("cutover aborted: row counts differ under the lock ({}). Everything was rolled back; `switchyard verify` lists the rows, `switchyard.dead_letters` holds rows that were refused", describe_counts(.0))]
     CountsDiffer(Vec<CountResult>),
     #[error("cutover aborted at step \"{}\": {context}: {source}. Everything was rolled back and the locks released", .step.describe())]
@@ -146,7 +155,7 @@ struct Sessions {
 
 /// Runs the cutover. `say` receives progress lines for the operator.
 pub async fn cutover(
-    plan: &Plan,
+    plan: &Arc<Plan>,
     source: &ConnInfo,
     target: &ConnInfo,
     options: &CutoverOptions,
@@ -278,16 +287,15 @@ pub async fn cutover(
         fence_lsn: None,
         slot: None,
     };
-    let outcome = locked(
+    let job = Job {
         plan,
-        &mut s,
-        &counts,
-        &tables,
+        source,
+        target,
+        counts: &counts,
+        tables: &tables,
         options,
-        &mut window,
-        &mut report,
-    )
-    .await;
+    };
+    let outcome = locked(&job, &mut s, &mut window, &mut report).await;
     let released = window.elapsed();
     if outcome.is_err() || !report.committed {
         let _ = s.lock.batch_execute("ROLLBACK").await;
@@ -338,15 +346,30 @@ impl From<CutoverError> for Aborted {
 }
 
 /// Everything done while the lock is held; leaves the rollback to the caller.
+/// What the work under the lock reads.
+struct Job<'a> {
+    plan: &'a Arc<Plan>,
+    source: &'a ConnInfo,
+    target: &'a ConnInfo,
+    counts: &'a CountPlan,
+    tables: &'a [TableName],
+    options: &'a CutoverOptions,
+}
+
 async fn locked(
-    plan: &Plan,
+    job: &Job<'_>,
     s: &mut Sessions,
-    counts: &CountPlan,
-    tables: &[TableName],
-    options: &CutoverOptions,
     window: &mut Window,
     report: &mut CutoverReport,
 ) -> Result<(), Aborted> {
+    let Job {
+        plan,
+        source,
+        target: target_info,
+        counts,
+        tables,
+        options,
+    } = *job;
     let Sessions {
         lock,
         fencer,
@@ -391,6 +414,25 @@ async fn locked(
     report.counts = all;
     if !bad.is_empty() {
         return Err(CutoverError::CountsDiffer(bad).into());
+    }
+    if options.verify {
+        let verified = within!(
+            Step::Verify,
+            verify(
+                plan,
+                source,
+                target_info,
+                VerifyOptions {
+                    // Nothing is in flight under the lock: the first comparison is the verdict.
+                    recheck_rounds: 0,
+                    ..VerifyOptions::default()
+                },
+            )
+        )
+        .map_err(|e| CutoverError::Other(e.into()))?;
+        if verified.diverged() {
+            return Err(CutoverError::Diverged(verified.render()).into());
+        }
     }
     if options.dry_run {
         let started = Instant::now();

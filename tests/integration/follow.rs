@@ -19,7 +19,7 @@ pub(crate) struct Following {
 }
 
 /// A source cluster seeded at `scale` and a target cluster with an empty database `app`.
-async fn seeded_pair(scale: f64) -> (Cluster, Cluster, Client, Client) {
+pub(crate) async fn seeded_pair(scale: f64) -> (Cluster, Cluster, Client, Client) {
     let (source_cluster, target_cluster) = (cluster(), cluster());
     let source = seeded_source(&source_cluster, "legacy", scale).await;
     target_cluster.create_database("app").await.unwrap();

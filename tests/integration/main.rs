@@ -27,6 +27,10 @@ mod follow;
 /// rollback.
 mod cutover;
 
+/// `verify`: a clean target passes; tampered, deleted and extra rows are listed by key; lookups
+/// are never written.
+mod verify;
+
 /// `docker-compose.yml` starts servers that logical decoding can use.
 mod docker_compose;
 
