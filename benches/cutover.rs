@@ -4,8 +4,9 @@
 //!   cargo bench --bench cutover                                  (SF 1, ten dry runs)
 //!   SWITCHYARD_BENCH_SCALE=0.2 SWITCHYARD_BENCH_RUNS=5 cargo bench --bench cutover
 //! ```
-//! Backfill at the scale factor, start `switchyard follow`, run the write mix unthrottled, and
-//! issue `cutover --dry-run` (lock, fence, counts, roll back) ten times, a second apart. A probe
+//! Backfill at the scale factor, start `switchyard follow`, run the write mix at the highest
+//! rate the migration sustains (measured first: what the source commits unthrottled, capped by
+//! what the consumer applies), and issue `cutover --dry-run` (lock, fence, counts, roll back) ten times, a second apart. A probe
 //! session meanwhile updates one legacy row after another and records each write's latency: the
 //! worst latency of the probes sent during a dry run is what the application felt.
 //! Reports the window's p50 and p100 (goal: p50 <= 200 ms, p100 <= 1 s) and the probes'.
@@ -75,9 +76,42 @@ async fn run(scale: f64, runs: usize) {
     println!("backfilled in {:.0} s", backfilled.elapsed().as_secs_f64());
     let mut consumer = switchyard(&plan_path, &["follow"], &source_url, &target_url);
 
-    let load = WriteLoad::start(&source_url, WriteLoadOptions::default())
+    // The highest rate the migration sustains: what the source commits unthrottled, capped by
+    // what the consumer applies (a cutover waits for the lag to converge, so a faster load
+    // would only measure the wait).
+    let target = target_cluster.connect("app").await.unwrap();
+    let applied = || async {
+        switchyard::commands::watch::sample(&source, &target, &plan)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let before = applied().await.changes_applied;
+    let calibrating = Instant::now();
+    let probe_load = WriteLoad::start(&source_url, WriteLoadOptions::default())
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let committed = probe_load.stop().await.unwrap().counts.committed() as f64;
+    let seconds = calibrating.elapsed().as_secs_f64();
+    let consumer_rate = (applied().await.changes_applied - before) as f64 / seconds;
+    let rate = 0.9 * (committed / seconds).min(consumer_rate);
+    println!(
+        "unthrottled mix: source {:.0} tx/s, consumer {consumer_rate:.0} changes/s; running the mix at {rate:.0} tx/s",
+        committed / seconds
+    );
+    while applied().await.bytes_behind.unwrap_or(0) > 1 << 20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let load = WriteLoad::start(
+        &source_url,
+        WriteLoadOptions {
+            target_rate: Some(rate),
+            ..WriteLoadOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     // The probe: one small write after another, each timed.
     let probes: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::default();
     let probe = source_cluster.connect("legacy").await.unwrap();
@@ -101,6 +135,7 @@ async fn run(scale: f64, runs: usize) {
             }
         })
     };
+    let mixed = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let (source_info, target_info) = (
@@ -168,8 +203,9 @@ async fn run(scale: f64, runs: usize) {
         v[((v.len() as f64 - 1.0) * p).round() as usize]
     };
     println!(
-        "write mix: {} transactions committed, {} errors; {elapsed} probe writes",
+        "write mix: {} transactions committed ({:.0} tx/s), {} errors; {elapsed} probe writes",
         report.counts.committed(),
+        report.counts.committed() as f64 / mixed.elapsed().as_secs_f64(),
         report.counts.errors
     );
     println!(
