@@ -9,7 +9,8 @@
 //! what the consumer applies), and issue `cutover --dry-run` (lock, fence, counts, roll back) ten times, a second apart. A probe
 //! session meanwhile updates one legacy row after another and records each write's latency: the
 //! worst latency of the probes sent during a dry run is what the application felt.
-//! Reports the window's p50 and p100 (goal: p50 <= 200 ms, p100 <= 1 s) and the probes'.
+//! `SWITCHYARD_BENCH_RATE_FRACTION` (default 0.9) sets the mix's rate as a fraction of that
+//! sustainable rate. Reports the window's p50 and p100 (goal: p50 <= 200 ms, p100 <= 1 s) and the probes'.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,9 +33,10 @@ fn main() {
     };
     let scale = env("SWITCHYARD_BENCH_SCALE", 1.0);
     let runs = env("SWITCHYARD_BENCH_RUNS", 10.0) as usize;
+    let fraction = env("SWITCHYARD_BENCH_RATE_FRACTION", 0.9);
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(run(scale, runs));
+        .block_on(run(scale, runs, fraction));
 }
 
 fn bench_cluster() -> Cluster {
@@ -47,7 +49,7 @@ fn bench_cluster() -> Cluster {
     .expect("start a cluster")
 }
 
-async fn run(scale: f64, runs: usize) {
+async fn run(scale: f64, runs: usize, fraction: f64) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan_path = repo.join("transforms/legacy_to_projects/plan.toml");
     let plan = Arc::new(Plan::load(&plan_path).unwrap());
@@ -95,7 +97,7 @@ async fn run(scale: f64, runs: usize) {
     let committed = probe_load.stop().await.unwrap().counts.committed() as f64;
     let seconds = calibrating.elapsed().as_secs_f64();
     let consumer_rate = (applied().await.changes_applied - before) as f64 / seconds;
-    let rate = 0.9 * (committed / seconds).min(consumer_rate);
+    let rate = fraction * (committed / seconds).min(consumer_rate);
     println!(
         "unthrottled mix: source {:.0} tx/s, consumer {consumer_rate:.0} changes/s; running the mix at {rate:.0} tx/s",
         committed / seconds

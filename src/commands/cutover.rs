@@ -67,7 +67,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
 
 type Consumer = (
     tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tokio::task::JoinHandle<anyhow::Result<crate::pipeline::follow::FollowEnd>>,
 );
 
 /// Starts a consumer in this process when the migration's slot is not in use.

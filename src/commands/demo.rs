@@ -200,7 +200,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     // The consumer saw the cutover and stops by itself.
     match tokio::time::timeout(Duration::from_secs(30), consumer).await {
-        Ok(joined) => joined??,
+        Ok(joined) => {
+            joined??;
+        }
         Err(_) => {
             let _ = stop_consumer.send(true);
             anyhow::bail!("the consumer did not stop after the cutover");

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
-use crate::pipeline::follow::{follow, FollowContext};
+use crate::pipeline::follow::{follow, FollowContext, FollowEnd};
 use crate::plan::{OnError, Plan};
 use crate::sink::apply::output_numbers;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
@@ -29,7 +29,10 @@ pub struct FollowJob {
 
 impl FollowJob {
     /// Runs until an error, or until `stop` turns true (then it ends cleanly between groups).
-    pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<FollowEnd> {
         let plan = Arc::clone(&self.plan);
         let mut target = connect(&self.target, "switchyard follow").await?;
         // As native logical replication's apply workers do: the new tables' foreign keys and

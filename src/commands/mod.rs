@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::cli::{Cli, Command, OnErrorArg};
 use crate::pg::conninfo::ConnInfo;
+use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
 use crate::progress::DisplayMode;
 
@@ -94,8 +95,10 @@ async fn run_follow(job: follow::FollowJob) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    job.run(stopped).await?;
-    println!("stopped; `switchyard follow` resumes from the applied LSN");
+    match job.run(stopped).await? {
+        FollowEnd::Stopped => println!("stopped; `switchyard follow` resumes from the applied LSN"),
+        FollowEnd::CutOver => println!("the migration was cut over: the consumer's work is done"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

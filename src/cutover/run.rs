@@ -209,9 +209,13 @@ pub async fn cutover(
     }
     window.finished(Step::Rehearsal, started.elapsed()).ok();
     say(format!(
-        "consumer caught up (rehearsal fence applied in {:.0} ms); counting once without the lock to warm the caches",
+        "consumer caught up (rehearsal fence applied in {:.0} ms); vacuuming the counted tables and counting once without the lock",
         started.elapsed().as_secs_f64() * 1e3
     ));
+    counts
+        .prepare_target(&s.target_counters)
+        .await
+        .map_err(db(Step::Rehearsal, "vacuuming the counted target tables"))?;
     // Also proves every count query runs before one runs under the lock.
     counts
         .count_source(&s.source_counters)
@@ -233,7 +237,7 @@ pub async fn cutover(
                 Step::Lock,
                 "looking for sessions holding conflicting locks",
             ))?;
-        let granted = if blockers.is_empty() {
+        let granted = if blockers.iter().all(|b| b.autovacuum) {
             let attempt = write_lock::lock(&s.lock, &tables, options.lock_timeout)
                 .await
                 .map_err(db(Step::Lock, "locking the source tables"))?;
@@ -252,7 +256,7 @@ pub async fn cutover(
             });
         }
         let pause = write_lock::backoff(attempts);
-        match blockers.first() {
+        match blockers.iter().find(|b| !b.autovacuum) {
             Some(b) => say(format!(
                 "lock attempt {attempts}: not queued, {b}; retrying in {:.0} ms",
                 pause.as_secs_f64() * 1e3

@@ -22,6 +22,9 @@ pub struct Blocker {
     pub transaction_age: Duration,
     pub state: String,
     pub application: String,
+    /// An autovacuum worker: PostgreSQL cancels it for a waiting lock after `deadlock_timeout`
+    /// (unless it prevents wraparound), so queuing behind it is how to get past it.
+    pub autovacuum: bool,
 }
 
 impl std::fmt::Display for Blocker {
@@ -51,7 +54,8 @@ pub async fn long_blockers(
         .query(
             "SELECT l.pid, l.mode, l.relation::regclass::text,
                     extract(epoch FROM now() - a.xact_start)::float8,
-                    coalesce(a.state, ''), coalesce(a.application_name, '')
+                    coalesce(a.state, ''), coalesce(a.application_name, ''),
+                    a.backend_type = 'autovacuum worker'
                FROM pg_locks l JOIN pg_stat_activity a USING (pid)
               WHERE l.granted AND l.pid <> pg_backend_pid()
                 AND l.relation = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
@@ -70,6 +74,7 @@ pub async fn long_blockers(
             transaction_age: Duration::from_secs_f64(r.get::<_, f64>(3).max(0.0)),
             state: r.get(4),
             application: r.get(5),
+            autovacuum: r.get(6),
         })
         .collect())
 }

@@ -87,7 +87,17 @@ struct Group {
     fence: Option<String>,
 }
 
-/// Runs until `shutdown` turns true (a clean stop between groups) or an error.
+/// Why a consumer ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowEnd {
+    /// Asked to stop; `switchyard follow` resumes from the applied LSN.
+    Stopped,
+    /// The migration was cut over: there is nothing left to follow.
+    CutOver,
+}
+
+/// Runs until `shutdown` turns true (a clean stop between groups), the migration is cut over,
+/// or an error.
 pub async fn follow(
     ctx: &FollowContext,
     target: &mut Client,
@@ -96,7 +106,7 @@ pub async fn follow(
     stream: WalStream,
     mut applied: Lsn,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
+) -> Result<FollowEnd, PipelineError> {
     let plan = &ctx.plan;
     let numbers = output_numbers(&plan.sources);
     let owner: Vec<usize> = numbers
@@ -125,11 +135,12 @@ pub async fn follow(
             // A stop is honoured here, between groups: nothing is half applied, and the last
             // group's LSN is already recorded and reported.
             if *shutdown.borrow() || cut_over {
-                if cut_over {
-                    tracing::info!("the migration was cut over: the consumer stops");
-                }
                 stream.close().await.map_err(follow_error)?;
-                return Ok(());
+                return Ok(if cut_over {
+                    FollowEnd::CutOver
+                } else {
+                    FollowEnd::Stopped
+                });
             }
             if last_heartbeat.elapsed() >= STATUS_INTERVAL {
                 cut_over = beat(ctx, received, None).await?;
