@@ -23,6 +23,12 @@ pub mod sequences;
 pub mod window;
 pub mod write_lock;
 
+mod error;
+mod report;
 mod run;
+mod sessions;
+mod under_lock;
 
-pub use run::{cutover, CutoverError, CutoverOptions, CutoverReport};
+pub use error::CutoverError;
+pub use report::{CutoverReport, StepTime};
+pub use run::{cutover, CutoverOptions};

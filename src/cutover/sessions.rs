@@ -1,0 +1,116 @@
+//! The sessions a cutover works with, all opened before the lock so that none is opened inside
+//! the window, and what they find out before it: same database or two, and the lag.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::commands::watch;
+use crate::pg::connect::connect;
+use crate::pg::conninfo::ConnInfo;
+use crate::plan::Plan;
+use crate::sink::fence::FenceListener;
+
+use super::counts::CountPlan;
+use super::error::{db, CutoverError};
+use super::run::CutoverOptions;
+use super::window::Step;
+
+/// The sessions the cutover works with, opened before the lock so none is opened inside it.
+pub(super) struct Sessions {
+    /// Holds the lock's transaction.
+    pub lock: Client,
+    /// Writes fences (each in its own committed transaction).
+    pub fencer: Client,
+    /// One per source count query.
+    pub source_counters: Vec<Client>,
+    /// One per target count query; the first also runs the target's part of the swap.
+    pub target_counters: Vec<Client>,
+    pub listener: FenceListener,
+}
+
+pub(super) async fn open_sessions(
+    plan: &Plan,
+    source: &ConnInfo,
+    target: &ConnInfo,
+    counts: &CountPlan,
+) -> Result<Sessions, CutoverError> {
+    let mut source_counters = Vec::new();
+    for _ in &counts.source_queries {
+        source_counters.push(connect(source, "switchyard cutover").await?);
+    }
+    let mut target_counters = Vec::new();
+    for _ in 0..counts.target_queries.len().max(1) {
+        target_counters.push(connect(target, "switchyard cutover").await?);
+    }
+    Ok(Sessions {
+        lock: connect(source, "switchyard cutover").await?,
+        fencer: connect(source, "switchyard cutover").await?,
+        source_counters,
+        target_counters,
+        listener: FenceListener::listen(target, &plan.name).await?,
+    })
+}
+
+/// Whether source and target are one database: the lock's session, tagged with a unique
+/// application name, is then visible in the target's `pg_stat_activity`.
+pub(super) async fn same_database(lock: &Client, target: &Client) -> Result<bool, CutoverError> {
+    let tag = format!(
+        "switchyard cutover {}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let pid: i32 = lock
+        .query_one(
+            "SELECT pg_backend_pid() FROM set_config('application_name', $1, false)",
+            &[&tag],
+        )
+        .await
+        .map_err(db(Step::Rehearsal, "tagging the lock session"))?
+        .get(0);
+    let seen: bool = target
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity
+                             WHERE pid = $1 AND application_name = $2 AND datname = current_database())",
+            &[&pid, &tag],
+        )
+        .await
+        .map_err(db(Step::Rehearsal, "comparing source and target"))?
+        .get(0);
+    Ok(seen)
+}
+
+pub(super) async fn wait_for_lag(
+    plan: &Plan,
+    s: &Sessions,
+    state: &Client,
+    options: &CutoverOptions,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<(), CutoverError> {
+    let started = Instant::now();
+    let mut last_said = None::<Instant>;
+    loop {
+        let sample = watch::sample(&s.fencer, state, plan).await?;
+        let bytes = sample.and_then(|x| x.bytes_behind).unwrap_or(0);
+        if bytes <= options.max_lag {
+            return Ok(());
+        }
+        if started.elapsed() > options.catch_up_timeout {
+            return Err(CutoverError::LagTooHigh {
+                max_lag: options.max_lag,
+                bytes,
+                waited: started.elapsed(),
+            });
+        }
+        if last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            say(format!(
+                "waiting for the consumer: {bytes} bytes behind (--max-lag {})",
+                options.max_lag
+            ));
+            last_said = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,205 @@
+//! Everything done while the write lock is held: the fence with the source counts beside it,
+//! the target counts, optionally a full verify, then (unless a dry run) sequences, the swap SQL
+//! and the commit. Each step is bounded by what is left of the window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkpoint::MigrationStatus;
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::ident::TableName;
+use crate::plan::{CutoverSide, Plan};
+use crate::sink::fence::FenceWait;
+use crate::source::fence::{self, Fence};
+use crate::verify::{verify, VerifyOptions};
+
+use super::counts::{compare, CountPlan};
+use super::error::{db, CutoverError};
+use super::read_only;
+use super::report::CutoverReport;
+use super::run::CutoverOptions;
+use super::sequences;
+use super::sessions::Sessions;
+use super::window::{Overrun, Step, Window};
+
+/// Why the work under the lock stopped short; the caller rolls back either way.
+pub(super) enum Aborted {
+    Overrun(Overrun),
+    Failed(CutoverError),
+}
+
+impl From<Overrun> for Aborted {
+    fn from(o: Overrun) -> Aborted {
+        Aborted::Overrun(o)
+    }
+}
+
+impl From<CutoverError> for Aborted {
+    fn from(e: CutoverError) -> Aborted {
+        Aborted::Failed(e)
+    }
+}
+
+/// Everything done while the lock is held; leaves the rollback to the caller.
+/// What the work under the lock reads.
+pub(super) struct Job<'a> {
+    pub plan: &'a Arc<Plan>,
+    pub source: &'a ConnInfo,
+    pub target: &'a ConnInfo,
+    pub counts: &'a CountPlan,
+    pub tables: &'a [TableName],
+    pub options: &'a CutoverOptions,
+}
+
+pub(super) async fn locked(
+    job: &Job<'_>,
+    s: &mut Sessions,
+    window: &mut Window,
+    report: &mut CutoverReport,
+) -> Result<(), Aborted> {
+    let Job {
+        plan,
+        source,
+        target: target_info,
+        counts,
+        tables,
+        options,
+    } = *job;
+    let Sessions {
+        lock,
+        fencer,
+        source_counters,
+        target_counters,
+        listener,
+    } = s;
+    // Runs a step bounded by what is left of the window, and times it.
+    macro_rules! within {
+        ($step:expr, $fut:expr) => {{
+            let started = Instant::now();
+            let result = match tokio::time::timeout(window.remaining(), $fut).await {
+                Ok(r) => r,
+                Err(_) => return Err(Aborted::Overrun(window.overrun_at($step))),
+            };
+            window.finished($step, started.elapsed())?;
+            result
+        }};
+    }
+    // The fence, and the source counts meanwhile: the source can no longer change.
+    let fence_and_counts = async {
+        let source_counts = counts.count_source(source_counters);
+        let fenced = async {
+            let f: Fence = fence::emit(fencer, &plan.name)
+                .await
+                .map_err(db(Step::Fence, "writing the fence"))?;
+            let wait = listener.wait(&f, options.max_blocked).await?;
+            Ok::<_, CutoverError>((f, wait))
+        };
+        tokio::join!(source_counts, fenced)
+    };
+    let (expected, fenced) = within!(Step::Fence, fence_and_counts);
+    let (f, wait) = fenced?;
+    if wait == FenceWait::TimedOut {
+        return Err(Aborted::Overrun(window.overrun_at(Step::Fence)));
+    }
+    report.fence_lsn = Some(f.lsn.to_string());
+    let expected = expected.map_err(db(Step::Counts, "counting source rows"))?;
+    let actual: BTreeMap<String, i64> = within!(Step::Counts, counts.count_target(target_counters))
+        .map_err(db(Step::Counts, "counting target rows"))?;
+    let (all, bad) = compare(&expected, &actual);
+    report.counts = all;
+    if !bad.is_empty() {
+        return Err(CutoverError::CountsDiffer(bad).into());
+    }
+    if options.verify {
+        let verified = within!(
+            Step::Verify,
+            verify(
+                plan,
+                source,
+                target_info,
+                VerifyOptions {
+                    // Nothing is in flight under the lock: the first comparison is the verdict.
+                    recheck_rounds: 0,
+                    ..VerifyOptions::default()
+                },
+            )
+        )
+        .map_err(|e| CutoverError::Other(e.into()))?;
+        if verified.diverged() {
+            return Err(CutoverError::Diverged(verified.render()).into());
+        }
+    }
+    if options.dry_run {
+        let started = Instant::now();
+        let _ = lock.batch_execute("ROLLBACK").await;
+        window.finished(Step::Commit, started.elapsed()).ok();
+        return Ok(());
+    }
+    // The swap: the target's part in a transaction of its own, committed just before (side
+    // target) or just after (side source) the source's.
+    let target = &target_counters[0];
+    let remaining_ms = |w: &Window| w.remaining().as_millis().max(1);
+    let outputs: Vec<TableName> = plan
+        .sources
+        .iter()
+        .flat_map(|src| src.outputs.iter().map(|o| o.table.clone()))
+        .chain(plan.lookups.iter().map(|l| l.table.clone()))
+        .collect();
+    let set = within!(Step::Sequences, async {
+        target
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL statement_timeout = {}",
+                remaining_ms(window)
+            ))
+            .await?;
+        sequences::sync(target, &outputs).await
+    });
+    report.sequences = set.map_err(db(Step::Sequences, "setting sequences"))?;
+    let sql: String = plan
+        .phases
+        .cutover
+        .iter()
+        .map(|f| f.sql.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let same_database = report.same_database;
+    let swapped = within!(Step::CutoverSql, async {
+        lock.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {0}; SET LOCAL lock_timeout = {0}",
+            remaining_ms(window)
+        ))
+        .await?;
+        if !same_database {
+            read_only::install(&*lock, tables, &plan.name).await?;
+        }
+        match plan.cutover.side {
+            CutoverSide::Source => lock.batch_execute(&sql).await?,
+            CutoverSide::Target => target.batch_execute(&sql).await?,
+        }
+        target
+            .execute(
+                "UPDATE switchyard.migrations SET status = $2, cutover_at = now(), updated_at = now(),
+                        message = 'cut over' WHERE name = $1",
+                &[&plan.name, &MigrationStatus::CutOver.as_str()],
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>(())
+    });
+    swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
+    let committed = within!(Step::Commit, async {
+        match plan.cutover.side {
+            CutoverSide::Target => {
+                target.batch_execute("COMMIT").await?;
+                lock.batch_execute("COMMIT").await
+            }
+            CutoverSide::Source => {
+                lock.batch_execute("COMMIT").await?;
+                target.batch_execute("COMMIT").await
+            }
+        }
+    });
+    committed.map_err(db(Step::Commit, "committing"))?;
+    report.committed = true;
+    Ok(())
+}
