@@ -25,8 +25,6 @@ pub struct CountPlan {
     pub target_queries: Vec<(String, String)>,
     /// Outputs left out, with why.
     pub unchecked: Vec<(String, &'static str)>,
-    /// The counted target tables, quoted.
-    target_tables: Vec<String>,
 }
 
 /// One output table's counts.
@@ -81,7 +79,6 @@ impl CountPlan {
             }
         }
         CountPlan {
-            target_tables: checked.values().map(TableName::quoted).collect(),
             source_queries,
             target_queries: checked
                 .into_iter()
@@ -111,23 +108,6 @@ impl CountPlan {
             }
         }
         Ok(expected)
-    }
-
-    /// Vacuums the counted target tables, before the lock: the consumer's updates leave their
-    /// visibility maps mostly unset, and a count under the lock is then a scan of the whole
-    /// heap; with the pages all-visible it is an index-only scan of the key, several times
-    /// faster. Without the privilege PostgreSQL skips a table with a warning, which is harmless.
-    pub async fn prepare_target(&self, sessions: &[Client]) -> Result<(), tokio_postgres::Error> {
-        futures_util::future::try_join_all(
-            self.target_tables
-                .iter()
-                .zip(sessions)
-                .map(
-                    |(t, s)| async move { s.batch_execute(&format!("VACUUM (ANALYZE) {t}")).await },
-                ),
-        )
-        .await?;
-        Ok(())
     }
 
     /// Rows per output table on the target, one session per table.

@@ -149,7 +149,7 @@ pub async fn cutover(
 }
 
 /// Everything before the lock: the lag under `--max-lag`, a fence the consumer applies, and
-/// the count queries run once (on freshly vacuumed target tables).
+/// the count queries run once (which also warms the caches they read).
 async fn rehearse(
     plan: &Plan,
     s: &mut Sessions,
@@ -174,13 +174,9 @@ async fn rehearse(
         return Err(CutoverError::NoConsumer(options.catch_up_timeout));
     }
     say(format!(
-        "consumer caught up (rehearsal fence applied in {:.0} ms); vacuuming the counted tables and counting once without the lock",
+        "consumer caught up (rehearsal fence applied in {:.0} ms); counting once without the lock",
         started.elapsed().as_secs_f64() * 1e3
     ));
-    counts
-        .prepare_target(&s.target_counters)
-        .await
-        .map_err(db(Step::Rehearsal, "vacuuming the counted target tables"))?;
     // Also proves every count query runs before one runs under the lock.
     counts
         .count_source(&s.source_counters)
