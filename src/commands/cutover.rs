@@ -27,8 +27,8 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         verify: args.verify,
     };
-    let consumer = start_consumer_if_idle(&plan, &source, &target).await?;
     let json = args.json;
+    let consumer = start_consumer_if_idle(&plan, &source, &target, json).await?;
     let say = move |line: String| {
         if !json {
             println!("cutover: {line}");
@@ -75,6 +75,7 @@ async fn start_consumer_if_idle(
     plan: &Arc<Plan>,
     source: &ConnInfo,
     target: &ConnInfo,
+    json: bool,
 ) -> anyhow::Result<Option<Consumer>> {
     let client = connect(source, "switchyard cutover").await?;
     let active: Option<bool> = client
@@ -88,7 +89,9 @@ async fn start_consumer_if_idle(
         // In use by a running consumer, or missing (the cutover reports why).
         return Ok(None);
     }
-    println!("cutover: no consumer is running; starting one in this process");
+    if !json {
+        println!("cutover: no consumer is running; starting one in this process");
+    }
     let job = FollowJob {
         plan: Arc::clone(plan),
         source: source.clone(),
