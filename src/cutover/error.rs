@@ -49,6 +49,17 @@ pub enum CutoverError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("the cutover committed on the {committed} but the {failed}'s commit failed: {source}. \
+             With side = \"source\" the swap is done and only switchyard's state lags: mark it with \
+             `UPDATE switchyard.migrations SET status = 'cut_over'`. With side = \"target\" the new \
+             tables are live but the legacy tables were released without their read-only triggers: \
+             stop the application's writes to them, or run `switchyard rollback`")]
+    HalfCommitted {
+        committed: &'static str,
+        failed: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(transparent)]

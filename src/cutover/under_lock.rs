@@ -187,19 +187,26 @@ pub(super) async fn locked(
         Ok::<_, tokio_postgres::Error>(())
     });
     swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
-    let committed = within!(Step::Commit, async {
-        match plan.cutover.side {
-            CutoverSide::Target => {
-                target.batch_execute("COMMIT").await?;
-                lock.batch_execute("COMMIT").await
-            }
-            CutoverSide::Source => {
-                lock.batch_execute("COMMIT").await?;
-                target.batch_execute("COMMIT").await
-            }
-        }
-    });
-    committed.map_err(db(Step::Commit, "committing"))?;
+    // No timeout from here: a COMMIT cut short by one could have committed anyway, and the
+    // report would claim a rollback. The swap's side commits first, the other follows.
+    let started = Instant::now();
+    let (first, second, sides) = match plan.cutover.side {
+        CutoverSide::Target => (target, &*lock, ("target", "source")),
+        CutoverSide::Source => (&*lock, target, ("source", "target")),
+    };
+    first
+        .batch_execute("COMMIT")
+        .await
+        .map_err(db(Step::Commit, "committing"))?;
     report.committed = true;
+    if let Err(source) = second.batch_execute("COMMIT").await {
+        return Err(CutoverError::HalfCommitted {
+            committed: sides.0,
+            failed: sides.1,
+            source,
+        }
+        .into());
+    }
+    window.finished(Step::Commit, started.elapsed()).ok();
     Ok(())
 }
