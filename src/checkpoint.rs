@@ -165,6 +165,13 @@ pub struct CheckpointError {
     source: tokio_postgres::Error,
 }
 
+impl CheckpointError {
+    /// The underlying error, to tell a lost connection from a refusal.
+    pub fn postgres(&self) -> &tokio_postgres::Error {
+        &self.source
+    }
+}
+
 fn ctx(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CheckpointError {
     move |source| CheckpointError { context, source }
 }

@@ -20,6 +20,7 @@ use crate::source::relations::Relations;
 use crate::source::wal_stream::WalStream;
 
 /// A consumer as resolved from the command line (or started by `backfill`).
+#[derive(Clone)]
 pub struct FollowJob {
     pub plan: Arc<Plan>,
     pub source: ConnInfo,
@@ -120,6 +121,31 @@ impl FollowJob {
         }
         Ok(result?)
     }
+}
+
+/// Whether `e` is a lost connection to the source or the target (anywhere in its chain):
+/// the consumer then starts over from the applied LSN the target recorded.
+pub fn is_connection_loss(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        if let Some(p) = cause.downcast_ref::<crate::pipeline::error::PipelineError>() {
+            p.is_connection_loss()
+        } else if let Some(c) = cause.downcast_ref::<crate::pg::connect::ConnectError>() {
+            c.is_transient()
+        } else if let Some(c) = cause.downcast_ref::<checkpoint::CheckpointError>() {
+            crate::pipeline::error::lost(c.postgres())
+        } else if let Some(r) =
+            cause.downcast_ref::<crate::source::replication::ReplicationError>()
+        {
+            r.is_transient()
+        } else if let Some(w) = cause.downcast_ref::<crate::source::wal_stream::WalStreamError>()
+        {
+            matches!(w, crate::source::wal_stream::WalStreamError::Replication(r) if r.is_transient())
+        } else if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
+            crate::pipeline::error::lost(pg)
+        } else {
+            false
+        }
+    })
 }
 
 /// Column type oids of the plan's source tables (to detect DDL), and their key columns' types.

@@ -88,19 +88,50 @@ fn on_error(arg: Option<OnErrorArg>, plan: &Plan) -> OnError {
 }
 
 /// Runs the consumer until a signal (a clean stop: the group in flight is rolled back and
-/// replayed by the next start) or an error.
+/// replayed by the next start), the cutover, or an error that needs a person. A lost
+/// connection is not one: the consumer starts over from the applied LSN the target recorded,
+/// after a pause that doubles from 1 s up to 30 s while the connection stays lost.
 async fn run_follow(job: follow::FollowJob) -> anyhow::Result<ExitCode> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    match job.run(stopped).await? {
+    let mut pause = RECONNECT_FIRST;
+    let end = loop {
+        let started = std::time::Instant::now();
+        match job.clone().run(stopped.clone()).await {
+            Ok(end) => break end,
+            Err(e) if follow::is_connection_loss(&e) && !*stopped.borrow() => {
+                if started.elapsed() > RECONNECT_LAST * 2 {
+                    pause = RECONNECT_FIRST;
+                }
+                eprintln!(
+                    "the consumer lost its connection ({e:#}); reconnecting in {:.0} s",
+                    pause.as_secs_f64()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stopped.changed() => {}
+                }
+                if *stopped.borrow() {
+                    break FollowEnd::Stopped;
+                }
+                pause = (pause * 2).min(RECONNECT_LAST);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    match end {
         FollowEnd::Stopped => println!("stopped; `switchyard follow` resumes from the applied LSN"),
         FollowEnd::CutOver => println!("the migration was cut over: the consumer's work is done"),
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The consumer's first pause after a lost connection, and the longest.
+const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RECONNECT_LAST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. Dropping the running job closes its connections,
 /// which rolls back the chunk transactions in flight; finished chunks stay done.

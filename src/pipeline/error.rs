@@ -6,6 +6,15 @@ use crate::checkpoint::CheckpointError;
 use crate::pg::connect::ConnectError;
 use crate::sink::copy_in::WriteError;
 
+/// A closed session, or a server saying it is going away or not ready yet.
+pub fn lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P")
+        })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("source: {context}: {source}")]
@@ -34,9 +43,15 @@ pub enum PipelineError {
     },
     #[error("a transform worker panicked")]
     WorkerPanicked,
-    /// The WAL consumer met something it must not apply past (DDL, TRUNCATE, a broken stream).
+    /// The WAL consumer met something it must not apply past (DDL, TRUNCATE, a lost slot).
     #[error("{0}")]
     Stopped(String),
+    #[error("replication stream: {0}")]
+    Stream(#[from] crate::source::wal_stream::WalStreamError),
+    /// The server ended the stream (CopyDone): it is shutting down or the walsender was told
+    /// to stop.
+    #[error("the server ended the replication stream")]
+    StreamEnded,
 }
 
 impl PipelineError {
@@ -56,6 +71,25 @@ impl PipelineError {
 }
 
 impl PipelineError {
+    /// The connection to the source or the target was lost (network, server restart, the
+    /// session terminated): starting over from the recorded position may succeed without
+    /// anyone changing anything. Everything else needs a person.
+    pub fn is_connection_loss(&self) -> bool {
+        match self {
+            PipelineError::Source { source, .. } | PipelineError::Target { source, .. } => {
+                lost(source)
+            }
+            PipelineError::Write(w) => lost(&w.source),
+            PipelineError::Checkpoint(c) => lost(c.postgres()),
+            PipelineError::Connect(c) => c.is_transient(),
+            PipelineError::StreamEnded => true,
+            PipelineError::Stream(crate::source::wal_stream::WalStreamError::Replication(r)) => {
+                r.is_transient()
+            }
+            _ => false,
+        }
+    }
+
     /// A deadlock or serialization failure: the transaction was rolled back and may simply be
     /// run again.
     pub fn is_retryable(&self) -> bool {

@@ -467,9 +467,9 @@ fn stop(e: impl std::fmt::Display) -> PipelineError {
 }
 
 fn follow_error(e: crate::source::wal_stream::WalStreamError) -> PipelineError {
-    PipelineError::Stopped(format!("replication stream: {e}"))
+    PipelineError::Stream(e)
 }
 
 fn stream_ended() -> PipelineError {
-    PipelineError::Stopped("the server ended the replication stream".to_owned())
+    PipelineError::StreamEnded
 }

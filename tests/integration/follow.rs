@@ -501,3 +501,35 @@ async fn resume_then_follow_converges_with_writes_between_the_crash_and_the_resu
         .await;
     f.assert_converged().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consumer_reconnects_after_its_sessions_are_terminated() {
+    let mut f = Following::start(0.005).await;
+    f.source
+        .batch_execute("UPDATE vortex_items SET title = title || ' (before)' WHERE id % 7 = 0")
+        .await
+        .unwrap();
+    f.assert_converged().await;
+    // The walsender on the source, and every switchyard session on the target.
+    f.source
+        .batch_execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active_pid IS NOT NULL",
+        )
+        .await
+        .unwrap();
+    f.target
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%'",
+        )
+        .await
+        .unwrap();
+    f.source
+        .batch_execute("UPDATE vortex_items SET title = title || ' (after)' WHERE id % 5 = 0; DELETE FROM vortex_items WHERE id % 11 = 0")
+        .await
+        .unwrap();
+    f.assert_converged().await;
+    assert!(
+        f.consumer.try_wait().unwrap().is_none(),
+        "the consumer reconnected instead of exiting"
+    );
+}
