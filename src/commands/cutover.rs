@@ -149,4 +149,7 @@ fn print_report(r: &CutoverReport, json: bool) {
     if let Some(slot) = &r.slot {
         println!("  slot {slot}");
     }
+    for note in &r.notes {
+        println!("  note: {note}");
+    }
 }

@@ -23,6 +23,8 @@ pub struct CutoverReport {
     pub sequences: Vec<SequenceSet>,
     pub fence_lsn: Option<String>,
     pub slot: Option<String>,
+    /// What went wrong after the commit (the cutover itself stands).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -107,6 +107,7 @@ pub async fn cutover(
         sequences: Vec::new(),
         fence_lsn: None,
         slot: None,
+        notes: Vec::new(),
     };
     let job = Job {
         plan,
@@ -143,7 +144,7 @@ pub async fn cutover(
         Ok(()) => {}
     }
     if report.committed {
-        finish(plan, source, &state, &mut report).await?;
+        finish(plan, source, &state, &mut report).await;
     }
     Ok(report)
 }
@@ -247,28 +248,38 @@ async fn acquire(
 }
 
 /// After the commit: the consumer stops on its own (it sees `cut_over`); the slot goes or
-/// stays as the plan says.
-async fn finish(
-    plan: &Plan,
-    source: &ConnInfo,
-    state: &Client,
-    report: &mut CutoverReport,
-) -> Result<(), CutoverError> {
-    let json = serde_json::to_string(&*report).map_err(anyhow::Error::from)?;
-    state
+/// stays as the plan says; the report is recorded. The cutover has happened whatever fails
+/// here, so failures become notes in the report, not errors.
+async fn finish(plan: &Plan, source: &ConnInfo, state: &Client, report: &mut CutoverReport) {
+    if plan.cutover.slot == SlotDisposal::Keep {
+        report.slot = Some(format!("{} kept", plan.slot_name()));
+    } else {
+        report.slot = Some(match drop_slot(plan, source).await {
+            Ok(()) => format!("{} dropped", plan.slot_name()),
+            Err(e) => format!(
+                "{} NOT dropped ({e:#}): drop it once the consumer stopped (`switchyard abort`), or the source keeps WAL for it",
+                plan.slot_name()
+            ),
+        });
+    }
+    let json = serde_json::to_string(&*report).expect("a report serializes");
+    if let Err(e) = state
         .execute(
             "UPDATE switchyard.migrations SET cutover_report = $2::text::jsonb WHERE name = $1",
             &[&plan.name, &json],
         )
         .await
-        .map_err(db(Step::Commit, "recording the cutover report"))?;
-    if plan.cutover.slot == SlotDisposal::Keep {
-        report.slot = Some(format!("{} kept", plan.slot_name()));
-        return Ok(());
+    {
+        report
+            .notes
+            .push(format!("the report was not recorded in the target: {e}"));
     }
+}
+
+/// Drops the slot once the consumer has let go of it (at its next heartbeat), and the
+/// publication.
+async fn drop_slot(plan: &Plan, source: &ConnInfo) -> anyhow::Result<()> {
     let source = connect(source, "switchyard cutover").await?;
-    // The consumer notices the cutover at its next heartbeat and closes the stream; a slot in
-    // use cannot be dropped.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let active: Option<bool> = source
@@ -276,22 +287,14 @@ async fn finish(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
                 &[&plan.slot_name()],
             )
-            .await
-            .map_err(db(Step::Commit, "reading the slot"))?
+            .await?
             .map(|r| r.get(0));
         if active != Some(true) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let dropped = slot::drop(&source, &plan.slot_name()).await;
-    let _ = publication::drop(&source, &plan.publication_name()).await;
-    report.slot = Some(match dropped {
-        Ok(_) => format!("{} dropped", plan.slot_name()),
-        Err(e) => format!(
-            "{} NOT dropped ({e}): drop it once the consumer stopped, or the source keeps WAL for it",
-            plan.slot_name()
-        ),
-    });
+    slot::drop(&source, &plan.slot_name()).await?;
+    publication::drop(&source, &plan.publication_name()).await?;
     Ok(())
 }

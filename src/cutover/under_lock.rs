@@ -41,7 +41,6 @@ impl From<CutoverError> for Aborted {
     }
 }
 
-/// Everything done while the lock is held; leaves the rollback to the caller.
 /// What the work under the lock reads.
 pub(super) struct Job<'a> {
     pub plan: &'a Arc<Plan>,
@@ -52,6 +51,7 @@ pub(super) struct Job<'a> {
     pub options: &'a CutoverOptions,
 }
 
+/// Everything done while the lock is held; leaves the rollback to the caller.
 pub(super) async fn locked(
     job: &Job<'_>,
     s: &mut Sessions,
