@@ -18,10 +18,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchyard::demo::cluster::{Cluster, ClusterOptions};
+use common::{bench_cluster, switchyard};
+
 use switchyard::demo::generator::load_legacy;
 
 const TABLES: [&str; 3] = ["company_projects", "company_services", "vortex_items"];
+
+mod common;
 
 fn main() {
     let scale: f64 = std::env::var("SWITCHYARD_BENCH_SCALE")
@@ -34,19 +37,6 @@ fn main() {
         .unwrap_or(2);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run(scale, jobs));
-}
-
-fn bench_cluster() -> Cluster {
-    // The settings of research/baselines.md, durable writes included, for all three methods.
-    Cluster::start(
-        ClusterOptions::default()
-            .with_setting("shared_buffers", "1GB")
-            .with_setting("max_wal_size", "4GB")
-            .with_setting("fsync", "on")
-            .with_setting("synchronous_commit", "on")
-            .with_setting("full_page_writes", "on"),
-    )
-    .expect("start a cluster")
 }
 
 async fn run(scale: f64, jobs: usize) {
@@ -113,24 +103,21 @@ async fn run(scale: f64, jobs: usize) {
     target_cluster.create_database("app").await.unwrap();
     let cpu_before = children_cpu();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
+    let out = switchyard(
+        &repo.join("transforms/legacy_to_projects/plan.toml"),
+        &[
             "backfill",
-            "--plan",
-            repo.join("transforms/legacy_to_projects/plan.toml")
-                .to_str()
-                .unwrap(),
-        ])
-        .args([
-            "--source",
-            &source_cluster.url("legacy"),
-            "--target",
-            &target_cluster.url("app"),
-        ])
-        .args(["--jobs", &jobs.to_string(), "--json", "--no-follow"])
-        .env("SWITCHYARD_LOG", "switchyard=info")
-        .output()
-        .unwrap();
+            "--jobs",
+            &jobs.to_string(),
+            "--json",
+            "--no-follow",
+        ],
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+    )
+    .env("SWITCHYARD_LOG", "switchyard=info")
+    .output()
+    .unwrap();
     let backfill_time = started.elapsed();
     assert!(
         out.status.success(),

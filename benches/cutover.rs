@@ -13,16 +13,19 @@
 //! sustainable rate. Reports the window's p50 and p100 (goal: p50 <= 200 ms, p100 <= 1 s) and the probes'.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use switchyard::cutover::{cutover, CutoverOptions};
-use switchyard::demo::cluster::{Cluster, ClusterOptions};
 use switchyard::demo::generator::load_legacy;
 use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 use switchyard::pg::conninfo::ConnInfo;
 use switchyard::plan::Plan;
+
+use common::{bench_cluster, switchyard};
+
+mod common;
 
 fn main() {
     let env = |name: &str, default: f64| {
@@ -37,16 +40,6 @@ fn main() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(run(scale, runs, fraction));
-}
-
-fn bench_cluster() -> Cluster {
-    Cluster::start(
-        ClusterOptions::default()
-            .with_setting("shared_buffers", "1GB")
-            .with_setting("max_wal_size", "4GB")
-            .with_setting("synchronous_commit", "on"),
-    )
-    .expect("start a cluster")
 }
 
 async fn run(scale: f64, runs: usize, fraction: f64) {
@@ -72,11 +65,15 @@ async fn run(scale: f64, runs: usize, fraction: f64) {
         &source_url,
         &target_url,
     )
-    .wait()
+    .stdout(Stdio::null())
+    .status()
     .unwrap();
     assert!(status.success());
     println!("backfilled in {:.0} s", backfilled.elapsed().as_secs_f64());
-    let mut consumer = switchyard(&plan_path, &["follow"], &source_url, &target_url);
+    let mut consumer = switchyard(&plan_path, &["follow"], &source_url, &target_url)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
 
     // The highest rate the migration sustains: what the source commits unthrottled, capped by
     // what the consumer applies (a cutover waits for the lag to converge, so a faster load
@@ -220,14 +217,4 @@ async fn run(scale: f64, runs: usize, fraction: f64) {
         pct(&mut stalls.clone(), 0.5),
         pct(&mut stalls, 1.0)
     );
-}
-
-fn switchyard(plan: &Path, args: &[&str], source: &str, target: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .args(["--plan", plan.to_str().unwrap()])
-        .args(["--source", source, "--target", target])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
 }

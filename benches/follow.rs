@@ -13,13 +13,16 @@
 //!    (bytes and seconds behind, as `switchyard watch` computes them) is sampled every 100 ms.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use switchyard::demo::cluster::{Cluster, ClusterOptions};
 use switchyard::demo::generator::load_legacy;
 use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 use tokio_postgres::Client;
+
+use common::{bench_cluster, switchyard};
+
+mod common;
 
 fn main() {
     let env = |name: &str, default: f64| {
@@ -33,17 +36,6 @@ fn main() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(run(scale, backlog));
-}
-
-fn bench_cluster() -> Cluster {
-    Cluster::start(
-        ClusterOptions::default()
-            .with_setting("shared_buffers", "1GB")
-            .with_setting("max_wal_size", "4GB")
-            .with_setting("fsync", "on")
-            .with_setting("synchronous_commit", "on"),
-    )
-    .expect("start a cluster")
 }
 
 async fn run(scale: f64, backlog: Duration) {
@@ -86,19 +78,15 @@ async fn run(scale: f64, backlog: Duration) {
 
     // switchyard: backfill, then stop before following.
     target_cluster.create_database("app").await.unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "backfill",
-            "--no-follow",
-            "--plan",
-            plan.to_str().unwrap(),
-            "--source",
-            &source_url,
-        ])
-        .args(["--target", &target_cluster.url("app")])
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
+    let out = switchyard(
+        &plan,
+        &["backfill", "--no-follow"],
+        &source_url,
+        &target_cluster.url("app"),
+    )
+    .stdout(Stdio::null())
+    .output()
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -137,7 +125,10 @@ async fn run(scale: f64, backlog: Duration) {
     let native_time = started.elapsed();
 
     let started = Instant::now();
-    let mut consumer = follow(&plan, &source_url, &target_cluster.url("app"));
+    let mut consumer = switchyard(&plan, &["follow"], &source_url, &target_cluster.url("app"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_slot(&source, "switchyard_legacy_to_projects", &quiet).await;
     let switchyard_time = started.elapsed();
 
@@ -194,22 +185,6 @@ async fn run(scale: f64, backlog: Duration) {
         seconds[pct(seconds.len(), 0.5)],
         seconds[seconds.len() - 1]
     );
-}
-
-fn follow(plan: &Path, source: &str, target: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "follow",
-            "--plan",
-            plan.to_str().unwrap(),
-            "--source",
-            source,
-            "--target",
-            target,
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 async fn insert_lsn(client: &Client) -> String {
