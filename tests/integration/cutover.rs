@@ -69,6 +69,17 @@ async fn slot_exists(source: &Client) -> bool {
         .get(0)
 }
 
+/// What `name` is now: `r` a table, `v` a view.
+async fn relkind(db: &Client, name: &str) -> String {
+    db.query_one(
+        "SELECT relkind::text FROM pg_class WHERE oid = $1::text::regclass",
+        &[&name],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// One write on a legacy table, on a session that waits at most `lock_timeout` for a lock.
 async fn write_once(source: &Client) -> Result<(), tokio_postgres::Error> {
     source
@@ -279,14 +290,7 @@ async fn same_database_cutover_swaps_in_views_and_rollback_swaps_back() {
     let (ok, out) = switchyard(&["cutover"], &url, &url).await;
     assert!(ok, "{out}");
     assert!(out.contains("starting one in this process"), "{out}");
-    let kind: String = db
-        .query_one(
-            "SELECT relkind::text FROM pg_class WHERE oid = 'company_projects'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let kind = relkind(&db, "company_projects").await;
     assert_eq!(kind, "v", "the legacy name is now a compatibility view");
     let name: String = db
         .query_one("SELECT name FROM company_projects WHERE id = 1", &[])
@@ -300,14 +304,7 @@ async fn same_database_cutover_swaps_in_views_and_rollback_swaps_back() {
 
     let (ok, out) = switchyard(&["rollback"], &url, &url).await;
     assert!(ok, "{out}");
-    let kind: String = db
-        .query_one(
-            "SELECT relkind::text FROM pg_class WHERE oid = 'company_projects'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let kind = relkind(&db, "company_projects").await;
     assert_eq!(kind, "r", "the legacy table is back");
     db.batch_execute("UPDATE company_projects SET name = 'writable again' WHERE id = 1")
         .await
