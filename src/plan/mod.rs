@@ -218,7 +218,11 @@ impl Compile<'_, '_> {
             .iter()
             .map(|(n, l)| LookupPlan {
                 name: n.clone(),
-                table: TableName::parse(l.table.as_deref().unwrap_or(n), &f.target_schema),
+                table: TableName::in_plan(
+                    l.table.as_deref().unwrap_or(n),
+                    l.schema.as_deref(),
+                    &f.target_schema,
+                ),
                 id_column: l.id.clone(),
                 value_column: l.value.clone(),
             })
@@ -447,7 +451,11 @@ impl Compile<'_, '_> {
                     _ => None,
                 };
                 OutputPlan {
-                    table: TableName::parse(o.table.get_ref(), target_schema),
+                    table: TableName::in_plan(
+                        o.table.get_ref(),
+                        o.schema.as_deref(),
+                        target_schema,
+                    ),
                     key: o.key.iter().map(|k| k.get_ref().clone()).collect(),
                     key_positions,
                     mode: o.mode,
@@ -460,7 +468,7 @@ impl Compile<'_, '_> {
             .collect();
         let memo_columns = memo_columns(&derived, key.len());
         SourcePlan {
-            table: TableName::parse(s.table.get_ref(), source_schema),
+            table: TableName::in_plan(s.table.get_ref(), s.schema.as_deref(), source_schema),
             key,
             columns,
             derived,
