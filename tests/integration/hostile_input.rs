@@ -322,13 +322,24 @@ CREATE TABLE "Tgt ""Schema"""."Out.Table ""x""" (
     "Their ""Col""" text,
     "ünï" int,
     "with space" text,
-    "shouted" text
+    "shouted" text,
+    "kind" int
+);
+CREATE TABLE "Tgt ""Schema"""."Kinds.Table" (
+    "Id ""x""" serial PRIMARY KEY,
+    "Näme" text UNIQUE
 );
 CREATE TABLE public."table" ("from" int PRIMARY KEY, "where" text);
 "#;
 
 const IDENT_PLAN: &str = r#"
 name = "hostile"
+
+[lookups.kinds]
+schema = 'Tgt "Schema"'
+table = "Kinds.Table"
+id = 'Id "x"'
+value = "Näme"
 
 [[sources]]
 schema = 'Odd "Schema" ü'
@@ -347,6 +358,7 @@ key = ["Key"]
 "ünï" = '"Ünïcödé"'
 "with space" = '"with space"'
 "shouted" = 'loud'
+"kind" = """lookup('kinds', "select")"""
 
 [[sources]]
 table = "user"
@@ -369,6 +381,7 @@ const IDENT_PAIRS: &[Pair] = &[
             r#""Ünïcödé""#,
             r#""with space""#,
             r#"lower("UPPER")"#,
+            r#""select""#,
         ],
         r#""Tgt ""Schema"""."Out.Table ""x""""#,
         &[
@@ -378,6 +391,7 @@ const IDENT_PAIRS: &[Pair] = &[
             r#""ünï""#,
             r#""with space""#,
             r#""shouted""#,
+            r#"(SELECT "Näme" FROM "Tgt ""Schema"""."Kinds.Table" WHERE "Id ""x""" = "kind")"#,
         ],
     ),
     (
