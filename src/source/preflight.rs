@@ -7,6 +7,8 @@ use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::{Plan, SourcePlan};
+// The same catalog question the target's key indexes answer, asked of a source table.
+use crate::sink::key_index::has_unique_key;
 use crate::transform::expr::Expr;
 
 /// One thing `check` found.
@@ -254,6 +256,19 @@ async fn table(
             format!("set key = {cols:?} in the plan"),
         )),
         _ => {}
+    }
+    if replident == "f" && !has_unique_key(client, &source.table, &source.key).await? {
+        found.push(Finding::warning(
+            &subject,
+            format!(
+                "no unique index on the plan's key {:?}: under REPLICA IDENTITY FULL nothing keeps it unique, and source rows sharing a key would become one output row",
+                source.key
+            ),
+            format!(
+                "CREATE UNIQUE INDEX ON {quoted} ({}); (REPLICA IDENTITY USING INDEX on it then costs less WAL than FULL), or set the plan's key to columns that are unique",
+                source.key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+            ),
+        ));
     }
     // Each partition is written with its own replica identity, not the root's: one without
     // any would make the application's updates and deletes fail once it is published.

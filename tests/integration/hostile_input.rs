@@ -583,6 +583,13 @@ async fn tables_keyed_by_replica_identity_full_or_index_are_copied_and_followed(
         ("riidx", &["x", "y"], "riidx_out", &["x", "y", "z"]),
     ]);
     let mut m = Migration::prepare(NO_PK_SOURCE, NO_PK_TARGET, &plan).await;
+    let (ok, report) = m.check();
+    assert!(
+        ok && report.contains(r#"source.public.rifull: no unique index on the plan's key ["a"]"#)
+            && report.contains(r#"CREATE UNIQUE INDEX ON "public"."rifull" ("a");"#)
+            && !report.contains("source.public.riidx:"),
+        "{report}"
+    );
     let counts = m
         .backfill_then_follow(
             NO_PK_PAIRS,
