@@ -563,7 +563,10 @@ INSERT INTO rifull SELECT g, 'b' || g, jsonb_build_object('g', g) FROM generate_
 CREATE TABLE riidx (x int NOT NULL, y text NOT NULL, z text);
 CREATE UNIQUE INDEX riidx_xy ON riidx (x, y);
 ALTER TABLE riidx REPLICA IDENTITY USING INDEX riidx_xy;
-INSERT INTO riidx SELECT g % 50, 'y' || (g / 50), 'z' || g FROM generate_series(1, 200) g;
+ALTER TABLE riidx ALTER z SET STORAGE EXTERNAL;
+INSERT INTO riidx
+SELECT g % 50, 'y' || (g / 50), coalesce(CASE WHEN g % 50 BETWEEN 5 AND 9 THEN repeat('z', 5000) END, 'z') || g
+  FROM generate_series(1, 200) g;
 ";
 
 const NO_PK_TARGET: &str = "
@@ -599,6 +602,7 @@ async fn tables_keyed_by_replica_identity_full_or_index_are_copied_and_followed(
              DELETE FROM rifull WHERE a BETWEEN 16 AND 20;
              INSERT INTO riidx VALUES (1000, 'new', 'z');
              UPDATE riidx SET z = 'changed' WHERE x < 5;
+             -- a key change leaving a TOASTed z unchanged: the key tuple has no z
              UPDATE riidx SET y = y || ' moved' WHERE x BETWEEN 5 AND 9;
              UPDATE riidx SET x = x + 5000, z = NULL WHERE x BETWEEN 10 AND 14;
              DELETE FROM riidx WHERE x BETWEEN 15 AND 19;",
@@ -634,18 +638,23 @@ CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us') PARTITION BY HAS
 CREATE TABLE events_us_0 PARTITION OF events_us FOR VALUES WITH (MODULUS 2, REMAINDER 0);
 CREATE TABLE events_us_1 PARTITION OF events_us FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 CREATE TABLE events_other PARTITION OF events DEFAULT;
+ALTER TABLE events ALTER payload SET STORAGE EXTERNAL;
 INSERT INTO events SELECT g, (ARRAY['eu', 'us', 'ap'])[g % 3 + 1], repeat('p', 100) || g
   FROM generate_series(1, 6000) g;
-CREATE TABLE measures (id int NOT NULL, at date NOT NULL, value numeric)
+INSERT INTO events SELECT g, 'ap', repeat('t', 5000) || g FROM generate_series(7001, 7010) g;
+CREATE TABLE measures (id int NOT NULL, at date NOT NULL, value numeric, note text)
     PARTITION BY RANGE (at);
+ALTER TABLE measures ALTER note SET STORAGE EXTERNAL;
 CREATE TABLE measures_2023 PARTITION OF measures FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
 CREATE TABLE measures_2024 PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
-INSERT INTO measures SELECT g, date '2023-06-01' + (g % 400), g / 7.0 FROM generate_series(1, 500) g;
+INSERT INTO measures
+SELECT g, date '2023-06-01' + (g % 400), g / 7.0, CASE WHEN g <= 40 THEN repeat('n', 5000) || g END
+  FROM generate_series(1, 500) g;
 ";
 
 const PARTITIONED_TARGET: &str = "
 CREATE TABLE events_out (id int, region text, payload text, PRIMARY KEY (id, region));
-CREATE TABLE measures_out (id int PRIMARY KEY, at date, value numeric);
+CREATE TABLE measures_out (id int PRIMARY KEY, at date, value numeric, note text);
 ";
 
 const PARTITIONED_PAIRS: &[Pair] = &[
@@ -657,13 +666,15 @@ const PARTITIONED_PAIRS: &[Pair] = &[
     ),
     (
         "measures",
-        &["id", "at", "value"],
+        &["id", "at", "value", "note"],
         "measures_out",
-        &["id", "at", "value"],
+        &["id", "at", "value", "note"],
     ),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
+/// Includes unchanged TOASTed values in updates: read back through the root by key (events,
+/// primary key) or taken from the full old tuple (measures, REPLICA IDENTITY FULL leaves).
 async fn partitioned_tables_are_chunked_per_leaf_and_followed_through_their_root() {
     let plan = copy_plan(&[
         (
@@ -672,7 +683,12 @@ async fn partitioned_tables_are_chunked_per_leaf_and_followed_through_their_root
             "events_out",
             &["id", "region", "payload"],
         ),
-        ("measures", &["id"], "measures_out", &["id", "at", "value"]),
+        (
+            "measures",
+            &["id"],
+            "measures_out",
+            &["id", "at", "value", "note"],
+        ),
     ]);
     let mut m = Migration::prepare(PARTITIONED_SOURCE, PARTITIONED_TARGET, &plan).await;
     // Partitions are written with their own replica identity, not the root's.
@@ -705,13 +721,15 @@ async fn partitioned_tables_are_chunked_per_leaf_and_followed_through_their_root
              UPDATE events SET region = 'us' WHERE region = 'eu' AND id BETWEEN 31 AND 60;
              UPDATE events SET region = 'xx' WHERE region = 'us' AND id BETWEEN 61 AND 90;
              DELETE FROM events WHERE id BETWEEN 91 AND 120;
+             UPDATE events SET region = 'zz' WHERE id BETWEEN 7001 AND 7003;
+             UPDATE events SET region = 'us' WHERE id = 7004;
              INSERT INTO measures VALUES (10001, '2024-12-31', 1);
              UPDATE measures SET value = -1 WHERE id BETWEEN 1 AND 30;
              UPDATE measures SET at = at + 366 WHERE at < '2023-12-01' AND id BETWEEN 31 AND 200;
              DELETE FROM measures WHERE id BETWEEN 201 AND 230;",
         )
         .await;
-    assert_eq!(counts, [vec![6000, 500], vec![5973, 471]]);
+    assert_eq!(counts, [vec![6010, 500], vec![5983, 471]]);
     let chunks: i64 = m
         .target
         .query_one(
