@@ -60,6 +60,18 @@ impl TableName {
         }
     }
 
+    /// A table as a plan names it: with an explicit `schema`, `table` is the name taken
+    /// literally (it may hold dots); without, it is parsed as by [`TableName::parse`].
+    pub fn in_plan(table: &str, schema: Option<&str>, default_schema: &str) -> TableName {
+        match schema {
+            Some(schema) => TableName {
+                schema: schema.to_owned(),
+                name: table.to_owned(),
+            },
+            None => TableName::parse(table, default_schema),
+        }
+    }
+
     /// The quoted form for SQL text.
     pub fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))

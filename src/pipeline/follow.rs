@@ -315,10 +315,11 @@ async fn apply_change<'t>(
         .transpose()
         .map_err(stop)?;
     // Unchanged TOASTed values: from the old tuple under REPLICA IDENTITY FULL, else the row
-    // as it is now on the source.
+    // as it is now on the source. Only a full old tuple will do: a key tuple (sent when the
+    // key changed) carries the key columns alone, every other column as NULL.
+    let full_old = matches!(old, Some(OldTuple::Full(_)));
     let mut fetched: Option<Vec<Option<String>>> = None;
     if let Some(new) = &new_fields {
-        let full_old = matches!(old, Some(OldTuple::Full(_)));
         if new.contains(&Field::Unchanged) && !full_old {
             let key: Vec<Option<String>> = new[..source.key.len()].iter().map(field_text).collect();
             fetched =
@@ -353,7 +354,7 @@ async fn apply_change<'t>(
         },
         (Kind::Update, old, Some(new)) => RowChange::Update {
             old_key: old.map(|o| values(o, None)),
-            new: values(new, old),
+            new: values(new, old.filter(|_| full_old)),
         },
         (Kind::Delete, Some(old), _) => RowChange::Delete {
             old_key: values(old, None),

@@ -13,6 +13,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use super::keywords::is_reserved;
 use crate::transform::cast::CastType;
 use crate::transform::expr::{ArithOp, CompareOp, Expr, Function};
 use crate::transform::value::{Numeric, Value};
@@ -91,6 +92,16 @@ impl Compiler<'_, '_> {
     fn expr(&mut self, e: &sql::Expr) -> Expr {
         use sql::Expr as E;
         match e {
+            E::Identifier(ident) if ident.quote_style.is_none() && is_reserved(&ident.value) => {
+                self.fail(
+                    e,
+                    format!(
+                        "{} is a reserved word in PostgreSQL: write the column quoted, \"{}\"",
+                        ident.value,
+                        ident.value.to_lowercase()
+                    ),
+                )
+            }
             E::Identifier(ident) => self.name(ident),
             E::CompoundIdentifier(_) => self.fail(
                 e,

@@ -103,6 +103,9 @@ pub enum SlotDisposal {
 pub struct LookupFile {
     /// Defaults to the lookup's name.
     pub table: Option<String>,
+    /// The table's schema, when `table` must be taken literally: a name holding a dot, or a
+    /// schema other than the plan's default. Without it `table` is `name` or `schema.name`.
+    pub schema: Option<String>,
     #[serde(default = "id")]
     pub id: String,
     #[serde(default = "name")]
@@ -130,6 +133,9 @@ pub struct MapFile {
 #[serde(deny_unknown_fields)]
 pub struct SourceFile {
     pub table: Spanned<String>,
+    /// The table's schema, when `table` must be taken literally: a name holding a dot, or a
+    /// schema other than the plan's default. Without it `table` is `name` or `schema.name`.
+    pub schema: Option<String>,
     /// The source's key columns (its primary key or replica identity).
     pub key: Vec<Spanned<String>>,
     /// Named expressions computed once per row, usable by name in later derives and outputs.
@@ -143,6 +149,9 @@ pub struct SourceFile {
 #[serde(deny_unknown_fields)]
 pub struct OutputFile {
     pub table: Spanned<String>,
+    /// The table's schema, when `table` must be taken literally: a name holding a dot, or a
+    /// schema other than the plan's default. Without it `table` is `name` or `schema.name`.
+    pub schema: Option<String>,
     pub key: Vec<Spanned<String>>,
     #[serde(default)]
     pub mode: WriteMode,

@@ -7,6 +7,7 @@
 mod compile_expr;
 pub mod diagnostics;
 pub mod file;
+mod keywords;
 mod transaction_control;
 
 use std::collections::HashMap;
@@ -218,7 +219,11 @@ impl Compile<'_, '_> {
             .iter()
             .map(|(n, l)| LookupPlan {
                 name: n.clone(),
-                table: TableName::parse(l.table.as_deref().unwrap_or(n), &f.target_schema),
+                table: TableName::in_plan(
+                    l.table.as_deref().unwrap_or(n),
+                    l.schema.as_deref(),
+                    &f.target_schema,
+                ),
                 id_column: l.id.clone(),
                 value_column: l.value.clone(),
             })
@@ -447,7 +452,11 @@ impl Compile<'_, '_> {
                     _ => None,
                 };
                 OutputPlan {
-                    table: TableName::parse(o.table.get_ref(), target_schema),
+                    table: TableName::in_plan(
+                        o.table.get_ref(),
+                        o.schema.as_deref(),
+                        target_schema,
+                    ),
                     key: o.key.iter().map(|k| k.get_ref().clone()).collect(),
                     key_positions,
                     mode: o.mode,
@@ -460,7 +469,7 @@ impl Compile<'_, '_> {
             .collect();
         let memo_columns = memo_columns(&derived, key.len());
         SourcePlan {
-            table: TableName::parse(s.table.get_ref(), source_schema),
+            table: TableName::in_plan(s.table.get_ref(), s.schema.as_deref(), source_schema),
             key,
             columns,
             derived,
@@ -610,5 +619,62 @@ label = "label"
         let source = &plan.sources[0];
         assert!(source.key_from_source_key(&source.outputs[0]));
         assert!(!source.key_from_source_key(&source.outputs[1]));
+    }
+
+    #[test]
+    fn a_schema_field_takes_the_table_literally_and_quoted_identifiers_name_any_column() {
+        let text = r#"name = "demo"
+[[sources]]
+schema = 'Odd "Schema"'
+table = 'dotted.name'
+key = ["Id"]
+[[sources.outputs]]
+schema = "tgt"
+table = 'My "Out"'
+key = ["Key"]
+[sources.outputs.columns]
+"Key" = '"Id"'
+"select" = '"select"'
+'Their "Col"' = '"My ""Col"""'
+"#;
+        let plan = Plan::parse(Path::new("p.toml"), text).unwrap();
+        let source = &plan.sources[0];
+        assert_eq!(source.table.quoted(), r#""Odd ""Schema"""."dotted.name""#);
+        assert_eq!(source.columns, ["Id", "select", r#"My "Col""#]);
+        assert_eq!(source.outputs[0].table.quoted(), r#""tgt"."My ""Out""""#);
+        assert_eq!(
+            source.outputs[0].columns,
+            ["Key", "select", r#"Their "Col""#]
+        );
+    }
+
+    #[test]
+    fn a_reserved_word_unquoted_or_a_bad_schema_is_refused_with_its_line() {
+        let text = r#"name = "demo"
+[[sources]]
+table = "t"
+key = ["id"]
+[[sources.outputs]]
+table = "o"
+key = ["id"]
+[sources.outputs.columns]
+id = "id"
+x = "select"
+"#;
+        let errors = Plan::parse(Path::new("p.toml"), text).unwrap_err().0;
+        let rendered = errors[0].to_string();
+        assert!(
+            rendered.starts_with("p.toml:10:")
+                && rendered.contains("sources[0].outputs[0].columns.x: select is a reserved word")
+                && rendered.contains(r#"write the column quoted, "select""#),
+            "{rendered}"
+        );
+        let errors = Plan::parse(
+            Path::new("p.toml"),
+            "name = \"demo\"\n[[sources]]\nschema = 3\ntable = \"t\"\nkey = [\"id\"]\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].line, 3, "{}", errors[0]);
     }
 }

@@ -4,7 +4,8 @@
 //! I/O, no index, and it works for tables without a primary key. Under one snapshot every row
 //! version has exactly one ctid, so chunks never overlap. The last chunk is open-ended because
 //! the table may have grown since its size was read. Chunks outnumber workers, and are pulled
-//! from a queue, because visible rows are not spread evenly over blocks.
+//! from a queue, because visible rows are not spread evenly over blocks. A partitioned table
+//! is chunked through its root: `ctid` ranges apply to each leaf partition alike.
 
 use tokio_postgres::GenericClient;
 
@@ -34,13 +35,22 @@ pub async fn table_size(
     client: &impl GenericClient,
     table: &TableName,
 ) -> Result<TableSize, tokio_postgres::Error> {
+    // A partitioned table has no heap of its own: a ctid range on it selects that block range
+    // in every leaf partition (one TID Range Scan each), so the chunks span its largest leaf.
     let row = client
         .query_one(
-            "SELECT pg_relation_size(c.oid, 'main') / current_setting('block_size')::int8,
+            "WITH rel AS (SELECT c.oid, c.relkind FROM pg_class c
+                            JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname = $1 AND c.relname = $2),
+                  heaps AS (SELECT oid FROM rel WHERE relkind <> 'p'
+                            UNION ALL
+                            SELECT t.relid FROM rel, pg_partition_tree(rel.oid) t
+                             WHERE rel.relkind = 'p' AND t.isleaf)
+             SELECT coalesce(max(pg_relation_size(h.oid, 'main')), 0)
+                      / current_setting('block_size')::int8,
                     current_setting('block_size')::int8,
-                    greatest(c.reltuples, -1)::int8
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2",
+                    coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples >= 0), -1)::int8
+               FROM heaps h JOIN pg_class c ON c.oid = h.oid",
             &[&table.schema, &table.name],
         )
         .await?;

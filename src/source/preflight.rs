@@ -7,6 +7,8 @@ use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::{Plan, SourcePlan};
+// The same catalog question the target's key indexes answer, asked of a source table.
+use crate::sink::key_index::has_unique_key;
 use crate::transform::expr::Expr;
 
 /// One thing `check` found.
@@ -167,7 +169,18 @@ async fn table(
                     (SELECT array_agg(a.attname::text ORDER BY k.n)
                        FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n), pg_attribute a
                       WHERE i.indrelid = c.oid AND a.attrelid = c.oid AND a.attnum = k.attnum
-                        AND (i.indisprimary AND c.relreplident = 'd' OR i.indisreplident AND c.relreplident = 'i'))
+                        AND (i.indisprimary AND c.relreplident = 'd' OR i.indisreplident AND c.relreplident = 'i')),
+                    c.relkind = 'p',
+                    coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $3), true),
+                    (SELECT array_agg(format('%I.%I', ln.nspname, l.relname) ORDER BY l.relname)
+                       FROM pg_partition_tree(c.oid) t
+                       JOIN pg_class l ON l.oid = t.relid
+                       JOIN pg_namespace ln ON ln.oid = l.relnamespace
+                      WHERE c.relkind = 'p' AND t.isleaf AND l.relkind = 'r'
+                        AND NOT (l.relreplident = 'f' OR EXISTS (
+                            SELECT FROM pg_index li WHERE li.indrelid = l.oid
+                               AND (li.indisprimary AND l.relreplident = 'd'
+                                    OR li.indisreplident AND l.relreplident = 'i'))))
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&source.table.schema, &source.table.name, &plan.publication_name()],
@@ -187,7 +200,21 @@ async fn table(
             format!("GRANT SELECT ON {quoted} TO <switchyard role>;"),
         ));
     }
-    if pub_exists && !published {
+    let (partitioned, via_root): (bool, bool) = (row.get(6), row.get(7));
+    let leaves_without_identity: Option<Vec<String>> = row.get(8);
+    if partitioned && pub_exists && !via_root {
+        found.push(Finding::error(
+            &subject,
+            format!(
+                "the table is partitioned and publication {} publishes its partitions, not the table the plan names",
+                plan.publication_name()
+            ),
+            format!(
+                "ALTER PUBLICATION {} SET (publish_via_partition_root = true);",
+                quote_ident(&plan.publication_name())
+            ),
+        ));
+    } else if pub_exists && !published {
         found.push(Finding::error(
             &subject,
             format!(
@@ -216,6 +243,8 @@ async fn table(
             format!("ALTER TABLE {quoted} REPLICA IDENTITY DEFAULT; (with a primary key) or REPLICA IDENTITY FULL;"),
         )),
         ("f", _) => {}
+        // The partitions' identities count, checked below.
+        (_, None) if partitioned => {}
         (_, None) => found.push(Finding::error(
             &subject,
             "no primary key and no replica identity index: updates and deletes cannot be replicated",
@@ -227,6 +256,28 @@ async fn table(
             format!("set key = {cols:?} in the plan"),
         )),
         _ => {}
+    }
+    if replident == "f" && !has_unique_key(client, &source.table, &source.key).await? {
+        found.push(Finding::warning(
+            &subject,
+            format!(
+                "no unique index on the plan's key {:?}: under REPLICA IDENTITY FULL nothing keeps it unique, and source rows sharing a key would become one output row",
+                source.key
+            ),
+            format!(
+                "CREATE UNIQUE INDEX ON {quoted} ({}); (REPLICA IDENTITY USING INDEX on it then costs less WAL than FULL), or set the plan's key to columns that are unique",
+                source.key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    // Each partition is written with its own replica identity, not the root's: one without
+    // any would make the application's updates and deletes fail once it is published.
+    for leaf in leaves_without_identity.unwrap_or_default() {
+        found.push(Finding::error(
+            &subject,
+            format!("partition {leaf} has no primary key and no replica identity: once published, updates and deletes on it would fail"),
+            format!("ALTER TABLE {leaf} REPLICA IDENTITY FULL; (or give it a primary key or a replica identity index)"),
+        ));
     }
     columns(client, source, &subject, replident == "f", found).await
 }

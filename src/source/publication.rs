@@ -7,7 +7,9 @@ use tokio_postgres::Client;
 use crate::pg::ident::{quote_ident, TableName};
 
 /// Creates the publication, or leaves a pre-created one (least privilege: a DBA may create it
-/// and grant nothing else) as it is. Returns whether it created one.
+/// and grant nothing else) as it is. Returns whether it created one. Changes to a partitioned
+/// source table are published as its root's, the table the plan names (a row moved between
+/// partitions arrives as a delete and an insert on the root).
 pub async fn ensure(
     client: &Client,
     name: &str,
@@ -23,7 +25,7 @@ pub async fn ensure(
     let list: Vec<String> = tables.iter().map(|t| t.quoted()).collect();
     client
         .batch_execute(&format!(
-            "CREATE PUBLICATION {} FOR TABLE {}",
+            "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
             quote_ident(name),
             list.join(", ")
         ))

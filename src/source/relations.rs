@@ -55,7 +55,7 @@ impl Relations {
         let Some(source) = plan
             .sources
             .iter()
-            .position(|s| s.table.to_string() == name)
+            .position(|s| s.table.schema == body.namespace && s.table.name == body.name)
         else {
             self.by_oid.insert(body.relation_id, None);
             return Ok(());

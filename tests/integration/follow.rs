@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::support::{
     assert_target_matches_expected, cluster, compute_expected, seed_plan, seeded_source, wait_for,
+    wait_until_applied,
 };
 
 /// A source and a target cluster with a backfilled migration and its consumer running.
@@ -60,17 +61,12 @@ impl Following {
 
     /// Waits until the consumer has applied everything the source has written so far.
     async fn catch_up(&mut self) {
-        // The insert position: with synchronous_commit off, a commit may not be written yet.
-        let lsn: String = self
-            .source
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let condition = format!(
-            "SELECT confirmed_flush_lsn >= '{lsn}' FROM pg_replication_slots WHERE slot_name = 'switchyard_legacy_to_projects'"
-        );
-        wait_for(&self.source, &condition, &mut self.consumer).await;
+        wait_until_applied(
+            &self.source,
+            "switchyard_legacy_to_projects",
+            &mut self.consumer,
+        )
+        .await;
     }
 
     /// Recomputes the expected result from the source as it is now and compares.

@@ -39,3 +39,7 @@ mod pgoutput_decode;
 
 /// The replication connection and `connect()`: logins, TLS modes, snapshot, stream, errors.
 mod replication_connection;
+
+/// Hostile identifiers, values that are easy to mangle, replica-identity keys and partitioned
+/// tables, each backfilled and followed unchanged.
+mod hostile_input;

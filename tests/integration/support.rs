@@ -170,3 +170,18 @@ pub async fn lift_stall(target: &Client) {
         .await
         .unwrap();
 }
+
+/// Waits until the consumer (`child`) has confirmed everything `source` has written so far
+/// through replication slot `slot`.
+pub async fn wait_until_applied(source: &Client, slot: &str, child: &mut std::process::Child) {
+    // The insert position: with synchronous_commit off, a commit may not be written yet.
+    let lsn: String = source
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let condition = format!(
+        "SELECT confirmed_flush_lsn >= '{lsn}' FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    );
+    wait_for(source, &condition, child).await;
+}
