@@ -59,7 +59,7 @@ impl Following {
     }
 
     /// Waits until the consumer has applied everything the source has written so far.
-    async fn catch_up(&mut self) {
+    pub(crate) async fn catch_up(&mut self) {
         // The insert position: with synchronous_commit off, a commit may not be written yet.
         let lsn: String = self
             .source

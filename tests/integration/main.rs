@@ -39,3 +39,6 @@ mod pgoutput_decode;
 
 /// The replication connection and `connect()`: logins, TLS modes, snapshot, stream, errors.
 mod replication_connection;
+
+/// Faults: seeded SIGKILLs, server restarts, Ctrl-C, nothing left behind, a memory soak.
+mod faults;

@@ -1,0 +1,84 @@
+//! `follow` under the write mix for a while: the consumer's resident memory after a warm-up
+//! and at the end. `SWITCHYARD_SOAK_SECS` sets the length, `SWITCHYARD_SOAK_RATE` the write
+//! rate (transactions per second).
+
+use std::time::{Duration, Instant};
+
+use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
+
+use super::{env_or, following, migration_i64, Logs};
+
+/// VmRSS of `pid` in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+async fn soak(default_secs: u64, warm_up: Duration) {
+    let secs = env_or("SWITCHYARD_SOAK_SECS", default_secs);
+    let rate = env_or("SWITCHYARD_SOAK_RATE", 500.0);
+    let mut logs = Logs::default();
+    let mut f = following(0.02, &mut logs).await;
+    let load = WriteLoad::start(
+        &f.source_cluster.url("legacy"),
+        WriteLoadOptions {
+            target_rate: Some(rate),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(warm_up).await;
+    let pid = f.consumer.id();
+    let (rss_start, applied_start) = (
+        rss_kib(pid),
+        migration_i64(&f.target, "changes_applied").await,
+    );
+    let started = Instant::now();
+    let mut rss_peak = rss_start;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(f.consumer.try_wait().unwrap().is_none(), "{}", logs.last());
+        rss_peak = rss_peak.max(rss_kib(pid));
+    }
+    let rss_end = rss_kib(pid);
+    let applied = migration_i64(&f.target, "changes_applied").await - applied_start;
+    let lag: f64 = f
+        .target
+        .query_one(
+            "SELECT coalesce(extract(epoch FROM now() - applied_commit_at), 0)::float8 FROM switchyard.migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let report = load.stop().await.unwrap();
+    println!(
+        "soak {secs} s at {rate}/s: consumer RSS {rss_start} KiB after warm-up, {rss_end} KiB at the end (peak {rss_peak} KiB); {applied} changes applied ({:.0}/s), {} writes committed, lag at the end {lag:.1} s",
+        applied as f64 / secs as f64,
+        report.counts.committed()
+    );
+    assert!(applied > 0, "the consumer applied nothing");
+    // Generous: allocator noise and a few larger groups, not growth with the changes applied.
+    assert!(
+        rss_end <= rss_start + rss_start / 2 + 32 * 1024,
+        "the consumer's memory grew from {rss_start} KiB to {rss_end} KiB"
+    );
+    f.assert_converged().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_under_the_write_mix_keeps_its_memory_flat() {
+    soak(20, Duration::from_secs(5)).await;
+}
+
+/// The full soak: ten minutes.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "ten minutes; run with --ignored"]
+async fn follow_under_the_write_mix_for_ten_minutes_keeps_its_memory_flat() {
+    soak(600, Duration::from_secs(30)).await;
+}
