@@ -2,8 +2,8 @@
 //! ends at a quiet point (writes stopped, consumer caught up) and compares the target with the
 //! expected result computed independently in SQL.
 //!
-//! The switchyard processes here write their output to files next to the cluster (a pipe that
-//! nobody reads would stall a long run); a failing test prints their tails.
+//! The switchyard processes here write their output to files (a pipe that nobody reads would
+//! stall a long run); a failing test prints their tails.
 
 /// Seeded random SIGKILLs during the backfill and during follow, under the write load.
 mod kills;
@@ -36,24 +36,43 @@ use crate::support::seed_plan;
 const SLOT: &str = "switchyard_legacy_to_projects";
 const PUBLICATION: &str = "switchyard_legacy_to_projects";
 
-/// Log files of the switchyard processes a test started; their tails are printed if it fails.
-#[derive(Default)]
-pub(crate) struct Logs(Vec<PathBuf>);
+/// Log files of the switchyard processes a test started, in a directory of their own (the
+/// clusters' go first on drop); their tails are printed if the test fails.
+pub(crate) struct Logs {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Default for Logs {
+    fn default() -> Logs {
+        static DIRS: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-faults-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Logs {
+            dir,
+            files: Vec::new(),
+        }
+    }
+}
 
 impl Drop for Logs {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            for path in &self.files {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!(
+                    "--- {} (last lines) ---\n{}",
+                    path.display(),
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                );
+            }
         }
-        for path in &self.0 {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!(
-                "--- {} (last lines) ---\n{}",
-                path.display(),
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            );
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -71,12 +90,9 @@ impl Logs {
         source: &Cluster,
         target: &Cluster,
     ) -> Child {
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        let path = source.dir().join(format!(
-            "switchyard-{}-{}.log",
-            args[0],
-            RUNS.fetch_add(1, Ordering::Relaxed)
-        ));
+        let path = self
+            .dir
+            .join(format!("{}-{}.log", self.files.len(), args[0]));
         let out = std::fs::File::create(&path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(args)
@@ -89,13 +105,13 @@ impl Logs {
             .stderr(out)
             .spawn()
             .unwrap();
-        self.0.push(path);
+        self.files.push(path);
         child
     }
 
     /// Everything the last process started wrote.
     pub(crate) fn last(&self) -> String {
-        std::fs::read_to_string(self.0.last().expect("a process was started")).unwrap()
+        std::fs::read_to_string(self.files.last().expect("a process was started")).unwrap()
     }
 }
 

@@ -81,7 +81,12 @@ async fn after_an_immediate_source_restart_each_change_is_applied_exactly_once()
         .unwrap();
     changed += f
         .source
-        .execute("DELETE FROM vortex_items WHERE id % 17 = 1", &[])
+        .execute(
+            // Not rows just updated: an update whose row is gone when it is applied is skipped
+            // (its delete follows), and would not be counted.
+            "DELETE FROM vortex_items WHERE id % 17 = 1 AND id % 3 <> 0",
+            &[],
+        )
         .await
         .unwrap();
     f.catch_up().await;
