@@ -4,6 +4,7 @@
 //! ```text
 //! SWITCHYARD_FAULT_SEED=<u64>            (printed by every run)
 //! SWITCHYARD_FAULT_BACKFILL_KILLS=<n>    kills that land mid-copy
+//! SWITCHYARD_FAULT_CHUNKS_PER_KILL=<n>   at most this many chunks finished between two kills
 //! SWITCHYARD_FAULT_FOLLOW_KILLS=<n>      kills while the consumer streams
 //! ```
 
@@ -23,7 +24,10 @@ struct KillPlan {
     backfill_kills: usize,
     follow_kills: usize,
     scale: f64,
-    /// A backfill kill lands this long (at most) after a reader started copying.
+    /// A backfill run is killed once it finished up to this many more chunks (drawn, and never
+    /// the last two, so that every kill lands mid-copy and the kills spread over the copy)...
+    chunks_per_kill: u64,
+    /// ... and then at most this long after.
     backfill_delay_ms: u64,
     /// A follow kill lands this long (at most) after the consumer applied something.
     follow_delay_ms: u64,
@@ -39,7 +43,8 @@ impl KillPlan {
             backfill_kills: env_or("SWITCHYARD_FAULT_BACKFILL_KILLS", backfill_kills),
             follow_kills: env_or("SWITCHYARD_FAULT_FOLLOW_KILLS", follow_kills),
             scale: env_or("SWITCHYARD_FAULT_SCALE", scale),
-            backfill_delay_ms: env_or("SWITCHYARD_FAULT_BACKFILL_DELAY_MS", 400),
+            chunks_per_kill: env_or("SWITCHYARD_FAULT_CHUNKS_PER_KILL", 3),
+            backfill_delay_ms: env_or("SWITCHYARD_FAULT_BACKFILL_DELAY_MS", 200),
             follow_delay_ms: env_or("SWITCHYARD_FAULT_FOLLOW_DELAY_MS", 1500),
         };
         println!(
@@ -95,7 +100,8 @@ async fn kills_at_seeded_points(plan: KillPlan) {
     .await
     .unwrap();
 
-    // Backfill: each run is killed a random moment after its readers began copying.
+    // Backfill: each run is killed a random moment after its readers began copying and it
+    // finished a random number of chunks.
     let mut run = logs.spawn(
         &["backfill", "--jobs", "2"],
         &source_cluster,
@@ -106,6 +112,16 @@ async fn kills_at_seeded_points(plan: KillPlan) {
         wait_for(
             &source,
             "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'switchyard backfill reader' AND state = 'active' AND query LIKE 'COPY%')",
+            &mut run,
+        )
+        .await;
+        let more = rng.below(plan.chunks_per_kill + 1);
+        wait_for(
+            &target,
+            &format!(
+                "SELECT count(*) FILTER (WHERE status = 'done') >= least({} + {more}, count(*) - 2) FROM switchyard.chunks",
+                mid_copy.last().copied().unwrap_or(0)
+            ),
             &mut run,
         )
         .await;
@@ -120,12 +136,12 @@ async fn kills_at_seeded_points(plan: KillPlan) {
         .await;
         let total = count(&target, "SELECT count(*) FROM switchyard.chunks").await;
         println!(
-            "backfill kill {}: {delay} ms after the copy began, {done} of {total} chunks done",
+            "backfill kill {}: {delay} ms after {more} more chunks were done, {done} of {total} chunks done",
             mid_copy.len() + 1
         );
         assert!(
             done < total,
-            "kill {} landed after the copy ended ({done} of {total} chunks): raise SWITCHYARD_FAULT_SCALE or lower the delay",
+            "kill {} landed after the copy ended ({done} of {total} chunks): raise SWITCHYARD_FAULT_SCALE or lower SWITCHYARD_FAULT_CHUNKS_PER_KILL",
             mid_copy.len() + 1
         );
         mid_copy.push(done);
@@ -182,12 +198,12 @@ async fn kills_at_seeded_points(plan: KillPlan) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_seeded_points_in_backfill_and_follow_loses_and_doubles_nothing() {
-    kills_at_seeded_points(KillPlan::from_env(2, 2, 0.05)).await;
+    kills_at_seeded_points(KillPlan::from_env(2, 2, 0.1)).await;
 }
 
 /// The full run: at least 20 kill points across the two phases.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "minutes long; run with --ignored"]
 async fn sigkill_at_22_seeded_points_in_backfill_and_follow_loses_and_doubles_nothing() {
-    kills_at_seeded_points(KillPlan::from_env(10, 12, 0.3)).await;
+    kills_at_seeded_points(KillPlan::from_env(10, 12, 0.5)).await;
 }
