@@ -94,6 +94,8 @@ impl BackfillJob {
         tracing::info!(elapsed = ?started.elapsed(), "checks passed");
         let source = connect(&self.source, "switchyard backfill").await?;
         let mut target = connect(&self.target, "switchyard backfill").await?;
+        // Read now: once a stop leaves a statement running on it, this session cannot answer.
+        let session = backend_pid(&target).await;
         checkpoint::ensure_schema(&target).await?;
         let existing = checkpoint::load(&target, &plan.name).await?;
         let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
@@ -103,8 +105,12 @@ impl BackfillJob {
                 let resumed = stop
                     .unless_stopped(self.resume_snapshot(&target, m, &progress))
                     .await;
-                self.resumable(resumed, "while resuming; nothing new was copied")
-                    .await?
+                self.resumable(
+                    resumed,
+                    "while resuming; nothing new was copied",
+                    session,
+                )
+                .await?
             }
             (Some(m), false) if m.status != MigrationStatus::Aborted => bail!(
                 "migration {} already exists (status {}): run `switchyard backfill --resume` to go on, or `switchyard abort` to start over",
@@ -145,8 +151,12 @@ impl BackfillJob {
         let interrupted = format!(
             "{done} of {total} chunks are copied and recorded, the chunks in flight were rolled back"
         );
-        self.resumable(copied.map(|c| c.map_err(anyhow::Error::new)), &interrupted)
-            .await?;
+        self.resumable(
+            copied.map(|c| c.map_err(anyhow::Error::new)),
+            &interrupted,
+            None,
+        )
+        .await?;
 
         tracing::info!(elapsed = ?started.elapsed(), rows = progress.total_rows(), "chunks copied");
         let finished = stop.unless_stopped(self.finish(&target)).await;
@@ -154,6 +164,7 @@ impl BackfillJob {
             .resumable(
                 finished,
                 "during the after-backfill SQL, which was rolled back; every chunk is copied",
+                session,
             )
             .await?;
         tracing::info!(elapsed = ?started.elapsed(), "after-backfill SQL and reports done");
@@ -194,12 +205,18 @@ impl BackfillJob {
     /// Once the chunk list is recorded the migration is resumable: a stop or a failure keeps
     /// the slot and the finished chunks, and says so in the migration's message (shown by
     /// `status`) as well as in the error.
+    ///
+    /// `in_flight` is the backend of the job's own target session: a stop cancels the statement
+    /// it may still run (an index build, the after-backfill SQL), which the server would
+    /// otherwise carry on with, holding its locks, until it noticed the client gone.
     async fn resumable<T>(
         &self,
         outcome: Option<anyhow::Result<T>>,
         interrupted: &str,
+        in_flight: Option<i32>,
     ) -> anyhow::Result<T> {
         let plan = &self.plan;
+        let cancel = in_flight.filter(|_| outcome.is_none());
         let go_on = "`switchyard backfill --resume` goes on, `switchyard abort` removes the slot and the publication";
         let (message, error) = match outcome {
             Some(Ok(value)) => return Ok(value),
@@ -222,6 +239,11 @@ impl BackfillJob {
         // Only an interrupted backfill's message is written; any other state stays as it is.
         let recorded = tokio::time::timeout(RECORD_TIMEOUT, async {
             let target = connect(&self.target, "switchyard backfill").await?;
+            if let Some(pid) = cancel {
+                target
+                    .execute("SELECT pg_cancel_backend($1)", &[&pid])
+                    .await?;
+            }
             let status = checkpoint::load(&target, &plan.name)
                 .await?
                 .map(|m| m.status);
@@ -436,6 +458,15 @@ impl BackfillJob {
         }
         Ok((readers, interleave(pending), lsn))
     }
+}
+
+/// The backend serving `client`, so that a stop can cancel what it runs.
+async fn backend_pid(client: &Client) -> Option<i32> {
+    let row = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?;
+    Some(row.get(0))
 }
 
 /// Orders chunks round-robin across tables, so all tables progress together and a small table
