@@ -30,7 +30,7 @@ use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
 
 use crate::follow::{seeded_pair, Following};
-use crate::support::seed_plan;
+use crate::support::{repo, seed_plan};
 
 /// The seed plan's slot and publication.
 const SLOT: &str = "switchyard_legacy_to_projects";
@@ -205,4 +205,19 @@ pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The seed plan copied into `dir`, with `sql` appended to one of its SQL files.
+pub(crate) fn plan_with(dir: &Path, file: &str, sql: &str) -> PathBuf {
+    let from = repo().join("transforms/legacy_to_projects");
+    let to = dir.join(format!("plan-{file}"));
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    let path = to.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n{sql}\n")).unwrap();
+    to.join("plan.toml")
 }

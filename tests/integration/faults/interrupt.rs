@@ -2,28 +2,33 @@
 //! 143) and says what it kept; `follow` ends between groups and exits 0. Either way a rerun
 //! goes on from what was recorded, redoing nothing.
 
+use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
 use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
 
-use super::{exit_within, following, migration_i64, migration_state, send, source_objects, Logs};
+use super::{
+    exit_within, following, migration_i64, migration_state, plan_with, send, source_objects, Logs,
+};
 use crate::follow::seeded_pair;
 use crate::support::{
-    assert_target_matches_expected, backfill, lift_stall, middle_top_level_item, stall_tasks,
-    switchyard, wait_for,
+    assert_target_matches_expected, backfill, lift_stall, middle_top_level_item, seed_plan,
+    stall_tasks, switchyard, wait_for,
 };
 
 /// Starts `backfill --no-follow` and waits until `condition` holds on the target.
 async fn backfill_until(
     logs: &mut Logs,
+    plan: &Path,
     source: &Cluster,
     target: &Cluster,
     target_client: &Client,
     condition: &str,
 ) -> Child {
-    let mut run = logs.spawn(&["backfill", "--jobs", "2", "--no-follow"], source, target);
+    let args = ["backfill", "--jobs", "2", "--no-follow"];
+    let mut run = logs.spawn_with_plan(&args, plan, source, target);
     wait_for(target_client, condition, &mut run).await;
     run
 }
@@ -51,6 +56,7 @@ async fn sigint_mid_backfill_exits_130_and_the_resume_copies_only_what_was_left(
     stall_tasks(&target, stalled, 1).await;
     let mut run = backfill_until(
         &mut logs,
+        &seed_plan(),
         &source_cluster,
         &target_cluster,
         &target,
@@ -78,7 +84,7 @@ async fn sigint_mid_backfill_exits_130_and_the_resume_copies_only_what_was_left(
     let shown = switchyard(&[
         "status",
         "--plan",
-        crate::support::seed_plan().to_str().unwrap(),
+        seed_plan().to_str().unwrap(),
         "--target",
         &target_cluster.url("app"),
     ]);
@@ -125,6 +131,7 @@ async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
         .unwrap();
     let mut run = backfill_until(
         &mut logs,
+        &seed_plan(),
         &source_cluster,
         &target_cluster,
         &target,
@@ -220,4 +227,58 @@ async fn sigint_mid_follow_ends_between_groups_and_the_rerun_applies_each_change
         .get(0);
     assert!(advanced, "the rerun went on from the recorded LSN");
     f.assert_converged().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_the_after_backfill_sql_cancels_it_and_the_resume_runs_it_again() {
+    let mut logs = Logs::default();
+    let (source_cluster, target_cluster, source, target) = seeded_pair(0.002).await;
+    // The after-backfill SQL sleeps once the chunks are copied, while table sleep_here exists.
+    let plan = plan_with(
+        source_cluster.dir(),
+        "after_backfill.sql",
+        "DO $$ BEGIN IF EXISTS (SELECT FROM tasks) AND to_regclass('public.sleep_here') IS NOT NULL THEN PERFORM pg_sleep(600); END IF; END $$;",
+    );
+    target
+        .batch_execute("CREATE TABLE sleep_here ()")
+        .await
+        .unwrap();
+    const SLEEPING: &str = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'switchyard backfill' AND wait_event = 'PgSleep')";
+    let mut run = backfill_until(
+        &mut logs,
+        &plan,
+        &source_cluster,
+        &target_cluster,
+        &target,
+        SLEEPING,
+    )
+    .await;
+    send(&run, libc::SIGINT);
+    let status = exit_within(&mut run, Duration::from_secs(15));
+    let out = logs.last();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("during the after-backfill SQL"), "{out}");
+    // Cancelled, not left running on the server with its locks until it notices.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while target
+        .query_one(SLEEPING, &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statement still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(migration_state(&target).await.0, "backfilling");
+
+    target.batch_execute("DROP TABLE sleep_here").await.unwrap();
+    let args = ["backfill", "--resume", "--no-follow"];
+    let mut resume = logs.spawn_with_plan(&args, &plan, &source_cluster, &target_cluster);
+    let status = exit_within(&mut resume, Duration::from_secs(60));
+    assert!(status.success(), "{}", logs.last());
+    assert_eq!(migration_state(&target).await.0, "backfilled");
+    assert_target_matches_expected(&source, &target).await;
 }

@@ -2,29 +2,14 @@
 //! migration is meant to continue: then `status` shows the slot and why it stopped, and
 //! `abort` removes slot and publication.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
 
-use super::{following, migration_state, source_objects, Logs, SLOT};
-use crate::support::{cluster, repo, seed_plan, seeded_source, switchyard};
-
-/// The seed plan copied into `dir`, with `sql` appended to one of its SQL files.
-fn plan_with(dir: &Path, file: &str, sql: &str) -> PathBuf {
-    let from = repo().join("transforms/legacy_to_projects");
-    let to = dir.join(format!("plan-{file}"));
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(&from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-    let path = to.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("{text}\n{sql}\n")).unwrap();
-    to.join("plan.toml")
-}
+use super::{following, migration_state, plan_with, source_objects, Logs, SLOT};
+use crate::support::{cluster, seed_plan, seeded_source, switchyard};
 
 /// Runs `switchyard <command> --plan <plan> --source <source> --target <target> <extra>`.
 fn run(command: &str, plan: &Path, source: &str, target: &str, extra: &[&str]) -> Output {
