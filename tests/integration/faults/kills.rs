@@ -125,7 +125,7 @@ async fn kills_at_seeded_points(plan: KillPlan) {
             &mut run,
         )
         .await;
-        let delay = rng.below(plan.backfill_delay_ms);
+        let delay = rng.below(plan.backfill_delay_ms.max(1));
         tokio::time::sleep(Duration::from_millis(delay)).await;
         run.kill().unwrap();
         run.wait().unwrap();
@@ -170,7 +170,7 @@ async fn kills_at_seeded_points(plan: KillPlan) {
             "SELECT changes_applied > {applied} FROM switchyard.migrations"
         ))
         .await;
-        let delay = rng.below(plan.follow_delay_ms);
+        let delay = rng.below(plan.follow_delay_ms.max(1));
         tokio::time::sleep(Duration::from_millis(delay)).await;
         f.consumer.kill().unwrap();
         f.consumer.wait().unwrap();

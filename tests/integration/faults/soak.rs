@@ -2,7 +2,7 @@
 //! and at the end. `SWITCHYARD_SOAK_SECS` sets the length, `SWITCHYARD_SOAK_RATE` the write
 //! rate (transactions per second).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 
@@ -39,12 +39,18 @@ async fn soak(default_secs: u64, warm_up: Duration) {
         rss_kib(pid),
         migration_i64(&f.target, "changes_applied").await,
     );
-    let started = Instant::now();
     let mut rss_peak = rss_start;
-    while started.elapsed() < Duration::from_secs(secs) {
+    // Ten samples over the run show a plateau from steady growth.
+    let mut samples = Vec::new();
+    let every = (secs / 10).max(1);
+    for second in 1..=secs {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(f.consumer.try_wait().unwrap().is_none(), "{}", logs.last());
-        rss_peak = rss_peak.max(rss_kib(pid));
+        let rss = rss_kib(pid);
+        rss_peak = rss_peak.max(rss);
+        if second % every == 0 {
+            samples.push(rss);
+        }
     }
     let rss_end = rss_kib(pid);
     let applied = migration_i64(&f.target, "changes_applied").await - applied_start;
@@ -63,7 +69,7 @@ async fn soak(default_secs: u64, warm_up: Duration) {
     let rows_written = report.counts.committed() - report.counts.misses;
     let applied_in_all = migration_i64(&f.target, "changes_applied").await - applied_before_load;
     println!(
-        "soak {secs} s at {rate}/s: consumer RSS {rss_start} KiB after warm-up, {rss_end} KiB at the end (peak {rss_peak} KiB); {applied} changes applied in the soak ({:.0}/s), lag at the end {lag:.1} s; with the warm-up {applied_in_all} changes applied for {rows_written} writes that changed a row",
+        "soak {secs} s at {rate}/s: consumer RSS {rss_start} KiB after warm-up, {rss_end} KiB at the end (peak {rss_peak} KiB); {applied} changes applied in the soak ({:.0}/s), lag at the end {lag:.1} s; with the warm-up {applied_in_all} changes applied for {rows_written} writes that changed a row; RSS every {every} s (KiB): {samples:?}",
         applied as f64 / secs as f64,
     );
     assert_eq!(applied_in_all, rows_written as i64);
