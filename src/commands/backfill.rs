@@ -6,8 +6,9 @@
 //!        ─> readers import it ─> slot connection closes ─> chunk list ─> worker pool
 //!        ─> after SQL ─> reports ─> status backfilled (the slot waits for the consumer)
 //! ```
-//! A failure after the slot exists keeps slot and chunk list: `--resume` goes on, `abort`
-//! removes them. A failure before leaves nothing behind.
+//! A failure or a stop (Ctrl-C, SIGTERM) once the chunk list is recorded keeps slot and chunk
+//! list and records why in the migration's message: `--resume` goes on, `abort` removes them.
+//! One before that leaves nothing behind that this run made.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,9 +33,24 @@ use crate::source::replication::ReplicationConnection;
 use crate::source::{publication, slot, snapshot};
 
 use super::check::check_all;
+use super::signal::{Interrupted, Stop};
 
 /// How often the display's "slot holds" figure is refreshed from the source.
 const SLOT_POLL: Duration = Duration::from_secs(2);
+
+/// How long recording why the backfill stopped (and removing what a first run made) may take:
+/// a stop request must end the process even when the target does not answer.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLSTATE duplicate_object: the slot was created by someone else after our check.
+const DUPLICATE_OBJECT: &str = "42710";
+
+/// What a first run created on the source, so that a failure removes exactly that.
+#[derive(Debug, Default, Clone, Copy)]
+struct Made {
+    slot: bool,
+    publication: bool,
+}
 
 /// A backfill as resolved from the command line (or built by the demo and the tests).
 pub struct BackfillJob {
@@ -58,10 +74,15 @@ pub struct BackfillSummary {
 }
 
 impl BackfillJob {
-    pub async fn run(self) -> anyhow::Result<BackfillSummary> {
+    /// Runs the backfill; a stop request (Ctrl-C, SIGTERM) ends it with [`Interrupted`] at
+    /// once, with what was recorded and how to go on.
+    pub async fn run(self, stop: &Stop) -> anyhow::Result<BackfillSummary> {
         let started = Instant::now();
         let plan = Arc::clone(&self.plan);
-        let findings = check_all(&plan, &self.source, &self.target).await?;
+        let findings = stop
+            .unless_stopped(check_all(&plan, &self.source, &self.target))
+            .await
+            .ok_or_else(|| Interrupted("during the checks; nothing was created".into()))??;
         let errors: Vec<String> = findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
@@ -73,19 +94,31 @@ impl BackfillJob {
         tracing::info!(elapsed = ?started.elapsed(), "checks passed");
         let source = connect(&self.source, "switchyard backfill").await?;
         let mut target = connect(&self.target, "switchyard backfill").await?;
+        // Read now: once a stop leaves a statement running on it, this session cannot answer.
+        let session = backend_pid(&target).await;
         checkpoint::ensure_schema(&target).await?;
         let existing = checkpoint::load(&target, &plan.name).await?;
         let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
 
         let (readers, chunks, consistent_lsn) = match (&existing, self.resume) {
-            (Some(m), true) => self.resume_snapshot(&target, m, &progress).await?,
+            (Some(m), true) => {
+                let resumed = stop
+                    .unless_stopped(self.resume_snapshot(&target, m, &progress))
+                    .await;
+                self.resumable(
+                    resumed,
+                    "while resuming; nothing new was copied",
+                    session,
+                )
+                .await?
+            }
             (Some(m), false) if m.status != MigrationStatus::Aborted => bail!(
                 "migration {} already exists (status {}): run `switchyard backfill --resume` to go on, or `switchyard abort` to start over",
                 plan.name,
                 m.status
             ),
             (None, true) => bail!("there is no migration {} to resume; run `switchyard backfill` without --resume", plan.name),
-            _ => self.fresh_snapshot(&source, &mut target, &progress).await?,
+            _ => self.fresh_snapshot(&source, &mut target, &progress, stop).await?,
         };
 
         tracing::info!(elapsed = ?started.elapsed(), "snapshot ready");
@@ -104,37 +137,37 @@ impl BackfillJob {
         });
         let display = Display::start(Arc::clone(&progress), self.display);
         let poller = tokio::spawn(poll_slot(Arc::clone(&progress), source, plan.slot_name()));
-        let copied = copy_chunks(ctx, chunks, readers, &self.target, self.resume).await;
+        let copied = stop
+            .unless_stopped(copy_chunks(ctx, chunks, readers, &self.target, self.resume))
+            .await;
         poller.abort();
         display.finish().await;
-        if let Err(e) = copied {
-            return Err(anyhow::Error::new(e).context(format!(
-                "backfill of {} stopped; the slot and the finished chunks are kept: `switchyard backfill --resume` goes on, `switchyard abort` removes everything",
-                plan.name
-            )));
-        }
+        let (done, total) = progress.tables.iter().fold((0, 0), |(d, t), table| {
+            (
+                d + table.chunks_done.load(Ordering::Relaxed),
+                t + table.chunks_total.load(Ordering::Relaxed),
+            )
+        });
+        let interrupted = format!(
+            "{done} of {total} chunks are copied and recorded, the chunks in flight were rolled back"
+        );
+        self.resumable(
+            copied.map(|c| c.map_err(anyhow::Error::new)),
+            &interrupted,
+            None,
+        )
+        .await?;
 
         tracing::info!(elapsed = ?started.elapsed(), rows = progress.total_rows(), "chunks copied");
-        for output in plan.sources.iter().flat_map(|s| &s.outputs) {
-            key_index::drop_helper(&target, &output.table).await?;
-        }
-        for file in &plan.phases.after_backfill {
-            target
-                .batch_execute(&file.sql)
-                .await
-                .with_context(|| format!("running {}", file.path.display()))?;
-        }
-        tracing::info!(elapsed = ?started.elapsed(), "after-backfill SQL done");
-        let mut reports = Vec::new();
-        for (name, sql) in &plan.reports {
-            let count: i64 = target
-                .query_one(sql.as_str(), &[])
-                .await
-                .with_context(|| format!("report {name:?}"))?
-                .get(0);
-            reports.push((name.clone(), count));
-        }
-        checkpoint::set_status(&target, &plan.name, MigrationStatus::Backfilled, None).await?;
+        let finished = stop.unless_stopped(self.finish(&target)).await;
+        let reports = self
+            .resumable(
+                finished,
+                "during the after-backfill SQL, which was rolled back; every chunk is copied",
+                session,
+            )
+            .await?;
+        tracing::info!(elapsed = ?started.elapsed(), "after-backfill SQL and reports done");
         Ok(BackfillSummary {
             rows: progress.total_rows(),
             rejected: progress.rejected.load(Ordering::Relaxed),
@@ -144,35 +177,148 @@ impl BackfillJob {
         })
     }
 
+    /// The end of the backfill: helper indexes out, the after-backfill SQL, the reports.
+    async fn finish(&self, target: &Client) -> anyhow::Result<Vec<(String, i64)>> {
+        let plan = &self.plan;
+        for output in plan.sources.iter().flat_map(|s| &s.outputs) {
+            key_index::drop_helper(target, &output.table).await?;
+        }
+        for file in &plan.phases.after_backfill {
+            target
+                .batch_execute(&file.sql)
+                .await
+                .with_context(|| format!("running {}", file.path.display()))?;
+        }
+        let mut reports = Vec::new();
+        for (name, sql) in &plan.reports {
+            let count: i64 = target
+                .query_one(sql.as_str(), &[])
+                .await
+                .with_context(|| format!("report {name:?}"))?
+                .get(0);
+            reports.push((name.clone(), count));
+        }
+        checkpoint::set_status(target, &plan.name, MigrationStatus::Backfilled, None).await?;
+        Ok(reports)
+    }
+
+    /// Once the chunk list is recorded the migration is resumable: a stop or a failure keeps
+    /// the slot and the finished chunks, and says so in the migration's message (shown by
+    /// `status`) as well as in the error.
+    ///
+    /// `in_flight` is the backend of the job's own target session: a stop cancels the statement
+    /// it may still run (an index build, the after-backfill SQL), which the server would
+    /// otherwise carry on with, holding its locks, until it noticed the client gone.
+    async fn resumable<T>(
+        &self,
+        outcome: Option<anyhow::Result<T>>,
+        interrupted: &str,
+        in_flight: Option<i32>,
+    ) -> anyhow::Result<T> {
+        let plan = &self.plan;
+        let cancel = in_flight.filter(|_| outcome.is_none());
+        let go_on = "`switchyard backfill --resume` goes on, `switchyard abort` removes the slot and the publication";
+        let (message, error) = match outcome {
+            Some(Ok(value)) => return Ok(value),
+            Some(Err(e)) => (
+                format!("backfill stopped: {e:#}; {go_on}"),
+                e.context(format!(
+                    "backfill of {} stopped; the slot and the finished chunks are kept: {go_on}",
+                    plan.name
+                )),
+            ),
+            None => {
+                let message = format!("{interrupted}; {go_on}");
+                (
+                    format!("backfill interrupted {message}"),
+                    Interrupted(message).into(),
+                )
+            }
+        };
+        // A fresh session: the job's own may still wait on the statement it was stopped in.
+        // Only an interrupted backfill's message is written; any other state stays as it is.
+        let recorded = tokio::time::timeout(RECORD_TIMEOUT, async {
+            let target = connect(&self.target, "switchyard backfill").await?;
+            if let Some(pid) = cancel {
+                target
+                    .execute("SELECT pg_cancel_backend($1)", &[&pid])
+                    .await?;
+            }
+            let status = checkpoint::load(&target, &plan.name)
+                .await?
+                .map(|m| m.status);
+            if status == Some(MigrationStatus::Backfilling) {
+                checkpoint::set_status(
+                    &target,
+                    &plan.name,
+                    MigrationStatus::Backfilling,
+                    Some(&message),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        if !matches!(recorded, Ok(Ok(()))) {
+            tracing::warn!("could not record why the backfill stopped in the target");
+        }
+        Err(error)
+    }
+
     /// First run: the slot's exported snapshot, imported by every reader. Until the chunk list
-    /// is recorded nothing is worth resuming, so a failure up to there removes the slot and the
-    /// publication it made and marks the migration aborted: nothing is left behind.
+    /// is recorded nothing is worth resuming, so a failure or a stop up to there removes the
+    /// slot and the publication this run made (never ones that were there before) and marks
+    /// the migration aborted: nothing is left behind.
     async fn fresh_snapshot(
         &self,
         source: &Client,
         target: &mut Client,
         progress: &BackfillProgress,
+        stop: &Stop,
     ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
-        let mut made_publication = false;
-        let prepared = self
-            .prepare_fresh(source, target, progress, &mut made_publication)
+        let mut made = Made::default();
+        let prepared = stop
+            .unless_stopped(self.prepare_fresh(source, target, progress, &mut made))
             .await;
-        if let Err(e) = &prepared {
-            let plan = &self.plan;
-            let _ = slot::drop(source, &plan.slot_name()).await;
-            if made_publication {
-                let _ = publication::drop(source, &plan.publication_name()).await;
+        let (message, error) = match prepared {
+            Some(Ok(prepared)) => return Ok(prepared),
+            Some(Err(e)) => (format!("backfill failed before copying: {e:#}"), e),
+            None => {
+                let message = "before the copy began; the slot and the publication this run made are removed: run `switchyard backfill` again".to_owned();
+                (
+                    format!("backfill interrupted {message}"),
+                    Interrupted(message).into(),
+                )
             }
-            let message = format!("backfill failed before copying: {e:#}");
-            let _ = checkpoint::set_status(
-                target,
-                &plan.name,
-                MigrationStatus::Aborted,
-                Some(&message),
-            )
-            .await;
+        };
+        // Fresh sessions: the job's own may still wait on the statement it was stopped in.
+        let removed = tokio::time::timeout(RECORD_TIMEOUT, self.remove_fresh(made, &message)).await;
+        if let Ok(Err(e)) | Err(e) = removed.map_err(anyhow::Error::new) {
+            return Err(error.context(format!(
+                "and removing what this run made failed ({e:#}): check for slot {} and publication {} on the source, `switchyard abort` removes them",
+                self.plan.slot_name(),
+                self.plan.publication_name()
+            )));
         }
-        prepared
+        Err(error)
+    }
+
+    /// Drops the slot and the publication this run made, and marks the migration aborted.
+    async fn remove_fresh(&self, made: Made, message: &str) -> anyhow::Result<()> {
+        let plan = &self.plan;
+        let source = connect(&self.source, "switchyard backfill").await?;
+        if made.slot {
+            slot::drop(&source, &plan.slot_name()).await?;
+        }
+        if made.publication {
+            publication::drop(&source, &plan.publication_name()).await?;
+        }
+        let target = connect(&self.target, "switchyard backfill").await?;
+        if checkpoint::load(&target, &plan.name).await?.is_some() {
+            checkpoint::set_status(&target, &plan.name, MigrationStatus::Aborted, Some(message))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn prepare_fresh(
@@ -180,7 +326,7 @@ impl BackfillJob {
         source: &Client,
         target: &mut Client,
         progress: &BackfillProgress,
-        made_publication: &mut bool,
+        made: &mut Made,
     ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
         let plan = &self.plan;
         if slot::state(source, &plan.slot_name()).await?.is_some() {
@@ -213,13 +359,19 @@ impl BackfillJob {
                 .with_context(|| format!("running {}", file.path.display()))?;
         }
         let tables: Vec<_> = plan.sources.iter().map(|s| &s.table).collect();
-        *made_publication = publication::ensure(source, &plan.publication_name(), &tables)
+        made.publication = publication::ensure(source, &plan.publication_name(), &tables)
             .await
             .context("creating the publication")?;
         let mut replication = ReplicationConnection::connect(&self.source).await?;
+        // Set before the slot is asked for: a stop while it is being created must remove it
+        // (dropping one that is not there is a no-op). Unless another run made it meanwhile.
+        made.slot = true;
         let created = replication
             .create_logical_slot_exporting_snapshot(&plan.slot_name())
-            .await?;
+            .await
+            .inspect_err(|e| {
+                made.slot = e.server_error().is_none_or(|s| s.code != DUPLICATE_OBJECT);
+            })?;
         let readers = snapshot::open_readers(&self.source, self.jobs, &created.snapshot_name).await;
         // The snapshot is imported (or failed): the slot connection is no longer needed.
         let _ = replication.close().await;
@@ -306,6 +458,15 @@ impl BackfillJob {
         }
         Ok((readers, interleave(pending), lsn))
     }
+}
+
+/// The backend serving `client`, so that a stop can cancel what it runs.
+async fn backend_pid(client: &Client) -> Option<i32> {
+    let row = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?;
+    Some(row.get(0))
 }
 
 /// Orders chunks round-robin across tables, so all tables progress together and a small table

@@ -108,7 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         on_error: plan.on_error,
         display: DisplayMode::Auto,
     }
-    .run()
+    .run(&super::signal::Stop::never())
     .await?;
     let slot_bytes = slot::state(&source, &plan.slot_name())
         .await?

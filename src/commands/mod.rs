@@ -7,6 +7,7 @@ pub mod cutover;
 pub mod demo;
 pub mod follow;
 pub mod rollback;
+pub mod signal;
 pub mod status;
 pub mod verify;
 pub mod watch;
@@ -19,6 +20,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
 use crate::progress::DisplayMode;
+use signal::{Interrupted, Stop};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -45,18 +47,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 target: job.target.clone(),
                 on_error: job.on_error,
             };
-            let summary = tokio::select! {
-                s = job.run() => s?,
-                _ = shutdown_signal() => {
-                    anyhow::bail!("interrupted: chunks in flight were rolled back; `switchyard backfill --resume` goes on");
-                }
+            let stop = Stop::on_signals();
+            let summary = match job.run(&stop).await {
+                Ok(summary) => summary,
+                Err(e) => match e.downcast_ref::<Interrupted>() {
+                    Some(interrupted) => {
+                        eprintln!("{interrupted}");
+                        return Ok(stop.exit_code());
+                    }
+                    None => return Err(e),
+                },
             };
             backfill_report(&summary, json);
             if args.no_follow {
                 return Ok(ExitCode::SUCCESS);
             }
             println!("following the WAL (Ctrl-C stops; `switchyard follow` restarts; `switchyard watch` shows the lag)");
-            run_follow(follow).await
+            run_follow(follow, stop).await
         }
         Command::Follow(args) => {
             let plan = Plan::load(&args.plan.plan)?;
@@ -66,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 source: ConnInfo::parse(&args.connections.source)?,
                 target: ConnInfo::parse(&args.connections.target)?,
             };
-            run_follow(job).await
+            run_follow(job, Stop::on_signals()).await
         }
         Command::Watch(args) => watch::run(args).await,
         Command::Status(args) => status::run(args).await,
@@ -91,12 +98,8 @@ fn on_error(arg: Option<OnErrorArg>, plan: &Plan) -> OnError {
 /// replayed by the next start), the cutover, or an error that needs a person. A lost
 /// connection is not one: the consumer starts over from the applied LSN the target recorded,
 /// after a pause that doubles from 1 s up to 30 s while the connection stays lost.
-async fn run_follow(job: follow::FollowJob) -> anyhow::Result<ExitCode> {
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
+async fn run_follow(job: follow::FollowJob, stop: Stop) -> anyhow::Result<ExitCode> {
+    let mut stopped = stop.requested.clone();
     let mut pause = RECONNECT_FIRST;
     let end = loop {
         let started = std::time::Instant::now();
@@ -132,21 +135,6 @@ async fn run_follow(job: follow::FollowJob) -> anyhow::Result<ExitCode> {
 /// The consumer's first pause after a lost connection, and the longest.
 const RECONNECT_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 const RECONNECT_LAST: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. Dropping the running job closes its connections,
-/// which rolls back the chunk transactions in flight; finished chunks stay done.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
-}
 
 fn backfill_report(s: &backfill::BackfillSummary, json: bool) {
     let rate = s.rows as f64 / s.elapsed.as_secs_f64().max(0.001);

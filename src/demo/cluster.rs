@@ -264,18 +264,38 @@ impl Cluster {
 
     /// Fast shutdown (SIGINT: abort sessions, checkpoint); files stay until drop.
     pub fn stop(&mut self) -> Result<(), ClusterError> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Immediate shutdown (SIGQUIT: no checkpoint, as after a crash: the next start runs
+    /// recovery, and slots come back as of the last checkpoint); files stay until drop.
+    pub fn stop_immediate(&mut self) -> Result<(), ClusterError> {
+        self.stop_with(libc::SIGQUIT)
+    }
+
+    /// Fast shutdown, then start again on the same port (for restart tests).
+    pub fn restart(&mut self) -> Result<(), ClusterError> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// Immediate shutdown, then start again on the same port, through crash recovery.
+    pub fn restart_immediate(&mut self) -> Result<(), ClusterError> {
+        self.stop_immediate()?;
+        self.start_again()
+    }
+
+    fn stop_with(&mut self, signal: libc::c_int) -> Result<(), ClusterError> {
         self.watchdog = None;
         match self.postmaster.take() {
-            Some(child) => shut_down(child, libc::SIGINT)
+            Some(child) => shut_down(child, signal)
                 .map(drop)
                 .map_err(io_error("stop the server")),
             None => Ok(()),
         }
     }
 
-    /// Start a stopped cluster again on the same port (for crash and restart tests).
-    pub fn restart(&mut self) -> Result<(), ClusterError> {
-        self.stop()?;
+    fn start_again(&mut self) -> Result<(), ClusterError> {
         self.spawn(self.port)?
             .map_err(|reason| self.start_error(reason))
     }

@@ -263,15 +263,7 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
 
     // One row in the middle of vortex_items stalls its chunk's COPY into tasks: the other
     // worker finishes every other chunk, and that is a deterministic point to kill at.
-    let stalled: i64 = source
-        .query_one(
-            "SELECT id FROM vortex_items WHERE parent_item_id IS NULL ORDER BY id
-              OFFSET (SELECT count(*) / 2 FROM vortex_items WHERE parent_item_id IS NULL) LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let stalled = crate::support::middle_top_level_item(&source).await;
     crate::support::stall_tasks(&target, stalled, 1).await;
     let plan = seed_plan();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))

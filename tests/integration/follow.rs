@@ -60,7 +60,7 @@ impl Following {
     }
 
     /// Waits until the consumer has applied everything the source has written so far.
-    async fn catch_up(&mut self) {
+    pub(crate) async fn catch_up(&mut self) {
         wait_until_applied(
             &self.source,
             "switchyard_legacy_to_projects",

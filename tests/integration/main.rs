@@ -43,3 +43,6 @@ mod replication_connection;
 /// Hostile identifiers, values that are easy to mangle, replica-identity keys and partitioned
 /// tables, each backfilled and followed unchanged.
 mod hostile_input;
+
+/// Faults: seeded SIGKILLs, server restarts, Ctrl-C, nothing left behind, a memory soak.
+mod faults;

@@ -185,3 +185,16 @@ pub async fn wait_until_applied(source: &Client, slot: &str, child: &mut std::pr
     );
     wait_for(source, &condition, child).await;
 }
+
+/// The top-level item in the middle of `vortex_items`: stalling it leaves one chunk in flight.
+pub async fn middle_top_level_item(source: &Client) -> i64 {
+    source
+        .query_one(
+            "SELECT id FROM vortex_items WHERE parent_item_id IS NULL ORDER BY id
+              OFFSET (SELECT count(*) / 2 FROM vortex_items WHERE parent_item_id IS NULL) LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}

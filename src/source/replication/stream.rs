@@ -104,12 +104,14 @@ where
                         .map(Some)
                         .map_err(|e| transport.protocol_error(e.to_string()));
                 }
-                Message::CopyDone => {
+                // A walsender told to stop (the server shutting down) that has sent
+                // everything ends with CommandComplete "COPY 0", without a CopyDone.
+                Message::CopyDone | Message::CommandComplete(_) => {
                     self.server_done = true;
                     return Ok(None);
                 }
                 Message::ErrorResponse(body) => return Err(transport.server_error(&body)),
-                Message::ParameterStatus(_) => {}
+                Message::ParameterStatus(_) | Message::NoticeResponse(_) => {}
                 _ => return Err(transport.protocol_error("unexpected message in CopyBoth".into())),
             }
         }
