@@ -41,8 +41,15 @@ pub fn split_line<'a>(line: &'a [u8], out: &mut Vec<RawField<'a>>) {
 }
 
 /// Splits a buffer of whole lines into lines (each without its `\n`).
+///
+/// An empty line is a row: a one-column row whose value is `''` (a text key, say) is sent as a
+/// bare `\n`. Only the empty piece after the buffer's final `\n` is not a line.
 pub fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    buf.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    (!buf.is_empty())
+        .then(|| body.split(|b| *b == b'\n'))
+        .into_iter()
+        .flatten()
 }
 
 /// Decodes one raw field into text, borrowing when there is nothing to unescape.
@@ -171,6 +178,14 @@ mod tests {
             decode_field(b"a\\tb\\nc\\\\d\\101\\x41").unwrap(),
             "a\tb\nc\\dAA"
         );
+    }
+
+    #[test]
+    fn an_empty_line_is_a_row_of_one_empty_field() {
+        // COPY of a one-column table holding '' and 'x': the '' row must not vanish.
+        assert_eq!(lines(b"\nx\n\n").collect::<Vec<_>>(), [&b""[..], b"x", b""]);
+        assert_eq!(lines(b"a\nb").collect::<Vec<_>>(), [&b"a"[..], b"b"]);
+        assert_eq!(lines(b"").count(), 0);
     }
 
     #[test]
