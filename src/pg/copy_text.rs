@@ -208,5 +208,60 @@ mod tests {
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_field(&bytes);
         }
+
+        /// The short version of the `copy_text` fuzz target: any buffer, read as COPY output.
+        #[test]
+        fn reading_any_buffer_never_panics(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), proptest::sample::select(&b"\\\t\nNx0"[..])],
+                0..128,
+            ),
+        ) {
+            let mut fields = Vec::new();
+            for line in lines(&bytes) {
+                split_line(line, &mut fields);
+                for raw in fields.iter().flatten() {
+                    let _ = decode_field(raw);
+                }
+            }
+        }
+
+        /// Rows of text or NULL fields, written as COPY lines and read back, are unchanged:
+        /// empty rows, empty fields, `\\N` as text and NULL all keep their meaning.
+        #[test]
+        fn rows_encode_then_decode_is_identity(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::option::of("\\PC*|[\\t\\n\\r\\\\N]*"),
+                    1..4,
+                ),
+                0..6,
+            ),
+        ) {
+            let mut buf = Vec::new();
+            for row in &rows {
+                for (i, field) in row.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b'\t');
+                    }
+                    match field {
+                        Some(value) => encode_field(value, &mut buf),
+                        None => buf.extend_from_slice(NULL),
+                    }
+                }
+                buf.push(b'\n');
+            }
+            let mut decoded = Vec::new();
+            let mut raw = Vec::new();
+            for line in lines(&buf) {
+                split_line(line, &mut raw);
+                let row: Vec<Option<String>> = raw
+                    .iter()
+                    .map(|f| f.map(|f| decode_field(f).unwrap().into_owned()))
+                    .collect();
+                decoded.push(row);
+            }
+            prop_assert_eq!(decoded, rows);
+        }
     }
 }

@@ -267,6 +267,45 @@ mod tests {
         assert_eq!(take_copy_both_response(&mut BytesMut::new()), None);
     }
 
+    proptest::proptest! {
+        /// The short version of the `replication_message` fuzz target.
+        #[test]
+        fn any_payload_decodes_or_fails_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            tag in proptest::sample::select(&b"wkW"[..]),
+        ) {
+            let mut tagged = vec![tag];
+            tagged.extend_from_slice(&bytes);
+            for payload in [bytes, tagged] {
+                let _ = ReplicationMessage::decode(Bytes::from(payload.clone()));
+                let mut buf = BytesMut::from(&payload[..]);
+                while take_copy_both_response(&mut buf) == Some(true) {}
+            }
+        }
+
+        #[test]
+        fn xlog_data_decodes_to_what_was_framed(
+            wal_start: u64,
+            wal_end: u64,
+            send_time: i64,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut raw = BytesMut::new();
+            raw.put_u8(XLOG_DATA_TAG);
+            raw.put_u64(wal_start);
+            raw.put_u64(wal_end);
+            raw.put_i64(send_time);
+            raw.put_slice(&data);
+            let expected = ReplicationMessage::XLogData(XLogData {
+                wal_start: Lsn(wal_start),
+                wal_end: Lsn(wal_end),
+                send_time: PgTimestamp(send_time),
+                data: Bytes::from(data),
+            });
+            proptest::prop_assert_eq!(ReplicationMessage::decode(raw.freeze()), Ok(expected));
+        }
+    }
+
     #[test]
     fn converts_unix_time_to_pg_epoch() {
         assert_eq!(

@@ -9,6 +9,9 @@ pub mod diagnostics;
 pub mod file;
 mod transaction_control;
 
+#[cfg(test)]
+mod never_panics;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
