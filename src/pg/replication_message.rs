@@ -32,6 +32,8 @@ pub const STANDBY_STATUS_UPDATE_LEN: usize = 34;
 
 /// Tag of CopyBothResponse, the server's answer to START_REPLICATION.
 pub const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
+/// A backend message's Int32 length counts itself.
+const MESSAGE_LENGTH_LEN: usize = 4;
 
 /// Seconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01 00:00:00 UTC, in which the
 /// protocol counts its timestamps.
@@ -141,7 +143,9 @@ impl ReplicationMessage {
 /// Takes a complete CopyBothResponse off the front of `buf`: `Some(true)` when one was there and
 /// has been consumed, `Some(false)` when `buf` starts with another message, `None` when the
 /// buffer holds only part of it. Its body (overall format, per-column formats) says nothing a
-/// replication client needs, so it is skipped.
+/// replication client needs, so it is skipped. A length shorter than the length field itself is
+/// left to `Message::parse`, which rejects it: skipping it would read the rest of the length
+/// field as the next message.
 pub fn take_copy_both_response(buf: &mut BytesMut) -> Option<bool> {
     match buf.first() {
         None => return None,
@@ -149,6 +153,9 @@ pub fn take_copy_both_response(buf: &mut BytesMut) -> Option<bool> {
         Some(_) => {}
     }
     let len = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize;
+    if len < MESSAGE_LENGTH_LEN {
+        return Some(false);
+    }
     if buf.len() < len + 1 {
         return None;
     }
@@ -303,6 +310,19 @@ mod tests {
                 data: Bytes::from(data),
             });
             proptest::prop_assert_eq!(ReplicationMessage::decode(raw.freeze()), Ok(expected));
+        }
+    }
+
+    #[test]
+    fn a_copy_both_response_shorter_than_its_length_field_is_not_skipped() {
+        for len in 0..4_u8 {
+            let mut buf = BytesMut::from(&[b'W', 0, 0, 0, len, 0, 0, 0, 0][..]);
+            assert_eq!(
+                take_copy_both_response(&mut buf),
+                Some(false),
+                "length {len}"
+            );
+            assert_eq!(buf.len(), 9, "length {len}");
         }
     }
 
