@@ -32,6 +32,8 @@ pub const STANDBY_STATUS_UPDATE_LEN: usize = 34;
 
 /// Tag of CopyBothResponse, the server's answer to START_REPLICATION.
 pub const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
+/// A backend message's Int32 length counts itself.
+const MESSAGE_LENGTH_LEN: usize = 4;
 
 /// Seconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01 00:00:00 UTC, in which the
 /// protocol counts its timestamps.
@@ -141,7 +143,9 @@ impl ReplicationMessage {
 /// Takes a complete CopyBothResponse off the front of `buf`: `Some(true)` when one was there and
 /// has been consumed, `Some(false)` when `buf` starts with another message, `None` when the
 /// buffer holds only part of it. Its body (overall format, per-column formats) says nothing a
-/// replication client needs, so it is skipped.
+/// replication client needs, so it is skipped. A length shorter than the length field itself is
+/// left to `Message::parse`, which rejects it: skipping it would read the rest of the length
+/// field as the next message.
 pub fn take_copy_both_response(buf: &mut BytesMut) -> Option<bool> {
     match buf.first() {
         None => return None,
@@ -149,6 +153,9 @@ pub fn take_copy_both_response(buf: &mut BytesMut) -> Option<bool> {
         Some(_) => {}
     }
     let len = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize;
+    if len < MESSAGE_LENGTH_LEN {
+        return Some(false);
+    }
     if buf.len() < len + 1 {
         return None;
     }
@@ -265,6 +272,58 @@ mod tests {
         assert_eq!(&buf[..], b"d");
         assert_eq!(take_copy_both_response(&mut buf), Some(false));
         assert_eq!(take_copy_both_response(&mut BytesMut::new()), None);
+    }
+
+    proptest::proptest! {
+        /// The short version of the `replication_message` fuzz target.
+        #[test]
+        fn any_payload_decodes_or_fails_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            tag in proptest::sample::select(&b"wkW"[..]),
+        ) {
+            let mut tagged = vec![tag];
+            tagged.extend_from_slice(&bytes);
+            for payload in [bytes, tagged] {
+                let _ = ReplicationMessage::decode(Bytes::from(payload.clone()));
+                let mut buf = BytesMut::from(&payload[..]);
+                while take_copy_both_response(&mut buf) == Some(true) {}
+            }
+        }
+
+        #[test]
+        fn xlog_data_decodes_to_what_was_framed(
+            wal_start: u64,
+            wal_end: u64,
+            send_time: i64,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut raw = BytesMut::new();
+            raw.put_u8(XLOG_DATA_TAG);
+            raw.put_u64(wal_start);
+            raw.put_u64(wal_end);
+            raw.put_i64(send_time);
+            raw.put_slice(&data);
+            let expected = ReplicationMessage::XLogData(XLogData {
+                wal_start: Lsn(wal_start),
+                wal_end: Lsn(wal_end),
+                send_time: PgTimestamp(send_time),
+                data: Bytes::from(data),
+            });
+            proptest::prop_assert_eq!(ReplicationMessage::decode(raw.freeze()), Ok(expected));
+        }
+    }
+
+    #[test]
+    fn a_copy_both_response_shorter_than_its_length_field_is_not_skipped() {
+        for len in 0..4_u8 {
+            let mut buf = BytesMut::from(&[b'W', 0, 0, 0, len, 0, 0, 0, 0][..]);
+            assert_eq!(
+                take_copy_both_response(&mut buf),
+                Some(false),
+                "length {len}"
+            );
+            assert_eq!(buf.len(), 9, "length {len}");
+        }
     }
 
     #[test]

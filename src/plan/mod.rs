@@ -10,6 +10,9 @@ pub mod file;
 mod keywords;
 mod transaction_control;
 
+#[cfg(test)]
+mod never_panics;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,8 @@ mod captured_v1;
 mod hostile;
 /// Arbitrary bytes and mutated fixtures never panic.
 mod never_panics;
+/// Relation, Insert, Update and Delete built by a test encoder decode to what was encoded.
+mod round_trip;
 
 use bytes::Bytes;
 
