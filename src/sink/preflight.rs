@@ -89,15 +89,15 @@ async fn holds_rows(tx: &impl GenericClient, plan: &Plan) -> Result<bool, tokio_
         .flat_map(|s| &s.outputs)
         .filter(|o| o.mode == WriteMode::Upsert)
     {
-        let exists = tx
+        let readable = tx
             .query_one(
-                "SELECT to_regclass($1) IS NOT NULL",
+                "SELECT coalesce(has_table_privilege(to_regclass($1), 'SELECT'), false)",
                 &[&output.table.quoted()],
             )
             .await?
             .get::<_, bool>(0);
-        if !exists {
-            continue; // already reported as a missing table
+        if !readable {
+            continue; // already reported as a missing table or privilege
         }
         let row = tx
             .query_one(

@@ -125,9 +125,12 @@ async fn table(
         .query_opt(
             "SELECT array(SELECT p FROM unnest($2::text[]) p WHERE NOT has_table_privilege(c.oid, p)),
                     array(SELECT s.oid::regclass::text
-                            FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                            FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
                            WHERE d.classid = 'pg_class'::regclass AND d.refobjid = c.oid
-                             AND d.deptype = 'a' AND NOT has_sequence_privilege(s.oid, 'USAGE'))
+                             AND d.deptype = 'a'
+                             -- CASE: the planner may test the privilege before the relkind.
+                             AND CASE WHEN s.relkind = 'S'
+                                      THEN NOT has_sequence_privilege(s.oid, 'USAGE') END)
                FROM pg_class c WHERE c.oid = to_regclass($1)",
             &[&quoted, &wanted],
         )

@@ -39,3 +39,6 @@ mod pgoutput_decode;
 
 /// The replication connection and `connect()`: logins, TLS modes, snapshot, stream, errors.
 mod replication_connection;
+
+/// Safe to run: no password in any output, log or state; TLS everywhere; least privilege.
+mod security;
