@@ -15,9 +15,9 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::pg::lsn::Lsn;
 
-/// Creates the schema; idempotent, run by every command that writes state.
+/// Creates the tables in schema `switchyard`; idempotent, run by every command that writes
+/// state (after [`ensure_schema`] made the schema itself when it was missing).
 pub const SCHEMA_SQL: &str = r#"
-CREATE SCHEMA IF NOT EXISTS switchyard;
 CREATE TABLE IF NOT EXISTS switchyard.migrations (
     name            text PRIMARY KEY,
     plan_checksum   text NOT NULL,
@@ -176,7 +176,21 @@ fn ctx(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Checkpoin
     move |source| CheckpointError { context, source }
 }
 
+/// Creates schema `switchyard` only when it is missing: `CREATE SCHEMA IF NOT EXISTS` checks
+/// the database's CREATE privilege before it looks whether the schema exists, so a role that
+/// may not create schemas could not use one a DBA created for it (least privilege).
 pub async fn ensure_schema(client: &Client) -> Result<(), CheckpointError> {
+    let missing: bool = client
+        .query_one("SELECT to_regnamespace('switchyard') IS NULL", &[])
+        .await
+        .map_err(ctx("looking for schema switchyard"))?
+        .get(0);
+    if missing {
+        client
+            .batch_execute("CREATE SCHEMA IF NOT EXISTS switchyard")
+            .await
+            .map_err(ctx("creating schema switchyard"))?;
+    }
     client
         .batch_execute(SCHEMA_SQL)
         .await

@@ -42,7 +42,7 @@ impl FollowJob {
         target
             .batch_execute("SET session_replication_role = replica")
             .await
-            .context("the apply session runs with session_replication_role = replica, as native logical replication does, which on PostgreSQL 15 needs a superuser target role")?;
+            .context("the apply session runs with session_replication_role = replica, as native logical replication does, which needs `GRANT SET ON PARAMETER session_replication_role TO <target role>` (PostgreSQL 15) or a superuser")?;
         // The key tables of a group have no statistics; without this the planner may join them
         // to a large output table by hashing the whole table, once per group. Deletes by key
         // must probe the key index instead.

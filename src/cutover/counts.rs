@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(unchecked, ["public.team_members", "public.teams"]);
         let items = &counts.source_queries[2];
         assert!(
-            items.0.contains("FILTER (WHERE parent_item_id IS NULL)"),
+            items.0.contains("FILTER (WHERE (parent_item_id IS NULL))"),
             "{}",
             items.0
         );

@@ -75,11 +75,15 @@ impl ConnectError {
     }
 }
 
+/// An I/O failure (refused, reset, timed out), but not a TLS handshake that failed: rustls
+/// reports a certificate it does not trust as an I/O error too, and retrying cannot fix that.
 fn caused_by_io(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = error.source();
     while let Some(e) = cause {
-        if e.is::<std::io::Error>() {
-            return true;
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return !io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>());
         }
         cause = e.source();
     }

@@ -18,6 +18,9 @@ use std::str::FromStr;
 /// What replaces a password in printed connection strings.
 pub const REDACTED_PASSWORD: &str = "********";
 
+/// The environment variable read for a password the connection string lacks, as libpq does.
+pub const PASSWORD_ENV: &str = "PGPASSWORD";
+
 /// libpq's `sslmode`, with the same meaning (the default, as in libpq, is `prefer`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SslMode {
@@ -133,10 +136,18 @@ impl ConnInfo {
             true => forwarded.trim_end_matches(['?', '&']),
             false => &forwarded,
         };
-        let config = forwarded.parse().map_err(|e: tokio_postgres::Error| {
-            let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
-            ConnInfoError::Config(format!("{e}{}", cause.unwrap_or_default()))
-        })?;
+        let mut config: tokio_postgres::Config =
+            forwarded.parse().map_err(|e: tokio_postgres::Error| {
+                let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
+                ConnInfoError::Config(format!("{e}{}", cause.unwrap_or_default()))
+            })?;
+        // As libpq: `PGPASSWORD` when the string has no password, so that it need not be
+        // written on a command line, where `ps` shows it to every local user.
+        if config.get_password().is_none() {
+            if let Some(password) = std::env::var_os(PASSWORD_ENV) {
+                config.password(std::os::unix::ffi::OsStrExt::as_bytes(password.as_os_str()));
+            }
+        }
         Ok(ConnInfo {
             config,
             ssl_mode,

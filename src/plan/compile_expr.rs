@@ -36,6 +36,24 @@ pub(crate) struct Names<'a> {
 /// 6 s, 25 would take hours); an expression that deep is clearer split into derives anyway.
 const MAX_NESTING: usize = 10;
 
+/// Parses `text` as exactly one expression: trailing tokens are an error.
+fn parse(text: &str) -> Result<sql::Expr, sqlparser::parser::ParserError> {
+    let dialect = PostgreSqlDialect {};
+    Parser::new(&dialect).try_with_sql(text).and_then(|mut p| {
+        let e = p.parse_expr()?;
+        p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+        Ok(e)
+    })
+}
+
+/// The expression printed back from its syntax tree, in parentheses, for SQL that switchyard
+/// sends to the server itself (the cutover's counts filter by `when`). Never the text as
+/// written: comments and whatever sqlparser's tokenizer and PostgreSQL's might read
+/// differently stay out of the statement, and only the tree that was checked goes in.
+pub(crate) fn canonical_sql(text: &str) -> Option<String> {
+    parse(text).ok().map(|ast| format!("({ast})"))
+}
+
 /// Parses and compiles `text`, or returns every problem found.
 pub(crate) fn compile(text: &str, names: &mut Names<'_>) -> Result<Expr, Vec<ExprError>> {
     if let Some(at) = too_deep(text) {
@@ -46,12 +64,7 @@ pub(crate) fn compile(text: &str, names: &mut Names<'_>) -> Result<Expr, Vec<Exp
             ),
         )]);
     }
-    let dialect = PostgreSqlDialect {};
-    let parsed = Parser::new(&dialect).try_with_sql(text).and_then(|mut p| {
-        let e = p.parse_expr()?;
-        p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
-        Ok(e)
-    });
+    let parsed = parse(text);
     let ast = match parsed {
         Ok(ast) => ast,
         Err(e) => return Err(vec![parser_error(&e.to_string())]),
@@ -504,6 +517,21 @@ fn cast_type(spelled: &str) -> Option<CastType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_sql_keeps_the_checked_tree_and_drops_comments() {
+        assert_eq!(
+            canonical_sql("parent_item_id IS NULL -- top level only").as_deref(),
+            Some("(parent_item_id IS NULL)")
+        );
+        assert_eq!(
+            canonical_sql("status = 'it''s' /* note */ AND \"Kind\" <> 'x'").as_deref(),
+            Some("(status = 'it''s' AND \"Kind\" <> 'x')")
+        );
+        // Whatever follows the one expression makes it no expression at all.
+        assert_eq!(canonical_sql("true) OR (SELECT pg_sleep(9)"), None);
+        assert_eq!(canonical_sql("true; DROP TABLE t"), None);
+    }
 
     fn compile_with(text: &str) -> Result<(Expr, Vec<String>), Vec<ExprError>> {
         let mut columns = Vec::new();

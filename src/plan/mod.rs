@@ -22,7 +22,7 @@ use crate::pg::ident::TableName;
 use crate::transform::eval::ValueMap;
 use crate::transform::expr::Expr;
 use crate::transform::value::{Numeric, Value};
-use compile_expr::{compile, Names};
+use compile_expr::{canonical_sql, compile, Names};
 use diagnostics::{Collector, PlanErrors};
 pub use file::{CutoverSide, OnError, SlotDisposal, WriteMode};
 
@@ -451,7 +451,7 @@ impl Compile<'_, '_> {
                     .filter_map(|k| names.iter().position(|c| c == k.get_ref()))
                     .collect();
                 let when_sql = match (&o.when, &when) {
-                    (Some(text), Some(e)) if plain_sql(e) => Some(text.get_ref().clone()),
+                    (Some(text), Some(e)) if plain_sql(e) => canonical_sql(text.get_ref()),
                     _ => None,
                 };
                 OutputPlan {

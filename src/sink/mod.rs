@@ -6,3 +6,4 @@ pub mod fence;
 pub mod key_index;
 pub mod lookup;
 pub mod preflight;
+pub mod privileges;

@@ -41,22 +41,7 @@ pub async fn check(
             return Ok(found);
         }
     }
-    let schema_ok = tx
-        .query_one(
-            "SELECT has_database_privilege(current_database(), 'CREATE')
-                 OR has_schema_privilege('switchyard', 'CREATE')",
-            &[],
-        )
-        .await
-        .map(|r| r.get::<_, bool>(0))
-        .unwrap_or(false);
-    if !schema_ok {
-        found.push(Finding::error(
-            "target",
-            "may not create schema switchyard (the tool's state)",
-            "GRANT CREATE ON DATABASE <target db> TO <switchyard role>; or create schema switchyard owned by that role",
-        ));
-    }
+    super::privileges::check(&tx, plan, &mut found).await?;
     for lookup in &plan.lookups {
         let columns = table_columns(&tx, &lookup.table).await?;
         for col in [&lookup.id_column, &lookup.value_column] {
@@ -104,15 +89,15 @@ async fn holds_rows(tx: &impl GenericClient, plan: &Plan) -> Result<bool, tokio_
         .flat_map(|s| &s.outputs)
         .filter(|o| o.mode == WriteMode::Upsert)
     {
-        let exists = tx
+        let readable = tx
             .query_one(
-                "SELECT to_regclass($1) IS NOT NULL",
+                "SELECT coalesce(has_table_privilege(to_regclass($1), 'SELECT'), false)",
                 &[&output.table.quoted()],
             )
             .await?
             .get::<_, bool>(0);
-        if !exists {
-            continue; // already reported as a missing table
+        if !readable {
+            continue; // already reported as a missing table or privilege
         }
         let row = tx
             .query_one(
@@ -217,22 +202,6 @@ async fn output_table(
             "create it in the before-backfill SQL",
         ));
         return Ok(());
-    }
-    let privileges = tx
-        .query_one(
-            "SELECT has_table_privilege(($1::text)::regclass, 'INSERT, UPDATE, DELETE')",
-            &[&output.table.quoted()],
-        )
-        .await?;
-    if !privileges.get::<_, bool>(0) {
-        found.push(Finding::error(
-            &subject,
-            "missing INSERT, UPDATE or DELETE privilege",
-            format!(
-                "GRANT INSERT, UPDATE, DELETE ON {} TO <switchyard role>;",
-                output.table.quoted()
-            ),
-        ));
     }
     for (name, expr) in output.columns.iter().zip(&output.exprs) {
         let Some(target_type) = columns.get(name) else {

@@ -33,8 +33,25 @@ pub async fn ensure(
     Ok(true)
 }
 
-pub async fn drop(client: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
-        .await
+/// Drops the publication if this role owns it, and says whether it is gone. One created by
+/// another role (the least-privilege setup, where the tables' owner made it) is left to that
+/// owner: only an owner may drop it.
+pub async fn drop(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+    let owned: Option<bool> = client
+        .query_opt(
+            "SELECT pg_has_role(pubowner, 'USAGE') FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match owned {
+        None => Ok(true),
+        Some(false) => Ok(false),
+        Some(true) => {
+            client
+                .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+                .await?;
+            Ok(true)
+        }
+    }
 }

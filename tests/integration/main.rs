@@ -46,3 +46,6 @@ mod hostile_input;
 
 /// Faults: seeded SIGKILLs, server restarts, Ctrl-C, nothing left behind, a memory soak.
 mod faults;
+
+/// Safe to run: no password in any output, log or state; TLS everywhere; least privilege.
+mod security;
