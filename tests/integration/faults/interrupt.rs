@@ -119,6 +119,10 @@ async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
     // Recording the chunk list stalls: the backfill stops between creating its slot and the
     // point from which it is resumable.
     target
+        .batch_execute("CREATE SCHEMA switchyard")
+        .await
+        .unwrap();
+    target
         .batch_execute(switchyard::checkpoint::SCHEMA_SQL)
         .await
         .unwrap();
