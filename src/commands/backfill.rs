@@ -8,7 +8,8 @@
 //! ```
 //! A failure or a stop (Ctrl-C, SIGTERM) once the chunk list is recorded keeps slot and chunk
 //! list and records why in the migration's message: `--resume` goes on, `abort` removes them.
-//! One before that leaves nothing behind that this run made.
+//! One before that leaves nothing behind that this run made. A run killed before that point
+//! (SIGKILL) leaves status `created`: the next `backfill` drops its slot and starts over.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ const SLOT_POLL: Duration = Duration::from_secs(2);
 /// How long recording why the backfill stopped (and removing what a first run made) may take:
 /// a stop request must end the process even when the target does not answer.
 const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a slot left by a killed first run may stay in use before a new run gives up.
+const SLOT_RELEASE: Duration = Duration::from_secs(10);
 
 /// SQLSTATE duplicate_object: the slot was created by someone else after our check.
 const DUPLICATE_OBJECT: &str = "42710";
@@ -101,6 +105,11 @@ impl BackfillJob {
         let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
 
         let (readers, chunks, consistent_lsn) = match (&existing, self.resume) {
+            (Some(m), _) if m.status == MigrationStatus::Created => {
+                self.discard_unfinished_first_run(&source).await?;
+                self.fresh_snapshot(&source, &mut target, &progress, stop)
+                    .await?
+            }
             (Some(m), true) => {
                 let resumed = stop
                     .unless_stopped(self.resume_snapshot(&target, m, &progress))
@@ -301,6 +310,31 @@ impl BackfillJob {
             )));
         }
         Err(error)
+    }
+
+    /// A first run that died (SIGKILL, a lost machine) between creating its slot and recording
+    /// its chunk list left status `created` and perhaps the slot. Nothing in it is worth
+    /// resuming, so a new run removes that slot, as `abort` would, and starts over. A slot that
+    /// stays in use belongs to a run that is still alive.
+    async fn discard_unfinished_first_run(&self, source: &Client) -> anyhow::Result<()> {
+        let name = self.plan.slot_name();
+        // The killed run's walsender may take a moment to notice its client is gone.
+        let deadline = Instant::now() + SLOT_RELEASE;
+        loop {
+            match slot::state(source, &name).await? {
+                None => return Ok(()),
+                Some(state) if !state.active => {
+                    slot::drop(source, &name).await?;
+                    tracing::warn!(slot = %name, "a first run stopped before recording its chunk list: its slot is dropped and the backfill starts over");
+                    return Ok(());
+                }
+                Some(_) if Instant::now() >= deadline => bail!(
+                    "replication slot {name} is in use: another `switchyard backfill` of {} is still preparing; wait for it or stop it",
+                    self.plan.name
+                ),
+                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     /// Drops the slot and the publication this run made, and marks the migration aborted.

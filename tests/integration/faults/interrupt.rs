@@ -112,12 +112,10 @@ async fn sigint_mid_backfill_exits_130_and_the_resume_copies_only_what_was_left(
     assert_target_matches_expected(&source, &target).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
-    let mut logs = Logs::default();
+/// A first run stalled between creating its slot and recording its chunk list (the insert of
+/// the chunk list sleeps); `lift` ends the stall.
+async fn stalled_first_run(logs: &mut Logs) -> (Cluster, Cluster, Client, Client, Child) {
     let (source_cluster, target_cluster, source, target) = seeded_pair(0.002).await;
-    // Recording the chunk list stalls: the backfill stops between creating its slot and the
-    // point from which it is resumable.
     target
         .batch_execute("CREATE SCHEMA switchyard")
         .await
@@ -133,8 +131,8 @@ async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
         )
         .await
         .unwrap();
-    let mut run = backfill_until(
-        &mut logs,
+    let run = backfill_until(
+        logs,
         &seed_plan(),
         &source_cluster,
         &target_cluster,
@@ -143,13 +141,11 @@ async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
     )
     .await;
     assert!(source_objects(&source).await.0, "the slot exists by now");
-    send(&run, libc::SIGTERM);
-    let status = exit_within(&mut run, Duration::from_secs(15));
-    let out = logs.last();
-    assert_eq!(status.code(), Some(143), "{out}");
-    assert!(out.contains("interrupted: before the copy began"), "{out}");
-    let (slot, publication, _) = source_objects(&source).await;
-    assert!(!slot && !publication, "nothing is left on the source");
+    (source_cluster, target_cluster, source, target, run)
+}
+
+/// Ends the stall of [`stalled_first_run`].
+async fn lift(target: &Client) {
     target
         .batch_execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep';
@@ -157,6 +153,21 @@ async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
+    let mut logs = Logs::default();
+    let (source_cluster, target_cluster, source, target, mut run) =
+        stalled_first_run(&mut logs).await;
+    send(&run, libc::SIGTERM);
+    let status = exit_within(&mut run, Duration::from_secs(15));
+    let out = logs.last();
+    assert_eq!(status.code(), Some(143), "{out}");
+    assert!(out.contains("interrupted: before the copy began"), "{out}");
+    let (slot, publication, _) = source_objects(&source).await;
+    assert!(!slot && !publication, "nothing is left on the source");
+    lift(&target).await;
     assert_eq!(migration_state(&target).await.0, "aborted");
 
     // A new run starts over and gets it all.
@@ -165,6 +176,27 @@ async fn sigterm_before_the_copy_removes_the_slot_and_publication_it_made() {
         &target_cluster.url("app"),
         &[],
     );
+    assert_target_matches_expected(&source, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_before_the_copy_leaves_created_and_a_plain_rerun_starts_over() {
+    let mut logs = Logs::default();
+    let (source_cluster, target_cluster, source, target, mut run) =
+        stalled_first_run(&mut logs).await;
+    run.kill().unwrap();
+    run.wait().unwrap();
+    lift(&target).await;
+    assert_eq!(migration_state(&target).await.0, "created");
+    assert!(source_objects(&source).await.0, "no clean-up after SIGKILL");
+
+    // Nothing is worth resuming: a plain rerun drops the dead run's slot and starts over.
+    let out = backfill(
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
     assert_target_matches_expected(&source, &target).await;
 }
 
