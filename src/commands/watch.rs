@@ -19,6 +19,8 @@ use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
 use crate::progress::human_bytes;
 
+use super::signal::Stop;
+
 /// A heartbeat older than this means the consumer is not running.
 const STALE_HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -103,9 +105,15 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         "switchyard watch",
     )
     .await?;
+    // Ctrl-C (or SIGTERM) is how a watch ends, so it is a clean exit 0, and it works whatever
+    // disposition the process inherited (a non-interactive shell's `&` ignores SIGINT).
+    let stop = Stop::on_signals();
     let mut previous: Option<(Instant, Sample)> = None;
     loop {
-        let Some(now) = sample(&source, &target, &plan).await? else {
+        let Some(sampled) = stop.unless_stopped(sample(&source, &target, &plan)).await else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let Some(now) = sampled? else {
             println!("migration {}: not started", plan.name);
             return Ok(ExitCode::FAILURE);
         };
@@ -150,6 +158,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         previous = Some((Instant::now(), now));
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pause = tokio::time::sleep(Duration::from_secs(1));
+        if stop.unless_stopped(pause).await.is_none() {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
 }
