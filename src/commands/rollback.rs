@@ -33,9 +33,12 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         _ => {
-            super::abort::abort(&plan, &source, &target).await?;
+            let publication = match super::abort::abort(&plan, &source, &target).await? {
+                true => "and publication dropped",
+                false => "dropped; the publication belongs to another role and was kept",
+            };
             println!(
-                "migration {} was not cut over: aborted instead (slot and publication dropped; the legacy tables were never touched)",
+                "migration {} was not cut over: aborted instead (slot {publication}; the legacy tables were never touched)",
                 plan.name
             );
             return Ok(ExitCode::SUCCESS);
