@@ -35,26 +35,16 @@ use crate::source::{publication, slot, snapshot};
 
 use super::check::check_all;
 use super::signal::{Interrupted, Stop};
+use failure::{backend_pid, Made};
+
+/// What a failed or stopped run keeps and removes.
+mod failure;
 
 /// How often the display's "slot holds" figure is refreshed from the source.
 const SLOT_POLL: Duration = Duration::from_secs(2);
 
-/// How long recording why the backfill stopped (and removing what a first run made) may take:
-/// a stop request must end the process even when the target does not answer.
-const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a slot left by a killed first run may stay in use before a new run gives up.
-const SLOT_RELEASE: Duration = Duration::from_secs(10);
-
 /// SQLSTATE duplicate_object: the slot was created by someone else after our check.
 const DUPLICATE_OBJECT: &str = "42710";
-
-/// What a first run created on the source, so that a failure removes exactly that.
-#[derive(Debug, Default, Clone, Copy)]
-struct Made {
-    slot: bool,
-    publication: bool,
-}
 
 /// A backfill as resolved from the command line (or built by the demo and the tests).
 pub struct BackfillJob {
@@ -211,150 +201,6 @@ impl BackfillJob {
         Ok(reports)
     }
 
-    /// Once the chunk list is recorded the migration is resumable: a stop or a failure keeps
-    /// the slot and the finished chunks, and says so in the migration's message (shown by
-    /// `status`) as well as in the error.
-    ///
-    /// `in_flight` is the backend of the job's own target session: a stop cancels the statement
-    /// it may still run (an index build, the after-backfill SQL), which the server would
-    /// otherwise carry on with, holding its locks, until it noticed the client gone.
-    async fn resumable<T>(
-        &self,
-        outcome: Option<anyhow::Result<T>>,
-        interrupted: &str,
-        in_flight: Option<i32>,
-    ) -> anyhow::Result<T> {
-        let plan = &self.plan;
-        let cancel = in_flight.filter(|_| outcome.is_none());
-        let go_on = "`switchyard backfill --resume` goes on, `switchyard abort` removes the slot and the publication";
-        let (message, error) = match outcome {
-            Some(Ok(value)) => return Ok(value),
-            Some(Err(e)) => (
-                format!("backfill stopped: {e:#}; {go_on}"),
-                e.context(format!(
-                    "backfill of {} stopped; the slot and the finished chunks are kept: {go_on}",
-                    plan.name
-                )),
-            ),
-            None => {
-                let message = format!("{interrupted}; {go_on}");
-                (
-                    format!("backfill interrupted {message}"),
-                    Interrupted(message).into(),
-                )
-            }
-        };
-        // A fresh session: the job's own may still wait on the statement it was stopped in.
-        // Only an interrupted backfill's message is written; any other state stays as it is.
-        let recorded = tokio::time::timeout(RECORD_TIMEOUT, async {
-            let target = connect(&self.target, "switchyard backfill").await?;
-            if let Some(pid) = cancel {
-                target
-                    .execute("SELECT pg_cancel_backend($1)", &[&pid])
-                    .await?;
-            }
-            let status = checkpoint::load(&target, &plan.name)
-                .await?
-                .map(|m| m.status);
-            if status == Some(MigrationStatus::Backfilling) {
-                checkpoint::set_status(
-                    &target,
-                    &plan.name,
-                    MigrationStatus::Backfilling,
-                    Some(&message),
-                )
-                .await?;
-            }
-            anyhow::Ok(())
-        })
-        .await;
-        if !matches!(recorded, Ok(Ok(()))) {
-            tracing::warn!("could not record why the backfill stopped in the target");
-        }
-        Err(error)
-    }
-
-    /// First run: the slot's exported snapshot, imported by every reader. Until the chunk list
-    /// is recorded nothing is worth resuming, so a failure or a stop up to there removes the
-    /// slot and the publication this run made (never ones that were there before) and marks
-    /// the migration aborted: nothing is left behind.
-    async fn fresh_snapshot(
-        &self,
-        source: &Client,
-        target: &mut Client,
-        progress: &BackfillProgress,
-        stop: &Stop,
-    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
-        let mut made = Made::default();
-        let prepared = stop
-            .unless_stopped(self.prepare_fresh(source, target, progress, &mut made))
-            .await;
-        let (message, error) = match prepared {
-            Some(Ok(prepared)) => return Ok(prepared),
-            Some(Err(e)) => (format!("backfill failed before copying: {e:#}"), e),
-            None => {
-                let message = "before the copy began; the slot and the publication this run made are removed: run `switchyard backfill` again".to_owned();
-                (
-                    format!("backfill interrupted {message}"),
-                    Interrupted(message).into(),
-                )
-            }
-        };
-        // Fresh sessions: the job's own may still wait on the statement it was stopped in.
-        let removed = tokio::time::timeout(RECORD_TIMEOUT, self.remove_fresh(made, &message)).await;
-        if let Ok(Err(e)) | Err(e) = removed.map_err(anyhow::Error::new) {
-            return Err(error.context(format!(
-                "and removing what this run made failed ({e:#}): check for slot {} and publication {} on the source, `switchyard abort` removes them",
-                self.plan.slot_name(),
-                self.plan.publication_name()
-            )));
-        }
-        Err(error)
-    }
-
-    /// A first run that died (SIGKILL, a lost machine) between creating its slot and recording
-    /// its chunk list left status `created` and perhaps the slot. Nothing in it is worth
-    /// resuming, so a new run removes that slot, as `abort` would, and starts over. A slot that
-    /// stays in use belongs to a run that is still alive.
-    async fn discard_unfinished_first_run(&self, source: &Client) -> anyhow::Result<()> {
-        let name = self.plan.slot_name();
-        // The killed run's walsender may take a moment to notice its client is gone.
-        let deadline = Instant::now() + SLOT_RELEASE;
-        loop {
-            match slot::state(source, &name).await? {
-                None => return Ok(()),
-                Some(state) if !state.active => {
-                    slot::drop(source, &name).await?;
-                    tracing::warn!(slot = %name, "a first run stopped before recording its chunk list: its slot is dropped and the backfill starts over");
-                    return Ok(());
-                }
-                Some(_) if Instant::now() >= deadline => bail!(
-                    "replication slot {name} is in use: another `switchyard backfill` of {} is still preparing; wait for it or stop it",
-                    self.plan.name
-                ),
-                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
-
-    /// Drops the slot and the publication this run made, and marks the migration aborted.
-    async fn remove_fresh(&self, made: Made, message: &str) -> anyhow::Result<()> {
-        let plan = &self.plan;
-        let source = connect(&self.source, "switchyard backfill").await?;
-        if made.slot {
-            slot::drop(&source, &plan.slot_name()).await?;
-        }
-        if made.publication {
-            publication::drop(&source, &plan.publication_name()).await?;
-        }
-        let target = connect(&self.target, "switchyard backfill").await?;
-        if checkpoint::load(&target, &plan.name).await?.is_some() {
-            checkpoint::set_status(&target, &plan.name, MigrationStatus::Aborted, Some(message))
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn prepare_fresh(
         &self,
         source: &Client,
@@ -492,15 +338,6 @@ impl BackfillJob {
         }
         Ok((readers, interleave(pending), lsn))
     }
-}
-
-/// The backend serving `client`, so that a stop can cancel what it runs.
-async fn backend_pid(client: &Client) -> Option<i32> {
-    let row = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .ok()?;
-    Some(row.get(0))
 }
 
 /// Orders chunks round-robin across tables, so all tables progress together and a small table
