@@ -47,22 +47,31 @@ pub fn switchyard(args: &[&str]) -> Output {
         .expect("run switchyard")
 }
 
-pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
-    let plan = seed_plan();
+/// Runs `switchyard <command> --plan <plan> --source <source> --target <target> <extra>`.
+pub fn run_command(
+    command: &str,
+    plan: &Path,
+    source: &str,
+    target: &str,
+    extra: &[&str],
+) -> Output {
     let mut args = vec![
-        "backfill",
+        command,
         "--plan",
         plan.to_str().unwrap(),
         "--source",
         source,
         "--target",
         target,
-        "--jobs",
-        "2",
-        "--no-follow",
     ];
     args.extend_from_slice(extra);
-    let out = switchyard(&args);
+    switchyard(&args)
+}
+
+pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--jobs", "2", "--no-follow"];
+    args.extend_from_slice(extra);
+    let out = run_command("backfill", &seed_plan(), source, target, &args);
     assert!(
         out.status.success(),
         "backfill failed:\nstdout:\n{}\nstderr:\n{}",

@@ -9,22 +9,7 @@ use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
 
 use super::{following, migration_state, plan_with, source_objects, Logs, SLOT};
-use crate::support::{cluster, seed_plan, seeded_source, switchyard};
-
-/// Runs `switchyard <command> --plan <plan> --source <source> --target <target> <extra>`.
-fn run(command: &str, plan: &Path, source: &str, target: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        command,
-        "--plan",
-        plan.to_str().unwrap(),
-        "--source",
-        source,
-        "--target",
-        target,
-    ];
-    args.extend_from_slice(extra);
-    switchyard(&args)
-}
+use crate::support::{cluster, run_command as run, seed_plan, seeded_source, switchyard};
 
 /// Runs a backfill that must fail and returns what it printed.
 fn refused_backfill(plan: &Path, source: &str, target: &str) -> String {
