@@ -40,6 +40,10 @@ mod pgoutput_decode;
 /// The replication connection and `connect()`: logins, TLS modes, snapshot, stream, errors.
 mod replication_connection;
 
+/// A migration of small hand-written tables: prepare, backfill and follow, compare as text and
+/// typed.
+mod small_migration;
+
 /// Hostile identifiers, values that are easy to mangle, replica-identity keys and partitioned
 /// tables, each backfilled and followed unchanged.
 mod hostile_input;
@@ -49,3 +53,6 @@ mod faults;
 
 /// Safe to run: no password in any output, log or state; TLS everywhere; least privilege.
 mod security;
+
+/// Shapes that made other tools lose changes silently (issue 10), one module per kind.
+mod silent_loss;

@@ -1,0 +1,1 @@
+//! See the module line in `silent_loss.rs`.
