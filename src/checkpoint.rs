@@ -5,6 +5,8 @@
 //! switchyard.migrations    one row per plan: status, plan checksum, slot, LSNs, timestamps
 //! switchyard.chunks        the backfill's chunk list; a chunk turns `done` in the same target
 //!                          transaction that writes its rows, so a chunk lands exactly once
+//! switchyard.source_relations  the source tables' OIDs the backfill copied, which the
+//!                          consumer follows by identity
 //! switchyard.dead_letters  rows a transform rejected or the target refused, with key and reason
 //! ```
 
@@ -60,6 +62,14 @@ CREATE TABLE IF NOT EXISTS switchyard.chunks (
     finished_at   timestamptz,
     PRIMARY KEY (migration, source_table, chunk_no)
 );
+-- The source tables' OIDs under the backfill's snapshot: the consumer follows these tables,
+-- whatever they are called later (see `crate::source::identity`).
+CREATE TABLE IF NOT EXISTS switchyard.source_relations (
+    migration     text NOT NULL REFERENCES switchyard.migrations (name) ON DELETE CASCADE,
+    source_table  text NOT NULL,
+    relid         oid NOT NULL,
+    PRIMARY KEY (migration, source_table)
+);
 CREATE TABLE IF NOT EXISTS switchyard.dead_letters (
     id            bigserial PRIMARY KEY,
     migration     text NOT NULL,
@@ -84,8 +94,12 @@ pub enum MigrationStatus {
     /// `backfill` copied every chunk and ran the after-backfill SQL; the slot waits for the
     /// WAL consumer.
     Backfilled,
-    /// The WAL consumer is applying changes.
+    /// The WAL consumer is applying changes (or reconnecting after a lost connection).
     Following,
+    /// The WAL consumer stopped on something a person must handle (DDL, TRUNCATE, a lost slot,
+    /// a source table renamed, replaced or unpublished); `message` says what and what to do.
+    /// Set by `follow` when it ends in such an error; `follow` starts again from here.
+    Stopped,
     /// `cutover` swapped the tables.
     CutOver,
     /// `abort` dropped the slot and publication.
@@ -101,6 +115,7 @@ impl MigrationStatus {
             MigrationStatus::Backfilling => "backfilling",
             MigrationStatus::Backfilled => "backfilled",
             MigrationStatus::Following => "following",
+            MigrationStatus::Stopped => "stopped",
             MigrationStatus::CutOver => "cut_over",
             MigrationStatus::Aborted => "aborted",
             MigrationStatus::RolledBack => "rolled_back",
@@ -122,6 +137,7 @@ impl FromStr for MigrationStatus {
             "backfilling" => MigrationStatus::Backfilling,
             "backfilled" => MigrationStatus::Backfilled,
             "following" => MigrationStatus::Following,
+            "stopped" => MigrationStatus::Stopped,
             "cut_over" => MigrationStatus::CutOver,
             "aborted" => MigrationStatus::Aborted,
             "rolled_back" => MigrationStatus::RolledBack,
@@ -258,7 +274,49 @@ pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointErro
         )
         .await
         .map_err(ctx("clearing old chunks"))?;
+    client
+        .execute(
+            "DELETE FROM switchyard.source_relations WHERE migration = $1",
+            &[&m.name],
+        )
+        .await
+        .map_err(ctx("clearing old source relations"))?;
     Ok(())
+}
+
+/// Records the OIDs of the source tables (`schema.table` as displayed) the backfill copies.
+pub async fn record_source_relations(
+    client: &Client,
+    migration: &str,
+    relations: &[(String, u32)],
+) -> Result<(), CheckpointError> {
+    let (tables, oids): (Vec<&str>, Vec<u32>) =
+        relations.iter().map(|(t, o)| (t.as_str(), *o)).unzip();
+    client
+        .execute(
+            "INSERT INTO switchyard.source_relations (migration, source_table, relid)
+             SELECT $1, * FROM unnest($2::text[], $3::oid[])
+             ON CONFLICT (migration, source_table) DO UPDATE SET relid = EXCLUDED.relid",
+            &[&migration, &tables, &oids],
+        )
+        .await
+        .map_err(ctx("recording the source tables' OIDs"))?;
+    Ok(())
+}
+
+/// The source tables' OIDs recorded by the backfill, by `schema.table`.
+pub async fn source_relations(
+    client: &Client,
+    migration: &str,
+) -> Result<Vec<(String, u32)>, CheckpointError> {
+    let rows = client
+        .query(
+            "SELECT source_table, relid FROM switchyard.source_relations WHERE migration = $1",
+            &[&migration],
+        )
+        .await
+        .map_err(ctx("reading the source tables' OIDs"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 pub async fn set_status(

@@ -11,11 +11,14 @@ use tokio_postgres::Client;
 use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
+use crate::pipeline::error::PipelineError;
 use crate::pipeline::follow::{follow, FollowContext, FollowEnd};
+use crate::pipeline::heartbeat::slot_health;
 use crate::plan::{OnError, Plan};
 use crate::sink::apply::output_numbers;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::lookup::LookupCache;
+use crate::source::identity::{self, CheckError};
 use crate::source::relations::Relations;
 use crate::source::wal_stream::WalStream;
 
@@ -58,7 +61,7 @@ impl FollowJob {
         };
         if !matches!(
             m.status,
-            MigrationStatus::Backfilled | MigrationStatus::Following
+            MigrationStatus::Backfilled | MigrationStatus::Following | MigrationStatus::Stopped
         ) {
             bail!(
                 "migration {} is {}; the consumer starts after a finished backfill",
@@ -74,7 +77,21 @@ impl FollowJob {
             .or(m.snapshot_lsn)
             .context("the migration has no snapshot LSN")?;
         let source = connect(&self.source, "switchyard follow").await?;
-        let (types, key_types) = source_types(&source, &plan).await?;
+        let oids = followed_oids(&source, &target, &plan).await?;
+        let catalog = identity::catalog(&source, &oids)
+            .await
+            .context("reading the source tables' columns")?;
+        let key_types = plan
+            .sources
+            .iter()
+            .zip(&catalog)
+            .map(|(s, c)| {
+                s.key
+                    .iter()
+                    .map(|k| c.columns.get(k).map_or("text", |c| &c.sql_type).to_owned())
+                    .collect()
+            })
+            .collect();
         let lookups = Arc::new(
             LookupCache::start(
                 connect(&self.target, "switchyard lookups").await?,
@@ -90,8 +107,6 @@ impl FollowJob {
         {
             writers.push(OutputWriter::new(&target, *number, output, WriterMode::Follow).await?);
         }
-        let stream = WalStream::start(&self.source, &m.slot_name, &m.publication, start).await?;
-        checkpoint::set_status(&target, &plan.name, MigrationStatus::Following, None).await?;
         let ctx = FollowContext {
             plan: Arc::clone(&plan),
             lookups,
@@ -99,28 +114,98 @@ impl FollowJob {
             source,
             key_types,
             monitor: connect(&self.target, "switchyard monitor").await?,
+            oids,
+            publication: m.publication.clone(),
         };
+        // Before a single change: the tables are still those the backfill copied, published
+        // in full, and the slot is usable.
+        let started = async {
+            match identity::check(&ctx.source, &plan, &ctx.oids, &m.publication).await {
+                Err(CheckError::Identity(e)) => return Err(PipelineError::Stopped(e.to_string())),
+                Err(CheckError::Catalog(e)) => {
+                    return Err(PipelineError::source("reading the source catalog", e))
+                }
+                Ok(()) => {}
+            }
+            slot_health(&ctx).await?;
+            WalStream::start(&self.source, &m.slot_name, &m.publication, start)
+                .await
+                .map_err(PipelineError::Stream)
+        };
+        let stream = match started.await {
+            Ok(stream) => stream,
+            Err(e) => return Err(stopped(&ctx, e).await.into()),
+        };
+        checkpoint::set_status(&target, &plan.name, MigrationStatus::Following, None).await?;
         let result = follow(
             &ctx,
             &mut target,
             &writers,
-            Relations::new(types),
+            Relations::new(catalog),
             stream,
             start,
             shutdown,
         )
         .await;
-        if let Err(e) = &result {
-            let _ = checkpoint::set_status(
-                &ctx.monitor,
-                &plan.name,
-                MigrationStatus::Following,
-                Some(&format!("consumer stopped: {e}")),
-            )
-            .await;
+        match result {
+            Ok(end) => Ok(end),
+            Err(e) => Err(stopped(&ctx, e).await.into()),
         }
-        Ok(result?)
     }
+}
+
+/// Records why the consumer ended in error: a lost connection leaves the migration
+/// `following` (the consumer starts over by itself); anything else marks it `stopped`, with
+/// the reason, so that `status` and `watch` say what happened and what to do. A stream that
+/// failed because the slot was invalidated is reported as that, with its fix.
+async fn stopped(ctx: &FollowContext, e: PipelineError) -> PipelineError {
+    let e = if e.is_connection_loss() {
+        e
+    } else {
+        match slot_health(ctx).await {
+            Err(slot) if matches!(slot, PipelineError::Stopped(_)) => slot,
+            _ => e,
+        }
+    };
+    let (status, message) = if e.is_connection_loss() {
+        (
+            MigrationStatus::Following,
+            format!("consumer lost its connection, reconnecting: {e}"),
+        )
+    } else {
+        (MigrationStatus::Stopped, format!("consumer stopped: {e}"))
+    };
+    let _ = checkpoint::set_status(&ctx.monitor, &ctx.plan.name, status, Some(&message)).await;
+    e
+}
+
+/// The OIDs of the tables the backfill copied (recorded under its snapshot); a migration
+/// backfilled before they were recorded gets today's, recorded now.
+async fn followed_oids(source: &Client, target: &Client, plan: &Plan) -> anyhow::Result<Vec<u32>> {
+    let recorded: FxHashMap<String, u32> = checkpoint::source_relations(target, &plan.name)
+        .await?
+        .into_iter()
+        .collect();
+    let now = identity::resolve(source, plan)
+        .await
+        .context("reading the source tables' OIDs")?;
+    let mut oids = Vec::with_capacity(now.len());
+    let mut missing = Vec::new();
+    for (s, now) in plan.sources.iter().zip(now) {
+        let table = s.table.to_string();
+        match (recorded.get(&table), now) {
+            (Some(&oid), _) => oids.push(oid),
+            (None, Some(oid)) => {
+                missing.push((table, oid));
+                oids.push(oid);
+            }
+            (None, None) => bail!("source table {table} does not exist; the plan names it"),
+        }
+    }
+    if !missing.is_empty() {
+        checkpoint::record_source_relations(target, &plan.name, &missing).await?;
+    }
+    Ok(oids)
 }
 
 /// Whether `e` is a lost connection to the source or the target (anywhere in its chain):
@@ -146,42 +231,4 @@ pub fn is_connection_loss(e: &anyhow::Error) -> bool {
             false
         }
     })
-}
-
-/// Column type oids of the plan's source tables (to detect DDL), and their key columns' types.
-async fn source_types(
-    client: &Client,
-    plan: &Plan,
-) -> anyhow::Result<(FxHashMap<String, FxHashMap<String, u32>>, Vec<Vec<String>>)> {
-    let mut types = FxHashMap::default();
-    let mut key_types = Vec::new();
-    for s in &plan.sources {
-        let rows = client
-            .query(
-                "SELECT a.attname::text, a.atttypid, format_type(a.atttypid, a.atttypmod)
-                   FROM pg_attribute a
-                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&s.table.quoted()],
-            )
-            .await?;
-        let by_name: FxHashMap<String, (u32, String)> = rows
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect();
-        key_types.push(
-            s.key
-                .iter()
-                .map(|k| {
-                    by_name
-                        .get(k)
-                        .map_or_else(|| "text".to_owned(), |(_, t)| t.clone())
-                })
-                .collect(),
-        );
-        types.insert(
-            s.table.to_string(),
-            by_name.into_iter().map(|(n, (oid, _))| (n, oid)).collect(),
-        );
-    }
-    Ok((types, key_types))
 }

@@ -28,6 +28,7 @@ use tokio_postgres::{Client, Transaction};
 
 use crate::checkpoint;
 use crate::pg::lsn::Lsn;
+use crate::pg::pgoutput::RelationBody;
 use crate::pg::pgoutput::{LogicalReplicationMessage as Msg, OldTuple, TupleData};
 use crate::plan::{OnError, Plan};
 use crate::sink::apply::{output_numbers, ApplyBatch};
@@ -36,7 +37,7 @@ use crate::sink::dead_letter::{self, DeadLetter};
 use crate::sink::lookup::LookupCache;
 use crate::source::current_row;
 use crate::source::fence::fence_id;
-use crate::source::relations::{fields, Field, Relations};
+use crate::source::relations::{fields, Described, Field, Relations};
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
 use crate::transform::batch::describe_origin;
 use crate::transform::change::{change_ops, RowChange};
@@ -44,6 +45,7 @@ use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
 
+use super::confirm::{unless_cut_over, verify, Confirmed, Verdict};
 use super::error::PipelineError;
 use super::heartbeat::beat;
 use super::wal_pump::WalPump;
@@ -70,6 +72,11 @@ pub struct FollowContext {
     pub key_types: Vec<Vec<String>>,
     /// Heartbeats, on a connection of their own.
     pub monitor: Client,
+    /// The OIDs of the followed source tables, per plan source: their identity, whatever
+    /// they are called (see [`crate::source::identity`]).
+    pub oids: Vec<u32>,
+    /// The publication the slot decodes through.
+    pub publication: String,
 }
 
 /// One group of source transactions being applied.
@@ -126,6 +133,7 @@ pub async fn follow(
     let mut last_heartbeat = Instant::now();
     let mut cut_over = false;
     let mut received = applied;
+    let mut confirmed = Confirmed::new(applied);
     let mut stream = WalPump::start(stream, applied);
     loop {
         // Wait, without a target transaction, for the first change to apply.
@@ -143,7 +151,9 @@ pub async fn follow(
                 });
             }
             if last_heartbeat.elapsed() >= STATUS_INTERVAL {
-                cut_over = beat(ctx, received, None).await?;
+                cut_over = beat(ctx, received, None).await?
+                    || matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
+                stream.flushed(confirmed.position());
                 last_heartbeat = Instant::now();
             }
             match stream.next(STATUS_INTERVAL).await.map_err(follow_error)? {
@@ -155,12 +165,12 @@ pub async fn follow(
                         tracing::debug!(final_lsn = %b.final_lsn, %applied, skipping, "begin");
                         first_commit_micros = Some(b.commit_timestamp.0);
                     }
-                    Msg::Relation(r) => relations.describe(plan, &r).map_err(stop)?,
+                    Msg::Relation(r) => cut_over |= relation(ctx, &mut relations, &r).await?,
                     Msg::Commit(c) => {
                         // Nothing of this transaction touched the plan's tables.
                         received = c.end_lsn;
                         if !skipping {
-                            stream.flushed(c.end_lsn);
+                            stream.flushed(confirmed.done(c.end_lsn));
                         }
                     }
                     m @ (Msg::Insert(_) | Msg::Update(_) | Msg::Delete(_) | Msg::Truncate(_))
@@ -198,7 +208,9 @@ pub async fn follow(
                 Some(m) => m,
                 None => {
                     if last_heartbeat.elapsed() >= STATUS_INTERVAL {
-                        cut_over = beat(ctx, received, group.first_commit_micros).await?;
+                        cut_over = beat(ctx, received, group.first_commit_micros).await?
+                            || matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
+                        stream.flushed(confirmed.position());
                         last_heartbeat = Instant::now();
                     }
                     let idle = if group.last_end.is_some() {
@@ -216,7 +228,13 @@ pub async fn follow(
             };
             match message {
                 Msg::Begin(b) => skipping = b.final_lsn < applied,
-                Msg::Relation(r) => relations.describe(plan, &r).map_err(stop)?,
+                Msg::Relation(r) => {
+                    // Cut over meanwhile: what follows is not the migration's to apply.
+                    let cut = relation(ctx, &mut relations, &r).await?;
+                    if cut {
+                        return Ok(FollowEnd::CutOver);
+                    }
+                }
                 m @ (Msg::Insert(_) | Msg::Update(_) | Msg::Delete(_)) if !skipping => {
                     apply_change(ctx, &env, &relations, &mut memos, &numbers, &mut group, &m)
                         .await?;
@@ -275,7 +293,35 @@ pub async fn follow(
             .map_err(|e| PipelineError::target("committing an applied group", e))?;
         applied = end;
         tracing::debug!(%applied, changes = group.changes, "group applied");
-        stream.flushed(end);
+        stream.flushed(confirmed.done(end));
+    }
+}
+
+/// Records a Relation message. A followed table under another name than the plan's is
+/// checked in the catalog: renamed back since, it is followed on; still renamed, the
+/// consumer stops. Returns whether the migration was cut over meanwhile (the cutover's SQL
+/// may rename the legacy tables).
+async fn relation(
+    ctx: &FollowContext,
+    relations: &mut Relations,
+    body: &RelationBody,
+) -> Result<bool, PipelineError> {
+    match relations.describe(&ctx.plan, body) {
+        Ok(Described::Mapped | Described::Ignored) => Ok(false),
+        Ok(Described::Renamed { source, now }) => {
+            let plan_name = &ctx.plan.sources[source].table;
+            match verify(ctx).await? {
+                Some(Verdict::CutOver) => Ok(true),
+                Some(Verdict::Intact) => {
+                    tracing::info!("source table {plan_name} was called {now} for a while; it has its name back, so switchyard follows on");
+                    Ok(false)
+                }
+                None => Err(PipelineError::Stopped(format!(
+                    "source table {plan_name} was renamed to {now}, and the catalog could not be read to see whether it has its name back; run `switchyard follow` again"
+                ))),
+            }
+        }
+        Err(e) => unless_cut_over(ctx, e.to_string()).await.map(|()| true),
     }
 }
 
@@ -310,26 +356,54 @@ async fn apply_change<'t>(
         .map(|o| fields(relation, o.tuple(), &table, &source.columns))
         .transpose()
         .map_err(stop)?;
-    let new_fields = new
+    let mut new_fields = new
         .map(|n| fields(relation, n, &table, &source.columns))
         .transpose()
         .map_err(stop)?;
-    // Unchanged TOASTed values: from the old tuple under REPLICA IDENTITY FULL, else the row
-    // as it is now on the source. Only a full old tuple will do: a key tuple (sent when the
-    // key changed) carries the key columns alone, every other column as NULL.
+    let key_len = source.key.len();
+    if let Some(new) = &mut new_fields {
+        // A key column stored out of line and left unchanged is marked unchanged in the new
+        // tuple; PostgreSQL then sends it in the old-key tuple (`ExtractReplicaIdentity` in
+        // heapam.c logs the identity whenever it has external values).
+        for (i, field) in new[..key_len].iter_mut().enumerate() {
+            if *field == Field::Unchanged {
+                match old_fields.as_ref().map(|o| &o[i]) {
+                    Some(Field::Value(v)) if *v != Value::Null => *field = Field::Value(v.clone()),
+                    _ => {
+                        return Err(PipelineError::Stopped(format!(
+                            "an update of source table {table} carries no value for key column {}, in neither its new nor its old tuple, so it cannot be applied by key; switchyard stops rather than skip it. Report this with the table's definition",
+                            source.columns[i]
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    // Values the stream does not carry (unchanged TOASTed values, generated columns): from
+    // the old tuple under REPLICA IDENTITY FULL where it has them, else the row as it is now
+    // on the source. A key tuple (sent when the key changed or is stored out of line) carries
+    // the key columns alone, every other column as NULL.
     let full_old = matches!(old, Some(OldTuple::Full(_)));
     let mut fetched: Option<Vec<Option<String>>> = None;
     if let Some(new) = &new_fields {
-        if new.contains(&Field::Unchanged) && !full_old {
-            let key: Vec<Option<String>> = new[..source.key.len()].iter().map(field_text).collect();
+        let missing = new.iter().enumerate().any(|(i, f)| {
+            *f == Field::Unchanged
+                && !(full_old
+                    && matches!(old_fields.as_ref().map(|o| &o[i]), Some(Field::Value(_))))
+        });
+        if missing {
+            let key: Vec<Option<String>> = new[..key_len].iter().map(field_text).collect();
             fetched =
                 current_row::fetch(&ctx.source, source, &ctx.key_types[relation.source], &key)
                     .await
                     .map_err(|e| {
-                        PipelineError::source("reading a row for an unchanged TOASTed value", e)
+                        PipelineError::source(
+                            "reading a row for a value the stream does not carry",
+                            e,
+                        )
                     })?;
             if fetched.is_none() {
-                return Ok(()); // deleted since; its delete follows in the stream
+                return Ok(()); // deleted since (or its key changed); that change follows
             }
         }
     }

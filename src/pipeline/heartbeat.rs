@@ -24,6 +24,14 @@ pub(super) async fn beat(
     if status == Some(MigrationStatus::CutOver) {
         return Ok(true);
     }
+    slot_health(ctx).await?;
+    Ok(false)
+}
+
+/// The slot's health: gone or invalidated (`max_slot_wal_keep_size` exceeded) stops the
+/// consumer with the fix; a backlog close to invalidation is reported loudly. Also asked when
+/// the stream fails to start or ends in error, whose raw server error would not say why.
+pub async fn slot_health(ctx: &FollowContext) -> Result<(), PipelineError> {
     let slot = ctx
         .source
         .query_opt(
@@ -59,5 +67,5 @@ pub(super) async fn beat(
         )
         .await;
     }
-    Ok(false)
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! Wiring only: queues, pools and ordering between source, transform and sink.
 pub mod backfill;
 pub mod chunk_copy;
+mod confirm;
 pub mod error;
 pub mod follow;
-mod heartbeat;
+pub mod heartbeat;
 pub mod wal_pump;

@@ -5,6 +5,7 @@ pub mod chunks;
 pub mod copy_out;
 pub mod current_row;
 pub mod fence;
+pub mod identity;
 pub mod preflight;
 pub mod publication;
 pub mod relations;

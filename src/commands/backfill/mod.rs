@@ -31,7 +31,7 @@ use crate::sink::lookup::LookupCache;
 use crate::source::chunks::{plan_chunks, table_size};
 use crate::source::preflight::Severity;
 use crate::source::replication::ReplicationConnection;
-use crate::source::{publication, slot, snapshot};
+use crate::source::{identity, publication, slot, snapshot};
 
 use super::check::check_all;
 use super::signal::{Interrupted, Stop};
@@ -256,6 +256,17 @@ impl BackfillJob {
         // The snapshot is imported (or failed): the slot connection is no longer needed.
         let _ = replication.close().await;
         let readers = readers?;
+        // The tables this snapshot copies, by identity: the consumer follows these OIDs.
+        let oids = identity::resolve(&readers[0], plan)
+            .await
+            .context("reading the source tables' OIDs")?;
+        let relations: Vec<(String, u32)> = plan
+            .sources
+            .iter()
+            .zip(oids)
+            .filter_map(|(s, oid)| Some((s.table.to_string(), oid?)))
+            .collect();
+        checkpoint::record_source_relations(target, &plan.name, &relations).await?;
         checkpoint::set_lsns(
             target,
             &plan.name,

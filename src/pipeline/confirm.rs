@@ -1,0 +1,116 @@
+//! What the consumer may report to the server as flushed (the slot's `confirmed_flush_lsn`):
+//! the smaller of what the target committed and what the last identity check proved.
+//!
+//! ```text
+//!   received commit at R ──> identity check passes (a read made after R arrived, so it sees
+//!                            every DROP, rename, publication change committed before R)
+//!                        ──> proven = R
+//!   report min(applied, proven)
+//! ```
+//! A followed table dropped, replaced, unpublished or set UNLOGGED leaves no message in the
+//! stream (see [`crate::source::identity`]); only the catalog tells. Checking it once per
+//! heartbeat costs one query a second, and the slot never moves past a commit that no check
+//! has seen behind it.
+
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{self, MigrationStatus};
+use crate::pg::lsn::Lsn;
+use crate::source::identity::{self, CheckError};
+
+use super::error::PipelineError;
+use super::follow::FollowContext;
+
+/// How long a consumer that found a followed table renamed or gone waits for the cutover to be
+/// recorded: the cutover's SQL (which may rename the legacy tables) commits on the source just
+/// before the target records the cutover.
+const CUTOVER_GRACE: Duration = Duration::from_secs(3);
+
+/// The consumer's confirmed position, held back to what the catalog proved.
+#[derive(Debug)]
+pub(super) struct Confirmed {
+    /// Everything up to here is committed in the target (or held nothing for it).
+    done: Lsn,
+    /// Every commit up to here was received before an identity check that passed.
+    proven: Lsn,
+}
+
+/// Why the consumer stops after an identity check.
+pub(super) enum Verdict {
+    /// The followed tables are what the plan names: go on.
+    Intact,
+    /// The migration was cut over meanwhile: the renamed tables are the cutover's doing.
+    CutOver,
+}
+
+impl Confirmed {
+    /// `start` is the applied LSN the consumer starts from, proven by the check at start.
+    pub(super) fn new(start: Lsn) -> Confirmed {
+        Confirmed {
+            done: start,
+            proven: start,
+        }
+    }
+
+    /// Records that everything up to `lsn` is done; returns the position to report.
+    pub(super) fn done(&mut self, lsn: Lsn) -> Lsn {
+        self.done = self.done.max(lsn);
+        self.position()
+    }
+
+    /// The position to report: `min(done, proven)`.
+    pub(super) fn position(&self) -> Lsn {
+        self.done.min(self.proven)
+    }
+
+    /// Checks the followed tables; on success every commit up to `received` is proven.
+    pub(super) async fn check(
+        &mut self,
+        ctx: &FollowContext,
+        received: Lsn,
+    ) -> Result<Verdict, PipelineError> {
+        let verdict = verify(ctx).await?;
+        if matches!(verdict, Some(Verdict::Intact)) {
+            self.proven = self.proven.max(received);
+        }
+        Ok(verdict.unwrap_or(Verdict::Intact))
+    }
+}
+
+/// Checks the followed tables now. `Ok(None)` when the catalog could not be read: nothing is
+/// proven, the next heartbeat asks again.
+pub(super) async fn verify(ctx: &FollowContext) -> Result<Option<Verdict>, PipelineError> {
+    match identity::check(&ctx.source, &ctx.plan, &ctx.oids, &ctx.publication).await {
+        Ok(()) => Ok(Some(Verdict::Intact)),
+        Err(CheckError::Catalog(e)) => {
+            tracing::warn!(
+                "could not check the source tables in the catalog ({e}); the slot's confirmed position waits for the next check"
+            );
+            Ok(None)
+        }
+        Err(CheckError::Identity(e)) => unless_cut_over(ctx, e.to_string())
+            .await
+            .map(|()| Some(Verdict::CutOver)),
+    }
+}
+
+/// Stops with `message`, unless the migration turns out to be cut over within
+/// [`CUTOVER_GRACE`] (then `Ok`).
+pub(super) async fn unless_cut_over(
+    ctx: &FollowContext,
+    message: String,
+) -> Result<(), PipelineError> {
+    let deadline = Instant::now() + CUTOVER_GRACE;
+    loop {
+        let status = checkpoint::load(&ctx.monitor, &ctx.plan.name)
+            .await?
+            .map(|m| m.status);
+        if status == Some(MigrationStatus::CutOver) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(PipelineError::Stopped(message));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
