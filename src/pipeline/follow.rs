@@ -159,6 +159,11 @@ pub async fn follow(
             match stream.next(STATUS_INTERVAL).await.map_err(follow_error)? {
                 WalEvent::Idle => continue,
                 WalEvent::Ended => return Err(stream_ended()),
+                // Between transactions, with nothing applied still pending: all done up to it.
+                WalEvent::CaughtUp { wal_end } => {
+                    received = received.max(wal_end);
+                    stream.flushed(confirmed.done(wal_end));
+                }
                 WalEvent::Message { message, .. } => match message {
                     Msg::Begin(b) => {
                         skipping = b.final_lsn < applied;
@@ -221,6 +226,14 @@ pub async fn follow(
                     match stream.next(idle).await.map_err(follow_error)? {
                         WalEvent::Idle if group.last_end.is_some() => break,
                         WalEvent::Idle => continue,
+                        WalEvent::CaughtUp { wal_end } => {
+                            received = received.max(wal_end);
+                            // The stream is idle: commit what is pending now.
+                            if group.last_end.is_some() {
+                                break;
+                            }
+                            continue;
+                        }
                         WalEvent::Ended => return Err(stream_ended()),
                         WalEvent::Message { message, .. } => message,
                     }

@@ -51,7 +51,10 @@ impl WalPump {
                     Ok(WalEvent::Idle) => continue,
                     other => other,
                 };
-                let stop = !matches!(event, Ok(WalEvent::Message { .. }));
+                let stop = !matches!(
+                    event,
+                    Ok(WalEvent::Message { .. } | WalEvent::CaughtUp { .. })
+                );
                 // Wait for room, still reporting flushed positions meanwhile.
                 let permit = loop {
                     tokio::select! {

@@ -38,6 +38,11 @@ pub enum WalEvent {
         message: LogicalReplicationMessage,
         wal_start: Lsn,
     },
+    /// A keepalive between transactions: the server has sent every change up to `wal_end`
+    /// (its WAL end when it sent the keepalive). Nothing more is open, so once the consumer
+    /// has applied what it received, everything up to `wal_end` is done; whether it may be
+    /// *confirmed* is the consumer's call (see `crate::pipeline::confirm`).
+    CaughtUp { wal_end: Lsn },
     /// Nothing arrived for the idle interval.
     Idle,
     /// The server ended the stream.
@@ -49,7 +54,7 @@ pub struct WalStream {
     decoder: Decoder,
     /// What the target has durably applied.
     flushed: Lsn,
-    /// The end of the last Commit received.
+    /// The end of the last Commit received, or the WAL end of a keepalive since.
     received_commit: Lsn,
     in_transaction: bool,
     last_status: Instant,
@@ -105,15 +110,12 @@ impl WalStream {
             match message {
                 None => return Ok(WalEvent::Ended),
                 Some(ReplicationMessage::PrimaryKeepalive(k)) => {
-                    if !self.in_transaction
-                        && self.flushed >= self.received_commit
-                        && k.wal_end > self.flushed
-                    {
-                        self.flushed = k.wal_end;
-                        self.received_commit = k.wal_end;
-                    }
                     if k.reply_requested {
                         self.send_status(false).await?;
+                    }
+                    if !self.in_transaction && k.wal_end > self.received_commit {
+                        self.received_commit = k.wal_end;
+                        return Ok(WalEvent::CaughtUp { wal_end: k.wal_end });
                     }
                 }
                 Some(ReplicationMessage::XLogData(x)) => {

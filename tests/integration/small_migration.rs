@@ -119,9 +119,19 @@ impl Migration {
 
     /// Starts `backfill` (which then follows) and waits until it follows.
     pub async fn start(&mut self) {
+        self.spawn("backfill", &["--jobs", "2"]).await;
+    }
+
+    /// Starts `switchyard follow` on a backfilled (or stopped) migration and waits until it
+    /// follows.
+    pub async fn resume(&mut self) {
+        self.spawn("follow", &[]).await;
+    }
+
+    async fn spawn(&mut self, command: &str, extra: &[&str]) {
         let urls = self.urls();
-        let mut args = self.args("backfill", &urls);
-        args.extend(["--jobs", "2"]);
+        let mut args = self.args(command, &urls);
+        args.extend(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(&args)
             .env("SWITCHYARD_LOG", "switchyard=info")
