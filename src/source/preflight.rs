@@ -291,7 +291,8 @@ async fn columns(
 ) -> Result<(), tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT a.attname::text, a.attstorage IN ('x', 'e') AND a.attlen = -1
+            "SELECT a.attname::text, a.attstorage IN ('x', 'e') AND a.attlen = -1,
+                    a.attgenerated = 's'
                FROM pg_attribute a
               WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass
                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -299,6 +300,7 @@ async fn columns(
         )
         .await?;
     let existing: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    generated_columns(source, subject, &rows, found);
     for col in &source.columns {
         if !existing.iter().any(|(n, _)| n == col) {
             let names: Vec<&str> = existing.iter().map(|(n, _)| n.as_str()).collect();
@@ -332,6 +334,44 @@ async fn columns(
         ));
     }
     Ok(())
+}
+
+/// Stored generated columns the plan reads. PostgreSQL 15 publishes none of them
+/// (`logicalrep_write_attrs` in `proto.c` skips `attgenerated` columns): the backfill copies the
+/// stored value and the consumer reads it from the source row by key, so both paths agree, at
+/// one source query per change. A generated key column could not be followed at all.
+fn generated_columns(
+    source: &SourcePlan,
+    subject: &str,
+    rows: &[tokio_postgres::Row],
+    found: &mut Vec<Finding>,
+) {
+    let generated: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(2))
+        .map(|r| r.get::<_, &str>(0))
+        .filter(|name| source.columns.iter().any(|c| c == name))
+        .collect();
+    if let Some(key) = generated
+        .iter()
+        .find(|g| source.key.iter().any(|k| k == *g))
+    {
+        found.push(Finding::error(
+            subject,
+            format!("key column {key} is a generated column, which PostgreSQL does not publish: deletes and key changes could not be followed"),
+            "key the plan on the table's primary key or replica identity columns, none of them generated",
+        ));
+    }
+    if !generated.is_empty() {
+        found.push(Finding::warning(
+            subject,
+            format!(
+                "the plan reads stored generated columns ({}), which PostgreSQL 15 does not publish: the consumer reads them from the source row by key, one query per change",
+                generated.join(", ")
+            ),
+            "to avoid the queries, compute them in the plan from the columns they are generated from",
+        ));
+    }
 }
 
 /// Source columns used in anything but a 1:1 copy into an output column.
