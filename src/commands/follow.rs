@@ -74,6 +74,7 @@ impl FollowJob {
             .or(m.snapshot_lsn)
             .context("the migration has no snapshot LSN")?;
         let source = connect(&self.source, "switchyard follow").await?;
+        crate::source::ctype::use_source_ctype(&source).await?;
         let (types, key_types) = source_types(&source, &plan).await?;
         let lookups = Arc::new(
             LookupCache::start(
