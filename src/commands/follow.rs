@@ -77,6 +77,7 @@ impl FollowJob {
             .or(m.snapshot_lsn)
             .context("the migration has no snapshot LSN")?;
         let source = connect(&self.source, "switchyard follow").await?;
+        crate::source::ctype::use_source_ctype(&source).await?;
         let oids = followed_oids(&source, &target, &plan).await?;
         let catalog = identity::catalog(&source, &oids)
             .await

@@ -3,9 +3,7 @@
 //! the plan's diagnostics can point at it; compilation goes on after an error to find the rest.
 
 use std::borrow::Cow;
-use std::str::FromStr;
 
-use rust_decimal::Decimal;
 use sqlparser::ast::{
     self as sql, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, Spanned,
     TrimWhereField, UnaryOperator,
@@ -14,9 +12,9 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::keywords::is_reserved;
-use crate::transform::cast::CastType;
+use crate::transform::cast::{cast, CastType};
 use crate::transform::expr::{ArithOp, CompareOp, Expr, Function};
-use crate::transform::value::{Numeric, Value};
+use crate::transform::value::Value;
 
 /// A problem at a 1-based (line, column) inside the expression text.
 pub(crate) type ExprError = ((usize, usize), String);
@@ -161,7 +159,7 @@ impl Compiler<'_, '_> {
             E::Nested(inner) => self.expr(inner),
             E::UnaryOp { op, expr } => match op {
                 UnaryOperator::Not => Expr::Not(self.boxed(expr)),
-                UnaryOperator::Minus => Expr::Negate(self.boxed(expr)),
+                UnaryOperator::Minus => Expr::Negate(self.boxed(expr)).with_int_range_check(),
                 UnaryOperator::Plus => self.expr(expr),
                 other => self.fail(e, format!("operator {other} is not supported")),
             },
@@ -307,9 +305,10 @@ impl Compiler<'_, '_> {
             V::Boolean(b) => Value::Bool(*b),
             V::Number(n, _) => match n.parse::<i64>() {
                 Ok(i) => Value::Int(i),
-                Err(_) => match Decimal::from_str(n).or_else(|_| Decimal::from_scientific(n)) {
-                    Ok(d) => Value::Numeric(Numeric::Finite(d)),
-                    Err(_) => return self.fail(at, format!("number out of range: {n}")),
+                // PostgreSQL reads any other numeric constant as `numeric`, exactly.
+                Err(_) => match cast(Value::text(n), &CastType::Numeric { typmod: None }) {
+                    Ok(number @ Value::Numeric(_)) => number.into_owned(),
+                    _ => return self.fail(at, format!("number out of range: {n}")),
                 },
             },
             V::SingleQuotedString(s) | V::EscapedStringLiteral(s) => {
@@ -333,11 +332,11 @@ impl Compiler<'_, '_> {
             B::And => Expr::And(left, right),
             B::Or => Expr::Or(left, right),
             B::StringConcat => Expr::Concat(left, right),
-            B::Plus => Expr::Arith(ArithOp::Add, left, right),
-            B::Minus => Expr::Arith(ArithOp::Sub, left, right),
-            B::Multiply => Expr::Arith(ArithOp::Mul, left, right),
-            B::Divide => Expr::Arith(ArithOp::Div, left, right),
-            B::Modulo => Expr::Arith(ArithOp::Mod, left, right),
+            B::Plus => Expr::Arith(ArithOp::Add, left, right).with_int_range_check(),
+            B::Minus => Expr::Arith(ArithOp::Sub, left, right).with_int_range_check(),
+            B::Multiply => Expr::Arith(ArithOp::Mul, left, right).with_int_range_check(),
+            B::Divide => Expr::Arith(ArithOp::Div, left, right).with_int_range_check(),
+            B::Modulo => Expr::Arith(ArithOp::Mod, left, right).with_int_range_check(),
             B::Eq => Expr::Compare(CompareOp::Eq, left, right),
             B::NotEq => Expr::Compare(CompareOp::NotEq, left, right),
             B::Lt => Expr::Compare(CompareOp::Lt, left, right),

@@ -4,7 +4,7 @@
 //! ([`compile_expr`]); the hot path only ever sees the compiled [`Plan`]. All problems are
 //! reported together, each with file, line, column and field ([`diagnostics`]).
 
-mod compile_expr;
+pub(crate) mod compile_expr;
 pub mod diagnostics;
 pub mod file;
 mod keywords;
@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::pg::ident::TableName;
 use crate::transform::eval::ValueMap;
 use crate::transform::expr::Expr;
-use crate::transform::value::{Numeric, Value};
+use crate::transform::value::Value;
 use compile_expr::{canonical_sql, compile, Names};
 use diagnostics::{Collector, PlanErrors};
 pub use file::{CutoverSide, OnError, SlotDisposal, WriteMode};
@@ -305,10 +305,13 @@ impl Compile<'_, '_> {
             toml::Value::String(s) => Value::Text(s.clone().into()),
             toml::Value::Integer(i) => Value::Int(*i),
             toml::Value::Boolean(b) => Value::Bool(*b),
-            toml::Value::Float(x) => match rust_decimal::Decimal::try_from(*x) {
-                Ok(d) => Value::Numeric(Numeric::Finite(d)),
-                Err(_) => Value::Null,
-            },
+            // The shortest decimal that reads back as the same double: what the DBA wrote.
+            toml::Value::Float(x) if x.is_finite() => {
+                let numeric = crate::transform::cast::CastType::Numeric { typmod: None };
+                crate::transform::cast::cast(Value::Text(x.to_string().into()), &numeric)
+                    .unwrap_or(Value::Null)
+            }
+            toml::Value::Float(_) => Value::Null,
             _ => {
                 self.diags.push(
                     1,

@@ -3,6 +3,7 @@
 
 pub mod chunks;
 pub mod copy_out;
+pub mod ctype;
 pub mod current_row;
 pub mod fence;
 pub mod identity;

@@ -8,11 +8,10 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use rust_decimal::Decimal;
-
 use super::cast::{cast, CastType};
 use super::expr::{ArithOp, CompareOp, Expr, Function};
 use super::functions;
+use super::numeric;
 use super::value::{Numeric, Value};
 
 /// Why a row could not be transformed; the message goes into the dead-letter table.
@@ -201,7 +200,7 @@ fn borrow<'r>(v: &'r Value<'_>) -> Value<'r> {
         Value::Null => Value::Null,
         Value::Bool(b) => Value::Bool(*b),
         Value::Int(i) => Value::Int(*i),
-        Value::Numeric(n) => Value::Numeric(*n),
+        Value::Numeric(n) => Value::Numeric(n.clone()),
         Value::Date(d) => Value::Date(*d),
         Value::Timestamp(t) => Value::Timestamp(*t),
         Value::TimestampTz(t) => Value::TimestampTz(*t),
@@ -314,18 +313,20 @@ fn arith<'r>(op: ArithOp, a: Value<'r>, b: Value<'r>) -> Result<Value<'r>, EvalE
     match (as_number(a)?, as_number(b)?) {
         (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
         (Value::Int(x), Value::Int(y)) => int_arith(op, x, y).map(Value::Int),
-        (x, y) => numeric_arith(op, to_numeric(&x), to_numeric(&y)).map(Value::Numeric),
+        (x, y) => numeric_arith(op, &to_numeric(x), &to_numeric(y)).map(Value::Numeric),
     }
 }
 
-fn to_numeric(v: &Value<'_>) -> Numeric {
+fn to_numeric(v: Value<'_>) -> Numeric {
     match v {
-        Value::Int(i) => Numeric::Finite(Decimal::from(*i)),
-        Value::Numeric(n) => *n,
+        Value::Int(i) => Numeric::from_i64(i),
+        Value::Numeric(n) => n,
         _ => Numeric::NaN,
     }
 }
 
+/// Integer arithmetic as `int8pl`, `int8mi`, `int8mul`, `int8div` and `int8mod` do it:
+/// overflow is an error, division truncates, and `x % -1` is 0 even for the minimum value.
 fn int_arith(op: ArithOp, x: i64, y: i64) -> Result<i64, EvalError> {
     let out = match op {
         ArithOp::Add => x.checked_add(y),
@@ -335,29 +336,20 @@ fn int_arith(op: ArithOp, x: i64, y: i64) -> Result<i64, EvalError> {
             return Err(EvalError::new("division by zero"));
         }
         ArithOp::Div => x.checked_div(y),
+        ArithOp::Mod if y == -1 => Some(0),
         ArithOp::Mod => x.checked_rem(y),
     };
     out.ok_or_else(|| EvalError::new("bigint out of range"))
 }
 
-fn numeric_arith(op: ArithOp, x: Numeric, y: Numeric) -> Result<Numeric, EvalError> {
-    let (Numeric::Finite(x), Numeric::Finite(y)) = (x, y) else {
-        return Err(EvalError::new(
-            "arithmetic on NaN or Infinity is not supported",
-        ));
-    };
-    let out = match op {
-        ArithOp::Add => x.checked_add(y),
-        ArithOp::Sub => x.checked_sub(y),
-        ArithOp::Mul => x.checked_mul(y),
-        ArithOp::Div | ArithOp::Mod if y.is_zero() => {
-            return Err(EvalError::new("division by zero"));
-        }
-        ArithOp::Div => x.checked_div(y),
-        ArithOp::Mod => x.checked_rem(y),
-    };
-    out.map(Numeric::Finite)
-        .ok_or_else(|| EvalError::new("numeric result exceeds 28 significant digits"))
+fn numeric_arith(op: ArithOp, x: &Numeric, y: &Numeric) -> Result<Numeric, EvalError> {
+    match op {
+        ArithOp::Add => numeric::add(x, y),
+        ArithOp::Sub => numeric::sub(x, y),
+        ArithOp::Mul => numeric::mul(x, y),
+        ArithOp::Div => numeric::div(x, y),
+        ArithOp::Mod => numeric::modulo(x, y),
+    }
 }
 
 fn call<'r>(f: Function, args: &'r [Expr], scope: &Scope<'_, 'r>) -> Result<Value<'r>, EvalError> {

@@ -122,7 +122,7 @@ impl Function {
             "replace" => (Replace, 3..=3),
             "substring" | "substr" => (Substring, 2..=3),
             "length" | "char_length" => (Length, 1..=1),
-            "concat" => (Concat, 0..=usize::MAX),
+            "concat" => (Concat, 1..=usize::MAX),
             "coalesce" => (Coalesce, 1..=usize::MAX),
             "nullif" => (Nullif, 2..=2),
             "greatest" => (Greatest, 1..=usize::MAX),
@@ -133,6 +133,38 @@ impl Function {
 }
 
 impl Expr {
+    /// The integer type PostgreSQL gives this expression, when it is one statically: an integer
+    /// literal is `integer` when it fits (else `bigint`), a cast names its type, and arithmetic
+    /// on two integers has the wider one (`int2pl`, `int24mul`, `int48div`...).
+    pub fn int_type(&self) -> Option<CastType> {
+        use CastType::{Int2, Int4, Int8};
+        match self {
+            Expr::Literal(Value::Int(i)) => Some(if i32::try_from(*i).is_ok() {
+                Int4
+            } else {
+                Int8
+            }),
+            Expr::Cast(_, t @ (Int2 | Int4 | Int8)) => Some(*t),
+            Expr::Negate(e) => e.int_type(),
+            Expr::Arith(_, a, b) => match (a.int_type()?, b.int_type()?) {
+                (Int8, _) | (_, Int8) => Some(Int8),
+                (Int4, _) | (_, Int4) => Some(Int4),
+                _ => Some(Int2),
+            },
+            _ => None,
+        }
+    }
+
+    /// Wraps integer arithmetic narrower than `bigint` in a range check of its type, so that
+    /// `2147483647 + 1` fails with "integer out of range" as in PostgreSQL instead of giving the
+    /// `bigint` answer (the arithmetic itself runs in `i64`, where it cannot overflow).
+    pub fn with_int_range_check(self) -> Expr {
+        match self.int_type() {
+            Some(t @ (CastType::Int2 | CastType::Int4)) => Expr::Cast(Box::new(self), t),
+            _ => self,
+        }
+    }
+
     /// Visits this node and every node below it.
     pub fn walk(&self, f: &mut impl FnMut(&Expr)) {
         f(self);

@@ -1,11 +1,13 @@
 //! The strict text functions of plan expressions, with PostgreSQL's semantics (1-based
-//! positions, `trim` removing spaces only, `regexp_replace` replacing the first match unless
-//! the `g` flag is given).
+//! positions counted in characters, `trim` removing spaces only, `regexp_replace` replacing the
+//! first match unless the `g` flag is given, `upper`/`lower` as the source's ctype maps case:
+//! see [`super::case_map`]).
 
 use std::borrow::Cow;
 
 use regex::Regex;
 
+use super::case_map::{self, current, Case};
 use super::eval::{text_of, EvalError};
 use super::expr::Function;
 use super::value::Value;
@@ -15,12 +17,8 @@ pub(super) fn call_strict(f: Function, args: Vec<Value<'_>>) -> Result<Value<'_>
     let mut args = args.into_iter();
     let mut next_text = || text_of(args.next().expect("argument count checked at compile"));
     Ok(match f {
-        Function::Lower => Value::Text(map_text(next_text(), |s| {
-            s.chars().any(char::is_uppercase).then(|| s.to_lowercase())
-        })),
-        Function::Upper => Value::Text(map_text(next_text(), |s| {
-            s.chars().any(char::is_lowercase).then(|| s.to_uppercase())
-        })),
+        Function::Lower => Value::Text(case_map::convert(current(), Case::Lower, next_text())?),
+        Function::Upper => Value::Text(case_map::convert(current(), Case::Upper, next_text())?),
         Function::Btrim | Function::Ltrim | Function::Rtrim => {
             let input = next_text();
             let chars = args.next().map(text_of);
@@ -50,14 +48,6 @@ pub(super) fn call_strict(f: Function, args: Vec<Value<'_>>) -> Result<Value<'_>
         | Function::Greatest
         | Function::Least => unreachable!("non-strict functions are evaluated by eval"),
     })
-}
-
-/// Applies `f` to the text; `None` from `f` means "unchanged", which keeps a borrow.
-fn map_text<'a>(text: Cow<'a, str>, f: impl FnOnce(&str) -> Option<String>) -> Cow<'a, str> {
-    match f(&text) {
-        Some(changed) => Cow::Owned(changed),
-        None => text,
-    }
 }
 
 fn trim<'a>(text: Cow<'a, str>, set: &str, f: Function) -> Cow<'a, str> {
@@ -145,31 +135,33 @@ pub(super) fn regexp_replace<'a>(
     Value::Text(Cow::Owned(out.into_owned()))
 }
 
-/// Translates `\1` and `&` into the `regex` crate's `${1}` and `${0}`, escaping `$`.
+/// Translates PostgreSQL's replacement syntax into the `regex` crate's, as `replace_text_regexp`
+/// reads it: `\1`..`\9` and `\&` insert a group and the whole match, `\\` one backslash; any
+/// other backslash and every `&` are literal. `$` is escaped for the `regex` crate.
 fn rust_replacement(pg: &str) -> Cow<'_, str> {
-    if !pg.contains(['\\', '&', '$']) {
+    if !pg.contains(['\\', '$']) {
         return Cow::Borrowed(pg);
     }
     let mut out = String::with_capacity(pg.len() + 8);
     let mut chars = pg.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '$' => out.push_str("$$"),
-            '&' => out.push_str("${0}"),
-            '\\' => match chars.next() {
-                Some(d @ '0'..='9') => {
-                    out.push_str("${");
-                    out.push(d);
-                    out.push('}');
-                }
-                Some('&') => out.push('&'),
-                Some('\\') | None => out.push('\\'),
-                Some(other) => {
-                    out.push('\\');
-                    out.push(other);
-                }
-            },
-            c => out.push(c),
+        match (c, chars.peek().copied()) {
+            ('$', _) => out.push_str("$$"),
+            ('\\', Some(d @ '1'..='9')) => {
+                chars.next();
+                out.push_str("${");
+                out.push(d);
+                out.push('}');
+            }
+            ('\\', Some('&')) => {
+                chars.next();
+                out.push_str("${0}");
+            }
+            ('\\', Some('\\')) => {
+                chars.next();
+                out.push('\\');
+            }
+            (c, _) => out.push(c),
         }
     }
     Cow::Owned(out)
@@ -201,8 +193,11 @@ mod tests {
     #[test]
     fn regexp_replace_uses_postgres_back_references() {
         let re = Regex::new("(a)(b)").unwrap();
+        // Captured from PostgreSQL 15.18: a bare `&` is literal, `\&` is the whole match.
         let out = regexp_replace(Cow::Borrowed("xaby ab"), &re, r"[\2\1&$]", false);
-        assert_eq!(text(out), "x[baab$]y ab");
+        assert_eq!(text(out), "x[ba&$]y ab");
+        let out = regexp_replace(Cow::Borrowed("xaby"), &re, r"\&\0\\", false);
+        assert_eq!(text(out), r"xab\0\y");
         let all = regexp_replace(Cow::Borrowed("xaby ab"), &re, "-", true);
         assert_eq!(text(all), "x-y -");
     }

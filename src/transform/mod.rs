@@ -4,12 +4,16 @@
 //! filter, a split into several tables and a merge of several sources are the same shape.
 
 pub mod batch;
+pub mod case_map;
 pub mod cast;
 pub mod change;
 pub mod eval;
 pub mod expr;
+#[cfg(test)]
+mod function_corpus;
 mod functions;
 pub mod memo;
+pub mod numeric;
 pub mod row;
 pub mod temporal;
 pub mod value;

@@ -9,17 +9,18 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
-use rust_decimal::Decimal;
+use bigdecimal::BigDecimal;
 use uuid::Uuid;
 
 use super::temporal::{Date, Timestamp};
 
-/// A PostgreSQL `numeric`: finite values use 96-bit decimals (28 significant digits), which
-/// covers money-like columns; the specials exist because PostgreSQL's numeric has them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A PostgreSQL `numeric`: finite values are arbitrary precision, their scale PostgreSQL's
+/// display scale (see [`super::numeric`]); the specials exist because PostgreSQL's numeric has
+/// them. Finite values compare by value (`1.0 = 1.00`), as in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Numeric {
     NegInfinity,
-    Finite(Decimal),
+    Finite(BigDecimal),
     Infinity,
     /// PostgreSQL sorts NaN above every other numeric, and so do we.
     NaN,
@@ -91,8 +92,8 @@ impl<'a> Value<'a> {
             (Null, _) | (_, Null) => None,
             (Bool(a), Bool(b)) => Some(a.cmp(b)),
             (Int(a), Int(b)) => Some(a.cmp(b)),
-            (Int(a), Numeric(b)) => Some(self::Numeric::Finite(Decimal::from(*a)).cmp(b)),
-            (Numeric(a), Int(b)) => Some(a.cmp(&self::Numeric::Finite(Decimal::from(*b)))),
+            (Int(a), Numeric(b)) => Some(super::numeric::cmp_int(b, *a).reverse()),
+            (Numeric(a), Int(b)) => Some(super::numeric::cmp_int(a, *b)),
             (Numeric(a), Numeric(b)) => Some(a.cmp(b)),
             (Text(a), Text(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
             (Date(a), Date(b)) => Some(a.cmp(b)),
@@ -127,7 +128,7 @@ impl fmt::Display for Numeric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Numeric::NegInfinity => f.write_str("-Infinity"),
-            Numeric::Finite(d) => write!(f, "{d}"),
+            Numeric::Finite(d) => d.write_plain_string(f),
             Numeric::Infinity => f.write_str("Infinity"),
             Numeric::NaN => f.write_str("NaN"),
         }

@@ -83,6 +83,9 @@ pub async fn verify(
     let specs = OutputSpec::from_plan(plan).map_err(VerifyError::Plan)?;
     let target_client = connect(target, "switchyard verify").await?;
     let reader = connect(source, "switchyard verify reader").await?;
+    crate::source::ctype::use_source_ctype(&reader)
+        .await
+        .map_err(VerifyError::source("read the source database's LC_CTYPE"))?;
     let mut gate = fence::Gate::open(
         source,
         target,

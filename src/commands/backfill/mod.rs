@@ -87,6 +87,7 @@ impl BackfillJob {
         }
         tracing::info!(elapsed = ?started.elapsed(), "checks passed");
         let source = connect(&self.source, "switchyard backfill").await?;
+        crate::source::ctype::use_source_ctype(&source).await?;
         let mut target = connect(&self.target, "switchyard backfill").await?;
         // Read now: once a stop leaves a statement running on it, this session cannot answer.
         let session = backend_pid(&target).await;

@@ -142,7 +142,6 @@ fn trim_pg_space(text: &str) -> &str {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rust_decimal::Decimal;
 
     const ALL_TYPES: [CastType; 14] = [
         CastType::Bool,
@@ -209,7 +208,11 @@ mod tests {
                 .message(),
             "numeric field overflow"
         );
-        let half = |s: &str| Value::Numeric(Numeric::Finite(s.parse::<Decimal>().unwrap()));
+        let half = |s: &str| {
+            Value::Numeric(Numeric::Finite(
+                s.parse::<bigdecimal::BigDecimal>().unwrap(),
+            ))
+        };
         assert_eq!(typed_cast(half("2.5"), CastType::Int4).unwrap(), "3");
         assert_eq!(typed_cast(half("-2.5"), CastType::Int4).unwrap(), "-3");
         assert_eq!(typed_cast(half("-2.49"), CastType::Int2).unwrap(), "-2");

@@ -1,30 +1,22 @@
 //! `numeric` input, typmod rounding and conversion to integers, as PostgreSQL 15 does them.
 //!
-//! PostgreSQL's numeric has up to 131072 digits before the point and 16383 after; switchyard
-//! holds finite values in a `rust_decimal::Decimal` (a 96-bit integer and a scale of at most
-//! 28), which covers money-like columns. A value PostgreSQL would store but the decimal cannot
-//! hold *exactly, with the same number of decimal places* is refused with a message saying so,
-//! never rounded silently.
-//!
-//! The parser never builds the number digit by digit into a bignum: it keeps the digits as they
-//! were written ([`Written`]) and reads only the few it needs, so even a megabyte of digits is
-//! judged without allocating.
+//! PostgreSQL's numeric has up to 131072 digits before the point and 16383 after, and so does
+//! switchyard's (arbitrary precision, see [`crate::transform::numeric`]). The scanner keeps the
+//! digits as they were written ([`Written`]) and checks PostgreSQL's limits and a typmod's
+//! precision before any big integer is built, so a megabyte of digits is refused cheaply.
 
-use rust_decimal::{Decimal, RoundingStrategy};
+use bigdecimal::RoundingMode;
+use num_bigint::{BigInt, Sign};
+use num_traits::Zero;
 
-use super::error::{CastError, Quoted};
+use super::error::CastError;
 use super::integer::IntWidth;
 use super::is_pg_space;
 use crate::transform::value::Numeric;
 
-/// Largest magnitude of a `Decimal`'s integer part: 2^96 - 1.
-const MAX_MANTISSA: u128 = (1 << 96) - 1;
-/// Digits a `u128` always holds (10^38 < 2^128), enough to see that a mantissa is too big.
-const U128_SAFE_DIGITS: i64 = 38;
 /// PostgreSQL refuses exponents at or past `INT_MAX / 2` before anything else.
 const MAX_EXPONENT: i64 = i32::MAX as i64 / 2;
-/// Most digits after the point PostgreSQL stores (`NUMERIC_DSCALE_MAX`).
-const MAX_DISPLAY_SCALE: i64 = 0x3FFF;
+use crate::transform::numeric::MAX_DISPLAY_SCALE;
 /// Highest power of ten PostgreSQL stores: weight 32767 in base-10000 digits, so 4 * 32768 - 1.
 const MAX_DECIMAL_WEIGHT: i64 = 131_071;
 
@@ -49,18 +41,6 @@ pub(super) struct Written<'a> {
 }
 
 impl Written<'_> {
-    /// The `index`th digit of `int` followed by `frac`; zero outside them.
-    fn digit(&self, index: i64) -> u8 {
-        let Ok(index) = usize::try_from(index) else {
-            return 0;
-        };
-        let digit = match index.checked_sub(self.int.len()) {
-            None => self.int[index],
-            Some(in_frac) => self.frac.get(in_frac).copied().unwrap_or(b'0'),
-        };
-        digit - b'0'
-    }
-
     /// Index of the digit just after the decimal point.
     fn point(&self) -> i64 {
         self.int.len() as i64 + self.exponent
@@ -86,15 +66,37 @@ impl Written<'_> {
             || weight_too_big
     }
 
-    /// The digits from `first` up to `scale` places after the point as one integer, rounded
-    /// half away from zero on the next digit; `None` when that takes more than a `u128` holds.
-    fn mantissa_at_scale(&self, first: i64, scale: i64) -> Option<u128> {
-        let end = self.point() + scale;
-        if end - first > U128_SAFE_DIGITS {
-            return None;
+    /// The exact value, at its display scale. Leading zeros are skipped, so the big integer
+    /// has at most the digits PostgreSQL's limits allow.
+    fn value(&self) -> Numeric {
+        // int.frac x 10^exponent = (int.frac as an integer) x 10^(exponent - frac.len()).
+        let shift = self.exponent - self.frac.len() as i64;
+        let scale = (-shift).max(0);
+        let Some(first) = self.first_nonzero() else {
+            return Numeric::finite(BigInt::zero(), scale);
+        };
+        let mut digits = Vec::with_capacity(self.int.len() + self.frac.len());
+        digits.extend(self.int.iter().chain(self.frac).skip(first as usize));
+        let magnitude = BigInt::parse_bytes(&digits, 10).expect("scanned ASCII digits");
+        let sign = if self.negative {
+            Sign::Minus
+        } else {
+            Sign::Plus
+        };
+        let mantissa = BigInt::from_biguint(sign, magnitude.into_parts().1);
+        if shift > 0 {
+            Numeric::finite(mantissa * ten_to(shift), 0)
+        } else {
+            Numeric::finite(mantissa, scale)
         }
-        let kept = (first..end).fold(0u128, |m, i| m * 10 + u128::from(self.digit(i)));
-        Some(kept + u128::from(self.digit(end) >= 5))
+    }
+
+    /// Whether the value rounded to `scale` places surely has more than `precision` digits:
+    /// judged on the written digits, before building a big integer.
+    fn surely_exceeds(&self, precision: u32, scale: u32) -> bool {
+        let scale = i64::from(scale);
+        let first = self.first_nonzero().unwrap_or(self.point() + scale);
+        self.point() + scale - first > i64::from(precision)
     }
 }
 
@@ -112,7 +114,7 @@ pub(super) fn parse(text: &str, typmod: Option<(u32, u32)>) -> Result<Numeric, C
         if !rest[word.len()..].iter().all(|b| is_pg_space(*b)) {
             return Err(syntax());
         }
-        return apply_typmod(*value, typmod);
+        return apply_typmod(value.clone(), typmod);
     }
     let (written, end) = scan(rest).ok_or_else(syntax)?;
     if written.exponent.abs() >= MAX_EXPONENT {
@@ -126,15 +128,15 @@ pub(super) fn parse(text: &str, typmod: Option<(u32, u32)>) -> Result<Numeric, C
     if written.overflows_postgres() {
         return Err(overflows_format());
     }
-    let too_big = || too_big_for_decimal(text);
-    match typmod {
-        Some((precision, scale)) => round_to_typmod(&written, precision, scale, too_big),
-        None => {
-            let scale = written.display_scale();
-            let first = written.first_nonzero().unwrap_or(written.point() + scale);
-            let mantissa = written.mantissa_at_scale(first, scale);
-            decimal(written.negative, mantissa, scale).ok_or_else(too_big)
+    if let Some((precision, scale)) = typmod {
+        if written.surely_exceeds(precision, scale) {
+            return Err(field_overflow(precision, scale));
         }
+    }
+    let value = written.value();
+    match typmod {
+        Some((precision, scale)) => round_to_typmod(&value, precision, scale),
+        None => Ok(value),
     }
 }
 
@@ -190,29 +192,16 @@ pub(super) fn scan(bytes: &[u8]) -> Option<(Written<'_>, usize)> {
 
 /// Rounds to `scale` places, half away from zero, and checks that the result has at most
 /// `precision - scale` digits before the point, as PostgreSQL's `apply_typmod` does.
-fn round_to_typmod(
-    written: &Written<'_>,
-    precision: u32,
-    scale: u32,
-    too_big: impl Fn() -> CastError,
-) -> Result<Numeric, CastError> {
-    let scale_i64 = i64::from(scale);
-    let first = written
-        .first_nonzero()
-        .unwrap_or(written.point() + scale_i64);
-    // With the leading digit nonzero, this many digits mean at least 10^(digits - 1).
-    if written.point() + scale_i64 - first > i64::from(precision) {
+fn round_to_typmod(value: &Numeric, precision: u32, scale: u32) -> Result<Numeric, CastError> {
+    let Numeric::Finite(d) = value else {
+        return apply_typmod(value.clone(), Some((precision, scale)));
+    };
+    let rounded = d.with_scale_round(i64::from(scale), RoundingMode::HalfUp);
+    let integer_digits = i64::from(precision) - i64::from(scale);
+    if !rounded.is_zero() && rounded.order_of_magnitude() >= integer_digits {
         return Err(field_overflow(precision, scale));
     }
-    let mantissa = written.mantissa_at_scale(first, scale_i64);
-    if mantissa.is_some_and(|m| {
-        10u128
-            .checked_pow(precision)
-            .is_some_and(|limit| m >= limit)
-    }) {
-        return Err(field_overflow(precision, scale));
-    }
-    decimal(written.negative, mantissa, scale_i64).ok_or_else(too_big)
+    Ok(Numeric::Finite(rounded))
 }
 
 /// Applies a typmod to a value that is already a number (`int::numeric(5,2)`, `x::numeric(5,2)`).
@@ -229,20 +218,7 @@ pub(super) fn apply_typmod(
             .with_detail(format!(
                 "A field with precision {precision}, scale {scale} cannot hold an infinite value."
             ))),
-        Numeric::Finite(d) => {
-            // Spell the decimal's integer out as digits and round those, like text input.
-            let mut buffer = [0u8; 40];
-            let digits = ascii_digits(d.mantissa().unsigned_abs(), &mut buffer);
-            let written = Written {
-                negative: d.is_sign_negative(),
-                int: digits,
-                frac: &[],
-                exponent: -i64::from(d.scale()),
-            };
-            round_to_typmod(&written, precision, scale, || {
-                too_big_for_decimal(&d.to_string())
-            })
-        }
+        finite => round_to_typmod(&finite, precision, scale),
     }
 }
 
@@ -255,43 +231,18 @@ pub(super) fn to_int(value: Numeric, width: IntWidth) -> Result<i64, CastError> 
             Err(CastError::new(format!("cannot convert infinity to {name}")))
         }
         Numeric::Finite(d) => {
-            let whole = d.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-            let integer = whole.mantissa() / 10i128.pow(whole.scale());
-            match i64::try_from(integer) {
-                Ok(i) if width.contains(integer) => Ok(i),
+            let whole = d.with_scale_round(0, RoundingMode::HalfUp);
+            let (integer, _) = whole.as_bigint_and_scale();
+            match i64::try_from(integer.as_ref()) {
+                Ok(i) if width.contains(i128::from(i)) => Ok(i),
                 _ => Err(CastError::new(format!("{name} out of range"))),
             }
         }
     }
 }
 
-/// A decimal of `mantissa` at `scale`, if it fits; zero is never negative, as in PostgreSQL.
-fn decimal(negative: bool, mantissa: Option<u128>, scale: i64) -> Option<Numeric> {
-    let mantissa = mantissa.filter(|m| *m <= MAX_MANTISSA)?;
-    let scale = u32::try_from(scale)
-        .ok()
-        .filter(|s| *s <= Decimal::MAX_SCALE)?;
-    let signed = if negative {
-        -(mantissa as i128)
-    } else {
-        mantissa as i128
-    };
-    Some(Numeric::Finite(Decimal::from_i128_with_scale(
-        signed, scale,
-    )))
-}
-
-/// Writes `value`'s decimal digits into `buffer` and returns them.
-fn ascii_digits(mut value: u128, buffer: &mut [u8; 40]) -> &[u8] {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            return &buffer[start..];
-        }
-    }
+fn ten_to(exponent: i64) -> BigInt {
+    num_traits::pow(BigInt::from(10u8), exponent as usize)
 }
 
 fn overflows_format() -> CastError {
@@ -308,18 +259,6 @@ fn field_overflow(precision: u32, scale: u32) -> CastError {
     CastError::new("numeric field overflow").with_detail(format!(
         "A field with precision {precision}, scale {scale} must round to an absolute value less than {limit}."
     ))
-}
-
-fn too_big_for_decimal(text: &str) -> CastError {
-    CastError::new(format!(
-        "numeric value does not fit switchyard's 28-digit decimal: {}",
-        Quoted(text)
-    ))
-    .with_detail(
-        "switchyard holds numeric values as 96-bit decimals: at most 28 digits after the point \
-         and an absolute value below 79228162514264337593543950336; cast to a numeric(p,s) \
-         that fits, or keep the column as text",
-    )
 }
 
 #[cfg(test)]
@@ -343,26 +282,26 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_the_decimal_cannot_hold_exactly() {
+    fn holds_every_value_postgres_stores() {
         assert_eq!(
-            show("79228162514264337593543950335", None).unwrap(),
-            "79228162514264337593543950335"
+            show("79228162514264337593543950336", None).unwrap(),
+            "79228162514264337593543950336"
         );
-        for text in [
-            "79228162514264337593543950336",
-            "1e-29",
-            "1.00000000000000000000000000000",
-        ] {
-            let message = show(text, None).unwrap_err();
-            assert!(
-                message.contains("does not fit switchyard's 28-digit"),
-                "{text}: {message}"
-            );
-        }
+        assert_eq!(
+            show("1e-29", None).unwrap(),
+            "0.00000000000000000000000000001"
+        );
+        assert_eq!(show("1e16383", None).unwrap().len(), 16384);
+        assert_eq!(show("1e-16383", None).unwrap().len(), 16385);
+        assert_eq!(
+            show("1e-16384", None).unwrap_err(),
+            "value overflows numeric format"
+        );
         assert_eq!(
             show("1e131072", None).unwrap_err(),
             "value overflows numeric format"
         );
+        assert_eq!(show("0000.000e-3", None).unwrap(), "0.000000");
     }
 
     #[test]
