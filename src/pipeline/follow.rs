@@ -40,7 +40,7 @@ use crate::source::fence::fence_id;
 use crate::source::relations::{fields, Described, Field, Relations};
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
 use crate::transform::batch::describe_origin;
-use crate::transform::change::{change_ops, RowChange};
+use crate::transform::change::{change_ops, rejected_ops, RowChange};
 use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
@@ -478,6 +478,15 @@ async fn apply_change<'t>(
                     key: rejected.key,
                     reason: rejected.reason,
                 });
+            }
+            // The rejected version has no output rows: its key leaves the outputs, in order
+            // with the group's other operations. A key that cannot be computed either leaves
+            // only the dead letter.
+            let mut deletes = Vec::new();
+            if rejected_ops(source, env, &change, &mut deletes).is_ok() {
+                group
+                    .batch
+                    .add(source, &numbers[relation.source], deletes, origin);
             }
             group.letters.push((
                 relation.source,

@@ -10,7 +10,8 @@
 //!                             key's rows first
 //!   Delete old key         -> delete by key from every upsert output
 //! ```
-//! Insert-if-absent outputs (teams, members) are never deleted. Deletes need an output's key
+//! A change whose new version the transforms reject deletes its key from the upsert outputs
+//! (see [`rejected_ops`]). Insert-if-absent outputs (teams, members) are never deleted. Deletes need an output's key
 //! from the source key alone, which `check` verifies
 //! ([`crate::plan::SourcePlan::key_from_source_key`]).
 
@@ -66,6 +67,32 @@ pub fn change_ops(
             upsert_ops(source, env, memo, new, true, ops)
         }
         RowChange::Delete { old_key } => delete_ops(source, env, old_key, ops),
+    }
+}
+
+/// The operations for a change whose new version the transforms rejected: the row is
+/// dead-lettered, and its key (and the old key, when the update changed it) leaves every upsert
+/// output, as if the row had been deleted. The backfill writes nothing for a rejected row, and
+/// `verify` expects nothing for it, so all three agree: a source row the transforms reject has
+/// no output rows, only a dead letter. A row's previous version never stays in the target
+/// looking current.
+pub fn rejected_ops(
+    source: &SourcePlan,
+    env: &Env<'_>,
+    change: &RowChange<'_>,
+    ops: &mut Vec<OutputOp>,
+) -> Result<(), EvalError> {
+    match change {
+        RowChange::Insert { new } => delete_ops(source, env, new, ops),
+        RowChange::Update { old_key, new } => {
+            if let Some(old) = old_key {
+                if old[..source.key.len()] != new[..source.key.len()] {
+                    delete_ops(source, env, old, ops)?;
+                }
+            }
+            delete_ops(source, env, new, ops)
+        }
+        RowChange::Delete { .. } => Ok(()),
     }
 }
 

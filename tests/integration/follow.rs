@@ -412,7 +412,19 @@ async fn an_invalidated_slot_stops_the_consumer_with_the_fix() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(!status.success());
-    assert!(err.contains("invalidated"), "{err}");
+    // Not only PostgreSQL's own "has been invalidated": the cause and the fix.
+    assert!(
+        err.contains("max_slot_wal_keep_size exceeded") && err.contains("switchyard abort"),
+        "{err}"
+    );
+    let target = target_cluster.connect("app").await.unwrap();
+    let (state, message): (String, Option<String>) = target
+        .query_one("SELECT status, message FROM switchyard.migrations", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(state, "stopped", "{message:?}");
+    assert!(message.unwrap().contains("max_slot_wal_keep_size"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,3 +26,7 @@ mod functions;
 
 /// Large objects: `check` and `verify` say what is and is not copied.
 mod large_objects;
+
+/// An update whose new version the transforms reject: its key leaves the outputs, and the
+/// backfill, the consumer and `verify` agree on it.
+mod rejected_version;

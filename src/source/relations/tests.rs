@@ -161,3 +161,13 @@ fn a_key_column_outside_the_replica_identity_stops() {
     full.replica_identity = ReplicaIdentity::Full;
     assert_eq!(r.describe(&plan(), &full), Ok(Described::Mapped));
 }
+
+#[test]
+fn a_partitioned_root_without_key_flags_is_not_judged_by_them() {
+    let mut r = Relations::new(catalog(false));
+    let root = [("id", 23, false), ("qty", 23, false), ("nom_up", 25, false)];
+    assert_eq!(
+        r.describe(&plan(), &body(ITEMS, "public", "items", &root)),
+        Ok(Described::Mapped)
+    );
+}
