@@ -13,6 +13,7 @@ use tokio_postgres::GenericClient;
 
 use crate::pg::ident::{quote_ident, TableName};
 use crate::plan::Plan;
+use crate::source::preflight::Finding;
 pub use inventory::{inventory, Drawer, Inventory, Unplaced};
 
 /// What became of one sequence.
@@ -145,4 +146,26 @@ pub async fn sync(
         });
     }
     Ok((set, unplaced))
+}
+
+/// For `check`: each default whose sequence the cutover will not be able to set, with the fix.
+pub async fn check(
+    client: &impl GenericClient,
+    plan: &Plan,
+) -> Result<Vec<Finding>, tokio_postgres::Error> {
+    let found = inventory(client, &tables_of(plan)).await?;
+    Ok(found
+        .unplaced
+        .into_iter()
+        .map(|u| {
+            Finding::warning(
+                format!("target.{}", u.column),
+                format!(
+                    "DEFAULT {}: {}; the cutover sets every other sequence and lists this one as not set",
+                    u.default, u.reason
+                ),
+                "after the cutover and before writes resume, setval() the sequence past the column's largest value, or make the default call nextval('<sequence>') directly",
+            )
+        })
+        .collect())
 }
