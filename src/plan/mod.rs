@@ -5,6 +5,7 @@
 //! reported together, each with file, line, column and field ([`diagnostics`]).
 
 mod compile_expr;
+mod duplicate_sources;
 pub mod diagnostics;
 pub mod file;
 mod keywords;
@@ -262,7 +263,13 @@ impl Compile<'_, '_> {
                     &map_names,
                 )
             })
-            .collect();
+            .collect::<Vec<SourcePlan>>();
+        duplicate_sources::check(
+            self.diags,
+            &sources.iter().map(|s| &s.table).collect::<Vec<_>>(),
+            &f.sources.iter().map(|s| s.table.span().start).collect::<Vec<_>>(),
+            text,
+        );
         Plan {
             name,
             path: path.to_path_buf(),
