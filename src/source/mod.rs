@@ -11,4 +11,5 @@ pub mod relations;
 pub mod replication;
 pub mod slot;
 pub mod snapshot;
+pub mod unreplicated;
 pub mod wal_stream;

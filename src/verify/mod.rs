@@ -22,6 +22,7 @@
 mod buckets;
 mod error;
 mod fence;
+mod large_objects;
 mod findings;
 mod lookups;
 mod orphans;
@@ -150,6 +151,7 @@ pub async fn verify(
         });
     }
     let orphans = orphans::count(&target_client, plan).await?;
+    let large_objects = large_objects::columns(&target_client, &specs).await?;
     Ok(VerifyReport {
         migration: plan.name.clone(),
         consumer: if !gate.running {
@@ -165,6 +167,7 @@ pub async fn verify(
         rejected: rejected_rows(plan, &scans),
         lookup_misses,
         orphans,
+        large_objects,
     })
 }
 
