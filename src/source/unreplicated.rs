@@ -33,7 +33,8 @@ pub async fn check(client: &Client, plan: &Plan) -> Result<Vec<Finding>, tokio_p
         let unlogged: Vec<(String, String, bool)> = client
             .query(
                 "SELECT format('%I.%I', n.nspname, c.relname), c.relpersistence::text, t.level = 0
-                   FROM pg_partition_tree(to_regclass($1)) t
+                   FROM (SELECT to_regclass($1) AS relid, 0 AS level
+                         UNION SELECT relid, level FROM pg_partition_tree(to_regclass($1))) t
                    JOIN pg_class c ON c.oid = t.relid
                    JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relpersistence <> 'p' AND c.relkind IN ('r', 'p')
