@@ -9,7 +9,12 @@ use super::diagnostics::{line_column, Collector};
 
 /// Reports each source whose table (after resolving the default schema) an earlier source
 /// already names; `tables[i]` is source `i`'s table and `offsets[i]` where it is written.
-pub(super) fn check(diags: &mut Collector<'_>, tables: &[&TableName], offsets: &[usize], text: &str) {
+pub(super) fn check(
+    diags: &mut Collector<'_>,
+    tables: &[&TableName],
+    offsets: &[usize],
+    text: &str,
+) {
     for (j, table) in tables.iter().enumerate() {
         if let Some(i) = tables[..j].iter().position(|t| t == table) {
             let (line, _) = line_column(text, offsets[i]);
@@ -48,7 +53,9 @@ mod tests {
         let shown: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
         assert_eq!(shown.len(), 2, "{shown:#?}");
         assert!(
-            shown[0].starts_with("p.toml:11:9: sources[1].table: names public.t again, as sources[0] does (line 3)"),
+            shown[0].starts_with(
+                "p.toml:11:9: sources[1].table: names public.t again, as sources[0] does (line 3)"
+            ),
             "{shown:#?}"
         );
         assert!(

@@ -5,8 +5,8 @@
 //! reported together, each with file, line, column and field ([`diagnostics`]).
 
 mod compile_expr;
-mod duplicate_sources;
 pub mod diagnostics;
+mod duplicate_sources;
 pub mod file;
 mod keywords;
 mod transaction_control;
@@ -267,7 +267,10 @@ impl Compile<'_, '_> {
         duplicate_sources::check(
             self.diags,
             &sources.iter().map(|s| &s.table).collect::<Vec<_>>(),
-            &f.sources.iter().map(|s| s.table.span().start).collect::<Vec<_>>(),
+            &f.sources
+                .iter()
+                .map(|s| s.table.span().start)
+                .collect::<Vec<_>>(),
             text,
         );
         Plan {

@@ -46,7 +46,11 @@ pub async fn check(client: &Client, plan: &Plan) -> Result<Vec<Finding>, tokio_p
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         for (table, persistence, is_root) in unlogged {
-            let what = if is_root { "the table".to_owned() } else { format!("partition {table}") };
+            let what = if is_root {
+                "the table".to_owned()
+            } else {
+                format!("partition {table}")
+            };
             if persistence == "t" {
                 found.push(Finding::error(
                     &subject,

@@ -22,8 +22,8 @@
 mod buckets;
 mod error;
 mod fence;
-mod large_objects;
 mod findings;
+mod large_objects;
 mod lookups;
 mod orphans;
 mod outputs;

@@ -287,6 +287,7 @@ mod tests {
                 name: "orphans".to_owned(),
                 count: 2,
             }],
+            large_objects: vec![],
         };
         assert!(report.diverged());
         let text = report.render();

@@ -328,7 +328,8 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_says_what_was_removed() {
+async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_says_what_was_removed(
+) {
     use crate::small_migration::{copy_plan, Migration};
     let m = Migration::prepare(
         "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)",
@@ -355,8 +356,8 @@ async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_s
     })
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     let named = format!("pid {pid} (application \"report_job\"");
     assert!(
@@ -364,7 +365,8 @@ async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_s
         "the wait names the session it waits for:\n{text}"
     );
     assert!(
-        text.contains("waited 7s for open source transactions to end") && text.contains("--snapshot-timeout"),
+        text.contains("waited 7s for open source transactions to end")
+            && text.contains("--snapshot-timeout"),
         "{text}"
     );
     let left: (i64, i64) = {

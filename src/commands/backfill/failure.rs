@@ -113,7 +113,10 @@ impl BackfillJob {
         let (why, error) = match prepared {
             Some(Ok(prepared)) => return Ok(prepared),
             Some(Err(e)) => (format!("backfill failed before copying: {e:#}"), Some(e)),
-            None => ("backfill interrupted before the copy began".to_owned(), None),
+            None => (
+                "backfill interrupted before the copy began".to_owned(),
+                None,
+            ),
         };
         // Fresh sessions: the job's own may still wait on the statement it was stopped in.
         // What the messages say was removed is what the source shows afterwards.
@@ -177,13 +180,18 @@ impl BackfillJob {
             slot::drop(&source, &slot_name).await?;
             said.push(match slot::state(&source, &slot_name).await? {
                 None => format!("slot {slot_name} removed"),
-                Some(_) => format!("slot {slot_name} is still there (`switchyard abort` removes it)"),
+                Some(_) => {
+                    format!("slot {slot_name} is still there (`switchyard abort` removes it)")
+                }
             });
         }
         if made.publication {
             publication::drop(&source, &pub_name).await?;
             let left = source
-                .query_opt("SELECT FROM pg_publication WHERE pubname = $1", &[&pub_name])
+                .query_opt(
+                    "SELECT FROM pg_publication WHERE pubname = $1",
+                    &[&pub_name],
+                )
                 .await?
                 .is_some();
             said.push(if left {
@@ -200,8 +208,13 @@ impl BackfillJob {
         let target = connect(&self.target, "switchyard backfill").await?;
         if checkpoint::load(&target, &plan.name).await?.is_some() {
             let message = format!("{why}; {outcome}");
-            checkpoint::set_status(&target, &plan.name, MigrationStatus::Aborted, Some(&message))
-                .await?;
+            checkpoint::set_status(
+                &target,
+                &plan.name,
+                MigrationStatus::Aborted,
+                Some(&message),
+            )
+            .await?;
         }
         Ok(outcome)
     }

@@ -21,7 +21,8 @@ pub(super) async fn snapshot_wait<T>(
     tokio::pin!(create);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
     loop {
         tokio::select! {
             created = &mut create => return Ok(created),

@@ -69,7 +69,10 @@ pub async fn sync(
             needed = match (needed, max) {
                 (Some(a), Some(b)) => Some(
                     client
-                        .query_one("SELECT greatest($1::text::numeric, $2::text::numeric)::text", &[&a, &b])
+                        .query_one(
+                            "SELECT greatest($1::text::numeric, $2::text::numeric)::text",
+                            &[&a, &b],
+                        )
                         .await?
                         .get(0),
                 ),

@@ -21,15 +21,21 @@ async fn check_warns_and_verify_notes_that_large_objects_are_numbers_only() {
     assert!(ok, "a warning, not a refusal:\n{report}");
     for column in [r#""body" (oid)"#, r#""scan" (lo)"#] {
         assert!(
-            report.contains(&format!("warning: source.public.docs: the plan reads column {column}"))
-                && report.contains("copies and follows the numbers only, never the objects"),
+            report.contains(&format!(
+                "warning: source.public.docs: the plan reads column {column}"
+            )) && report.contains("copies and follows the numbers only, never the objects"),
             "check names {column} and what happens:\n{report}"
         );
     }
     assert!(report.contains("lo_get("), "check gives the fix:\n{report}");
 
     m.backfill_then_follow(
-        &[("docs", &["id", "title", "body", "scan"], "docs", &["id", "title", "body", "scan"])],
+        &[(
+            "docs",
+            &["id", "title", "body", "scan"],
+            "docs",
+            &["id", "title", "body", "scan"],
+        )],
         "INSERT INTO docs VALUES (3, 'c', lo_from_bytea(0, 'third'), NULL)",
     )
     .await;
@@ -44,8 +50,8 @@ async fn check_warns_and_verify_notes_that_large_objects_are_numbers_only() {
 
     let urls = m.urls();
     let out = switchyard(&m.args("verify", &urls));
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     for column in ["public.docs.body (oid)", "public.docs.scan (lo)"] {
         assert!(

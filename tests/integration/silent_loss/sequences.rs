@@ -83,8 +83,8 @@ async fn the_cutover_sets_every_sequence_a_default_draws_from_and_lists_what_it_
     let mut args = m.args("cutover", &urls);
     args.extend(["--dry-run", "--max-blocked", "20s"]);
     let out = switchyard(&args);
-    let dry = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let dry =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{dry}");
     assert!(
         dry.contains("sequence invoice_no_seq would be set to 401")
@@ -100,15 +100,19 @@ async fn the_cutover_sets_every_sequence_a_default_draws_from_and_lists_what_it_
     let mut args = m.args("cutover", &urls);
     args.extend(["--max-blocked", "20s"]);
     let out = switchyard(&args);
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("NOT SET: tickets.id"), "{text}");
     // The highest value of every column drawing from each sequence, never a sum, never back.
     assert_eq!(last_value(&m, "invoice_no_seq").await, 401);
     assert_eq!(last_value(&m, "label_seq").await, 1203);
     assert_eq!(last_value(&m, "billing.shared_seq").await, 350);
-    assert_eq!(last_value(&m, "ref_seq").await, 5000, "never moved backwards");
+    assert_eq!(
+        last_value(&m, "ref_seq").await,
+        5000,
+        "never moved backwards"
+    );
     assert_eq!(last_value(&m, "idents_id_seq").await, 120);
     assert_eq!(last_value(&m, "serials_id_seq").await, 90);
     m.target
