@@ -97,6 +97,10 @@ pub struct BackfillArgs {
     /// Stop when the copy is done instead of going on with the WAL consumer.
     #[arg(long)]
     pub no_follow: bool,
+    /// How long creating the slot may wait for open source transactions to end (its
+    /// snapshot needs them finished); the sessions waited for are named every 5 s.
+    #[arg(long, default_value = "10m", value_parser = units::duration)]
+    pub snapshot_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

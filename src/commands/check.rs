@@ -10,6 +10,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
 use crate::sink;
 use crate::source::preflight::{self, Finding, Severity};
+use crate::source::unreplicated;
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::load(&args.plan.plan)?;
@@ -46,6 +47,11 @@ pub async fn check_all(
     let mut findings = preflight::check(&source_client, plan)
         .await
         .context("checking the source")?;
+    findings.extend(
+        unreplicated::check(&source_client, plan)
+            .await
+            .context("checking what the WAL does not carry")?,
+    );
     let types = sink::preflight::source_column_types(&source_client, plan)
         .await
         .context("reading source column types")?;

@@ -136,15 +136,25 @@ fn print_report(r: &CutoverReport, json: bool) {
         println!("  not counted {table}: {why} (`switchyard verify` compares it)");
     }
     for s in &r.sequences {
+        let what = match (s.moved, r.dry_run) {
+            (true, false) => format!("set to {}", s.value),
+            (true, true) => format!("would be set to {}", s.value),
+            (false, _) => format!("left as it is, already at {}", s.value),
+        };
         println!(
-            "  sequence {} set to {} ({})",
-            s.sequence, s.value, s.column
+            "  sequence {} {what} (drawn by {})",
+            s.sequence,
+            s.columns.join(", ")
+        );
+    }
+    for u in &r.unplaced {
+        println!(
+            "  NOT SET: {} (default {}): {}; set it past the column's largest value yourself before writes resume",
+            u.column, u.default, u.reason
         );
     }
     if r.dry_run {
-        println!(
-            "  the real cutover adds the sequences, the cutover SQL and the commit to this window"
-        );
+        println!("  the real cutover adds the cutover SQL and the commit to this window");
     }
     if let Some(slot) = &r.slot {
         println!("  slot {slot}");

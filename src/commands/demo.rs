@@ -105,6 +105,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         target: target_info,
         jobs: args.jobs,
         resume: false,
+        snapshot_timeout: Duration::from_secs(600),
         on_error: plan.on_error,
         display: DisplayMode::Auto,
     }

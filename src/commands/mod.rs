@@ -34,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 target: ConnInfo::parse(&args.connections.target)?,
                 jobs: args.jobs.max(1),
                 resume: args.resume,
+                snapshot_timeout: args.snapshot_timeout,
                 display: if args.json {
                     DisplayMode::Json
                 } else {

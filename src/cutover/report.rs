@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::counts::CountResult;
-use super::sequences::SequenceSet;
+use super::sequences::{SequenceSet, Unplaced};
 use super::window::Step;
 
 /// What happened, for the operator and for `switchyard.migrations.cutover_report`.
@@ -21,6 +21,8 @@ pub struct CutoverReport {
     pub counts: Vec<CountResult>,
     pub unchecked: Vec<(String, String)>,
     pub sequences: Vec<SequenceSet>,
+    /// Defaults drawing from a sequence the cutover could not set: the operator's to set.
+    pub unplaced: Vec<Unplaced>,
     pub fence_lsn: Option<String>,
     pub slot: Option<String>,
     /// What went wrong after the commit (the cutover itself stands).

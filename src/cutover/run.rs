@@ -18,6 +18,7 @@ use super::counts::CountPlan;
 use super::error::{db, CutoverError};
 use super::read_only;
 use super::report::{CutoverReport, StepTime};
+use super::sequences;
 use super::sessions::{open_sessions, same_database, wait_for_lag, Sessions};
 use super::under_lock::{locked, Aborted, Job};
 use super::window::{Step, Window};
@@ -83,6 +84,13 @@ pub async fn cutover(
 
     // 1. Catch up and rehearse, without any lock.
     rehearse(plan, &mut s, &state, &counts, options, &mut window, say).await?;
+    // Catalog only, so outside the window; the values are read under the lock.
+    let inventory = sequences::inventory(&state, &sequences::tables_of(plan))
+        .await
+        .map_err(db(
+            Step::Rehearsal,
+            "reading which sequences the output tables use",
+        ))?;
     // 2. The lock, retried without ever queuing behind a long transaction.
     let started = Instant::now();
     let attempts = acquire(plan, &s, &state, &tables, options, say).await?;
@@ -105,6 +113,7 @@ pub async fn cutover(
             .map(|(t, why)| (t.clone(), (*why).to_owned()))
             .collect(),
         sequences: Vec::new(),
+        unplaced: Vec::new(),
         fence_lsn: None,
         slot: None,
         notes: Vec::new(),
@@ -115,6 +124,7 @@ pub async fn cutover(
         target,
         counts: &counts,
         tables: &tables,
+        inventory: &inventory,
         options,
     };
     let outcome = locked(&job, &mut s, &mut window, &mut report).await;

@@ -48,6 +48,7 @@ pub(super) struct Job<'a> {
     pub target: &'a ConnInfo,
     pub counts: &'a CountPlan,
     pub tables: &'a [TableName],
+    pub inventory: &'a sequences::Inventory,
     pub options: &'a CutoverOptions,
 }
 
@@ -64,6 +65,7 @@ pub(super) async fn locked(
         target: target_info,
         counts,
         tables,
+        inventory,
         options,
     } = *job;
     let Sessions {
@@ -130,22 +132,12 @@ pub(super) async fn locked(
             return Err(CutoverError::Diverged(verified.render()).into());
         }
     }
-    if options.dry_run {
-        let started = Instant::now();
-        let _ = lock.batch_execute("ROLLBACK").await;
-        window.finished(Step::Commit, started.elapsed()).ok();
-        return Ok(());
-    }
-    // The swap: the target's part in a transaction of its own, committed just before (side
-    // target) or just after (side source) the source's.
+    // Sequences, read (and set unless a dry run) inside the window: their reads are part of
+    // what the real cutover holds the lock for. The target's part of the swap is a
+    // transaction of its own, committed just before (side target) or just after (side
+    // source) the source's.
     let target = &target_counters[0];
     let remaining_ms = |w: &Window| w.remaining().as_millis().max(1);
-    let outputs: Vec<TableName> = plan
-        .sources
-        .iter()
-        .flat_map(|src| src.outputs.iter().map(|o| o.table.clone()))
-        .chain(plan.lookups.iter().map(|l| l.table.clone()))
-        .collect();
     let set = within!(Step::Sequences, async {
         target
             .batch_execute(&format!(
@@ -153,9 +145,18 @@ pub(super) async fn locked(
                 remaining_ms(window)
             ))
             .await?;
-        sequences::sync(target, &outputs).await
+        sequences::sync(target, inventory, !options.dry_run).await
     });
-    report.sequences = set.map_err(db(Step::Sequences, "setting sequences"))?;
+    let (set, unplaced) = set.map_err(db(Step::Sequences, "setting sequences"))?;
+    report.sequences = set;
+    report.unplaced = inventory.unplaced.clone();
+    report.unplaced.extend(unplaced);
+    if options.dry_run {
+        let started = Instant::now();
+        let _ = lock.batch_execute("ROLLBACK").await;
+        window.finished(Step::Commit, started.elapsed()).ok();
+        return Ok(());
+    }
     let sql: String = plan
         .phases
         .cutover

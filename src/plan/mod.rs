@@ -6,6 +6,7 @@
 
 pub(crate) mod compile_expr;
 pub mod diagnostics;
+mod duplicate_sources;
 pub mod file;
 mod keywords;
 mod transaction_control;
@@ -262,7 +263,16 @@ impl Compile<'_, '_> {
                     &map_names,
                 )
             })
-            .collect();
+            .collect::<Vec<SourcePlan>>();
+        duplicate_sources::check(
+            self.diags,
+            &sources.iter().map(|s| &s.table).collect::<Vec<_>>(),
+            &f.sources
+                .iter()
+                .map(|s| s.table.span().start)
+                .collect::<Vec<_>>(),
+            text,
+        );
         Plan {
             name,
             path: path.to_path_buf(),

@@ -42,6 +42,7 @@ pub async fn check(
         }
     }
     super::privileges::check(&tx, plan, &mut found).await?;
+    found.extend(crate::cutover::sequences::check(&tx, plan).await?);
     for lookup in &plan.lookups {
         let columns = table_columns(&tx, &lookup.table).await?;
         for col in [&lookup.id_column, &lookup.value_column] {

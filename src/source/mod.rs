@@ -13,4 +13,6 @@ pub mod relations;
 pub mod replication;
 pub mod slot;
 pub mod snapshot;
+pub mod snapshot_wait;
+pub mod unreplicated;
 pub mod wal_stream;

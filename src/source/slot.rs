@@ -31,6 +31,9 @@ pub async fn state(
     }))
 }
 
+/// How long a terminated walsender may take to let go of its slot.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Drops the slot if it exists; a slot still in use by a walsender is terminated first.
 pub async fn drop(client: &Client, slot: &str) -> Result<bool, tokio_postgres::Error> {
     client
@@ -40,6 +43,20 @@ pub async fn drop(client: &Client, slot: &str) -> Result<bool, tokio_postgres::E
             &[&slot],
         )
         .await?;
+    // The terminated walsender releases the slot (or, while it was still creating it, removes
+    // it) a moment later; dropping before that fails with "slot is active".
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    while std::time::Instant::now() < deadline
+        && client
+            .query_opt(
+                "SELECT FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL",
+                &[&slot],
+            )
+            .await?
+            .is_some()
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let dropped = client
         .query_opt(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",

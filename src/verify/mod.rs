@@ -23,6 +23,7 @@ mod buckets;
 mod error;
 mod fence;
 mod findings;
+mod large_objects;
 mod lookups;
 mod orphans;
 mod outputs;
@@ -153,6 +154,7 @@ pub async fn verify(
         });
     }
     let orphans = orphans::count(&target_client, plan).await?;
+    let large_objects = large_objects::columns(&target_client, &specs).await?;
     Ok(VerifyReport {
         migration: plan.name.clone(),
         consumer: if !gate.running {
@@ -168,6 +170,7 @@ pub async fn verify(
         rejected: rejected_rows(plan, &scans),
         lookup_misses,
         orphans,
+        large_objects,
     })
 }
 

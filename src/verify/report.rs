@@ -23,6 +23,9 @@ pub struct VerifyReport {
     pub lookup_misses: Vec<String>,
     /// The plan's `[reports]`, run on the target: reported, not divergence.
     pub orphans: Vec<Orphans>,
+    /// Compared columns holding large-object numbers: the numbers were compared, the
+    /// objects were not (they are not copied either).
+    pub large_objects: Vec<String>,
 }
 
 /// How the consumer kept up with verify's snapshots.
@@ -184,6 +187,12 @@ impl VerifyReport {
         for o in &self.orphans {
             let _ = writeln!(out, "  report: {}: {}", o.name, o.count);
         }
+        for column in &self.large_objects {
+            let _ = writeln!(
+                out,
+                "  note: {column} holds large-object numbers: the numbers were compared; the objects are not copied by switchyard and were not compared"
+            );
+        }
         out
     }
 }
@@ -278,6 +287,7 @@ mod tests {
                 name: "orphans".to_owned(),
                 count: 2,
             }],
+            large_objects: vec![],
         };
         assert!(report.diverged());
         let text = report.render();

@@ -326,3 +326,68 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
         "the resume's helper indexes are gone once the plan's keys exist"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_says_what_was_removed(
+) {
+    use crate::small_migration::{copy_plan, Migration};
+    let m = Migration::prepare(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)",
+        "CREATE TABLE t (id int PRIMARY KEY)",
+        &copy_plan(&[("t", &["id"], "t", &["id"])]),
+    )
+    .await;
+    let holder = m.cluster.connect("src").await.unwrap();
+    holder
+        .batch_execute("SET application_name = 'report_job'; BEGIN; INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let urls = m.urls();
+    let mut args = m.args("backfill", &urls);
+    args.extend(["--snapshot-timeout", "7s", "--no-follow"]);
+    let out = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || crate::support::switchyard(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    let named = format!("pid {pid} (application \"report_job\"");
+    assert!(
+        text.contains("creating the replication slot waits") && text.contains(&named),
+        "the wait names the session it waits for:\n{text}"
+    );
+    assert!(
+        text.contains("waited 7s for open source transactions to end")
+            && text.contains("--snapshot-timeout"),
+        "{text}"
+    );
+    let left: (i64, i64) = {
+        let r = m
+            .source
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    for (thing, count) in [("slot", left.0), ("publication", left.1)] {
+        let removed = text.contains(&format!("{thing} switchyard_hostile removed"));
+        assert_eq!(
+            removed,
+            count == 0,
+            "the message says the {thing} was removed exactly when it was:\n{text}"
+        );
+    }
+    assert_eq!(left.1, 0, "the publication this run made is gone:\n{text}");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}

@@ -177,3 +177,69 @@ async fn check_names_missing_privileges_with_the_grants_that_fix_them() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_unlogged_source_tables_and_partitions_with_the_fix() {
+    use crate::small_migration::{copy_plan, Migration};
+    let source = "
+        CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY, v text);
+        CREATE TABLE events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE UNLOGGED TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";
+    let target = "CREATE TABLE scratch (id int PRIMARY KEY, v text);
+                  CREATE TABLE events (id int, at date, PRIMARY KEY (id, at));";
+    let plan = copy_plan(&[
+        ("scratch", &["id"], "scratch", &["id", "v"]),
+        ("events", &["id", "at"], "events", &["id", "at"]),
+    ]);
+    let m = Migration::prepare(source, target, &plan).await;
+    let (ok, report) = m.check();
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("error: source.public.scratch: the table is UNLOGGED")
+            && report.contains("fix: ALTER TABLE public.scratch SET LOGGED;"),
+        "{report}"
+    );
+    assert!(
+        report.contains("error: source.public.events: partition public.events_2025 is UNLOGGED")
+            && report.contains("fix: ALTER TABLE public.events_2025 SET LOGGED;")
+            && !report.contains("events_2024 is"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_a_plan_naming_one_source_table_twice_with_file_line_and_field() {
+    use crate::small_migration::Migration;
+    let plan = "name = \"hostile\"
+[[sources]]
+table = \"t\"
+key = [\"id\"]
+[[sources.outputs]]
+table = \"a\"
+key = [\"id\"]
+[sources.outputs.columns]
+id = \"id\"
+[[sources]]
+schema = \"public\"
+table = \"t\"
+key = [\"id\"]
+[[sources.outputs]]
+table = \"b\"
+key = [\"id\"]
+[sources.outputs.columns]
+id = \"id\"
+";
+    let m = Migration::prepare(
+        "CREATE TABLE t (id int PRIMARY KEY)",
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)",
+        plan,
+    )
+    .await;
+    let (ok, report) = m.check();
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("hostile_plan.toml:12:9: sources[1].table: names public.t again, as sources[0] does (line 3)"),
+        "{report}"
+    );
+}

@@ -110,27 +110,37 @@ impl BackfillJob {
         let prepared = stop
             .unless_stopped(self.prepare_fresh(source, target, progress, &mut made))
             .await;
-        let (message, error) = match prepared {
+        let (why, error) = match prepared {
             Some(Ok(prepared)) => return Ok(prepared),
-            Some(Err(e)) => (format!("backfill failed before copying: {e:#}"), e),
-            None => {
-                let message = "before the copy began; the slot and the publication this run made are removed: run `switchyard backfill` again".to_owned();
-                (
-                    format!("backfill interrupted {message}"),
-                    Interrupted(message).into(),
-                )
-            }
+            Some(Err(e)) => (format!("backfill failed before copying: {e:#}"), Some(e)),
+            None => (
+                "backfill interrupted before the copy began".to_owned(),
+                None,
+            ),
         };
         // Fresh sessions: the job's own may still wait on the statement it was stopped in.
-        let removed = tokio::time::timeout(RECORD_TIMEOUT, self.remove_fresh(made, &message)).await;
-        if let Ok(Err(e)) | Err(e) = removed.map_err(anyhow::Error::new) {
-            return Err(error.context(format!(
-                "and removing what this run made failed ({e:#}): check for slot {} and publication {} on the source, `switchyard abort` removes them",
+        // What the messages say was removed is what the source shows afterwards.
+        let removed = tokio::time::timeout(RECORD_TIMEOUT, self.remove_fresh(made, &why)).await;
+        let outcome = match removed {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => format!(
+                "removing what this run made failed ({e:#}): check for slot {} and publication {} on the source, `switchyard abort` removes them",
                 self.plan.slot_name(),
                 self.plan.publication_name()
-            )));
-        }
-        Err(error)
+            ),
+            Err(_) => format!(
+                "removing what this run made did not finish within {RECORD_TIMEOUT:?}: check for slot {} and publication {} on the source, `switchyard abort` removes them",
+                self.plan.slot_name(),
+                self.plan.publication_name()
+            ),
+        };
+        Err(match error {
+            Some(e) => e.context(outcome),
+            None => Interrupted(format!(
+                "before the copy began; {outcome}: run `switchyard backfill` again"
+            ))
+            .into(),
+        })
     }
 
     /// A first run that died (SIGKILL, a lost machine) between creating its slot and recording
@@ -159,21 +169,54 @@ impl BackfillJob {
     }
 
     /// Drops the slot and the publication this run made, and marks the migration aborted.
-    async fn remove_fresh(&self, made: Made, message: &str) -> anyhow::Result<()> {
+    /// Returns what the source shows afterwards, for the messages: only what is really gone
+    /// is called removed.
+    async fn remove_fresh(&self, made: Made, why: &str) -> anyhow::Result<String> {
         let plan = &self.plan;
         let source = connect(&self.source, "switchyard backfill").await?;
+        let (slot_name, pub_name) = (plan.slot_name(), plan.publication_name());
+        let mut said = Vec::new();
         if made.slot {
-            slot::drop(&source, &plan.slot_name()).await?;
+            slot::drop(&source, &slot_name).await?;
+            said.push(match slot::state(&source, &slot_name).await? {
+                None => format!("slot {slot_name} removed"),
+                Some(_) => {
+                    format!("slot {slot_name} is still there (`switchyard abort` removes it)")
+                }
+            });
         }
         if made.publication {
-            publication::drop(&source, &plan.publication_name()).await?;
+            publication::drop(&source, &pub_name).await?;
+            let left = source
+                .query_opt(
+                    "SELECT FROM pg_publication WHERE pubname = $1",
+                    &[&pub_name],
+                )
+                .await?
+                .is_some();
+            said.push(if left {
+                format!("publication {pub_name} is still there (`switchyard abort` removes it)")
+            } else {
+                format!("publication {pub_name} removed")
+            });
         }
+        let outcome = if said.is_empty() {
+            "nothing was created on the source yet".to_owned()
+        } else {
+            said.join(", ")
+        };
         let target = connect(&self.target, "switchyard backfill").await?;
         if checkpoint::load(&target, &plan.name).await?.is_some() {
-            checkpoint::set_status(&target, &plan.name, MigrationStatus::Aborted, Some(message))
-                .await?;
+            let message = format!("{why}; {outcome}");
+            checkpoint::set_status(
+                &target,
+                &plan.name,
+                MigrationStatus::Aborted,
+                Some(&message),
+            )
+            .await?;
         }
-        Ok(())
+        Ok(outcome)
     }
 }
 

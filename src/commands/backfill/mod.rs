@@ -36,9 +36,12 @@ use crate::source::{identity, publication, slot, snapshot};
 use super::check::check_all;
 use super::signal::{Interrupted, Stop};
 use failure::{backend_pid, Made};
+use snapshot_wait::snapshot_wait;
 
 /// What a failed or stopped run keeps and removes.
 mod failure;
+/// Naming the transactions the slot's snapshot waits for, and bounding the wait.
+mod snapshot_wait;
 
 /// How often the display's "slot holds" figure is refreshed from the source.
 const SLOT_POLL: Duration = Duration::from_secs(2);
@@ -55,6 +58,8 @@ pub struct BackfillJob {
     pub resume: bool,
     pub on_error: OnError,
     pub display: DisplayMode,
+    /// How long creating the slot may wait for open source transactions to end.
+    pub snapshot_timeout: Duration,
 }
 
 /// What a finished backfill reports.
@@ -247,12 +252,15 @@ impl BackfillJob {
         // Set before the slot is asked for: a stop while it is being created must remove it
         // (dropping one that is not there is a no-op). Unless another run made it meanwhile.
         made.slot = true;
-        let created = replication
-            .create_logical_slot_exporting_snapshot(&plan.slot_name())
-            .await
-            .inspect_err(|e| {
-                made.slot = e.server_error().is_none_or(|s| s.code != DUPLICATE_OBJECT);
-            })?;
+        let created = snapshot_wait(
+            source,
+            replication.create_logical_slot_exporting_snapshot(&plan.slot_name()),
+            self.snapshot_timeout,
+        )
+        .await?
+        .inspect_err(|e| {
+            made.slot = e.server_error().is_none_or(|s| s.code != DUPLICATE_OBJECT);
+        })?;
         let readers = snapshot::open_readers(&self.source, self.jobs, &created.snapshot_name).await;
         // The snapshot is imported (or failed): the slot connection is no longer needed.
         let _ = replication.close().await;
