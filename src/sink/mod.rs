@@ -7,3 +7,4 @@ pub mod key_index;
 pub mod lookup;
 pub mod preflight;
 pub mod privileges;
+pub mod replay;
