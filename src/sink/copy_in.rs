@@ -13,6 +13,9 @@
 //! still land. The follow's coalesced writes are not split: a refused one is replayed in source
 //! order instead ([`super::apply`], [`super::replay`]).
 //!
+//! `OVERRIDING SYSTEM VALUE`: the direct COPY writes a key into a `GENERATED ALWAYS` identity
+//! column, so the staged insert must too.
+//!
 //! The staging tables hold the plan's columns only (`CREATE TABLE AS ... WITH NO DATA`, not
 //! `LIKE`): a target column outside the plan, `NOT NULL` with a default or filled by a trigger,
 //! must not refuse the staged row before the target's own default, trigger or generation
@@ -173,7 +176,7 @@ impl OutputWriter {
             copy_sql: format!("COPY {stage} ({columns}) FROM STDIN"),
             staged: Some(StagedSql {
                 merge: format!(
-                    "INSERT INTO {table} ({columns})
+                    "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE
                      SELECT {distinct}{columns} FROM {stage} ORDER BY {key}
                      ON CONFLICT ({key}) {action};
                      TRUNCATE {stage}"

@@ -80,7 +80,7 @@ impl ReplaySql {
             "IF switchyard_op.switchyard_delete THEN
                  DELETE FROM {table} t WHERE {matches};
              ELSE
-                 INSERT INTO {table} ({columns}) VALUES ({fields})
+                 INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE VALUES ({fields})
                  ON CONFLICT ({key}) {action};
              END IF;",
             matches = matches.join(" AND "),
