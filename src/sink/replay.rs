@@ -47,7 +47,10 @@ pub struct ReplaySql {
 }
 
 impl ReplaySql {
-    /// Creates the output's log table (and the session's refusal table) on `client`.
+    /// Creates the output's log table (and the session's refusal table) on `client`. Not `ON
+    /// COMMIT DELETE ROWS`: PostgreSQL truncates every such table at each commit that touched
+    /// a temporary table, which would tax every group; a replay empties both itself, and a
+    /// rolled-back group takes their rows with it.
     pub async fn new(
         client: &Client,
         index: usize,
@@ -60,11 +63,10 @@ impl ReplaySql {
         let key: Vec<String> = output.key.iter().map(|c| quote_ident(c)).collect();
         client
             .batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {log} ON COMMIT DELETE ROWS AS
+                "CREATE TEMP TABLE IF NOT EXISTS {log} AS
                  SELECT NULL::int4 AS switchyard_seq, NULL::bool AS switchyard_delete, {columns}
                    FROM {table} WITH NO DATA;
-                 CREATE TEMP TABLE IF NOT EXISTS switchyard_refused (seq int4, reason text)
-                   ON COMMIT DELETE ROWS",
+                 CREATE TEMP TABLE IF NOT EXISTS switchyard_refused (seq int4, reason text)",
                 columns = columns.join(", ")
             ))
             .await?;
