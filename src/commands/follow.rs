@@ -18,6 +18,7 @@ use crate::plan::{OnError, Plan};
 use crate::sink::apply::output_numbers;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::lookup::LookupCache;
+use crate::sink::replication_role::set_replica;
 use crate::source::identity::{self, CheckError};
 use crate::source::relations::Relations;
 use crate::source::wal_stream::WalStream;
@@ -39,13 +40,11 @@ impl FollowJob {
     ) -> anyhow::Result<FollowEnd> {
         let plan = Arc::clone(&self.plan);
         let mut target = connect(&self.target, "switchyard follow").await?;
-        // As native logical replication's apply workers do: the new tables' foreign keys and
-        // triggers must not refuse what the legacy application was allowed to do (delete a
-        // parent and leave its children); the source is the authority until the cutover.
-        target
-            .batch_execute("SET session_replication_role = replica")
-            .await
-            .context("the apply session runs with session_replication_role = replica, as native logical replication does, which needs `GRANT SET ON PARAMETER session_replication_role TO <target role>` (PostgreSQL 15) or a superuser")?;
+        // Native logical replication's apply workers do the same: the new tables' foreign keys
+        // and ordinary triggers must not refuse what the legacy application was allowed to do
+        // (delete a parent and leave its children); the source is the authority until the
+        // cutover. The backfill's sessions do it too, so triggers act alike on both paths.
+        set_replica(&target).await?;
         // The key tables of a group have no statistics; without this the planner may join them
         // to a large output table by hashing the whole table, once per group. Deletes by key
         // must probe the key index instead.

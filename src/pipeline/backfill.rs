@@ -6,7 +6,8 @@
 //!               ──pull──> worker N
 //! ```
 //! Every worker owns one source connection inside the exported snapshot and one target
-//! connection; it pulls chunks until the queue is empty or another worker failed.
+//! connection (a replica session, as the follow's: [`crate::sink::replication_role`]); it pulls
+//! chunks until the queue is empty or another worker failed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use crate::checkpoint::Chunk;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
+use crate::sink::replication_role::set_replica;
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 use super::error::PipelineError;
@@ -38,6 +40,7 @@ pub async fn copy_chunks(
     let mut workers = Vec::new();
     for reader in readers {
         let target = connect(target, "switchyard backfill").await?;
+        set_replica(&target).await?;
         let writers = output_writers(&target, &ctx, resumed).await?;
         let mut worker = Worker {
             reader,

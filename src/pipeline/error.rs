@@ -35,6 +35,8 @@ pub enum PipelineError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    #[error(transparent)]
+    ReplicationRole(#[from] crate::sink::replication_role::ReplicationRoleError),
     #[error("{table}: row {key} rejected ({reason}); stopping because of --on-error stop")]
     BadRow {
         table: String,
@@ -82,6 +84,7 @@ impl PipelineError {
             PipelineError::Write(w) => lost(&w.source),
             PipelineError::Checkpoint(c) => lost(c.postgres()),
             PipelineError::Connect(c) => c.is_transient(),
+            PipelineError::ReplicationRole(r) => lost(r.postgres()),
             PipelineError::StreamEnded => true,
             PipelineError::Stream(crate::source::wal_stream::WalStreamError::Replication(r)) => {
                 r.is_transient()

@@ -1,32 +1,67 @@
-//! Applies a group of source transactions to the target, set-based.
+//! Applies a group of source transactions to the target, set-based, and in source order when
+//! the set-based write is refused.
 //!
 //! Operations are coalesced per output key first: only the last operation of a key matters
 //! within one target transaction (an insert then a delete is a delete; a delete then an insert
 //! is an upsert), and insert-if-absent rows keep their first version. Then, per output, the
 //! deletes run as one `DELETE ... USING` and the upserts as one `INSERT ... ON CONFLICT`, each
 //! fed by COPY: a few statements per output per group, never one per row.
+//!
+//! Coalescing chooses an order the source never had. Two rows that exchange a unique value
+//! (through a temporary value, in one source transaction or in several of the group) end in a
+//! state the source reached, but one statement that moves both at once meets the other row's
+//! old value first and is refused. So every operation is also kept in source order, and when
+//! the target refuses an output's set-based write, that output's operations are replayed one
+//! by one in source order ([`super::replay`]): each intermediate state is one the source
+//! accepted, so only a row the target itself refuses (a constraint or a type the source does
+//! not have) ends in the dead-letter table.
+//!
+//! ```text
+//!   add(op) ──> log: every op in source order ──(refused)──> replay in source order
+//!          └──> last: key -> its op in the log ──────────────> set-based delete + upsert
+//! ```
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_postgres::Transaction;
 
 use crate::plan::{OutputPlan, SourcePlan, WriteMode};
-use crate::transform::batch::OutputRows;
 use crate::transform::change::OutputOp;
 
-use super::copy_in::{OutputWriter, Refused, WriteError};
+use super::copy_in::{OutputWriter, WriteError};
+use super::replay::Replayed;
 
-/// The last operation for a key, and the change it came from (for dead letters).
+/// One operation on an output, with the change it came from (for dead letters).
 #[derive(Debug)]
-enum Last {
+pub enum Op {
+    /// The output row, as a COPY text line.
     Upsert { row: Vec<u8>, origin: u32 },
-    Delete { key: Vec<u8> },
+    /// The output key, as COPY text fields of the key columns.
+    Delete { key: Vec<u8>, origin: u32 },
+}
+
+impl Op {
+    fn origin(&self) -> u32 {
+        match self {
+            Op::Upsert { origin, .. } | Op::Delete { origin, .. } => *origin,
+        }
+    }
+}
+
+/// The operations of one output in a group.
+#[derive(Debug, Default)]
+struct OutputOps {
+    /// Every operation, in source order: what a replay applies.
+    log: Vec<Op>,
+    /// Per key, the index in `log` of the operation the set-based write applies.
+    last: FxHashMap<Vec<u8>, usize>,
 }
 
 /// Coalesced operations for every output of the plan (outputs numbered across sources).
 #[derive(Debug, Default)]
 pub struct ApplyBatch {
-    outputs: Vec<FxHashMap<Vec<u8>, Last>>,
-    /// Bytes held, to flush before memory grows with a large source transaction.
+    outputs: Vec<OutputOps>,
+    /// Bytes held (every operation, coalesced or not), to flush before memory grows with a
+    /// large source transaction.
     bytes: usize,
 }
 
@@ -49,7 +84,7 @@ pub fn output_numbers(sources: &[SourcePlan]) -> Vec<Vec<usize>> {
 impl ApplyBatch {
     pub fn new(output_count: usize) -> ApplyBatch {
         ApplyBatch {
-            outputs: (0..output_count).map(|_| FxHashMap::default()).collect(),
+            outputs: (0..output_count).map(|_| OutputOps::default()).collect(),
             bytes: 0,
         }
     }
@@ -59,7 +94,7 @@ impl ApplyBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.outputs.iter().all(|o| o.is_empty())
+        self.outputs.iter().all(|o| o.log.is_empty())
     }
 
     /// Adds one change's operations; `numbers` maps the source's outputs to plan-wide ones.
@@ -69,16 +104,19 @@ impl ApplyBatch {
                 OutputOp::Upsert { output, row } => {
                     let plan = &source.outputs[output];
                     let key = key_of(plan, &row);
-                    self.bytes += row.len() + key.len();
+                    self.bytes += row.len() + 2 * key.len();
                     let slot = &mut self.outputs[numbers[output]];
-                    if plan.mode == WriteMode::InsertIfAbsent && slot.contains_key(&key) {
+                    if plan.mode == WriteMode::InsertIfAbsent && slot.last.contains_key(&key) {
                         continue;
                     }
-                    slot.insert(key, Last::Upsert { row, origin });
+                    slot.last.insert(key, slot.log.len());
+                    slot.log.push(Op::Upsert { row, origin });
                 }
                 OutputOp::Delete { output, key } => {
                     self.bytes += 2 * key.len();
-                    self.outputs[numbers[output]].insert(key.clone(), Last::Delete { key });
+                    let slot = &mut self.outputs[numbers[output]];
+                    slot.last.insert(key.clone(), slot.log.len());
+                    slot.log.push(Op::Delete { key, origin });
                 }
             }
         }
@@ -93,30 +131,32 @@ impl ApplyBatch {
     ) -> Result<Vec<(usize, u32, String)>, WriteError> {
         let mut refused = Vec::new();
         for (number, ops) in self.outputs.iter_mut().enumerate() {
-            if ops.is_empty() {
+            if ops.log.is_empty() {
                 continue;
             }
-            let mut deletes = Vec::new();
-            let mut upserts = OutputRows::default();
-            for (_, last) in ops.drain() {
-                match last {
-                    Last::Delete { key } => deletes.extend_from_slice(&key),
-                    Last::Upsert { row, origin } => {
-                        upserts.data.extend_from_slice(&row);
-                        upserts.row_ends.push(upserts.data.len() as u32);
-                        upserts.origins.push(origin);
-                    }
+            let (mut deletes, mut upserts) = (Vec::new(), Vec::new());
+            for &index in ops.last.values() {
+                match &ops.log[index] {
+                    Op::Delete { key, .. } => deletes.extend_from_slice(key),
+                    Op::Upsert { row, .. } => upserts.extend_from_slice(row),
                 }
             }
-            if !deletes.is_empty() {
-                writers[number].delete(tx, &deletes).await?;
+            let writer = &writers[number];
+            if let Some(reason) = writer.apply_set(tx, &deletes, &upserts).await? {
+                tracing::debug!(table = writer.table(), %reason, ops = ops.log.len(), "set-based write refused; replaying in source order");
+                let Replayed { refused: failed } = writer.replay(tx, &ops.log).await?;
+                // Only a key's last operation is the row the target must hold; an earlier
+                // version refused on the way is superseded, as coalescing would have done.
+                let last: FxHashSet<usize> = ops.last.values().copied().collect();
+                refused.extend(
+                    failed
+                        .into_iter()
+                        .filter(|(index, _)| last.contains(index))
+                        .map(|(index, reason)| (number, ops.log[index].origin(), reason)),
+                );
             }
-            let rejected: Vec<Refused> = writers[number].write(tx, &upserts).await?;
-            refused.extend(
-                rejected
-                    .into_iter()
-                    .map(|(row, reason)| (number, upserts.origins[row], reason)),
-            );
+            ops.log.clear();
+            ops.last.clear();
         }
         self.bytes = 0;
         Ok(refused)

@@ -8,8 +8,18 @@
 //!   NOTHING` for insert-if-absent outputs (teams, members), `DO UPDATE` for upserts when a
 //!   resumed backfill may meet rows it already wrote.
 //!
-//! When the target refuses a batch (a data or constraint error), the batch is rolled back to a
-//! savepoint and split in halves until the refused rows are isolated; the others still land.
+//! When the target refuses a backfill batch (a data or constraint error), the batch is rolled
+//! back to a savepoint and split in halves until the refused rows are isolated; the others
+//! still land. The follow's coalesced writes are not split: a refused one is replayed in source
+//! order instead ([`super::apply`], [`super::replay`]).
+//!
+//! `OVERRIDING SYSTEM VALUE`: the direct COPY writes a key into a `GENERATED ALWAYS` identity
+//! column, so the staged insert must too.
+//!
+//! The staging tables hold the plan's columns only (`CREATE TABLE AS ... WITH NO DATA`, not
+//! `LIKE`): a target column outside the plan, `NOT NULL` with a default or filled by a trigger,
+//! must not refuse the staged row before the target's own default, trigger or generation
+//! expression fills it, as it does for the backfill's direct COPY.
 
 use std::future::Future;
 use std::ops::Range;
@@ -23,6 +33,9 @@ use tokio_postgres::{Client, Transaction};
 use crate::pg::ident::quote_ident;
 use crate::plan::{OutputPlan, WriteMode};
 use crate::transform::batch::OutputRows;
+
+use super::apply::Op;
+use super::replay::{ReplaySql, Replayed};
 
 /// Who writes, which decides how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +56,14 @@ pub struct OutputWriter {
 }
 
 struct StagedSql {
+    /// The merge and the staging table's truncation, as one simple query.
     merge: String,
-    clear: String,
     /// Deletes by key (the follow): COPY keys into a key table, delete the matching rows.
     copy_keys: String,
+    /// The delete and the key table's truncation, as one simple query.
     delete: String,
-    clear_keys: String,
+    /// The follow's source-order replay of a refused write.
+    replay: Option<ReplaySql>,
 }
 
 /// A row the target refused: its index in the batch and PostgreSQL's message.
@@ -98,7 +113,8 @@ impl OutputWriter {
         let stage = quote_ident(&format!("switchyard_stage_{index}"));
         client
             .batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS
+                 SELECT {columns} FROM {table} WITH NO DATA"
             ))
             .await
             .map_err(err)?;
@@ -147,18 +163,29 @@ impl OutputWriter {
         } else {
             format!("DISTINCT ON ({key}) ")
         };
+        let replay = if coalesced {
+            Some(
+                ReplaySql::new(client, index, output, &action)
+                    .await
+                    .map_err(err)?,
+            )
+        } else {
+            None
+        };
         Ok(OutputWriter {
             copy_sql: format!("COPY {stage} ({columns}) FROM STDIN"),
             staged: Some(StagedSql {
                 merge: format!(
-                    "INSERT INTO {table} ({columns})
+                    "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE
                      SELECT {distinct}{columns} FROM {stage} ORDER BY {key}
-                     ON CONFLICT ({key}) {action}"
+                     ON CONFLICT ({key}) {action};
+                     TRUNCATE {stage}"
                 ),
-                clear: format!("TRUNCATE {stage}"),
                 copy_keys: format!("COPY {keys} ({key}) FROM STDIN"),
-                delete: format!("DELETE FROM {table} t USING {keys} k WHERE {matches}"),
-                clear_keys: format!("TRUNCATE {keys}"),
+                delete: format!(
+                    "DELETE FROM {table} t USING {keys} k WHERE {matches}; TRUNCATE {keys}"
+                ),
+                replay,
             }),
             table: output.table.to_string(),
         })
@@ -168,9 +195,16 @@ impl OutputWriter {
         &self.table
     }
 
-    /// Deletes the rows whose keys are given (COPY text lines of the key columns). Only staged
-    /// writers can; the follow makes every writer staged.
-    pub async fn delete(&self, tx: &Transaction<'_>, keys: &[u8]) -> Result<(), WriteError> {
+    /// The follow's set-based write of one output's coalesced operations: the deletes by key
+    /// (COPY text lines of the key columns), then the upserts (COPY text rows), under one
+    /// savepoint. When the target refuses a row, everything since the savepoint is rolled back
+    /// and PostgreSQL's message returned: the caller replays in source order.
+    pub async fn apply_set(
+        &self,
+        tx: &Transaction<'_>,
+        deletes: &[u8],
+        upserts: &[u8],
+    ) -> Result<Option<String>, WriteError> {
         let staged = self
             .staged
             .as_ref()
@@ -179,15 +213,49 @@ impl OutputWriter {
             table: self.table.clone(),
             source,
         };
-        let sink = tx
-            .copy_in::<_, Bytes>(&staged.copy_keys)
+        tx.batch_execute("SAVEPOINT switchyard_set")
             .await
             .map_err(err)?;
-        futures_util::pin_mut!(sink);
-        sink.send(Bytes::copy_from_slice(keys)).await.map_err(err)?;
-        sink.finish().await.map_err(err)?;
-        tx.batch_execute(&staged.delete).await.map_err(err)?;
-        tx.batch_execute(&staged.clear_keys).await.map_err(err)
+        let attempt = async {
+            if !deletes.is_empty() {
+                copy(tx, &staged.copy_keys, deletes).await?;
+                tx.batch_execute(&staged.delete).await?;
+            }
+            if !upserts.is_empty() {
+                self.attempt(tx, upserts).await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        match attempt.await {
+            Ok(()) => {
+                tx.batch_execute("RELEASE SAVEPOINT switchyard_set")
+                    .await
+                    .map_err(err)?;
+                Ok(None)
+            }
+            Err(e) if is_row_error(&e) => {
+                tx.batch_execute(
+                    "ROLLBACK TO SAVEPOINT switchyard_set; RELEASE SAVEPOINT switchyard_set",
+                )
+                .await
+                .map_err(err)?;
+                Ok(Some(message(&e)))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Applies `log` one operation at a time in source order; see [`super::replay`].
+    pub async fn replay(&self, tx: &Transaction<'_>, log: &[Op]) -> Result<Replayed, WriteError> {
+        let replay = self
+            .staged
+            .as_ref()
+            .and_then(|s| s.replay.as_ref())
+            .expect("the follow's writers can replay");
+        replay.run(tx, log).await.map_err(|source| WriteError {
+            table: self.table.clone(),
+            source,
+        })
     }
 
     /// Writes `rows`, returning the rows the target refused (already rolled back).
@@ -249,21 +317,29 @@ impl OutputWriter {
         tx: &Transaction<'_>,
         data: &[u8],
     ) -> Result<(), tokio_postgres::Error> {
-        let sink = tx.copy_in::<_, Bytes>(&self.copy_sql).await?;
-        futures_util::pin_mut!(sink);
-        sink.send(Bytes::copy_from_slice(data)).await?;
-        sink.finish().await?;
+        copy(tx, &self.copy_sql, data).await?;
         if let Some(staged) = &self.staged {
             tx.batch_execute(&staged.merge).await?;
-            tx.batch_execute(&staged.clear).await?;
         }
         Ok(())
     }
 }
 
+/// `COPY ... FROM STDIN` of `data`.
+pub(super) async fn copy(
+    tx: &Transaction<'_>,
+    statement: &str,
+    data: &[u8],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in::<_, Bytes>(statement).await?;
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::copy_from_slice(data)).await?;
+    sink.finish().await
+}
+
 /// Data exceptions (22xxx) and integrity violations (23xxx) are about rows; anything else is
 /// about the run (a missing table, a lost connection) and must stop it.
-fn is_row_error(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_row_error(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| {
         let code = c.code();
         code.starts_with("22")

@@ -17,6 +17,18 @@ use crate::pg::ident::quote_ident;
 use crate::plan::LookupPlan;
 use crate::transform::eval::{EvalError, Lookups};
 
+use super::replication_role::{set_replica, ReplicationRoleError};
+
+/// The lookup cache could not start: the session may not be a replica (fix the grant), or
+/// reading a lookup table failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupStartError {
+    #[error(transparent)]
+    ReplicationRole(#[from] ReplicationRoleError),
+    #[error("reading a lookup table: {0}")]
+    Read(#[from] tokio_postgres::Error),
+}
+
 /// How many misses may wait for the resolver; misses are rare, so this only bounds a burst.
 const MISS_QUEUE: usize = 256;
 
@@ -33,11 +45,14 @@ pub struct LookupCache {
 }
 
 impl LookupCache {
-    /// Loads every lookup table into memory and starts the resolver on `client`.
+    /// Loads every lookup table into memory and starts the resolver on `client`, a replica
+    /// session like every session that writes the plan's tables
+    /// ([`super::replication_role`]): the backfill and the follow insert lookup values alike.
     pub async fn start(
         client: Client,
         lookups: &[LookupPlan],
-    ) -> Result<LookupCache, tokio_postgres::Error> {
+    ) -> Result<LookupCache, LookupStartError> {
+        set_replica(&client).await?;
         let mut tables = Vec::with_capacity(lookups.len());
         let mut statements = Vec::with_capacity(lookups.len());
         for l in lookups {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tokio_postgres::{Client, GenericClient};
 
 use super::key_index::has_unique_key;
+use super::{filled_columns, triggers};
 use crate::pg::ident::{quote_ident, TableName};
 use crate::plan::{OutputPlan, Plan, SourcePlan, WriteMode};
 use crate::source::preflight::Finding;
@@ -61,23 +62,34 @@ pub async fn check(
             output_table(&tx, plan, source, output, types, &mut found).await?;
         }
     }
+    // What the target fills itself, and its triggers and rules: the same on both paths.
+    let copied_with = triggers::read(&tx, plan).await?;
+    for output in plan.sources.iter().flat_map(|s| &s.outputs) {
+        let filled = triggers::fills_inserts(&copied_with, &output.table);
+        filled_columns::check(&tx, output, filled, &mut found).await?;
+    }
     // Insert-if-absent outputs need their unique key during the copy; upserts only once the
     // after-backfill SQL ran (the follow's upserts come after it).
     keys(&tx, plan, WriteMode::InsertIfAbsent, &mut found).await?;
     // On a target that already holds rows (a resumed backfill) the after-backfill SQL would
     // build every index inside this check; it was checked before the first run.
     if holds_rows(&tx, plan).await? {
+        triggers::report(&copied_with, None, &mut found);
         tx.rollback().await?;
         return Ok(found);
     }
     for file in &plan.phases.after_backfill {
         if let Err(e) = tx.batch_execute(&file.sql).await {
             found.push(phase_failed(file, "after-backfill", &e));
+            triggers::report(&copied_with, None, &mut found);
             tx.rollback().await?;
             return Ok(found);
         }
     }
     keys(&tx, plan, WriteMode::Upsert, &mut found).await?;
+    // The follow meets the triggers as they are after the after-backfill SQL.
+    let followed_with = triggers::read(&tx, plan).await?;
+    triggers::report(&followed_with, Some(&copied_with), &mut found);
     tx.rollback().await?;
     Ok(found)
 }

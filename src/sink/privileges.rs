@@ -8,7 +8,7 @@
 //! serial sequences       USAGE                             (a serial column's nextval() default)
 //! schema switchyard      CREATE on the database, or the schema created for the role and owned by it
 //! temporary tables       TEMP on the database              (apply and verify stage rows there)
-//! parameter              SET on session_replication_role   (the apply session, as native replication)
+//! parameter              SET on session_replication_role   (backfill and apply sessions, as native replication)
 //! ```
 //!
 //! `has_table_privilege` with a list of privileges is true when *any* of them is held, so each
@@ -89,7 +89,7 @@ async fn replication_role(
         if !superuser {
             found.push(Finding::error(
                 "target",
-                "may not SET session_replication_role (the WAL consumer's apply session needs it; before PostgreSQL 15 only a superuser may)",
+                "may not SET session_replication_role (the backfill's and the WAL consumer's sessions need it; before PostgreSQL 15 only a superuser may)",
                 format!("ALTER ROLE {role} SUPERUSER; or use PostgreSQL 15 or later and GRANT SET ON PARAMETER session_replication_role"),
             ));
         }
@@ -105,7 +105,7 @@ async fn replication_role(
     if !may_set {
         found.push(Finding::error(
             "target",
-            "may not SET session_replication_role (the WAL consumer's apply session runs as a replica, as native logical replication does)",
+            "may not SET session_replication_role (the backfill's and the WAL consumer's sessions run as a replica, as native logical replication does)",
             format!("GRANT SET ON PARAMETER session_replication_role TO {role};"),
         ));
     }
