@@ -335,7 +335,21 @@ impl Compiler<'_, '_> {
             B::Plus => Expr::Arith(ArithOp::Add, left, right).with_int_range_check(),
             B::Minus => Expr::Arith(ArithOp::Sub, left, right).with_int_range_check(),
             B::Multiply => Expr::Arith(ArithOp::Mul, left, right).with_int_range_check(),
-            B::Divide => Expr::Arith(ArithOp::Div, left, right).with_int_range_check(),
+            B::Divide => {
+                // PostgreSQL truncates an integer quotient (`int4div`) and keeps the digits of a
+                // numeric one: a bare source column does not say which it is.
+                let untyped = |e: &Expr| matches!(e, Expr::Column(_));
+                let integer = |e: &Expr| untyped(e) || e.int_type().is_some();
+                if (untyped(&left) && integer(&right)) || (untyped(&right) && integer(&left)) {
+                    return self.fail(
+                        at,
+                        format!(
+                            "{at}: the plan does not know whether a bare source column is an integer (PostgreSQL truncates integer division) or numeric; cast it, e.g. `{l}::int / {r}` or `{l}::numeric / {r}`"
+                        ),
+                    );
+                }
+                Expr::Arith(ArithOp::Div, left, right).with_int_range_check()
+            }
             B::Modulo => Expr::Arith(ArithOp::Mod, left, right).with_int_range_check(),
             B::Eq => Expr::Compare(CompareOp::Eq, left, right),
             B::NotEq => Expr::Compare(CompareOp::NotEq, left, right),
@@ -544,6 +558,22 @@ mod tests {
         };
         let e = compile(text, &mut names)?;
         Ok((e, columns))
+    }
+
+    #[test]
+    fn dividing_a_bare_column_by_an_integer_must_say_which_division() {
+        for text in ["qty / 2", "2 / qty", "qty / other", "qty / (1 + 1)"] {
+            let errors = compile_with(text).unwrap_err();
+            assert!(errors[0].1.contains("::int"), "{text}: {errors:?}");
+        }
+        for text in [
+            "qty::int / 2",
+            "qty::numeric / 2",
+            "qty / 2.5",
+            "qty::int / other::int",
+        ] {
+            assert!(compile_with(text).is_ok(), "{text}");
+        }
     }
 
     #[test]

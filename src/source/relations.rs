@@ -177,7 +177,7 @@ impl Relations {
                     return Err(RelationError::Changed {
                         table,
                         column: column.clone(),
-                        what: "is not in the stream: it was dropped or renamed, or the publication's column list leaves it out".to_owned(),
+                        what: "is gone from the stream: dropped, renamed, or left out of the publication's column list".to_owned(),
                     });
                 }
             }
