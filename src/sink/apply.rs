@@ -101,6 +101,12 @@ impl ApplyBatch {
             for (_, last) in ops.drain() {
                 match last {
                     Last::Delete { key } => deletes.extend_from_slice(&key),
+                    // The first row's buffer becomes the batch's: a large row is not copied.
+                    Last::Upsert { row, origin } if upserts.data.is_empty() => {
+                        upserts.data = row;
+                        upserts.row_ends.push(upserts.data.len() as u32);
+                        upserts.origins.push(origin);
+                    }
                     Last::Upsert { row, origin } => {
                         upserts.data.extend_from_slice(&row);
                         upserts.row_ends.push(upserts.data.len() as u32);
