@@ -397,7 +397,7 @@ async fn apply_change<'t>(
     // on the source. A key tuple (sent when the key changed or is stored out of line) carries
     // the key columns alone, every other column as NULL.
     let full_old = matches!(old, Some(OldTuple::Full(_)));
-    let mut fetched: Option<Vec<Option<String>>> = None;
+    let mut fetched: Option<current_row::CurrentRow> = None;
     if let Some(new) = &new_fields {
         let missing = new.iter().enumerate().any(|(i, f)| {
             *f == Field::Unchanged
@@ -421,7 +421,7 @@ async fn apply_change<'t>(
         }
     }
     // Values borrow from the WAL message (or the fetched row): no copy per column.
-    let fetched_row = fetched.as_deref();
+    let fetched_row = fetched.as_ref();
     let values = |fs: &[Field<'t>], fallback: Option<&[Field<'t>]>| -> Vec<Value<'_>> {
         fs.iter()
             .enumerate()
@@ -429,7 +429,7 @@ async fn apply_change<'t>(
                 Field::Value(v) => v.clone(),
                 Field::Unchanged => match (fallback.map(|o| &o[i]), fetched_row) {
                     (Some(Field::Value(v)), _) => v.clone(),
-                    (_, Some(row)) => row[i].as_deref().map_or(Value::Null, Value::text),
+                    (_, Some(row)) => row.get(i).map_or(Value::Null, Value::text),
                     _ => Value::Null,
                 },
             })

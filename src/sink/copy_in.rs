@@ -28,7 +28,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, CopyInSink, Transaction};
 
 use crate::pg::ident::quote_ident;
 use crate::plan::{OutputPlan, WriteMode};
@@ -36,6 +36,12 @@ use crate::transform::batch::OutputRows;
 
 use super::apply::Op;
 use super::replay::{ReplaySql, Replayed};
+
+/// Bytes of COPY data per CopyData message. The connection copies each message into its write
+/// buffer, so sending a batch whole would hold a second copy of it there (a 100 MB row: 100 MB
+/// more); pieces keep that at one piece. COPY FROM does not need pieces to end at a row, and a
+/// 1 MiB batch still goes out in four messages.
+const COPY_PIECE_BYTES: usize = 256 * 1024;
 
 /// Who writes, which decides how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,8 +339,19 @@ pub(super) async fn copy(
 ) -> Result<u64, tokio_postgres::Error> {
     let sink = tx.copy_in::<_, Bytes>(statement).await?;
     futures_util::pin_mut!(sink);
-    sink.send(Bytes::copy_from_slice(data)).await?;
+    send_in_pieces(sink.as_mut(), data).await?;
     sink.finish().await
+}
+
+/// Sends `data` as CopyData messages of at most [`COPY_PIECE_BYTES`].
+async fn send_in_pieces(
+    mut sink: Pin<&mut CopyInSink<Bytes>>,
+    data: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    for piece in data.chunks(COPY_PIECE_BYTES) {
+        sink.send(Bytes::copy_from_slice(piece)).await?;
+    }
+    Ok(())
 }
 
 /// Data exceptions (22xxx) and integrity violations (23xxx) are about rows; anything else is

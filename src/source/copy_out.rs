@@ -1,5 +1,9 @@
 //! Streams a chunk of a source table out with `COPY (SELECT ...) TO STDOUT`, in batches of
 //! whole lines, so that memory per worker is a batch, never a chunk or a table.
+//!
+//! Rows are copied into a batch buffer; a row of a batch's size or more goes out as a batch
+//! of its own, as the very bytes the connection read (no copy), so a 100 MB row
+//! costs 100 MB here, not 200.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -36,6 +40,7 @@ pub async fn start(
     Ok(Batches {
         stream: Box::pin(stream),
         buf: BytesMut::with_capacity(BATCH_BYTES),
+        held: None,
         ended: false,
     })
 }
@@ -44,6 +49,8 @@ pub async fn start(
 pub struct Batches {
     stream: std::pin::Pin<Box<CopyOutStream>>,
     buf: BytesMut,
+    /// A row of `BATCH_BYTES` or more read while `buf` held rows: the next batch, alone.
+    held: Option<Bytes>,
     /// The stream must not be polled after its end: the connection has moved on by then.
     ended: bool,
 }
@@ -51,9 +58,22 @@ pub struct Batches {
 impl Batches {
     /// The next batch, or `None` at the end of the chunk.
     pub async fn next(&mut self) -> Result<Option<Bytes>, tokio_postgres::Error> {
+        if let Some(row) = self.held.take() {
+            return Ok(Some(row));
+        }
         while !self.ended && self.buf.len() < BATCH_BYTES {
             match self.stream.next().await {
-                Some(row) => self.buf.extend_from_slice(&row?),
+                Some(row) => {
+                    let row = row?;
+                    if row.len() < BATCH_BYTES {
+                        self.buf.extend_from_slice(&row);
+                    } else if self.buf.is_empty() {
+                        return Ok(Some(row));
+                    } else {
+                        self.held = Some(row);
+                        break;
+                    }
+                }
                 None => self.ended = true,
             }
         }

@@ -4,10 +4,21 @@
 //! the target to the same end state, so the result converges. A row deleted since is skipped:
 //! its delete follows in the stream.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 use crate::pg::ident::quote_ident;
 use crate::plan::SourcePlan;
+
+/// A row read by [`fetch`]: the plan's columns as text, borrowed from the row as received, so
+/// that a large value is in memory once.
+pub struct CurrentRow(Row);
+
+impl CurrentRow {
+    /// The `i`th of the plan's columns; `None` for NULL.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.0.get(i)
+    }
+}
 
 /// The plan's columns of the row with this key, as text, or `None` if it is gone.
 /// `key_types` are the key columns' SQL types, so that the lookup uses the table's key index.
@@ -16,7 +27,7 @@ pub async fn fetch(
     source: &SourcePlan,
     key_types: &[String],
     key: &[Option<String>],
-) -> Result<Option<Vec<Option<String>>>, tokio_postgres::Error> {
+) -> Result<Option<CurrentRow>, tokio_postgres::Error> {
     let columns: Vec<String> = source
         .columns
         .iter()
@@ -38,10 +49,5 @@ pub async fn fetch(
         .iter()
         .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
-    let row = client.query_opt(&sql, &params).await?;
-    Ok(row.map(|r| {
-        (0..source.columns.len())
-            .map(|i| r.get::<_, Option<String>>(i))
-            .collect()
-    }))
+    Ok(client.query_opt(&sql, &params).await?.map(CurrentRow))
 }

@@ -37,6 +37,8 @@ pub enum WalEvent {
     Message {
         message: LogicalReplicationMessage,
         wal_start: Lsn,
+        /// The message's size as received, which its decoded values share (no copy).
+        bytes: usize,
     },
     /// A keepalive between transactions: the server has sent every change up to `wal_end`
     /// (its WAL end when it sent the keepalive). Nothing more is open, so once the consumer
@@ -119,6 +121,7 @@ impl WalStream {
                     }
                 }
                 Some(ReplicationMessage::XLogData(x)) => {
+                    let bytes = x.data.len();
                     let message =
                         self.decoder
                             .decode(x.data)
@@ -137,6 +140,7 @@ impl WalStream {
                     return Ok(WalEvent::Message {
                         message,
                         wal_start: x.wal_start,
+                        bytes,
                     });
                 }
             }

@@ -21,6 +21,9 @@ mod leftovers;
 /// Follow under the write mix for a while: the consumer's memory stays flat.
 mod soak;
 
+/// A 100 MB row through the backfill and follow: peak memory a small multiple of the row.
+mod large_rows;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
