@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS switchyard.source_relations (
     relid         oid NOT NULL,
     PRIMARY KEY (migration, source_table)
 );
+-- Its row in the publication (`pg_publication_rel.oid`), NULL when the publication holds it
+-- otherwise: another row later means it left the publication and came back.
+ALTER TABLE switchyard.source_relations ADD COLUMN IF NOT EXISTS publication_rel oid;
 CREATE TABLE IF NOT EXISTS switchyard.dead_letters (
     id            bigserial PRIMARY KEY,
     migration     text NOT NULL,
@@ -284,39 +287,58 @@ pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointErro
     Ok(())
 }
 
-/// Records the OIDs of the source tables (`schema.table` as displayed) the backfill copies.
+/// A source table as the backfill copied it: `schema.table` as displayed, its OID, and its row
+/// in the publication (`pg_publication_rel.oid`, `None` when held otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRelation {
+    pub table: String,
+    pub oid: u32,
+    pub publication_rel: Option<u32>,
+}
+
+/// Records the source tables the backfill copies.
 pub async fn record_source_relations(
     client: &Client,
     migration: &str,
-    relations: &[(String, u32)],
+    relations: &[SourceRelation],
 ) -> Result<(), CheckpointError> {
-    let (tables, oids): (Vec<&str>, Vec<u32>) =
-        relations.iter().map(|(t, o)| (t.as_str(), *o)).unzip();
+    let tables: Vec<&str> = relations.iter().map(|r| r.table.as_str()).collect();
+    let oids: Vec<u32> = relations.iter().map(|r| r.oid).collect();
+    let rels: Vec<Option<u32>> = relations.iter().map(|r| r.publication_rel).collect();
     client
         .execute(
-            "INSERT INTO switchyard.source_relations (migration, source_table, relid)
-             SELECT $1, * FROM unnest($2::text[], $3::oid[])
-             ON CONFLICT (migration, source_table) DO UPDATE SET relid = EXCLUDED.relid",
-            &[&migration, &tables, &oids],
+            "INSERT INTO switchyard.source_relations (migration, source_table, relid, publication_rel)
+             SELECT $1, * FROM unnest($2::text[], $3::oid[], $4::oid[])
+             ON CONFLICT (migration, source_table)
+             DO UPDATE SET relid = EXCLUDED.relid, publication_rel = EXCLUDED.publication_rel",
+            &[&migration, &tables, &oids, &rels],
         )
         .await
         .map_err(ctx("recording the source tables' OIDs"))?;
     Ok(())
 }
 
-/// The source tables' OIDs recorded by the backfill, by `schema.table`.
+/// The source tables recorded by the backfill.
 pub async fn source_relations(
     client: &Client,
     migration: &str,
-) -> Result<Vec<(String, u32)>, CheckpointError> {
+) -> Result<Vec<SourceRelation>, CheckpointError> {
     let rows = client
         .query(
-            "SELECT source_table, relid FROM switchyard.source_relations WHERE migration = $1",
+            "SELECT source_table, relid, publication_rel FROM switchyard.source_relations
+              WHERE migration = $1",
             &[&migration],
         )
         .await
         .map_err(ctx("reading the source tables' OIDs"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| SourceRelation {
+            table: r.get(0),
+            oid: r.get(1),
+            publication_rel: r.get(2),
+        })
+        .collect())
 }
 
 pub async fn set_status(

@@ -77,7 +77,7 @@ impl FollowJob {
             .context("the migration has no snapshot LSN")?;
         let source = connect(&self.source, "switchyard follow").await?;
         crate::source::ctype::use_source_ctype(&source).await?;
-        let oids = followed_oids(&source, &target, &plan).await?;
+        let (oids, publication_rels) = followed(&source, &target, &plan, &m.publication).await?;
         let catalog = identity::catalog(&source, &oids)
             .await
             .context("reading the source tables' columns")?;
@@ -115,12 +115,21 @@ impl FollowJob {
             key_types,
             monitor: connect(&self.target, "switchyard monitor").await?,
             oids,
+            publication_rels,
             publication: m.publication.clone(),
         };
         // Before a single change: the tables are still those the backfill copied, published
         // in full, and the slot is usable.
         let started = async {
-            match identity::check(&ctx.source, &plan, &ctx.oids, &m.publication).await {
+            match identity::check(
+                &ctx.source,
+                &plan,
+                &ctx.oids,
+                &m.publication,
+                &ctx.publication_rels,
+            )
+            .await
+            {
                 Err(CheckError::Identity(e)) => return Err(PipelineError::Stopped(e.to_string())),
                 Err(CheckError::Catalog(e)) => {
                     return Err(PipelineError::source("reading the source catalog", e))
@@ -179,13 +188,21 @@ async fn stopped(ctx: &FollowContext, e: PipelineError) -> PipelineError {
     e
 }
 
-/// The OIDs of the tables the backfill copied (recorded under its snapshot); a migration
-/// backfilled before they were recorded gets today's, recorded now.
-async fn followed_oids(source: &Client, target: &Client, plan: &Plan) -> anyhow::Result<Vec<u32>> {
-    let recorded: FxHashMap<String, u32> = checkpoint::source_relations(target, &plan.name)
-        .await?
-        .into_iter()
-        .collect();
+/// The tables the backfill copied (recorded under its snapshot): their OIDs and their rows in
+/// the publication. A migration backfilled before they were recorded gets today's, recorded
+/// now.
+async fn followed(
+    source: &Client,
+    target: &Client,
+    plan: &Plan,
+    publication: &str,
+) -> anyhow::Result<(Vec<u32>, Vec<Option<u32>>)> {
+    let recorded: FxHashMap<String, checkpoint::SourceRelation> =
+        checkpoint::source_relations(target, &plan.name)
+            .await?
+            .into_iter()
+            .map(|r| (r.table.clone(), r))
+            .collect();
     let now = identity::resolve(source, plan)
         .await
         .context("reading the source tables' OIDs")?;
@@ -194,18 +211,42 @@ async fn followed_oids(source: &Client, target: &Client, plan: &Plan) -> anyhow:
     for (s, now) in plan.sources.iter().zip(now) {
         let table = s.table.to_string();
         match (recorded.get(&table), now) {
-            (Some(&oid), _) => oids.push(oid),
+            (Some(r), _) => oids.push(r.oid),
             (None, Some(oid)) => {
-                missing.push((table, oid));
+                missing.push(checkpoint::SourceRelation {
+                    table,
+                    oid,
+                    publication_rel: None,
+                });
                 oids.push(oid);
             }
             (None, None) => bail!("source table {table} does not exist; the plan names it"),
         }
     }
     if !missing.is_empty() {
+        let rels = identity::memberships(source, &oids, publication).await?;
+        for r in &mut missing {
+            r.publication_rel = oids.iter().position(|o| *o == r.oid).and_then(|i| rels[i]);
+        }
         checkpoint::record_source_relations(target, &plan.name, &missing).await?;
     }
-    Ok(oids)
+    let baseline = plan
+        .sources
+        .iter()
+        .zip(&oids)
+        .map(|(s, oid)| {
+            recorded
+                .get(&s.table.to_string())
+                .map(|r| r.publication_rel)
+                .unwrap_or_else(|| {
+                    missing
+                        .iter()
+                        .find(|m| m.oid == *oid)
+                        .and_then(|m| m.publication_rel)
+                })
+        })
+        .collect();
+    Ok((oids, baseline))
 }
 
 /// Whether `e` is a lost connection to the source or the target (anywhere in its chain):

@@ -80,7 +80,15 @@ impl Confirmed {
 /// Checks the followed tables now. `Ok(None)` when the catalog could not be read: nothing is
 /// proven, the next heartbeat asks again.
 pub(super) async fn verify(ctx: &FollowContext) -> Result<Option<Verdict>, PipelineError> {
-    match identity::check(&ctx.source, &ctx.plan, &ctx.oids, &ctx.publication).await {
+    match identity::check(
+        &ctx.source,
+        &ctx.plan,
+        &ctx.oids,
+        &ctx.publication,
+        &ctx.publication_rels,
+    )
+    .await
+    {
         Ok(()) => Ok(Some(Verdict::Intact)),
         Err(CheckError::Catalog(e)) => {
             tracing::warn!(

@@ -37,7 +37,7 @@ pub enum PipelineError {
     Connect(#[from] ConnectError),
     #[error(transparent)]
     ReplicationRole(#[from] crate::sink::replication_role::ReplicationRoleError),
-    #[error("{table}: row {key} rejected ({reason}); stopping because of --on-error stop")]
+    #[error("{table}: row {key} rejected ({reason}); stopping because of --on-error stop. A backfill reads the row again on `--resume`, so fixing it there is enough; the consumer meets this version again on every start, whatever the source holds now, so it goes on only with `--on-error dead-letter` (which records it) or a fixed plan (then `switchyard abort` and backfill again)")]
     BadRow {
         table: String,
         key: String,

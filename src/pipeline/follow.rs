@@ -75,6 +75,9 @@ pub struct FollowContext {
     /// The OIDs of the followed source tables, per plan source: their identity, whatever
     /// they are called (see [`crate::source::identity`]).
     pub oids: Vec<u32>,
+    /// Each followed table's row in the publication as the backfill saw it
+    /// (`pg_publication_rel.oid`): another one means it left the publication and came back.
+    pub publication_rels: Vec<Option<u32>>,
     /// The publication the slot decodes through.
     pub publication: String,
 }
@@ -369,11 +372,22 @@ async fn apply_change<'t>(
         .map(|o| fields(relation, o.tuple(), &table, &source.columns))
         .transpose()
         .map_err(stop)?;
+    let key_len = source.key.len();
+    // An old-key tuple carries the replica identity's columns; a plan key column NULL there
+    // means the identity of the row's table (or partition) does not cover the plan's key, and
+    // the change cannot be found by key.
+    if let (Some(OldTuple::Key(_)), Some(old)) = (old, &old_fields) {
+        if let Some(i) = (0..key_len).find(|&i| old[i] == Field::Value(Value::Null)) {
+            return Err(PipelineError::Stopped(format!(
+                "a change of source table {table} arrived without key column {} in its old-key tuple: the replica identity of the table (or of the partition the row is in) does not cover the plan's key, so the change cannot be applied by key. switchyard stops rather than skip it: give it a replica identity on the key (`REPLICA IDENTITY USING INDEX` a unique index on it, or `FULL`), then `switchyard abort` and backfill again",
+                source.columns[i]
+            )));
+        }
+    }
     let mut new_fields = new
         .map(|n| fields(relation, n, &table, &source.columns))
         .transpose()
         .map_err(stop)?;
-    let key_len = source.key.len();
     if let Some(new) = &mut new_fields {
         // A key column stored out of line and left unchanged is marked unchanged in the new
         // tuple; PostgreSQL then sends it in the old-key tuple (`ExtractReplicaIdentity` in

@@ -134,15 +134,24 @@ impl ApplyBatch {
             if ops.log.is_empty() {
                 continue;
             }
-            let (mut deletes, mut upserts) = (Vec::new(), Vec::new());
+            let (mut deletes, mut rows) = (Vec::new(), Vec::new());
             for &index in ops.last.values() {
                 match &ops.log[index] {
                     Op::Delete { key, .. } => deletes.extend_from_slice(key),
-                    Op::Upsert { row, .. } => upserts.extend_from_slice(row),
+                    Op::Upsert { row, .. } => rows.push(row.as_slice()),
                 }
             }
+            // One row (a large one is usually alone) goes out as it is in the log: no copy.
+            let joined;
+            let upserts: &[u8] = match rows.as_slice() {
+                [row] => row,
+                _ => {
+                    joined = rows.concat();
+                    &joined
+                }
+            };
             let writer = &writers[number];
-            if let Some(reason) = writer.apply_set(tx, &deletes, &upserts).await? {
+            if let Some(reason) = writer.apply_set(tx, &deletes, upserts).await? {
                 tracing::debug!(table = writer.table(), %reason, ops = ops.log.len(), "set-based write refused; replaying in source order");
                 let Replayed { refused: failed } = writer.replay(tx, &ops.log).await?;
                 // Only a key's last operation is the row the target must hold; an earlier

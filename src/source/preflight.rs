@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::{Plan, SourcePlan};
+use crate::source::identity;
 // The same catalog question the target's key indexes answer, asked of a source table.
 use crate::sink::key_index::has_unique_key;
 use crate::transform::expr::Expr;
@@ -193,6 +194,27 @@ async fn table(
     let (replident, can_select, owns): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
     let (published, pub_exists): (bool, bool) = (row.get(3), row.get(4));
     let identity: Option<Vec<String>> = row.get(5);
+    // Inheritance children, and partitions whose identity misses the plan's key: the consumer
+    // would stop on them (see `crate::source::identity`); say so before any work starts.
+    let oid: u32 = client
+        .query_one("SELECT to_regclass($1)::oid", &[&quoted])
+        .await?
+        .get(0);
+    let (children, uncovered) = identity::shape(client, oid, &source.key).await?;
+    if let Some(children) = children {
+        found.push(Finding::error(
+            &subject,
+            format!("has inheritance children ({children}): the backfill would read their rows through the parent, while the publication carries their changes as theirs, which the plan does not follow"),
+            format!("ALTER TABLE <child> NO INHERIT {quoted}; for each, or migrate the children as sources of their own"),
+        ));
+    }
+    if let Some(uncovered) = uncovered {
+        found.push(Finding::error(
+            &subject,
+            format!("the replica identity of {uncovered} does not cover the plan's key ({}): deletes and key changes there would arrive without it", source.key.join(", ")),
+            "give each a primary key on the plan's key, REPLICA IDENTITY USING INDEX a unique index on it, or REPLICA IDENTITY FULL",
+        ));
+    }
     if !can_select {
         found.push(Finding::error(
             &subject,

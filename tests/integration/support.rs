@@ -162,7 +162,8 @@ pub async fn stall_tasks(target: &Client, from: i64, count: i64) {
         &format!(
             "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN IF NEW.legacy_id >= {from} AND NEW.legacy_id < {from} + {count} THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$;
-             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();"
+             CREATE TRIGGER stall BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION stall();
+             ALTER TABLE tasks ENABLE ALWAYS TRIGGER stall;"
         ),
     )
     .await;

@@ -265,16 +265,28 @@ impl BackfillJob {
         // The snapshot is imported (or failed): the slot connection is no longer needed.
         let _ = replication.close().await;
         let readers = readers?;
-        // The tables this snapshot copies, by identity: the consumer follows these OIDs.
+        // The tables this snapshot copies, by identity: the consumer follows these OIDs, and
+        // their rows in the publication, which must stay the same.
         let oids = identity::resolve(&readers[0], plan)
             .await
             .context("reading the source tables' OIDs")?;
-        let relations: Vec<(String, u32)> = plan
-            .sources
-            .iter()
-            .zip(oids)
-            .filter_map(|(s, oid)| Some((s.table.to_string(), oid?)))
-            .collect();
+        let mut relations = Vec::new();
+        for (s, oid) in plan.sources.iter().zip(oids) {
+            if let Some(oid) = oid {
+                relations.push(checkpoint::SourceRelation {
+                    table: s.table.to_string(),
+                    oid,
+                    publication_rel: None,
+                });
+            }
+        }
+        let found: Vec<u32> = relations.iter().map(|r| r.oid).collect();
+        let rels = identity::memberships(&readers[0], &found, &plan.publication_name())
+            .await
+            .context("reading the source tables' publication rows")?;
+        for (relation, rel) in relations.iter_mut().zip(rels) {
+            relation.publication_rel = rel;
+        }
         checkpoint::record_source_relations(target, &plan.name, &relations).await?;
         checkpoint::set_lsns(
             target,

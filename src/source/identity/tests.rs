@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use super::judge::judge;
+use super::read::{Publication, Seen};
 use super::*;
 
 const PLAN: &str = r#"
@@ -24,23 +26,34 @@ fn plan() -> Plan {
     Plan::parse(Path::new("p.toml"), PLAN).unwrap()
 }
 
+const MEMBERSHIP: u32 = 20_001;
+
 fn intact() -> Seen {
     Seen {
         name: Some(("public".to_owned(), "items".to_owned())),
         quoted: Some("public.items".to_owned()),
-        unlogged: false,
         by_name: Some(OID),
         published: true,
-        row_filter: None,
-        column_list: None,
+        membership: Some(MEMBERSHIP),
+        ..Seen::default()
     }
 }
 
-fn verdict(seen: Seen, publishes: Publishes) -> Result<(), IdentityError> {
-    judge(&plan(), &[OID], PUBLICATION, &[seen], publishes)
+fn verdict(seen: Seen, publication: Option<Publication>) -> Result<(), IdentityError> {
+    judge(
+        &plan(),
+        &[OID],
+        PUBLICATION,
+        &[seen],
+        publication,
+        &[Some(MEMBERSHIP)],
+    )
 }
 
-const ALL: Publishes = Some([true; 4]);
+const ALL: Option<Publication> = Some(Publication {
+    kinds: [true; 4],
+    via_root: true,
+});
 
 #[test]
 fn an_intact_table_passes() {
@@ -112,8 +125,30 @@ fn every_way_a_publication_can_leave_changes_out_stops() {
         (intact(), None, "is gone"),
         (
             intact(),
-            Some([true, true, false, true]),
+            Some(Publication {
+                kinds: [true, true, false, true],
+                via_root: true,
+            }),
             "every kind of change",
+        ),
+        (
+            Seen {
+                partitioned: true,
+                ..intact()
+            },
+            Some(Publication {
+                kinds: [true; 4],
+                via_root: false,
+            }),
+            "publish_via_partition_root = true",
+        ),
+        (
+            Seen {
+                membership: Some(MEMBERSHIP + 1),
+                ..intact()
+            },
+            ALL,
+            "added it back",
         ),
         (
             Seen {
@@ -152,4 +187,24 @@ fn every_way_a_publication_can_leave_changes_out_stops() {
         ..intact()
     };
     assert_eq!(verdict(every_column, ALL), Ok(()));
+}
+
+#[test]
+fn inheritance_children_and_identities_off_the_key_stop() {
+    let children = Seen {
+        children: Some("public.items_2023".to_owned()),
+        ..intact()
+    };
+    let err = verdict(children, ALL).unwrap_err();
+    assert!(matches!(err, IdentityError::Children { .. }), "{err}");
+    assert!(err.to_string().contains("NO INHERIT"), "{err}");
+    let uncovered = Seen {
+        uncovered: Some("public.items_a".to_owned()),
+        ..intact()
+    };
+    let err = verdict(uncovered, ALL).unwrap_err();
+    assert!(
+        matches!(err, IdentityError::KeyNotCovered { ref key, .. } if key == "id"),
+        "{err}"
+    );
 }

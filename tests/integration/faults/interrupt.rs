@@ -127,7 +127,8 @@ async fn stalled_first_run(logs: &mut Logs) -> (Cluster, Cluster, Client, Client
     target
         .batch_execute(
             "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(600); RETURN NULL; END $$;
-             CREATE TRIGGER stall BEFORE INSERT ON switchyard.chunks FOR EACH STATEMENT EXECUTE FUNCTION stall();",
+             CREATE TRIGGER stall BEFORE INSERT ON switchyard.chunks FOR EACH STATEMENT EXECUTE FUNCTION stall();
+             ALTER TABLE switchyard.chunks ENABLE ALWAYS TRIGGER stall;",
         )
         .await
         .unwrap();
