@@ -30,3 +30,7 @@ mod large_objects;
 /// An update whose new version the transforms reject: its key leaves the outputs, and the
 /// backfill, the consumer and `verify` agree on it.
 mod rejected_version;
+
+/// Shapes an adversarial pass found: inheritance children, partition identities off the key,
+/// publication settings and toggles, renames while stopped, `on_error = "stop"`.
+mod attempts;
