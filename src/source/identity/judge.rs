@@ -91,14 +91,6 @@ pub(super) fn judge(
                 format!("`ALTER PUBLICATION ... ADD TABLE {quoted}`"),
             ));
         }
-        if let Some(Some(was)) = baseline.get(i) {
-            if seen.membership != Some(*was) {
-                return Err(not_published(
-                    format!("dropped {table} and added it back"),
-                    "nothing to restore".to_owned(),
-                ));
-            }
-        }
         if let Some(filter) = &seen.row_filter {
             return Err(not_published(
                 format!("filters the rows of {table} (WHERE {filter})"),
@@ -111,6 +103,14 @@ pub(super) fn judge(
                     format!("leaves column {missing} of {table} out of its column list"),
                     format!("`ALTER PUBLICATION ... SET TABLE {quoted}` without a column list"),
                 ));
+            }
+        }
+        if let Some(Some(was)) = baseline.get(i) {
+            if seen.membership != Some(*was) {
+                return Err(IdentityError::Readded {
+                    table,
+                    publication: publication_name.to_owned(),
+                });
             }
         }
     }

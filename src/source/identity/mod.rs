@@ -57,6 +57,8 @@ pub enum IdentityError {
         key: String,
         uncovered: String,
     },
+    #[error("publication {publication} dropped {table} and added it back (or `SET TABLE` replaced its entry): changes made to {table} while it was out were not published. switchyard stops before confirming anything past them: `switchyard abort` and backfill again")]
+    Readded { table: String, publication: String },
     #[error("publication {publication} {what}, so changes to {table} would not reach switchyard. It stops before confirming anything past them: restore the publication ({fix}), then `switchyard abort` and backfill again, since changes made meanwhile were not published")]
     NotPublished {
         table: String,

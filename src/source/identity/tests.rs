@@ -144,14 +144,6 @@ fn every_way_a_publication_can_leave_changes_out_stops() {
         ),
         (
             Seen {
-                membership: Some(MEMBERSHIP + 1),
-                ..intact()
-            },
-            ALL,
-            "added it back",
-        ),
-        (
-            Seen {
                 published: false,
                 ..intact()
             },
@@ -207,4 +199,15 @@ fn inheritance_children_and_identities_off_the_key_stop() {
         matches!(err, IdentityError::KeyNotCovered { ref key, .. } if key == "id"),
         "{err}"
     );
+}
+
+#[test]
+fn a_table_dropped_from_the_publication_and_added_back_stops() {
+    let seen = Seen {
+        membership: Some(MEMBERSHIP + 1),
+        ..intact()
+    };
+    let err = verdict(seen, ALL).unwrap_err();
+    assert!(matches!(err, IdentityError::Readded { .. }), "{err}");
+    assert!(err.to_string().contains("added it back"), "{err}");
 }
