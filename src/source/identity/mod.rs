@@ -8,17 +8,22 @@
 //!   DROP TABLE t / replace t (drop + rename in one transaction)   no message; the new t is
 //!                                                                 in no publication
 //!   ALTER PUBLICATION ... DROP TABLE t / SET (publish = 'insert')  t's changes stop arriving
-//!   ALTER TABLE t SET UNLOGGED                                    its changes leave no WAL
+//!   ALTER PUBLICATION ... DROP TABLE t, then ADD TABLE t           a gap; t has a new
+//!                                                                 pg_publication_rel row
+//!   ALTER TABLE <partition of t> SET UNLOGGED                      its changes leave no WAL
 //!   publication row filter or column list on t                   rows or columns left out
+//!   CREATE TABLE c () INHERITS (t)                                c's changes arrive as c's
+//!   a replica identity (of t or a partition) off the plan's key   old keys without the key
 //!   ALTER TABLE t RENAME / SET SCHEMA                             arrives (same OID, new name)
 //! ```
 //!
 //! So the consumer checks the catalog when it starts and on every heartbeat, and reports a
 //! position to the server only once a check made *after* the commit at that position was
 //! received has passed: whatever happened before that commit is visible to the check, so the
-//! slot never moves past a change the stream could not deliver. A toggle undone between two
-//! checks (a table dropped from the publication and added back within the second) is not
-//! seen: the README lists it under the known limits.
+//! slot never moves past a change the stream could not deliver. A persistence or identity
+//! change undone between two checks is not seen: the README lists it under the known limits.
+//!
+//! `read` asks the catalog, `judge` gives the verdict (pure, unit-tested).
 
 use rustc_hash::FxHashMap;
 use tokio_postgres::Client;
