@@ -8,9 +8,9 @@
 //!   report min(applied, proven)
 //! ```
 //! A followed table dropped, replaced, unpublished or set UNLOGGED leaves no message in the
-//! stream (see [`crate::source::identity`]); only the catalog tells. Checking it on every
-//! heartbeat costs a few catalog queries a second (two per followed table, three more), and
-//! the slot never moves past a commit that no check has seen behind it.
+//! stream (see [`crate::source::identity`]); only the catalog tells. Checking it every
+//! [`CHECK_INTERVAL`] costs a few catalog reads (two per followed table, three more), and the
+//! slot never moves past a commit that no check has seen behind it.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,11 @@ use crate::source::identity::{self, CheckError};
 
 use super::error::PipelineError;
 use super::follow::FollowContext;
+
+/// How often the identity check runs while changes arrive: the slot's confirmed position (the
+/// WAL the source retains for it) trails what the target applied by about this much. A check
+/// is a handful of catalog reads, about a millisecond.
+pub(super) const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long a consumer that found a followed table renamed or gone waits for the cutover to be
 /// recorded: the cutover's SQL (which may rename the legacy tables) commits on the source just

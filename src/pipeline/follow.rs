@@ -45,7 +45,7 @@ use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
 
-use super::confirm::{unless_cut_over, verify, Confirmed, Verdict};
+use super::confirm::{unless_cut_over, verify, Confirmed, Verdict, CHECK_INTERVAL};
 use super::error::PipelineError;
 use super::heartbeat::beat;
 use super::wal_pump::WalPump;
@@ -137,6 +137,7 @@ pub async fn follow(
     let mut cut_over = false;
     let mut received = applied;
     let mut confirmed = Confirmed::new(applied);
+    let mut last_check = Instant::now();
     let mut stream = WalPump::start(stream, applied);
     loop {
         // Wait, without a target transaction, for the first change to apply.
@@ -154,10 +155,13 @@ pub async fn follow(
                 });
             }
             if last_heartbeat.elapsed() >= STATUS_INTERVAL {
-                cut_over = beat(ctx, received, None).await?
-                    || matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
-                stream.flushed(confirmed.position());
+                cut_over = beat(ctx, received, None).await?;
                 last_heartbeat = Instant::now();
+            }
+            if !cut_over && last_check.elapsed() >= CHECK_INTERVAL {
+                cut_over = matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
+                stream.flushed(confirmed.position());
+                last_check = Instant::now();
             }
             match stream.next(STATUS_INTERVAL).await.map_err(follow_error)? {
                 WalEvent::Idle => continue,
@@ -216,10 +220,14 @@ pub async fn follow(
                 Some(m) => m,
                 None => {
                     if last_heartbeat.elapsed() >= STATUS_INTERVAL {
-                        cut_over = beat(ctx, received, group.first_commit_micros).await?
-                            || matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
-                        stream.flushed(confirmed.position());
+                        cut_over = beat(ctx, received, group.first_commit_micros).await?;
                         last_heartbeat = Instant::now();
+                    }
+                    if !cut_over && last_check.elapsed() >= CHECK_INTERVAL {
+                        cut_over =
+                            matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
+                        stream.flushed(confirmed.position());
+                        last_check = Instant::now();
                     }
                     let idle = if group.last_end.is_some() {
                         IDLE_COMMIT

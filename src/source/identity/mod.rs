@@ -17,7 +17,7 @@
 //!   ALTER TABLE t RENAME / SET SCHEMA                             arrives (same OID, new name)
 //! ```
 //!
-//! So the consumer checks the catalog when it starts and on every heartbeat, and reports a
+//! So the consumer checks the catalog when it starts and every quarter second, and reports a
 //! position to the server only once a check made *after* the commit at that position was
 //! received has passed: whatever happened before that commit is visible to the check, so the
 //! slot never moves past a change the stream could not deliver. A persistence or identity
