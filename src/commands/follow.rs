@@ -12,8 +12,9 @@ use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::follow::{follow, FollowContext, FollowEnd};
+use crate::pipeline::follow::{follow, FollowContext, FollowEnd, Upstream};
 use crate::pipeline::heartbeat::slot_health;
+use crate::pipeline::identity_watch::{Followed, IdentityWatch};
 use crate::plan::{OnError, Plan};
 use crate::sink::apply::output_numbers;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
@@ -146,12 +147,22 @@ impl FollowJob {
             Err(e) => return Err(stopped(&ctx, e).await.into()),
         };
         checkpoint::set_status(&target, &plan.name, MigrationStatus::Following, None).await?;
+        let identity = IdentityWatch::start(
+            connect(&self.source, "switchyard identity").await?,
+            Followed {
+                plan: Arc::clone(&plan),
+                oids: ctx.oids.clone(),
+                publication_rels: ctx.publication_rels.clone(),
+                publication: ctx.publication.clone(),
+            },
+            start,
+        );
         let result = follow(
             &ctx,
             &mut target,
             &writers,
             Relations::new(catalog),
-            stream,
+            Upstream { stream, identity },
             start,
             shutdown,
         )

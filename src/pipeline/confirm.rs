@@ -8,9 +8,9 @@
 //!   report min(applied, proven)
 //! ```
 //! A followed table dropped, replaced, unpublished or set UNLOGGED leaves no message in the
-//! stream (see [`crate::source::identity`]); only the catalog tells. Checking it every
-//! [`CHECK_INTERVAL`] costs a few catalog reads (two per followed table, three more), and the
-//! slot never moves past a commit that no check has seen behind it.
+//! stream (see [`crate::source::identity`]); only the catalog tells. The checks run on a task
+//! of their own ([`super::identity_watch`]), and the slot never moves past a commit that no
+//! check has seen behind it.
 
 use std::time::{Duration, Instant};
 
@@ -20,11 +20,6 @@ use crate::source::identity::{self, CheckError};
 
 use super::error::PipelineError;
 use super::follow::FollowContext;
-
-/// How often the identity check runs while changes arrive: the slot's confirmed position (the
-/// WAL the source retains for it) trails what the target applied by about this much. A check
-/// is a handful of catalog reads, about a millisecond.
-pub(super) const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long a consumer that found a followed table renamed or gone waits for the cutover to be
 /// recorded: the cutover's SQL (which may rename the legacy tables) commits on the source just
@@ -68,22 +63,14 @@ impl Confirmed {
         self.done.min(self.proven)
     }
 
-    /// Checks the followed tables; on success every commit up to `received` is proven.
-    pub(super) async fn check(
-        &mut self,
-        ctx: &FollowContext,
-        received: Lsn,
-    ) -> Result<Verdict, PipelineError> {
-        let verdict = verify(ctx).await?;
-        if matches!(verdict, Some(Verdict::Intact)) {
-            self.proven = self.proven.max(received);
-        }
-        Ok(verdict.unwrap_or(Verdict::Intact))
+    /// Records what a check proved (see [`super::identity_watch`]): every commit up to `lsn`.
+    pub(super) fn prove(&mut self, lsn: Lsn) {
+        self.proven = self.proven.max(lsn);
     }
 }
 
-/// Checks the followed tables now. `Ok(None)` when the catalog could not be read: nothing is
-/// proven, the next heartbeat asks again.
+/// Checks the followed tables now, for a Relation message that names one differently.
+/// `Ok(None)` when the catalog could not be read.
 pub(super) async fn verify(ctx: &FollowContext) -> Result<Option<Verdict>, PipelineError> {
     match identity::check(
         &ctx.source,

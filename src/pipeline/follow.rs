@@ -45,9 +45,10 @@ use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
 
-use super::confirm::{unless_cut_over, verify, Confirmed, Verdict, CHECK_INTERVAL};
+use super::confirm::{unless_cut_over, verify, Confirmed, Verdict};
 use super::error::PipelineError;
 use super::heartbeat::beat;
+use super::identity_watch::{Checked, IdentityWatch};
 use super::wal_pump::WalPump;
 
 /// Bytes of coalesced operations held before they are written into the open target
@@ -97,6 +98,13 @@ struct Group {
     fence: Option<String>,
 }
 
+/// What the consumer reads from the source: the WAL stream, and the identity checks that say
+/// how far it may be confirmed.
+pub struct Upstream {
+    pub stream: WalStream,
+    pub identity: IdentityWatch,
+}
+
 /// Why a consumer ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowEnd {
@@ -113,7 +121,7 @@ pub async fn follow(
     target: &mut Client,
     writers: &[OutputWriter],
     mut relations: Relations,
-    stream: WalStream,
+    upstream: Upstream,
     mut applied: Lsn,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<FollowEnd, PipelineError> {
@@ -137,7 +145,10 @@ pub async fn follow(
     let mut cut_over = false;
     let mut received = applied;
     let mut confirmed = Confirmed::new(applied);
-    let mut last_check = Instant::now();
+    let Upstream {
+        stream,
+        mut identity,
+    } = upstream;
     let mut stream = WalPump::start(stream, applied);
     loop {
         // Wait, without a target transaction, for the first change to apply.
@@ -158,10 +169,8 @@ pub async fn follow(
                 cut_over = beat(ctx, received, None).await?;
                 last_heartbeat = Instant::now();
             }
-            if !cut_over && last_check.elapsed() >= CHECK_INTERVAL {
-                cut_over = matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
-                stream.flushed(confirmed.position());
-                last_check = Instant::now();
+            if !cut_over {
+                cut_over = checked(ctx, &mut identity, &mut confirmed, received, &stream).await?;
             }
             match stream.next(STATUS_INTERVAL).await.map_err(follow_error)? {
                 WalEvent::Idle => continue,
@@ -223,11 +232,9 @@ pub async fn follow(
                         cut_over = beat(ctx, received, group.first_commit_micros).await?;
                         last_heartbeat = Instant::now();
                     }
-                    if !cut_over && last_check.elapsed() >= CHECK_INTERVAL {
+                    if !cut_over {
                         cut_over =
-                            matches!(confirmed.check(ctx, received).await?, Verdict::CutOver);
-                        stream.flushed(confirmed.position());
-                        last_check = Instant::now();
+                            checked(ctx, &mut identity, &mut confirmed, received, &stream).await?;
                     }
                     let idle = if group.last_end.is_some() {
                         IDLE_COMMIT
@@ -318,6 +325,27 @@ pub async fn follow(
         applied = end;
         tracing::debug!(%applied, changes = group.changes, "group applied");
         stream.flushed(confirmed.done(end));
+    }
+}
+
+/// Takes the identity checks' news: a proof advances the position reported to the server, a
+/// failure stops the consumer (unless the migration was cut over meanwhile: then `true`).
+async fn checked(
+    ctx: &FollowContext,
+    identity: &mut IdentityWatch,
+    confirmed: &mut Confirmed,
+    received: Lsn,
+    stream: &WalPump,
+) -> Result<bool, PipelineError> {
+    identity.received(received);
+    match identity.latest() {
+        Some(Checked::Proven(lsn)) => {
+            confirmed.prove(lsn);
+            stream.flushed(confirmed.position());
+            Ok(false)
+        }
+        Some(Checked::Failed(why)) => unless_cut_over(ctx, why).await.map(|()| true),
+        Some(Checked::Nothing) | None => Ok(false),
     }
 }
 

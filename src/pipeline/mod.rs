@@ -5,4 +5,5 @@ mod confirm;
 pub mod error;
 pub mod follow;
 pub mod heartbeat;
+pub mod identity_watch;
 pub mod wal_pump;
