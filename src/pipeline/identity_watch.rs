@@ -102,11 +102,16 @@ impl IdentityWatch {
     }
 
     /// The verdict of a check finished since the last call, if any.
+    /// A failure is repeated on every call: the task has ended with it.
     pub fn latest(&mut self) -> Option<Checked> {
-        if self.checked.has_changed().unwrap_or(false) {
-            Some(self.checked.borrow_and_update().clone())
-        } else {
-            None
+        match self.checked.has_changed() {
+            Ok(true) => Some(self.checked.borrow_and_update().clone()),
+            Ok(false) => None,
+            // The task ended; its last word stays readable.
+            Err(_) => match &*self.checked.borrow() {
+                failed @ Checked::Failed(_) => Some(failed.clone()),
+                _ => None,
+            },
         }
     }
 }
