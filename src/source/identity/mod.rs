@@ -166,10 +166,7 @@ pub async fn shape(
     oid: u32,
     key: &[String],
 ) -> Result<(Option<String>, Option<String>), tokio_postgres::Error> {
-    Ok((
-        read::children(client, oid).await?,
-        read::uncovered(client, oid, key, true).await?,
-    ))
+    read::shape(client, oid, key).await
 }
 
 /// Each table's `pg_publication_rel` row in `publication` (`None` when the publication holds it

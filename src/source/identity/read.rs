@@ -1,5 +1,5 @@
-//! What the source catalog says now of each followed table and of the publication: one
-//! round trip for the tables, one per table for its replica identity, one for the publication.
+//! What the source catalog says now of each followed table and of the publication, in one
+//! round trip.
 
 use tokio_postgres::Client;
 
@@ -46,124 +46,134 @@ pub(super) async fn read(
     oids: &[u32],
     publication: &str,
 ) -> Result<(Vec<Seen>, Option<Publication>), tokio_postgres::Error> {
-    let modern = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int >= 150000",
-            &[],
-        )
-        .await?
-        .get::<_, bool>(0);
-    // PostgreSQL 15 added row filters and column lists (`pg_publication_tables.rowfilter`,
-    // `attnames`).
-    let restrictions = if modern {
-        "t.rowfilter, t.attnames::text[]"
-    } else {
-        "NULL::text, NULL::text[]"
-    };
     let names: Vec<String> = plan.sources.iter().map(|s| s.table.quoted()).collect();
+    let keys: Vec<String> = plan
+        .sources
+        .iter()
+        .map(|s| serde_json::to_string(&s.key).expect("a list of names"))
+        .collect();
+    // One round trip: the consumer asks four times a second, on a source that may be busy.
+    // Row filters and column lists (PostgreSQL 15) are read through `to_jsonb`, which is
+    // NULL-safe on servers whose `pg_publication_tables` has no such columns.
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text,
                 EXISTS (SELECT 1 FROM pg_partition_tree(c.oid) p
                           JOIN pg_class pc ON pc.oid = p.relid WHERE pc.relpersistence = 'u'),
                 to_regclass(u.name)::oid,
-                t.tablename IS NOT NULL, {restrictions},
+                t.tablename IS NOT NULL,
+                to_jsonb(t) ->> 'rowfilter',
+                CASE WHEN jsonb_typeof(to_jsonb(t) -> 'attnames') = 'array'
+                     THEN ARRAY(SELECT jsonb_array_elements_text(to_jsonb(t) -> 'attnames')) END,
                 CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END,
                 coalesce(c.relkind = 'p', false),
                 (SELECT pr.oid FROM pg_publication_rel pr
                    JOIN pg_publication p ON p.oid = pr.prpubid
-                  WHERE p.pubname = $3 AND pr.prrelid = u.oid)
-           FROM unnest($1::oid[], $2::text[]) WITH ORDINALITY AS u(oid, name, i)
+                  WHERE p.pubname = $3 AND pr.prrelid = u.oid),
+                {children},
+                {uncovered},
+                pb.pubinsert, pb.pubupdate, pb.pubdelete, pb.pubtruncate, pb.pubviaroot
+           FROM unnest($1::oid[], $2::text[], $4::text[]) WITH ORDINALITY AS u(oid, name, key, i)
            LEFT JOIN pg_class c ON c.oid = u.oid
            LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
            LEFT JOIN pg_publication_tables t
                   ON t.pubname = $3 AND t.schemaname = n.nspname AND t.tablename = c.relname
-          ORDER BY u.i"
+           LEFT JOIN pg_publication pb ON pb.pubname = $3
+          ORDER BY u.i",
+        children = children_sql("u.oid"),
+        uncovered = uncovered_sql(
+            "u.oid",
+            "ARRAY(SELECT jsonb_array_elements_text(u.key::jsonb))",
+            "false"
+        ),
     );
-    let rows = client.query(&sql, &[&oids, &names, &publication]).await?;
-    let mut seen = Vec::with_capacity(rows.len());
-    for ((r, &oid), source) in rows.iter().zip(oids).zip(&plan.sources) {
-        let schema: Option<String> = r.get(0);
-        let name: Option<String> = r.get(1);
-        seen.push(Seen {
-            name: schema.zip(name),
-            unlogged: r.get::<_, Option<bool>>(2).unwrap_or(false),
-            by_name: r.get(3),
-            published: r.get(4),
-            row_filter: r.get(5),
-            column_list: r.get(6),
-            quoted: r.get(7),
-            partitioned: r.get(8),
-            membership: r.get(9),
-            children: children(client, oid).await?,
-            uncovered: uncovered(client, oid, &source.key, false).await?,
-        });
-    }
-    let publication = client
-        .query_opt(
-            "SELECT pubinsert, pubupdate, pubdelete, pubtruncate, pubviaroot
-               FROM pg_publication WHERE pubname = $1",
-            &[&publication],
-        )
-        .await?
-        .map(|r| Publication {
-            kinds: [r.get(0), r.get(1), r.get(2), r.get(3)],
-            via_root: r.get(4),
-        });
+    let rows = client
+        .query(&sql, &[&oids, &names, &publication, &keys])
+        .await?;
+    let publication = rows.first().and_then(|r| {
+        let kinds: [Option<bool>; 5] = [r.get(12), r.get(13), r.get(14), r.get(15), r.get(16)];
+        match kinds {
+            [Some(i), Some(u), Some(d), Some(t), Some(via_root)] => Some(Publication {
+                kinds: [i, u, d, t],
+                via_root,
+            }),
+            _ => None,
+        }
+    });
+    let seen = rows
+        .iter()
+        .map(|r| {
+            let schema: Option<String> = r.get(0);
+            let name: Option<String> = r.get(1);
+            Seen {
+                name: schema.zip(name),
+                unlogged: r.get::<_, Option<bool>>(2).unwrap_or(false),
+                by_name: r.get(3),
+                published: r.get(4),
+                row_filter: r.get(5),
+                column_list: r.get(6),
+                quoted: r.get(7),
+                partitioned: r.get(8),
+                membership: r.get(9),
+                children: r.get(10),
+                uncovered: r.get(11),
+            }
+        })
+        .collect();
     Ok((seen, publication))
 }
 
-/// The table's inheritance children (not partitions), `schema.table` quoted and joined.
-pub(super) async fn children(
-    client: &Client,
-    oid: u32,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY c.relname)
-               FROM pg_inherits i
-               JOIN pg_class c ON c.oid = i.inhrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE i.inhparent = $1::oid AND NOT c.relispartition",
-            &[&oid],
-        )
-        .await?;
-    Ok(row.get(0))
+/// The inheritance children (not partitions) of the table whose OID `oid` (an SQL
+/// expression) is, `schema.table` quoted and joined, or NULL.
+fn children_sql(oid: &str) -> String {
+    format!(
+        "(SELECT string_agg(format('%I.%I', cn.nspname, ch.relname), ', ' ORDER BY ch.relname)
+            FROM pg_inherits ih
+            JOIN pg_class ch ON ch.oid = ih.inhrelid
+            JOIN pg_namespace cn ON cn.oid = ch.relnamespace
+           WHERE ih.inhparent = {oid} AND NOT ch.relispartition)"
+    )
 }
 
-/// The table, or those of its partitions, whose replica identity does not hold every plan key
-/// column: their old-key tuples would not carry the key (`RelationGetIdentityKeyBitmap` in
-/// relcache.c: the primary key under `DEFAULT`, the chosen index under `USING INDEX`, none
-/// under `NOTHING`; `FULL` logs every column).
-///
-/// With `with_identity_only`, a leaf with no replica identity at all is left out (`check`
+/// The table or partitions (of OID `oid`) whose replica identity does not hold every column of
+/// `key` (a `text[]` expression), or NULL: their old-key tuples would not carry the key
+/// (`RelationGetIdentityKeyBitmap` in relcache.c: the primary key under `DEFAULT`, the chosen
+/// index under `USING INDEX`, none under `NOTHING`; `FULL` logs every column). With
+/// `with_identity_only` true, a leaf with no replica identity at all is left out (`check`
 /// reports those on their own).
-pub(super) async fn uncovered(
+fn uncovered_sql(oid: &str, key: &str, with_identity_only: &str) -> String {
+    format!(
+        "(SELECT string_agg(format('%I.%I', ln.nspname, l.relname), ', ' ORDER BY l.relname)
+            FROM pg_partition_tree({oid}) pt
+            JOIN pg_class l ON l.oid = pt.relid
+            JOIN pg_namespace ln ON ln.oid = l.relnamespace
+           WHERE l.relkind = 'r' AND l.relreplident <> 'f'
+             AND NOT ({key} <@ coalesce(
+                 (SELECT array_agg(a.attname::text)
+                    FROM pg_index x
+                    JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
+                   WHERE x.indrelid = l.oid
+                     AND ((l.relreplident = 'd' AND x.indisprimary)
+                       OR (l.relreplident = 'i' AND x.indisreplident))),
+                 '{{}}'))
+             AND (NOT {with_identity_only} OR EXISTS (
+                 SELECT FROM pg_index y WHERE y.indrelid = l.oid
+                    AND ((l.relreplident = 'd' AND y.indisprimary)
+                      OR (l.relreplident = 'i' AND y.indisreplident)))))"
+    )
+}
+
+/// For `check`: the table's inheritance children, and its table or partitions with a replica
+/// identity that misses `key` (those with none at all left out).
+pub(super) async fn shape(
     client: &Client,
     oid: u32,
     key: &[String],
-    with_identity_only: bool,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT string_agg(format('%I.%I', n.nspname, l.relname), ', ' ORDER BY l.relname)
-               FROM pg_partition_tree($1::oid) t
-               JOIN pg_class l ON l.oid = t.relid
-               JOIN pg_namespace n ON n.oid = l.relnamespace
-              WHERE l.relkind = 'r' AND l.relreplident <> 'f'
-                AND NOT ($2::text[] <@ coalesce(
-                    (SELECT array_agg(a.attname::text)
-                       FROM pg_index x
-                       JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
-                      WHERE x.indrelid = l.oid
-                        AND ((l.relreplident = 'd' AND x.indisprimary)
-                          OR (l.relreplident = 'i' AND x.indisreplident))),
-                    '{}'))
-                AND (NOT $3 OR EXISTS (
-                    SELECT FROM pg_index y WHERE y.indrelid = l.oid
-                       AND ((l.relreplident = 'd' AND y.indisprimary)
-                         OR (l.relreplident = 'i' AND y.indisreplident))))",
-            &[&oid, &key, &with_identity_only],
-        )
-        .await?;
-    Ok(row.get(0))
+) -> Result<(Option<String>, Option<String>), tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {}, {}",
+        children_sql("$1::oid"),
+        uncovered_sql("$1::oid", "$2::text[]", "true")
+    );
+    let row = client.query_one(&sql, &[&oid, &key]).await?;
+    Ok((row.get(0), row.get(1)))
 }
