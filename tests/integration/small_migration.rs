@@ -148,6 +148,27 @@ impl Migration {
         self.consumer = Some(child);
     }
 
+    /// The source's current insert position.
+    pub async fn position(&self) -> String {
+        self.source
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Whether the slot is confirmed no further than `lsn`.
+    pub async fn confirmed_at_most(&self, lsn: &str) -> bool {
+        self.source
+            .query_one(
+                &format!("SELECT confirmed_flush_lsn <= '{lsn}' FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Runs `sql` on the source, then waits until the consumer has applied it.
     pub async fn write(&mut self, sql: &str) {
         self.source.batch_execute(sql).await.unwrap();

@@ -148,12 +148,7 @@ async fn a_partition_identity_moved_off_the_key_while_following() {
         )
         .await
         .unwrap();
-    let before: String = m
-        .source
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let before = m.position().await;
     m.source
         .batch_execute(
             "DELETE FROM items WHERE id = 2;
@@ -164,15 +159,7 @@ async fn a_partition_identity_moved_off_the_key_while_following() {
         .unwrap();
     if let Some(err) = exited_within(&mut m, 5) {
         eprintln!("stopped: {err}");
-        let confirmed_before: bool = m
-            .source
-            .query_one(
-                &format!("SELECT confirmed_flush_lsn <= '{before}' FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let confirmed_before = m.confirmed_at_most(&before).await;
         assert!(confirmed_before, "stopped, but confirmed past the changes");
         return;
     }
@@ -281,12 +268,7 @@ INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 10) g;";
     let mut m = Migration::prepare(source, TARGET, &plan()).await;
     m.start().await;
     m.write("UPDATE items SET qty = 1 WHERE id = 1").await;
-    let before: String = m
-        .source
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let before = m.position().await;
     m.source
         .batch_execute(&format!(
             "ALTER PUBLICATION {SLOT} DROP TABLE items;
@@ -301,15 +283,7 @@ INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 10) g;";
         err.contains("dropped public.items and added it back"),
         "{err}"
     );
-    let confirmed_before: bool = m
-        .source
-        .query_one(
-            &format!("SELECT confirmed_flush_lsn <= '{before}' FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let confirmed_before = m.confirmed_at_most(&before).await;
     assert!(
         confirmed_before,
         "confirmed past the change the stream left out"
@@ -417,12 +391,7 @@ CREATE TABLE other (id int PRIMARY KEY, name text NOT NULL, qty int);";
     let mut m = Migration::prepare(source, TARGET, &plan()).await;
     m.start().await;
     m.write("UPDATE items SET qty = 1 WHERE id = 1").await;
-    let before: String = m
-        .source
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let before = m.position().await;
     m.source
         .batch_execute(
             "ALTER TABLE items RENAME TO items_old;
@@ -434,15 +403,7 @@ CREATE TABLE other (id int PRIMARY KEY, name text NOT NULL, qty int);";
         .unwrap();
     let err = exited_within(&mut m, 10).expect("the consumer goes on");
     eprintln!("{err}");
-    let confirmed_before: bool = m
-        .source
-        .query_one(
-            &format!("SELECT confirmed_flush_lsn <= '{before}' FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let confirmed_before = m.confirmed_at_most(&before).await;
     assert!(confirmed_before);
     assert_eq!(status(&m).await.0, "stopped");
 }

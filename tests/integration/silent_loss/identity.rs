@@ -4,7 +4,7 @@
 //! its replica identity moved off the plan's key: the consumer stops with what happened and
 //! what to do, and `status` says `stopped`.
 
-use crate::small_migration::{copy_plan, Migration, Pair, SLOT};
+use crate::small_migration::{copy_plan, Migration, Pair};
 
 const SOURCE: &str = "
 CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int);
@@ -28,20 +28,11 @@ async fn following() -> Migration {
     m
 }
 
-/// The source's current insert position.
-async fn position(m: &Migration) -> String {
-    m.source
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// Runs `ddl`, notes the position, runs `writes`, and asserts the consumer stops saying each
 /// of `says`, with status `stopped` and the reason, and the slot not confirmed past the writes.
 async fn stops(m: &mut Migration, ddl: &str, writes: &str, says: &[&str]) {
     m.source.batch_execute(ddl).await.unwrap();
-    let before = position(m).await;
+    let before = m.position().await;
     m.source.batch_execute(writes).await.unwrap();
     let err = m.exit_message();
     for text in says {
@@ -58,15 +49,7 @@ async fn stops(m: &mut Migration, ddl: &str, writes: &str, says: &[&str]) {
         .unwrap();
     assert_eq!(status, "stopped", "{message:?}");
     assert!(message.unwrap().contains(says[0]));
-    let confirmed_before: bool = m
-        .source
-        .query_one(
-            &format!("SELECT confirmed_flush_lsn <= '{before}' FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let confirmed_before = m.confirmed_at_most(&before).await;
     assert!(
         confirmed_before,
         "the slot was confirmed past changes never applied"
