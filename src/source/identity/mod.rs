@@ -37,7 +37,7 @@ mod read;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
-    #[error("source table {table} (OID {oid}) was dropped: changes made to a table in its place are in no publication and cannot be followed. switchyard stops before confirming anything past it: `switchyard abort` and backfill again")]
+    #[error("source table {table} (OID {oid}) was dropped: whatever takes its place is not the table the backfill copied, and its changes cannot be followed. switchyard stops before confirming anything past it: `switchyard abort` and backfill again")]
     Dropped { table: String, oid: u32 },
     #[error("source table {table} (OID {oid}) is now called {now} (ALTER TABLE ... RENAME or SET SCHEMA): the plan, the cutover and `verify` name it {table}. switchyard stops before confirming anything past it: rename it back (`ALTER TABLE {now_quoted} RENAME TO ...` / `SET SCHEMA ...`) and run `switchyard follow` again, which picks up where it stopped")]
     Renamed {
