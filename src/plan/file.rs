@@ -72,6 +72,41 @@ pub struct CutoverFile {
     pub side: CutoverSide,
     #[serde(default)]
     pub slot: SlotDisposal,
+    /// What the cutover does with each kind of object bound to a legacy table.
+    #[serde(default)]
+    pub dependents: DependentsFile,
+}
+
+/// `[cutover.dependents]`: one disposition per kind of object bound to a legacy table (by OID,
+/// or by name in a function body). Unset kinds are refused: nothing bound to a legacy table is
+/// left behind without the plan saying so.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DependentsFile {
+    pub foreign_keys: Option<Spanned<Disposition>>,
+    pub views: Option<Spanned<Disposition>>,
+    pub materialized_views: Option<Spanned<Disposition>>,
+    pub functions: Option<Spanned<Disposition>>,
+    pub triggers: Option<Spanned<Disposition>>,
+    pub rules: Option<Spanned<Disposition>>,
+    pub publications: Option<Spanned<Disposition>>,
+    pub grants: Option<Spanned<Disposition>>,
+    pub policies: Option<Spanned<Disposition>>,
+}
+
+/// What the cutover does with one kind of object bound to a legacy table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// `check` and the cutover refuse while such an object exists, unless the plan's cutover
+    /// SQL deals with it (the cutover re-reads the catalog after that SQL, before the commit).
+    #[default]
+    Refuse,
+    /// Reported by `check` and the cutover, then left as it is.
+    Warn,
+    /// switchyard carries it over to the new tables; only for kinds where that has one
+    /// meaning (see `crate::plan::Dependents`).
+    Carry,
 }
 
 /// Where `phases.cutover` runs.

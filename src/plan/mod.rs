@@ -25,7 +25,7 @@ use crate::transform::expr::Expr;
 use crate::transform::value::Value;
 use compile_expr::{canonical_sql, compile, Names};
 use diagnostics::{Collector, PlanErrors};
-pub use file::{CutoverSide, OnError, SlotDisposal, WriteMode};
+pub use file::{CutoverSide, Disposition, OnError, SlotDisposal, WriteMode};
 
 /// A compiled plan.
 #[derive(Debug)]
@@ -88,6 +88,28 @@ pub struct LookupPlan {
 pub struct CutoverPlan {
     pub side: CutoverSide,
     pub slot: SlotDisposal,
+    pub dependents: Dependents,
+}
+
+/// `[cutover.dependents]` compiled: what the cutover does with each kind of object bound to a
+/// legacy table. `Carry` is accepted only where it has one meaning:
+/// - `views`: views over a legacy table are re-created from their definition, so that they
+///   read the object that takes the legacy name (the compatibility view);
+/// - `grants`: privileges granted on a legacy table are granted on what takes its name and on
+///   the new tables it feeds;
+/// - `policies`: the plan's cutover SQL writes the equivalent row-level security policies on
+///   the new tables; the cutover proves they exist before it commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dependents {
+    pub foreign_keys: Disposition,
+    pub views: Disposition,
+    pub materialized_views: Disposition,
+    pub functions: Disposition,
+    pub triggers: Disposition,
+    pub rules: Disposition,
+    pub publications: Disposition,
+    pub grants: Disposition,
+    pub policies: Disposition,
 }
 
 #[derive(Debug, Default)]
@@ -285,9 +307,40 @@ impl Compile<'_, '_> {
             cutover: CutoverPlan {
                 side: f.cutover.side,
                 slot: f.cutover.slot,
+                dependents: self.dependents(&f.cutover.dependents),
             },
             reports: f.reports.into_iter().collect(),
             target_schema: f.target_schema,
+        }
+    }
+
+    /// Compiles `[cutover.dependents]`, refusing `carry` where it has no meaning.
+    fn dependents(&mut self, f: &file::DependentsFile) -> Dependents {
+        let mut kind = |name: &str, value: &Option<toml::Spanned<Disposition>>, carries: bool| {
+            let Some(v) = value else {
+                return Disposition::Refuse;
+            };
+            if *v.get_ref() == Disposition::Carry && !carries {
+                self.diags.at(
+                    v.span().start,
+                    format!("cutover.dependents.{name}"),
+                    format!(
+                        "switchyard cannot carry {name} over to the new tables: use \"refuse\" (the cutover SQL must deal with them) or \"warn\""
+                    ),
+                );
+            }
+            *v.get_ref()
+        };
+        Dependents {
+            foreign_keys: kind("foreign_keys", &f.foreign_keys, false),
+            views: kind("views", &f.views, true),
+            materialized_views: kind("materialized_views", &f.materialized_views, false),
+            functions: kind("functions", &f.functions, false),
+            triggers: kind("triggers", &f.triggers, false),
+            rules: kind("rules", &f.rules, false),
+            publications: kind("publications", &f.publications, false),
+            grants: kind("grants", &f.grants, true),
+            policies: kind("policies", &f.policies, true),
         }
     }
 
