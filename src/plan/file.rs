@@ -98,12 +98,16 @@ pub struct DependentsFile {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
-    /// `check` and the cutover refuse while such an object exists, unless the plan's cutover
-    /// SQL deals with it (the cutover re-reads the catalog after that SQL, before the commit).
+    /// `check` reports an error and the cutover refuses (before the lock) while such an
+    /// object exists: remove it, or choose another disposition.
     #[default]
     Refuse,
     /// Reported by `check` and the cutover, then left as it is.
     Warn,
+    /// The plan's cutover SQL deals with it (drops it, re-points it, re-creates it); the
+    /// cutover re-reads the catalog after that SQL, before the commit, and rolls back when one
+    /// is still bound to a legacy table (or, for policies, when the new tables have none).
+    CutoverSql,
     /// switchyard carries it over to the new tables; only for kinds where that has one
     /// meaning (see `crate::plan::Dependents`).
     Carry,

@@ -96,9 +96,10 @@ pub struct CutoverPlan {
 /// - `views`: views over a legacy table are re-created from their definition, so that they
 ///   read the object that takes the legacy name (the compatibility view);
 /// - `grants`: privileges granted on a legacy table are granted on what takes its name and on
-///   the new tables it feeds;
-/// - `policies`: the plan's cutover SQL writes the equivalent row-level security policies on
-///   the new tables; the cutover proves they exist before it commits.
+///   the new tables it feeds.
+///
+/// For `policies`, `cutover_sql` means the plan's cutover SQL writes the equivalent
+/// row-level security policies on the new tables, and the cutover proves they exist.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Dependents {
     pub foreign_keys: Disposition,
@@ -325,7 +326,7 @@ impl Compile<'_, '_> {
                     v.span().start,
                     format!("cutover.dependents.{name}"),
                     format!(
-                        "switchyard cannot carry {name} over to the new tables: use \"refuse\" (the cutover SQL must deal with them) or \"warn\""
+                        "switchyard cannot carry {name} over to the new tables: use \"cutover_sql\" (the plan's cutover SQL deals with them; the cutover proves it), \"warn\" or \"refuse\""
                     ),
                 );
             }
@@ -340,7 +341,7 @@ impl Compile<'_, '_> {
             rules: kind("rules", &f.rules, false),
             publications: kind("publications", &f.publications, false),
             grants: kind("grants", &f.grants, true),
-            policies: kind("policies", &f.policies, true),
+            policies: kind("policies", &f.policies, false),
         }
     }
 
