@@ -52,6 +52,11 @@ pub async fn check_all(
             .await
             .context("checking what the WAL does not carry")?,
     );
+    findings.extend(
+        crate::cutover::standbys::check(&source_client, plan)
+            .await
+            .context("reading the source's physical standbys")?,
+    );
     let types = sink::preflight::source_column_types(&source_client, plan)
         .await
         .context("reading source column types")?;

@@ -118,6 +118,15 @@ fn print_report(r: &CutoverReport, json: bool) {
         "cutover {verdict}. Writes blocked for {:.0} ms (limit {:.0} ms); lock granted at attempt {}",
         r.window_ms, r.max_blocked_ms, r.lock_attempts
     );
+    println!(
+        "  strongest lock on the legacy tables: {}{}",
+        r.swap_lock,
+        if r.swap_lock == "ACCESS EXCLUSIVE" {
+            " (taken just before the swap; reads wait for it too)"
+        } else {
+            ""
+        }
+    );
     for s in &r.steps {
         println!("  {:<55} {:>8.1} ms", s.step.describe(), s.ms);
     }
@@ -154,7 +163,10 @@ fn print_report(r: &CutoverReport, json: bool) {
         );
     }
     if r.dry_run {
-        println!("  the real cutover adds the cutover SQL and the commit to this window");
+        println!("  the swap ran and was rolled back; the real cutover commits instead (sequences are then set)");
+    }
+    for s in &r.standbys {
+        println!("  WARNING: {}", s.warning);
     }
     if let Some(slot) = &r.slot {
         println!("  slot {slot}");

@@ -24,11 +24,25 @@ pub enum CutoverError {
         bytes: i64,
         waited: Duration,
     },
-    #[error("the write lock was not granted in {attempts} attempts of {lock_timeout:?} each; writes were never blocked longer than that. {}", blockers_hint(.blockers))]
+    #[error("{}", lock_not_granted(*.attempts, *.lock_timeout, .blockers, *.swap_lock_failures, *.writes_blocked_at_most))]
     LockNotGranted {
         attempts: u32,
         lock_timeout: Duration,
         blockers: Vec<Blocker>,
+        /// Attempts whose write lock was granted but whose swap lock (ACCESS EXCLUSIVE) was not.
+        swap_lock_failures: u32,
+        /// The longest any attempt blocked writes (a failed swap lock: the window so far).
+        writes_blocked_at_most: Duration,
+    },
+    #[error("--lock-timeout {lock_timeout:?} is not below the source's deadlock_timeout ({deadlock_timeout:?}); refused before taking any lock. \
+             While the cutover's lock request waits, an application transaction that holds a lock on one legacy table and then queues \
+             behind the request on another closes a cycle; PostgreSQL looks for it only deadlock_timeout after each session started \
+             waiting, and the cutover's look came first and found nothing, so the application's transaction is the one cancelled \
+             with \"deadlock detected\". Use a --lock-timeout below {deadlock_timeout:?} (the default is 500ms), or raise deadlock_timeout \
+             on the source (ALTER SYSTEM SET deadlock_timeout = '...'; SELECT pg_reload_conf())")]
+    LockTimeoutNotBelowDeadlockTimeout {
+        lock_timeout: Duration,
+        deadlock_timeout: Duration,
     },
     #[error("cutover aborted: the write-blocked window would exceed --max-blocked ({:?}) at step \"{}\" ({:.0} ms held). Everything was rolled back and the locks released; the consumer keeps running: issue the cutover again (at a quieter moment or with a larger --max-blocked)", .limit, .overrun.step.describe(), .overrun.elapsed.as_secs_f64() * 1e3)]
     Overrun {
@@ -70,13 +84,33 @@ pub enum CutoverError {
     Other(#[from] anyhow::Error),
 }
 
+fn lock_not_granted(
+    attempts: u32,
+    lock_timeout: Duration,
+    blockers: &[Blocker],
+    swap_lock_failures: u32,
+    writes_blocked_at_most: Duration,
+) -> String {
+    let what = if swap_lock_failures == 0 {
+        format!("the write lock was not granted in {attempts} attempts of {lock_timeout:?} each; writes were never blocked longer than that")
+    } else {
+        format!(
+            "the cutover's locks were not granted in {attempts} attempts: in {swap_lock_failures} of them the write lock was granted \
+             but the swap's ACCESS EXCLUSIVE lock was not within {lock_timeout:?}; each attempt was rolled back (nothing changed), \
+             writes were never blocked longer than {:.0} ms, reads never longer than {lock_timeout:?}",
+            writes_blocked_at_most.as_secs_f64() * 1e3
+        )
+    };
+    format!("{what}. {}", blockers_hint(blockers))
+}
+
 fn blockers_hint(blockers: &[Blocker]) -> String {
     if blockers.is_empty() {
-        return "Other sessions kept taking conflicting locks; retry at a quieter moment or raise --lock-timeout".to_owned();
+        return "Other sessions kept taking conflicting locks; retry at a quieter moment or raise --lock-timeout (it must stay below deadlock_timeout)".to_owned();
     }
     let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
     format!(
-        "Long transactions hold conflicting locks: {}. End them (or wait for them), then retry",
+        "Sessions hold conflicting locks: {}. End them (or wait for them; a session idle in a transaction holds its locks until it commits or rolls back), then retry",
         list.join("; ")
     )
 }

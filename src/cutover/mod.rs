@@ -20,9 +20,12 @@
 pub mod counts;
 pub mod read_only;
 pub mod sequences;
+pub mod standbys;
+pub mod swap_lock;
 pub mod window;
 pub mod write_lock;
 
+mod deadlock_timeout;
 mod error;
 mod report;
 mod run;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::counts::CountResult;
 use super::sequences::{SequenceSet, Unplaced};
+use super::standbys::Standby;
 use super::window::Step;
 
 /// What happened, for the operator and for `switchyard.migrations.cutover_report`.
@@ -17,6 +18,11 @@ pub struct CutoverReport {
     pub window_ms: f64,
     pub max_blocked_ms: f64,
     pub lock_attempts: u32,
+    /// The strongest lock taken on the source tables: `ACCESS EXCLUSIVE` when the swap runs
+    /// there (its SQL renames and alters them), else `EXCLUSIVE`.
+    pub swap_lock: &'static str,
+    /// Physical standbys that replay the swap's ACCESS EXCLUSIVE lock (read before the lock).
+    pub standbys: Vec<Standby>,
     pub steps: Vec<StepTime>,
     pub counts: Vec<CountResult>,
     pub unchecked: Vec<(String, String)>,

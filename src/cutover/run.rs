@@ -15,14 +15,17 @@ use crate::source::fence;
 use crate::source::{publication, slot};
 
 use super::counts::CountPlan;
+use super::deadlock_timeout;
 use super::error::{db, CutoverError};
 use super::read_only;
 use super::report::{CutoverReport, StepTime};
 use super::sequences;
 use super::sessions::{open_sessions, same_database, wait_for_lag, Sessions};
+use super::standbys;
+use super::swap_lock;
 use super::under_lock::{locked, Aborted, Job};
 use super::window::{Step, Window};
-use super::write_lock::{self, Attempt};
+use super::write_lock::{self, Attempt, Blocker, Mode};
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -51,6 +54,9 @@ pub async fn cutover(
     options: &CutoverOptions,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<CutoverReport, CutoverError> {
+    // Before anything else: a lock_timeout that lets the application be the deadlock victim.
+    let probe = connect(source, "switchyard cutover").await?;
+    deadlock_timeout::refuse_unsafe(&probe, options.lock_timeout).await?;
     let mut window = Window::new(options.max_blocked);
     let tables: Vec<TableName> = plan.sources.iter().map(|s| s.table.clone()).collect();
     let counts = CountPlan::new(plan);
@@ -91,49 +97,86 @@ pub async fn cutover(
             Step::Rehearsal,
             "reading which sequences the output tables use",
         ))?;
-    // 2. The lock, retried without ever queuing behind a long transaction.
-    let started = Instant::now();
-    let attempts = acquire(plan, &s, &state, &tables, options, say).await?;
-    window.granted();
-    window.finished(Step::Lock, started.elapsed()).ok();
-
-    // 3. Under the lock: every exit path below rolls back unless the commit succeeded.
-    let mut report = CutoverReport {
-        dry_run: options.dry_run,
-        committed: false,
-        same_database,
-        window_ms: 0.0,
-        max_blocked_ms: options.max_blocked.as_secs_f64() * 1e3,
-        lock_attempts: attempts,
-        steps: Vec::new(),
-        counts: Vec::new(),
-        unchecked: counts
-            .unchecked
-            .iter()
-            .map(|(t, why)| (t.clone(), (*why).to_owned()))
-            .collect(),
-        sequences: Vec::new(),
-        unplaced: Vec::new(),
-        fence_lsn: None,
-        slot: None,
-        notes: Vec::new(),
-    };
-    let job = Job {
-        plan,
-        source,
-        target,
-        counts: &counts,
-        tables: &tables,
-        inventory: &inventory,
-        options,
-    };
-    let outcome = locked(&job, &mut s, &mut window, &mut report).await;
-    let released = window.elapsed();
-    if outcome.is_err() || !report.committed {
-        let _ = s.lock.batch_execute("ROLLBACK").await;
-        let _ = s.target_counters[0].batch_execute("ROLLBACK").await;
+    // The swap's strongest lock, and the standbys that will replay it (before the lock).
+    let swap_mode = swap_lock::mode(plan);
+    let standbys = standbys::physical(&probe, &tables, swap_mode)
+        .await
+        .map_err(db(Step::Rehearsal, "reading pg_stat_replication"))?;
+    drop(probe);
+    for s in &standbys {
+        say(format!("warning: {}", s.warning));
     }
-    report.window_ms = released.as_secs_f64() * 1e3;
+    // 2. The lock, retried without ever queuing behind a long transaction; 3. the work under
+    // it. A swap lock that is not granted rolls everything back and counts as a failed attempt.
+    let started = Instant::now();
+    let mut tries = Tries::default();
+    let (report, outcome) = loop {
+        acquire(plan, &s, &state, &tables, swap_mode, options, &mut tries, say).await?;
+        window.granted();
+        window.finished(Step::Lock, started.elapsed()).ok();
+        // Every exit path below rolls back unless the commit succeeded.
+        let mut report = CutoverReport {
+            dry_run: options.dry_run,
+            committed: false,
+            same_database,
+            window_ms: 0.0,
+            max_blocked_ms: options.max_blocked.as_secs_f64() * 1e3,
+            lock_attempts: tries.attempts,
+            swap_lock: swap_mode.sql(),
+            standbys: standbys.clone(),
+            steps: Vec::new(),
+            counts: Vec::new(),
+            unchecked: counts
+                .unchecked
+                .iter()
+                .map(|(t, why)| (t.clone(), (*why).to_owned()))
+                .collect(),
+            sequences: Vec::new(),
+            unplaced: Vec::new(),
+            fence_lsn: None,
+            slot: None,
+            notes: Vec::new(),
+        };
+        let job = Job {
+            plan,
+            source,
+            target,
+            counts: &counts,
+            tables: &tables,
+            inventory: &inventory,
+            options,
+            swap_mode,
+        };
+        let outcome = locked(&job, &mut s, &mut window, &mut report).await;
+        let released = window.elapsed();
+        if outcome.is_err() || !report.committed {
+            let _ = s.lock.batch_execute("ROLLBACK").await;
+            let _ = s.target_counters[0].batch_execute("ROLLBACK").await;
+        }
+        let Err(Aborted::SwapLockNotGranted(holders)) = outcome else {
+            report.window_ms = released.as_secs_f64() * 1e3;
+            break (report, outcome);
+        };
+        window.released();
+        tries.swap_lock_failures += 1;
+        tries.writes_blocked_at_most = tries.writes_blocked_at_most.max(released);
+        if tries.attempts >= options.lock_attempts {
+            return Err(tries.not_granted(options, holders));
+        }
+        let pause = write_lock::backoff(tries.attempts);
+        say(format!(
+            "lock attempt {}: the write lock was granted, but the swap's ACCESS EXCLUSIVE lock was not within --lock-timeout ({:?}) or what was left of the window{}; \
+             rolled back after {:.0} ms (nothing changed), retrying in {:.0} ms",
+            tries.attempts,
+            options.lock_timeout,
+            describe(&holders),
+            released.as_secs_f64() * 1e3,
+            pause.as_secs_f64() * 1e3
+        ));
+        tries.blockers = holders;
+        tokio::time::sleep(pause).await;
+    };
+    let mut report = report;
     report.steps = window
         .steps
         .iter()
@@ -151,6 +194,9 @@ pub async fn cutover(
             })
         }
         Err(Aborted::Failed(e)) => return Err(e),
+        Err(Aborted::SwapLockNotGranted(holders)) => {
+            return Err(tries.not_granted(options, holders))
+        }
         Ok(()) => {}
     }
     if report.committed {
@@ -201,58 +247,108 @@ async fn rehearse(
     Ok(())
 }
 
-/// Takes the write lock on the lock session, returning the number of attempts it took. An
-/// attempt is made only when the lag is under `--max-lag` again and no session has been
-/// holding a conflicting lock for longer than `--lock-timeout`.
+/// The lock attempts made so far, and what stood in the way.
+#[derive(Default)]
+struct Tries {
+    attempts: u32,
+    swap_lock_failures: u32,
+    writes_blocked_at_most: Duration,
+    blockers: Vec<Blocker>,
+}
+
+impl Tries {
+    /// The error after the last attempt; `blockers` are the ones seen at it, else the last
+    /// ones seen at all.
+    fn not_granted(&self, options: &CutoverOptions, blockers: Vec<Blocker>) -> CutoverError {
+        let blockers = if blockers.is_empty() {
+            self.blockers.clone()
+        } else {
+            blockers
+        };
+        CutoverError::LockNotGranted {
+            attempts: self.attempts,
+            lock_timeout: options.lock_timeout,
+            blockers,
+            swap_lock_failures: self.swap_lock_failures,
+            writes_blocked_at_most: self.writes_blocked_at_most.max(options.lock_timeout),
+        }
+    }
+}
+
+/// `: <who holds conflicting locks>`, or nothing when nobody is seen holding one any more.
+fn describe(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = blockers.iter().map(Blocker::to_string).collect();
+    format!(": {}", list.join("; "))
+}
+
+/// Takes the write lock on the lock session, counting attempts in `tries`. An attempt is made
+/// only when the lag is under `--max-lag` again and no session has been holding a lock that
+/// conflicts with `swap_mode` (the strongest lock the cutover will take) for longer than
+/// `--lock-timeout`: an idle reader is named, never queued behind.
+#[allow(clippy::too_many_arguments)]
 async fn acquire(
     plan: &Plan,
     s: &Sessions,
     state: &Client,
     tables: &[TableName],
+    swap_mode: Mode,
     options: &CutoverOptions,
+    tries: &mut Tries,
     say: &(dyn Fn(String) + Sync),
-) -> Result<u32, CutoverError> {
-    let mut attempts = 0;
+) -> Result<(), CutoverError> {
     loop {
-        attempts += 1;
+        tries.attempts += 1;
+        let attempts = tries.attempts;
         wait_for_lag(plan, s, state, options, say).await?;
-        let blockers = write_lock::long_blockers(&s.lock, tables, options.lock_timeout)
-            .await
-            .map_err(db(
-                Step::Lock,
-                "looking for sessions holding conflicting locks",
-            ))?;
-        // Autovacuum gives way to a waiting lock; anything else would make writers queue.
+        let mut blockers =
+            write_lock::long_blockers(&s.lock, tables, options.lock_timeout, swap_mode)
+                .await
+                .map_err(db(
+                    Step::Lock,
+                    "looking for sessions holding conflicting locks",
+                ))?;
+        // Autovacuum gives way to a waiting lock; anything else would make the application queue.
         let granted = if blockers.iter().all(|b| b.autovacuum) {
             let attempt = write_lock::lock(&s.lock, tables, options.lock_timeout)
                 .await
                 .map_err(db(Step::Lock, "locking the source tables"))?;
+            if matches!(attempt, Attempt::TimedOut) {
+                // Name whoever holds a conflicting lock now, however young.
+                blockers =
+                    write_lock::long_blockers(&s.lock, tables, Duration::ZERO, Mode::Exclusive)
+                        .await
+                        .map_err(db(
+                            Step::Lock,
+                            "looking for sessions holding conflicting locks",
+                        ))?;
+            }
             matches!(attempt, Attempt::Granted)
         } else {
             false
         };
         if granted {
-            return Ok(attempts);
+            return Ok(());
         }
         if attempts >= options.lock_attempts {
-            return Err(CutoverError::LockNotGranted {
-                attempts,
-                lock_timeout: options.lock_timeout,
-                blockers,
-            });
+            return Err(tries.not_granted(options, blockers));
         }
         let pause = write_lock::backoff(attempts);
         match blockers.iter().find(|b| !b.autovacuum) {
-            Some(b) => say(format!(
+            Some(b) if b.transaction_age >= options.lock_timeout => say(format!(
                 "lock attempt {attempts}: not queued, {b}; retrying in {:.0} ms",
                 pause.as_secs_f64() * 1e3
             )),
-            None => say(format!(
-                "lock attempt {attempts}: not granted within {:?}; writers released, retrying in {:.0} ms",
+            _ => say(format!(
+                "lock attempt {attempts}: not granted within {:?}{}; writers released, retrying in {:.0} ms",
                 options.lock_timeout,
+                describe(&blockers),
                 pause.as_secs_f64() * 1e3
             )),
         }
+        tries.blockers = blockers;
         tokio::time::sleep(pause).await;
     }
 }

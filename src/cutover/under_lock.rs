@@ -1,6 +1,8 @@
 //! Everything done while the write lock is held: the fence with the source counts beside it,
-//! the target counts, optionally a full verify, then (unless a dry run) sequences, the swap SQL
-//! and the commit. Each step is bounded by what is left of the window.
+//! the target counts, optionally a full verify, the swap's ACCESS EXCLUSIVE lock (when its SQL
+//! runs on the source), sequences, the swap SQL, and the commit (a dry run rolls back instead:
+//! it runs the swap too, so it measures and exposes the swap's locks). Each step is bounded by
+//! what is left of the window.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,12 +23,17 @@ use super::report::CutoverReport;
 use super::run::CutoverOptions;
 use super::sequences;
 use super::sessions::Sessions;
+use super::swap_lock::{self, Upgrade};
 use super::window::{Overrun, Step, Window};
+use super::write_lock::{Blocker, Mode};
 
 /// Why the work under the lock stopped short; the caller rolls back either way.
 pub(super) enum Aborted {
     Overrun(Overrun),
     Failed(CutoverError),
+    /// The swap's ACCESS EXCLUSIVE lock was not granted (or not requested: it would have
+    /// deadlocked): a failed lock attempt, retried after a rollback.
+    SwapLockNotGranted(Vec<Blocker>),
 }
 
 impl From<Overrun> for Aborted {
@@ -50,6 +57,8 @@ pub(super) struct Job<'a> {
     pub tables: &'a [TableName],
     pub inventory: &'a sequences::Inventory,
     pub options: &'a CutoverOptions,
+    /// The strongest lock the swap takes on `tables` ([`swap_lock::mode`]).
+    pub swap_mode: Mode,
 }
 
 /// Everything done while the lock is held; leaves the rollback to the caller.
@@ -67,6 +76,7 @@ pub(super) async fn locked(
         tables,
         inventory,
         options,
+        swap_mode,
     } = *job;
     let Sessions {
         lock,
@@ -132,6 +142,23 @@ pub(super) async fn locked(
             return Err(CutoverError::Diverged(verified.render()).into());
         }
     }
+    // ── The swap's own lock (issue 18): taken explicitly, bounded by --lock-timeout, so that a
+    // reader idle in its transaction never makes the swap's implicit ACCESS EXCLUSIVE request
+    // stall every read and write for the rest of the window. Not granted: a failed lock
+    // attempt (the caller rolls back, names the holders, retries), never an overrun.
+    if swap_mode == Mode::AccessExclusive {
+        let started = Instant::now();
+        let wait = options.lock_timeout.min(window.remaining());
+        let upgraded = swap_lock::upgrade(lock, tables, wait)
+            .await
+            .map_err(db(Step::SwapLock, "locking the source tables for the swap"))?;
+        if let Upgrade::NotGranted(holders) = upgraded {
+            window.steps.push((Step::SwapLock, started.elapsed()));
+            return Err(Aborted::SwapLockNotGranted(holders));
+        }
+        window.finished(Step::SwapLock, started.elapsed())?;
+    }
+    // ── end of the swap's own lock
     // Sequences, read (and set unless a dry run) inside the window: their reads are part of
     // what the real cutover holds the lock for. The target's part of the swap is a
     // transaction of its own, committed just before (side target) or just after (side
@@ -151,12 +178,6 @@ pub(super) async fn locked(
     report.sequences = set;
     report.unplaced = inventory.unplaced.clone();
     report.unplaced.extend(unplaced);
-    if options.dry_run {
-        let started = Instant::now();
-        let _ = lock.batch_execute("ROLLBACK").await;
-        window.finished(Step::Commit, started.elapsed()).ok();
-        return Ok(());
-    }
     let sql: String = plan
         .phases
         .cutover
@@ -188,6 +209,17 @@ pub(super) async fn locked(
         Ok::<_, tokio_postgres::Error>(())
     });
     swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
+    // ── The dry run ends here: everything above ran (the swap SQL, its locks, on either side)
+    // inside transactions rolled back now; sequences were read, never set (setval is not
+    // transactional).
+    if options.dry_run {
+        let started = Instant::now();
+        let _ = lock.batch_execute("ROLLBACK").await;
+        let _ = target.batch_execute("ROLLBACK").await;
+        window.finished(Step::Commit, started.elapsed()).ok();
+        return Ok(());
+    }
+    // ── end of the dry run
     // No timeout from here: a COMMIT cut short by one could have committed anyway, and the
     // report would claim a rollback. The swap's side commits first, the other follows.
     let started = Instant::now();

@@ -16,6 +16,8 @@ pub enum Step {
     Fence,
     Counts,
     Verify,
+    /// The swap's ACCESS EXCLUSIVE lock (reads wait too); see `swap_lock`.
+    SwapLock,
     Sequences,
     CutoverSql,
     Commit,
@@ -30,6 +32,7 @@ impl Step {
             Step::Fence => "fence: consumer applying everything before the lock",
             Step::Counts => "row counts, source against target",
             Step::Verify => "verify under the lock",
+            Step::SwapLock => "the swap's ACCESS EXCLUSIVE lock (reads wait too)",
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
             Step::Commit => "commit (locks released)",
@@ -63,6 +66,14 @@ impl Window {
 
     pub fn granted(&mut self) {
         self.granted = Some(Instant::now());
+    }
+
+    /// The lock was released without a commit and will be requested again: forgets the
+    /// grant and the steps timed under it.
+    pub fn released(&mut self) {
+        self.granted = None;
+        self.steps
+            .retain(|(s, _)| matches!(s, Step::WaitForLag | Step::Rehearsal));
     }
 
     /// Time the lock has been held.

@@ -1,8 +1,21 @@
 //! The write lock on the source tables, taken so that it can never stall the application for
 //! long: `EXCLUSIVE` mode (reads go on, writes wait) with a short `lock_timeout`, and never
 //! queued behind a transaction that already holds a conflicting lock for longer than that (a
-//! waiting `LOCK` blocks every writer that arrives after it: the lock-queue pile-up gh-ost and
-//! spirit users report).
+//! waiting `LOCK` blocks every session that arrives after it and conflicts with it: the
+//! lock-queue pile-up gh-ost and spirit users report).
+//!
+//! Which locks conflict is PostgreSQL's table 13.2
+//! (<https://www.postgresql.org/docs/15/explicit-locking.html#TABLE-LOCK-COMPATIBILITY>):
+//!
+//! ```text
+//!  requested          conflicts with locks held in mode
+//!  EXCLUSIVE          every mode but ACCESS SHARE (plain SELECTs go on, writes wait)
+//!  ACCESS EXCLUSIVE   every mode, ACCESS SHARE included (a SELECT, even one whose
+//!                     transaction has gone idle, holds ACCESS SHARE until it ends)
+//! ```
+//! The blocker check looks for holders of any mode that conflicts with the strongest lock the
+//! cutover will take (see [`super::swap_lock`]): the swap's ACCESS EXCLUSIVE when its SQL runs
+//! on the source, so an idle reader is named before any lock is requested.
 
 use std::time::Duration;
 
@@ -11,17 +24,63 @@ use tokio_postgres::Client;
 use crate::pg::ident::TableName;
 
 /// SQLSTATE `lock_not_available`: `lock_timeout` expired.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
+pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// A table lock mode the cutover takes (table 13.2 of the PostgreSQL documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Blocks writes; plain reads (ACCESS SHARE) go on.
+    Exclusive,
+    /// Blocks every access, plain reads included: what `ALTER TABLE ... RENAME`, `DROP` and
+    /// most `ALTER TABLE` forms take.
+    AccessExclusive,
+}
+
+impl Mode {
+    /// As `LOCK TABLE ... IN <mode> MODE` spells it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "EXCLUSIVE",
+            Mode::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// The `pg_locks.mode` names a request in this mode waits for (table 13.2).
+    fn conflicts(self) -> Vec<&'static str> {
+        let mut all = vec![
+            "RowShareLock",
+            "RowExclusiveLock",
+            "ShareUpdateExclusiveLock",
+            "ShareLock",
+            "ShareRowExclusiveLock",
+            "ExclusiveLock",
+            "AccessExclusiveLock",
+        ];
+        if self == Mode::AccessExclusive {
+            all.push("AccessShareLock");
+        }
+        all
+    }
+}
 
 /// A session holding a lock that conflicts with ours, and for how long its transaction ran.
 #[derive(Debug, Clone)]
 pub struct Blocker {
     pub pid: i32,
+    /// The modes it holds, comma-separated.
     pub mode: String,
+    /// The tables it holds them on, comma-separated.
     pub table: String,
     pub transaction_age: Duration,
+    /// When its transaction started (UTC).
+    pub since: String,
     pub state: String,
     pub application: String,
+    /// Its current (or, idle, last) statement, shortened.
+    pub query: String,
+    /// It waits for a lock the cutover holds: asking for a lock it conflicts with closes a
+    /// cycle, a deadlock.
+    pub waits_for_us: bool,
     /// An autovacuum worker: PostgreSQL cancels it for a waiting lock after `deadlock_timeout`
     /// (unless it prevents wraparound), so queuing behind it is how to get past it.
     pub autovacuum: bool,
@@ -31,38 +90,57 @@ impl std::fmt::Display for Blocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "pid {} ({}, application {:?}) holds {} on {} in a transaction open for {:.1}s",
+            "pid {} ({}, application {:?}) holds {} on {} in a transaction open since {} UTC ({:.1}s){}; its last query: {:?}",
             self.pid,
             self.state,
             self.application,
             self.mode,
             self.table,
-            self.transaction_age.as_secs_f64()
+            self.since,
+            self.transaction_age.as_secs_f64(),
+            if self.waits_for_us {
+                " and waits for the cutover's lock"
+            } else {
+                ""
+            },
+            self.query
         )
     }
 }
 
-/// Sessions holding a lock on `tables` that conflicts with `EXCLUSIVE`, in transactions older
-/// than `older_than`: queuing behind them would block the application's writes until they end.
+/// How much of a blocker's query to show.
+const QUERY_SHOWN_CHARS: i32 = 200;
+
+/// Sessions holding a lock on `tables` that conflicts with `mode`, in transactions older than
+/// `older_than` (`Duration::ZERO`: every holder): queuing behind them would block the
+/// application until they end. One entry per session, oldest transaction first.
 pub async fn long_blockers(
     client: &Client,
     tables: &[TableName],
     older_than: Duration,
+    mode: Mode,
 ) -> Result<Vec<Blocker>, tokio_postgres::Error> {
     let names: Vec<String> = tables.iter().map(TableName::quoted).collect();
+    let conflicts = mode.conflicts();
+    // clock_timestamp, not now(): the caller may be inside the lock's transaction.
     let rows = client
         .query(
-            "SELECT l.pid, l.mode, l.relation::regclass::text,
-                    extract(epoch FROM now() - a.xact_start)::float8,
-                    coalesce(a.state, ''), coalesce(a.application_name, ''),
-                    a.backend_type = 'autovacuum worker'
+            "SELECT a.pid, string_agg(DISTINCT l.mode, ', '),
+                    string_agg(DISTINCT l.relation::regclass::text, ', '),
+                    extract(epoch FROM clock_timestamp() - min(a.xact_start))::float8,
+                    to_char(min(a.xact_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'),
+                    coalesce(min(a.state), ''), coalesce(min(a.application_name), ''),
+                    bool_or(a.backend_type = 'autovacuum worker'),
+                    left(coalesce(min(a.query), ''), $4),
+                    bool_or(pg_backend_pid() = ANY (pg_blocking_pids(a.pid)))
                FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-              WHERE l.granted AND l.pid <> pg_backend_pid()
+              WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
                 AND l.relation = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
-                AND l.mode <> 'AccessShareLock'
-                AND a.xact_start < now() - $2 * interval '1 second'
-              ORDER BY a.xact_start",
-            &[&names, &older_than.as_secs_f64()],
+                AND l.mode = ANY ($3::text[])
+                AND a.xact_start <= clock_timestamp() - $2 * interval '1 second'
+              GROUP BY a.pid
+              ORDER BY min(a.xact_start)",
+            &[&names, &older_than.as_secs_f64(), &conflicts, &QUERY_SHOWN_CHARS],
         )
         .await?;
     Ok(rows
@@ -72,9 +150,12 @@ pub async fn long_blockers(
             mode: r.get(1),
             table: r.get(2),
             transaction_age: Duration::from_secs_f64(r.get::<_, f64>(3).max(0.0)),
-            state: r.get(4),
-            application: r.get(5),
-            autovacuum: r.get(6),
+            since: r.get(4),
+            state: r.get(5),
+            application: r.get(6),
+            autovacuum: r.get(7),
+            query: r.get(8),
+            waits_for_us: r.get(9),
         })
         .collect())
 }
