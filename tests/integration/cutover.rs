@@ -232,7 +232,7 @@ async fn a_long_transaction_holding_a_conflicting_lock_makes_the_cutover_retry_t
     assert!(!ok, "{out}");
     assert!(out.contains("not granted in 4 attempts"), "{out}");
     assert!(
-        out.contains("Long transactions hold conflicting locks: pid"),
+        out.contains("Sessions hold conflicting locks: pid"),
         "{out}"
     );
     assert!(

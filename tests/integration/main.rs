@@ -27,6 +27,9 @@ mod follow;
 /// rollback.
 mod cutover;
 
+/// A cutover that leaves the application working (issue 18), one module per kind.
+mod cutover_safety;
+
 /// `verify`: a clean target passes; tampered, deleted and extra rows are listed by key; lookups
 /// are never written.
 mod verify;
