@@ -3,14 +3,18 @@
 //! everything back.
 //!
 //! ```text
-//!  no lock      wait for lag < --max-lag ─> rehearsal fence (the consumer answers)
+//!  no lock      refuse --lock-timeout >= deadlock_timeout; warn of physical standbys
+//!               wait for lag < --max-lag ─> rehearsal fence (the consumer answers)
 //!               ─> lock attempt: EXCLUSIVE, lock_timeout; never queued behind a long
-//!                  transaction; on timeout roll back, back off, retry
+//!                  transaction holding a lock that conflicts with the swap's strongest lock;
+//!                  on timeout roll back, back off, retry
 //!  ── granted ── fence ─┬─ consumer applies everything before it, records it, NOTIFY
 //!   (window)            └─ source counts (concurrently: the source can no longer change)
-//!               target counts ─> [dry run: ROLLBACK here]
+//!               target counts ─> [verify]
+//!               swap lock: ACCESS EXCLUSIVE, lock_timeout (not granted: roll back, retry)
 //!               sequences ─> cutover SQL (+ read-only triggers with two servers)
 //!  ── COMMIT ─── locks released; state cut_over; consumer stops; slot dropped or kept
+//!               [dry run: ROLLBACK instead, sequences read but never set]
 //! ```
 //! Every step inside the window is bounded by what is left of `--max-blocked`: server-side by
 //! `statement_timeout`/`lock_timeout` on the lock's session, client-side by a timeout on the

@@ -135,6 +135,8 @@ pub enum ClusterError {
     },
     #[error("initdb failed ({status}):\n{output}")]
     Initdb { status: ExitStatus, output: String },
+    #[error("pg_basebackup failed ({status}):\n{output}")]
+    BaseBackup { status: ExitStatus, output: String },
     #[error("the server did not start: {reason}\n--- server log (tail) ---\n{log_tail}")]
     Start { reason: String, log_tail: String },
     #[error("could not connect to {url}")]
@@ -208,6 +210,43 @@ impl Cluster {
         }
         cluster.spawn_on_free_port()?;
         Ok(cluster)
+    }
+
+    /// A hot standby of `primary`: `pg_basebackup -R` (streaming the WAL it needs) into a
+    /// temp dir, started on a free port; it follows the primary until dropped. Only for a
+    /// primary with `trust` authentication.
+    pub fn standby_of(primary: &Cluster) -> Result<Cluster, ClusterError> {
+        let mut standby = Cluster {
+            bin_dir: primary.bin_dir.clone(),
+            dir: make_temp_dir()?,
+            run_as: primary.run_as,
+            port: 0,
+            password: None,
+            password_auth: primary.password_auth,
+            tls: None,
+            settings: vec![("hot_standby".to_owned(), "on".to_owned())],
+            start_timeout: primary.start_timeout,
+            postmaster: None,
+            watchdog: None,
+        };
+        standby.own(&standby.dir.clone())?;
+        let mut command = standby.command("pg_basebackup");
+        command
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "--no-sync", "-h", "127.0.0.1", "-U", SUPERUSER])
+            .args(["-p", &primary.port.to_string()]);
+        let output = command.output().map_err(io_error("run pg_basebackup"))?;
+        if !output.status.success() {
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            return Err(ClusterError::BaseBackup {
+                status: output.status,
+                output: text,
+            });
+        }
+        standby.spawn_on_free_port()?;
+        Ok(standby)
     }
 
     /// The TCP port on 127.0.0.1.

@@ -329,3 +329,58 @@ async fn a_dry_run_runs_the_swap_times_it_and_changes_nothing() {
     );
     s.assert_nothing_swapped().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_physical_standby_is_named_in_the_warning_of_check_and_the_cutover() {
+    let s = SameDatabase::start().await;
+    let standby = Cluster::standby_of(&s.cluster).expect("start a hot standby");
+    let replica = standby.connect("legacy").await.unwrap();
+    let in_recovery: bool = replica
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_recovery);
+    // The walsender serving it, by the name pg_basebackup -R gave it.
+    let name: String = s
+        .db
+        .query_one(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let (ok, out) = s.switchyard(&["check"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("physical standby {name:?}")),
+        "{name} in: {out}"
+    );
+    assert!(out.contains("max_standby_streaming_delay"), "{out}");
+
+    let (ok, out) = s.cutover(&["--dry-run", "--json"]).await;
+    assert!(ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let standbys = report["standbys"].as_array().unwrap();
+    assert_eq!(standbys.len(), 1, "only the physical standby: {standbys:?}");
+    assert_eq!(standbys[0]["application_name"], name.as_str());
+    assert_eq!(standbys[0]["primary_max_standby_streaming_delay"], "30s");
+    let warning = standbys[0]["warning"].as_str().unwrap();
+    for said in [
+        "replays the swap's ACCESS EXCLUSIVE lock on company_projects",
+        "the primary's is 30s; the standby's own setting decides",
+        "hot_standby_feedback",
+    ] {
+        assert!(warning.contains(said), "{said} in: {warning}");
+    }
+
+    let (ok, out) = s.cutover(&["--dry-run"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("WARNING: physical standby {name:?}")),
+        "{out}"
+    );
+    s.assert_nothing_swapped().await;
+}
