@@ -10,6 +10,7 @@
 //!   (window)            └─ source counts (concurrently: the source can no longer change)
 //!               target counts ─> [dry run: ROLLBACK here]
 //!               sequences ─> cutover SQL (+ read-only triggers with two servers)
+//!               ─> proof: the legacy names and triggers are what the plan promises
 //!  ── COMMIT ─── locks released; state cut_over; consumer stops; slot dropped or kept
 //! ```
 //! Every step inside the window is bounded by what is left of `--max-blocked`: server-side by
@@ -18,10 +19,13 @@
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
 pub mod counts;
+pub mod in_place;
+pub mod proof;
 pub mod read_only;
 pub mod sequences;
 pub mod window;
 pub mod write_lock;
+pub mod writes_since;
 
 mod error;
 mod report;
@@ -32,3 +36,4 @@ mod under_lock;
 pub use error::CutoverError;
 pub use report::{CutoverReport, StepTime};
 pub use run::{cutover, CutoverOptions};
+pub use sessions::same_database;

@@ -117,6 +117,7 @@ pub async fn cutover(
         fence_lsn: None,
         slot: None,
         notes: Vec::new(),
+        writes_boundary: None,
     };
     let job = Job {
         plan,
@@ -149,6 +150,12 @@ pub async fn cutover(
                 limit: options.max_blocked,
                 report: Box::new(report),
             })
+        }
+        Err(Aborted::Failed(e @ CutoverError::HalfCommitted { .. })) => {
+            // One side committed: `rollback` needs the report's writes boundary to count what
+            // it would leave behind.
+            record(plan, &state, &mut report).await;
+            return Err(e);
         }
         Err(Aborted::Failed(e)) => return Err(e),
         Ok(()) => {}
@@ -272,6 +279,11 @@ async fn finish(plan: &Plan, source: &ConnInfo, state: &Client, report: &mut Cut
             ),
         });
     }
+    record(plan, state, report).await;
+}
+
+/// Keeps the report in `switchyard.migrations.cutover_report`; a failure becomes a note.
+async fn record(plan: &Plan, state: &Client, report: &mut CutoverReport) {
     let json = serde_json::to_string(&*report).expect("a report serializes");
     if let Err(e) = state
         .execute(

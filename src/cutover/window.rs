@@ -18,6 +18,7 @@ pub enum Step {
     Verify,
     Sequences,
     CutoverSql,
+    Proof,
     Commit,
 }
 
@@ -32,6 +33,7 @@ impl Step {
             Step::Verify => "verify under the lock",
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
+            Step::Proof => "proof of the swap (legacy names, read-only triggers)",
             Step::Commit => "commit (locks released)",
         }
     }
