@@ -194,8 +194,9 @@ pub(super) async fn locked(
             .await?;
         // After the fence: every row written to the new tables from here on is the
         // application's, which a rollback would leave behind (see `writes_since`).
-        report.writes_boundary =
-            Some(writes_since::take(target, &writes_since::tables_of(plan)).await?);
+        report.writes_boundary = Some(
+            writes_since::take(target, &writes_since::tables_of(plan), &report.counts).await?,
+        );
         Ok::<_, tokio_postgres::Error>(legacy_oids)
     });
     let legacy_oids = swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;

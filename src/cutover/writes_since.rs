@@ -1,28 +1,37 @@
 //! Writes made to the new tables since the cutover, which a rollback leaves behind (nothing
 //! copies them back to the legacy tables). The cutover records a boundary under the lock,
-//! after the fence was applied: every row written since carries an `xmin` at or after it.
+//! after the fence was applied and before anyone else could write to the new tables: every
+//! row version written since carries an `xmin` at or after it.
 //!
 //! ```text
-//!  cutover (under the lock)   boundary = next xid on the target (pg_snapshot_xmax), and
-//!                             n_tup_ins/upd/del of every output and lookup table
-//!  rollback                   per table: rows whose xmin is at or after the boundary
-//!                             (inserted or updated since), and n_tup_del's growth (deleted
-//!                             since, approximate)
+//!  cutover (under the lock)   boundary = next xid on the target (pg_snapshot_xmax); per
+//!                             output and lookup table: its row count (exact: nothing else
+//!                             writes there yet) and n_tup_del
+//!  rollback                   per table:
+//!                             written = rows whose xmin is at or after the boundary
+//!                                       (inserted or updated since)
+//!                             changed = rows at the cutover - rows older than the boundary
+//!                                       (rows of the cutover updated or deleted since)
+//!                             deleted = growth of n_tup_del (approximate, for the operator)
 //! ```
+//!
+//! `written` and `changed` decide (both exact); the statistics only split `changed` into
+//! updates and deletes for the message: they are reported with a delay of up to seconds and
+//! reset by `pg_stat_reset()` (<https://www.postgresql.org/docs/current/monitoring-stats.html>).
 //!
 //! xids are 32 bits and wrap around, so rows are compared by `age()`, which counts back from
 //! the current xid and gives frozen rows the largest age
 //! (<https://www.postgresql.org/docs/current/routine-vacuuming.html#VACUUM-FOR-WRAPAROUND>).
-//! A row frozen since (after vacuum_freeze_min_age transactions) no longer counts; past 2^31
-//! transactions nothing can be told apart, and the count is reported as unknown. Deletes leave
-//! no row to look at: the cumulative statistics are the only witness, reported with a delay and
-//! reset by `pg_stat_reset()`, hence approximate
-//! (<https://www.postgresql.org/docs/current/monitoring-stats.html>).
+//! A row written since and frozen since (after vacuum_freeze_min_age transactions) passes for
+//! an old one; past 2^31 transactions nothing can be told apart, and the counts are reported
+//! as unknown.
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 use crate::pg::ident::TableName;
+
+use super::counts::CountResult;
 
 /// Where the target stood under the cutover's lock, kept in the cutover report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,8 +46,8 @@ pub struct WritesBoundary {
 pub struct TableStats {
     pub schema: String,
     pub name: String,
-    pub n_tup_ins: i64,
-    pub n_tup_upd: i64,
+    /// Rows in the table at the boundary.
+    pub rows: i64,
     pub n_tup_del: i64,
 }
 
@@ -48,30 +57,37 @@ pub struct WrittenSince {
     pub table: TableName,
     /// Rows inserted or updated since; `None` when it cannot be told (wraparound).
     pub written: Option<i64>,
-    /// Rows deleted since, from the statistics; `None` when they were reset.
+    /// Rows there at the cutover and updated or deleted since; `None` when it cannot be told
+    /// (wraparound, or rows written since were frozen).
+    pub changed: Option<i64>,
+    /// Rows deleted since, from the statistics (approximate); `None` when they were reset.
     pub deleted: Option<i64>,
 }
 
 impl WrittenSince {
     /// Whether a rollback would leave writes behind (or cannot tell).
     pub fn any(&self) -> bool {
-        self.written != Some(0) || self.deleted != Some(0)
+        self.written != Some(0) || self.changed != Some(0)
     }
 }
 
 impl std::fmt::Display for WrittenSince {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.written {
-            Some(n) => write!(f, "{}: {n} rows inserted or updated", self.table)?,
-            None => write!(
+        let (Some(written), Some(changed)) = (self.written, self.changed) else {
+            return write!(
                 f,
-                "{}: rows inserted or updated cannot be counted (more than 2^31 transactions since the cutover)",
+                "{}: cannot be counted (more than 2^31 transactions since the cutover, or rows frozen since)",
                 self.table
-            )?,
-        }
+            );
+        };
+        write!(
+            f,
+            "{}: {written} rows inserted or updated since the cutover, {changed} rows of the cutover updated or deleted since",
+            self.table
+        )?;
         match self.deleted {
-            Some(n) => write!(f, ", about {n} deleted (from the statistics, approximate)"),
-            None => write!(f, ", deletes unknown (the statistics were reset)"),
+            Some(n) => write!(f, " (about {n} deleted, from the statistics)"),
+            None => Ok(()),
         }
     }
 }
@@ -90,36 +106,45 @@ async fn next_xid(client: &impl GenericClient) -> Result<u64, tokio_postgres::Er
     Ok(text.parse().expect("an xid8 prints as an unsigned integer"))
 }
 
-async fn stats(
+async fn deleted(
     client: &impl GenericClient,
     table: &TableName,
-) -> Result<(i64, i64, i64), tokio_postgres::Error> {
-    let row = client
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
         .query_one(
-            "SELECT coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8,
-                    coalesce(sum(n_tup_del), 0)::int8
-               FROM pg_stat_all_tables WHERE relid = to_regclass($1)",
+            "SELECT coalesce(sum(n_tup_del), 0)::int8 FROM pg_stat_all_tables
+              WHERE relid = to_regclass($1)",
             &[&table.quoted()],
         )
-        .await?;
-    Ok((row.get(0), row.get(1), row.get(2)))
+        .await?
+        .get(0))
 }
 
-/// Takes the boundary on the target; `tables` are the output and lookup tables.
+/// Takes the boundary on the target, under the lock; `tables` are the output and lookup
+/// tables, `counted` the row counts the cutover already took of some (by display name).
 pub async fn take(
     client: &impl GenericClient,
     tables: &[TableName],
+    counted: &[CountResult],
 ) -> Result<WritesBoundary, tokio_postgres::Error> {
     let next_xid = next_xid(client).await?;
     let mut recorded = Vec::new();
     for t in tables {
-        let (n_tup_ins, n_tup_upd, n_tup_del) = stats(client, t).await?;
+        let name = t.to_string();
+        let rows = match counted.iter().find(|c| c.table == name) {
+            Some(c) => c.actual,
+            None => {
+                client
+                    .query_one(&format!("SELECT count(*) FROM {}", t.quoted()), &[])
+                    .await?
+                    .get(0)
+            }
+        };
         recorded.push(TableStats {
             schema: t.schema.clone(),
             name: t.name.clone(),
-            n_tup_ins,
-            n_tup_upd,
-            n_tup_del,
+            rows,
+            n_tup_del: deleted(client, t).await?,
         });
     }
     Ok(WritesBoundary {
@@ -143,27 +168,30 @@ pub async fn count(
             schema: t.schema.clone(),
             name: t.name.clone(),
         };
-        let written = if comparable {
-            let n: i64 = client
+        let (written, changed) = if comparable {
+            let row = client
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM {} WHERE age(xmin) <= age($1::text::xid)",
+                        "SELECT count(*) FILTER (WHERE age(xmin) <= age($1::text::xid)),
+                                count(*) FILTER (WHERE age(xmin) > age($1::text::xid))
+                           FROM {}",
                         table.quoted()
                     ),
                     &[&xid32],
                 )
-                .await?
-                .get(0);
-            Some(n)
+                .await?;
+            let (written, older): (i64, i64) = (row.get(0), row.get(1));
+            // More old rows than at the cutover: rows written since were frozen.
+            (Some(written), (older <= t.rows).then_some(t.rows - older))
         } else {
-            None
+            (None, None)
         };
-        let (_, _, n_tup_del) = stats(client, &table).await?;
-        let deleted = (n_tup_del >= t.n_tup_del).then_some(n_tup_del - t.n_tup_del);
+        let n_tup_del = deleted(client, &table).await?;
         counted.push(WrittenSince {
             table,
             written,
-            deleted,
+            changed,
+            deleted: (n_tup_del >= t.n_tup_del).then_some(n_tup_del - t.n_tup_del),
         });
     }
     Ok(counted)
