@@ -208,6 +208,10 @@ pub struct RollbackArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connections: Connections,
+    /// Roll back even though writes were made to the new tables since the cutover (the
+    /// rollback leaves them there; nothing copies them back). Without it, such writes refuse.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

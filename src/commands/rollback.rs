@@ -1,6 +1,16 @@
-//! `switchyard rollback`: after a cutover, swap back by running the plan's rollback SQL (on
-//! the side the plan's cutover ran) and lift the read-only triggers a two-server cutover put
-//! on the legacy tables. Before a cutover there is nothing to swap back: it is `abort`.
+//! `switchyard rollback`: undo what a cutover put in place on the source, whatever the recorded
+//! status says (a cutover whose second commit failed leaves the swap without `cut_over`).
+//!
+//! ```text
+//!  inspect     each legacy name: still its legacy table (by the recorded OID), or not;
+//!              read-only triggers on the legacy tables            -> printed as found
+//!  nothing     not cut over: what `abort` does; rolled back: nothing to do
+//!  confirm     writes made to the new tables since the cutover's boundary, per table;
+//!              any (or none countable) and no --yes: refuse, nothing changed
+//!  undo        one source transaction: remove the triggers, run the plan's rollback SQL
+//!              (on the cutover's side), inspect again: every legacy name must be its table,
+//!              no trigger left, or the transaction rolls back
+//! ```
 //!
 //! What a rollback keeps: the legacy tables hold every write acknowledged before the cutover
 //! (the fence proved the new tables had them too). Writes made to the new tables after the
@@ -9,13 +19,17 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use tokio_postgres::Client;
 
 use crate::checkpoint::{self, MigrationStatus};
 use crate::cli::RollbackArgs;
-use crate::cutover::read_only;
+use crate::cutover::in_place::InPlace;
+use crate::cutover::proof::{self, SAME_DATABASE_SETTING};
+use crate::cutover::writes_since::{self, WritesBoundary};
+use crate::cutover::{read_only, same_database};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
-use crate::pg::ident::TableName;
+use crate::pg::ident::quote_literal;
 use crate::plan::{CutoverSide, Plan};
 
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -26,53 +40,177 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let Some(m) = checkpoint::load(&state, &plan.name).await? else {
         bail!("there is no migration {}", plan.name);
     };
-    match m.status {
-        MigrationStatus::CutOver => {}
-        MigrationStatus::RolledBack => {
-            println!("migration {} is already rolled back", plan.name);
-            return Ok(ExitCode::SUCCESS);
-        }
-        _ => {
-            let publication = match super::abort::abort(&plan, &source, &target).await? {
-                true => "and publication dropped",
-                false => "dropped; the publication belongs to another role and was kept",
-            };
-            println!(
-                "migration {} was not cut over: aborted instead (slot {publication}; the legacy tables were never touched)",
-                plan.name
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let sql: String = plan
-        .phases
-        .rollback
-        .iter()
-        .map(|f| f.sql.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let tables: Vec<TableName> = plan.sources.iter().map(|s| s.table.clone()).collect();
     let mut src = connect(&source, "switchyard rollback").await?;
-    let tx = src.transaction().await?;
-    read_only::remove(&tx, &tables)
+    let same_database = same_database(&src, &state).await?;
+    let found = InPlace::inspect(&src, &state, &plan)
         .await
-        .context("removing the read-only triggers from the legacy tables")?;
-    match plan.cutover.side {
-        CutoverSide::Source => tx.batch_execute(&sql).await,
-        CutoverSide::Target => state.batch_execute(&sql).await,
+        .context("inspecting the legacy tables on the source")?;
+    println!("on the source now:");
+    for line in found.describe() {
+        println!("  {line}");
     }
-    .context("running the plan's rollback SQL (nothing was changed)")?;
-    tx.commit().await?;
-    checkpoint::set_status(
-        &state,
-        &plan.name,
-        MigrationStatus::RolledBack,
-        Some("rolled back by the operator"),
-    )
-    .await?;
+    if !found.anything() && m.status != MigrationStatus::CutOver {
+        return nothing_in_place(&plan, &source, &target, m.status).await;
+    }
+    confirm_writes_left_behind(&state, &plan, args.yes).await?;
+    let undone = undo(&mut src, &state, &plan, &found, m.status, same_database).await?;
+    if matches!(
+        m.status,
+        MigrationStatus::CutOver | MigrationStatus::RolledBack
+    ) {
+        checkpoint::set_status(
+            &state,
+            &plan.name,
+            MigrationStatus::RolledBack,
+            Some("rolled back by the operator"),
+        )
+        .await?;
+        println!(
+            "migration {} rolled back: {}. The legacy tables are back and writable. Writes made to the new tables since the cutover were not copied back",
+            plan.name,
+            undone.join("; ")
+        );
+    } else {
+        println!(
+            "the cutover of migration {} was recorded as {} but had committed on the source; undone: {}. The legacy tables are back and writable. The migration is still {} with its slot: issue the cutover again, or `switchyard abort` to end it",
+            plan.name,
+            m.status,
+            undone.join("; "),
+            m.status
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Nothing of a cutover is on the source: already rolled back, or never cut over (then the
+/// slot goes, as with `abort`).
+async fn nothing_in_place(
+    plan: &Plan,
+    source: &ConnInfo,
+    target: &ConnInfo,
+    status: MigrationStatus,
+) -> anyhow::Result<ExitCode> {
+    if status == MigrationStatus::RolledBack {
+        println!("migration {} is already rolled back", plan.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let publication = match super::abort::abort(plan, source, target).await? {
+        true => "and publication dropped",
+        false => "dropped; the publication belongs to another role and was kept",
+    };
     println!(
-        "migration {} rolled back: the legacy tables are back and writable. Writes made to the new tables since the cutover were not copied back",
+        "migration {} was {status}, not cut over, and nothing of a cutover is in place on the source: aborted instead (slot {publication})",
         plan.name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses, without `--yes`, a rollback that would leave writes behind in the new tables
+/// (listing them per table), or one that cannot count them.
+async fn confirm_writes_left_behind(state: &Client, plan: &Plan, yes: bool) -> anyhow::Result<()> {
+    let boundary: Option<String> = state
+        .query_opt(
+            "SELECT (cutover_report -> 'writes_boundary')::text FROM switchyard.migrations
+              WHERE name = $1 AND cutover_report ? 'writes_boundary'
+                AND cutover_report -> 'writes_boundary' <> 'null'::jsonb",
+            &[&plan.name],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    let Some(boundary) = boundary else {
+        if yes {
+            println!("the cutover recorded no writes boundary: rolling back anyway (--yes)");
+            return Ok(());
+        }
+        bail!(
+            "rollback refused: the cutover recorded no writes boundary (its report was not saved, or an older switchyard ran it), so the writes made to the new tables since cannot be counted, and a rollback leaves them there. Check them yourself, then run `switchyard rollback --yes`. Nothing was changed"
+        );
+    };
+    let boundary: WritesBoundary =
+        serde_json::from_str(&boundary).context("reading the cutover's writes boundary")?;
+    let written = writes_since::count(state, &boundary)
+        .await
+        .context("counting the writes made to the new tables since the cutover")?;
+    let left: Vec<String> = written
+        .iter()
+        .filter(|w| w.any())
+        .map(|w| w.to_string())
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    if yes {
+        println!("rolling back anyway (--yes), leaving these writes in the new tables:");
+        for line in &left {
+            println!("  {line}");
+        }
+        return Ok(());
+    }
+    bail!(
+        "rollback refused: writes were made to the new tables since the cutover, and a rollback leaves them there (nothing copies them back to the legacy tables):\n  {}\nCopy back what must be kept, then run `switchyard rollback --yes`. Nothing was changed",
+        left.join("\n  ")
+    )
+}
+
+/// Undoes what `found` shows in one source transaction, proving the result before the commit;
+/// returns what it did, for the operator.
+async fn undo(
+    src: &mut Client,
+    state: &Client,
+    plan: &Plan,
+    found: &InPlace,
+    status: MigrationStatus,
+    same_database: bool,
+) -> anyhow::Result<Vec<String>> {
+    let mut undone = Vec::new();
+    let tx = src.transaction().await?;
+    proof::tell_layout(&tx, same_database).await?;
+    read_only::remove(&tx, &found.guards)
+        .await
+        .context("removing the read-only triggers from the legacy tables")?;
+    if !found.guards.is_empty() {
+        let tables: Vec<String> = found.guards.iter().map(|g| g.table.to_string()).collect();
+        undone.push(format!(
+            "read-only triggers removed from {}",
+            tables.join(", ")
+        ));
+    }
+    if found.swapped() || status == MigrationStatus::CutOver {
+        let sql: String = plan
+            .phases
+            .rollback
+            .iter()
+            .map(|f| f.sql.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        match plan.cutover.side {
+            CutoverSide::Source => tx.batch_execute(&sql).await,
+            // One simple query: one implicit transaction, in which the setting holds.
+            CutoverSide::Target => {
+                state
+                    .batch_execute(&format!(
+                        "SELECT set_config({}, {}, true);\n{sql}",
+                        quote_literal(SAME_DATABASE_SETTING),
+                        quote_literal(if same_database { "on" } else { "off" })
+                    ))
+                    .await
+            }
+        }
+        .context("running the plan's rollback SQL (nothing was changed on the source)")?;
+        undone.push("the plan's rollback SQL ran".to_owned());
+    }
+    let after = InPlace::inspect(&tx, state, plan)
+        .await
+        .context("inspecting the legacy tables after the rollback SQL")?;
+    if after.anything() {
+        bail!(
+            "the rollback SQL ran, but the legacy tables are not back:\n  {}\nNothing was changed on the source (its transaction was rolled back): fix the plan's rollback SQL so that every legacy name is its legacy table again",
+            after.describe().join("\n  ")
+        );
+    }
+    tx.commit().await?;
+    if found.swapped() {
+        undone.push("every legacy name is its legacy table again".to_owned());
+    }
+    Ok(undone)
 }

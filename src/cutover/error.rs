@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::checkpoint::CheckpointError;
 use crate::pg::connect::ConnectError;
+use crate::plan::LegacyNames;
 use crate::sink::fence::FenceError;
 
 use super::counts::CountResult;
@@ -63,6 +64,14 @@ pub enum CutoverError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("cutover aborted: the swap did not do what the plan promises ([cutover] legacy_names = \"{}\"{}{}): {}. Everything was rolled back and the locks released; the consumer keeps running. Fix the cutover SQL (does it find the new tables? it ran with search_path {search_path}), or declare what it does with [cutover] legacy_names, then issue the cutover again", .promise.as_str(), promise_origin(*.declared, *.same_database), guard_origin(*.same_database), .broken.join("; "))]
+    NotSwapped {
+        promise: LegacyNames,
+        declared: bool,
+        same_database: bool,
+        search_path: String,
+        broken: Vec<String>,
+    },
     #[error("the cutover committed on the {committed} but the {failed}'s commit failed: {source}. \
              With side = \"source\" the swap is done and only switchyard's state lags: mark it with \
              `UPDATE switchyard.migrations SET status = 'cut_over'`. With side = \"target\" the new \
@@ -102,6 +111,22 @@ fn lock_not_granted(
         )
     };
     format!("{what}. {}", blockers_hint(blockers))
+}
+
+fn promise_origin(declared: bool, same_database: bool) -> &'static str {
+    match (declared, same_database) {
+        (true, _) => "",
+        (false, true) => ", the default with one database",
+        (false, false) => ", the default with two servers",
+    }
+}
+
+fn guard_origin(same_database: bool) -> &'static str {
+    if same_database {
+        ""
+    } else {
+        ", and read-only triggers enabled ALWAYS on the legacy tables"
+    }
 }
 
 fn blockers_hint(blockers: &[Blocker]) -> String {

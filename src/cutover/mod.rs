@@ -13,6 +13,7 @@
 //!               target counts ─> [verify]
 //!               swap lock: ACCESS EXCLUSIVE, lock_timeout (not granted: roll back, retry)
 //!               sequences ─> cutover SQL (+ read-only triggers with two servers)
+//!               ─> proof: the legacy names and triggers are what the plan promises
 //!  ── COMMIT ─── locks released; state cut_over; consumer stops; slot dropped or kept
 //!               [dry run: ROLLBACK instead, sequences read but never set]
 //! ```
@@ -22,12 +23,15 @@
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
 pub mod counts;
+pub mod in_place;
+pub mod proof;
 pub mod read_only;
 pub mod sequences;
 pub mod standbys;
 pub mod swap_lock;
 pub mod window;
 pub mod write_lock;
+pub mod writes_since;
 
 mod deadlock_timeout;
 mod error;
@@ -39,3 +43,4 @@ mod under_lock;
 pub use error::CutoverError;
 pub use report::{CutoverReport, StepTime};
 pub use run::{cutover, CutoverOptions};
+pub use sessions::same_database;

@@ -1,8 +1,18 @@
 //! With two servers, the legacy tables must take no write once the cutover committed: the
 //! application would write into a database nobody reads any more. A statement trigger refuses
-//! every write (`session_replication_role = replica` sessions excepted, as for every trigger),
-//! and `switchyard rollback` removes it. Installed inside the lock's transaction, so it exists
-//! from the moment the lock is released.
+//! every INSERT, UPDATE, DELETE, TRUNCATE (and COPY FROM, which fires INSERT triggers), and
+//! `switchyard rollback` removes it. Installed inside the lock's transaction, so it exists from
+//! the moment the lock is released.
+//!
+//! Two ways around an ordinary trigger are closed:
+//! - `session_replication_role = replica` (logical replication's apply workers, `pg_restore
+//!   --disable-triggers`, tools that set it to skip triggers) skips triggers that are merely
+//!   `ENABLED`; the guard is `ENABLE ALWAYS`, which fires in every role
+//!   (<https://www.postgresql.org/docs/current/sql-altertable.html>, "ENABLE ALWAYS TRIGGER").
+//! - A statement trigger on a partitioned table fires only for statements naming that table; a
+//!   write naming a partition fires the partition's own triggers
+//!   (<https://www.postgresql.org/docs/current/ddl-partitioning.html>). The guard goes on every
+//!   member of each legacy table's partition tree (`pg_partition_tree`).
 
 use tokio_postgres::GenericClient;
 
@@ -25,36 +35,110 @@ END
 $f$;
 "#;
 
-/// Creates the read-only triggers; run inside the transaction holding the write lock.
+/// A read-only trigger found on a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub table: TableName,
+    /// `pg_trigger.tgenabled`: `A` (always) is the only state that refuses every session.
+    pub enabled: String,
+}
+
+impl Guard {
+    /// Whether it fires for every session, `session_replication_role = replica` included.
+    pub fn always(&self) -> bool {
+        self.enabled == "A"
+    }
+}
+
+/// Every member of the partition trees rooted at `tables` (a plain table is its own tree).
+async fn members(
+    client: &impl GenericClient,
+    tables: &[TableName],
+) -> Result<Vec<TableName>, tokio_postgres::Error> {
+    let quoted: Vec<String> = tables.iter().map(TableName::quoted).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text
+               FROM unnest($1::text[]) AS t(name),
+                    LATERAL pg_partition_tree(t.name::regclass) AS p
+               JOIN pg_class c ON c.oid = p.relid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p')",
+            &[&quoted],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName {
+            schema: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
+/// Creates the read-only triggers, enabled ALWAYS, on every member of the legacy tables'
+/// partition trees; run inside the transaction holding the write lock.
 pub async fn install(
     client: &impl GenericClient,
     tables: &[TableName],
     migration: &str,
 ) -> Result<(), tokio_postgres::Error> {
     let mut sql = String::new();
-    for t in tables {
+    for t in members(client, tables).await? {
         sql.push_str(&format!(
-            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {}
-                 FOR EACH STATEMENT EXECUTE FUNCTION switchyard.refuse_writes({});\n",
-            quote_ident(TRIGGER),
-            t.quoted(),
-            quote_literal(migration)
+            "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
+                 FOR EACH STATEMENT EXECUTE FUNCTION switchyard.refuse_writes({migration});
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n",
+            trigger = quote_ident(TRIGGER),
+            table = t.quoted(),
+            migration = quote_literal(migration)
         ));
     }
     client.batch_execute(&sql).await
 }
 
-/// Drops the read-only triggers (those that exist).
+/// The read-only triggers on the partition trees of the tables with these OIDs (the legacy
+/// tables as the backfill recorded them, whatever they are called now).
+pub async fn installed(
+    client: &impl GenericClient,
+    oids: &[u32],
+) -> Result<Vec<Guard>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, g.tgenabled::text
+               FROM unnest($1::oid[]) AS t(relid)
+               JOIN pg_class r ON r.oid = t.relid,
+                    LATERAL pg_partition_tree(t.relid::regclass) AS p
+               JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = $2
+               JOIN pg_class c ON c.oid = p.relid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              ORDER BY 1, 2",
+            &[&oids, &TRIGGER],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Guard {
+            table: TableName {
+                schema: r.get(0),
+                name: r.get(1),
+            },
+            enabled: r.get(2),
+        })
+        .collect())
+}
+
+/// Drops these read-only triggers.
 pub async fn remove(
     client: &impl GenericClient,
-    tables: &[TableName],
+    guards: &[Guard],
 ) -> Result<(), tokio_postgres::Error> {
     let mut sql = String::new();
-    for t in tables {
+    for g in guards {
         sql.push_str(&format!(
             "DROP TRIGGER IF EXISTS {} ON {};\n",
             quote_ident(TRIGGER),
-            t.quoted()
+            g.table.quoted()
         ));
     }
     client.batch_execute(&sql).await

@@ -7,6 +7,7 @@ use super::counts::CountResult;
 use super::sequences::{SequenceSet, Unplaced};
 use super::standbys::Standby;
 use super::window::Step;
+use super::writes_since::WritesBoundary;
 
 /// What happened, for the operator and for `switchyard.migrations.cutover_report`.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +34,8 @@ pub struct CutoverReport {
     pub slot: Option<String>,
     /// What went wrong after the commit (the cutover itself stands).
     pub notes: Vec<String>,
+    /// Where the target stood under the lock: `rollback` counts the writes made since.
+    pub writes_boundary: Option<WritesBoundary>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -111,7 +111,10 @@ pub async fn cutover(
     let started = Instant::now();
     let mut tries = Tries::default();
     let (report, outcome) = loop {
-        acquire(plan, &s, &state, &tables, swap_mode, options, &mut tries, say).await?;
+        acquire(
+            plan, &s, &state, &tables, swap_mode, options, &mut tries, say,
+        )
+        .await?;
         window.granted();
         window.finished(Step::Lock, started.elapsed()).ok();
         // Every exit path below rolls back unless the commit succeeded.
@@ -136,6 +139,7 @@ pub async fn cutover(
             fence_lsn: None,
             slot: None,
             notes: Vec::new(),
+            writes_boundary: None,
         };
         let job = Job {
             plan,
@@ -192,6 +196,12 @@ pub async fn cutover(
                 limit: options.max_blocked,
                 report: Box::new(report),
             })
+        }
+        Err(Aborted::Failed(e @ CutoverError::HalfCommitted { .. })) => {
+            // One side committed: `rollback` needs the report's writes boundary to count what
+            // it would leave behind.
+            record(plan, &state, &mut report).await;
+            return Err(e);
         }
         Err(Aborted::Failed(e)) => return Err(e),
         Err(Aborted::SwapLockNotGranted(holders)) => {
@@ -368,6 +378,11 @@ async fn finish(plan: &Plan, source: &ConnInfo, state: &Client, report: &mut Cut
             ),
         });
     }
+    record(plan, state, report).await;
+}
+
+/// Keeps the report in `switchyard.migrations.cutover_report`; a failure becomes a note.
+async fn record(plan: &Plan, state: &Client, report: &mut CutoverReport) {
     let json = serde_json::to_string(&*report).expect("a report serializes");
     if let Err(e) = state
         .execute(

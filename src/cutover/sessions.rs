@@ -54,7 +54,7 @@ pub(super) async fn open_sessions(
 
 /// Whether source and target are one database: the lock's session, tagged with a unique
 /// application name, is then visible in the target's `pg_stat_activity`.
-pub(super) async fn same_database(lock: &Client, target: &Client) -> Result<bool, CutoverError> {
+pub async fn same_database(lock: &Client, target: &Client) -> Result<bool, CutoverError> {
     let tag = format!(
         "switchyard cutover {}-{}",
         std::process::id(),

@@ -18,6 +18,7 @@ use crate::verify::{verify, VerifyOptions};
 
 use super::counts::{compare, CountPlan};
 use super::error::{db, CutoverError};
+use super::proof;
 use super::read_only;
 use super::report::CutoverReport;
 use super::run::CutoverOptions;
@@ -26,6 +27,7 @@ use super::sessions::Sessions;
 use super::swap_lock::{self, Upgrade};
 use super::window::{Overrun, Step, Window};
 use super::write_lock::{Blocker, Mode};
+use super::writes_since;
 
 /// Why the work under the lock stopped short; the caller rolls back either way.
 pub(super) enum Aborted {
@@ -195,6 +197,11 @@ pub(super) async fn locked(
         if !same_database {
             read_only::install(&*lock, tables, &plan.name).await?;
         }
+        // The legacy tables as they are before the SQL, for the proof below; and the layout,
+        // for SQL that asserts its own assumptions (`proof::SAME_DATABASE_SETTING`).
+        let legacy_oids = proof::legacy_oids(&*lock, tables).await?;
+        proof::tell_layout(&*lock, same_database).await?;
+        proof::tell_layout(target, same_database).await?;
         match plan.cutover.side {
             CutoverSide::Source => lock.batch_execute(&sql).await?,
             CutoverSide::Target => target.batch_execute(&sql).await?,
@@ -206,10 +213,43 @@ pub(super) async fn locked(
                 &[&plan.name, &MigrationStatus::CutOver.as_str()],
             )
             .await?;
-        Ok::<_, tokio_postgres::Error>(())
+        // After the fence: every row written to the new tables from here on is the
+        // application's, which a rollback would leave behind (see `writes_since`).
+        report.writes_boundary =
+            Some(writes_since::take(target, &writes_since::tables_of(plan), &report.counts).await?);
+        Ok::<_, tokio_postgres::Error>(legacy_oids)
     });
-    swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
-    // ── The dry run ends here: everything above ran (the swap SQL, its locks, on either side)
+    let legacy_oids = swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
+    // ── The swap proves it swapped (see `proof`); rolled back when it did not. ──
+    let broken = within!(Step::Proof, async {
+        // The session that ran the SQL sees its own DDL; with two servers a target-side SQL
+        // cannot have touched the legacy names.
+        let ran_sql: &tokio_postgres::Client = match plan.cutover.side {
+            CutoverSide::Target if same_database => target,
+            _ => &*lock,
+        };
+        let promise = plan.cutover.legacy_names(same_database);
+        let mut broken = proof::legacy_names_kept(ran_sql, promise, tables, &legacy_oids).await?;
+        if !same_database {
+            broken.extend(proof::guards_in_place(&*lock, &legacy_oids).await?);
+        }
+        let search_path = proof::search_path(ran_sql).await?;
+        Ok::<_, tokio_postgres::Error>((promise, broken, search_path))
+    });
+    let (promise, broken, search_path) = broken.map_err(db(Step::Proof, "proving the swap"))?;
+    if !broken.is_empty() {
+        return Err(CutoverError::NotSwapped {
+            promise,
+            declared: plan.cutover.declared_legacy_names.is_some(),
+            same_database,
+            search_path,
+            broken,
+        }
+        .into());
+    }
+    // ── End of the proof. ──
+    // ── The dry run ends here: everything above ran (the swap SQL, its locks, on either side,
+    // its proof)
     // inside transactions rolled back now; sequences were read, never set (setval is not
     // transactional).
     if options.dry_run {

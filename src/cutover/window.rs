@@ -20,6 +20,7 @@ pub enum Step {
     SwapLock,
     Sequences,
     CutoverSql,
+    Proof,
     Commit,
 }
 
@@ -35,6 +36,7 @@ impl Step {
             Step::SwapLock => "the swap's ACCESS EXCLUSIVE lock (reads wait too)",
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
+            Step::Proof => "proof of the swap (legacy names, read-only triggers)",
             Step::Commit => "commit (locks released)",
         }
     }

@@ -75,6 +75,36 @@ pub struct CutoverFile {
     /// What the cutover does with each kind of object bound to a legacy table.
     #[serde(default)]
     pub dependents: DependentsFile,
+    /// What each legacy name is once the cutover SQL ran; the cutover proves it before the
+    /// commit. Unset: `views` with one database, `unchanged` with two.
+    pub legacy_names: Option<LegacyNames>,
+}
+
+/// What the cutover SQL promises to make of the legacy tables' names (`[cutover]
+/// legacy_names`). The cutover checks it under the lock, after the SQL and before the commit,
+/// and rolls back when it does not hold: a swap that matched nothing must not pass for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegacyNames {
+    /// Each legacy name is a view (the compatibility view over the new tables), no longer the
+    /// legacy table. The default with one database.
+    Views,
+    /// Each legacy name resolves to nothing (the SQL renamed or dropped the legacy tables).
+    Gone,
+    /// Each legacy name is still the legacy table. The default with two servers, where
+    /// switchyard makes the legacy tables read-only instead.
+    Unchanged,
+}
+
+impl LegacyNames {
+    /// The plan's word for it, as written in `[cutover] legacy_names`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegacyNames::Views => "views",
+            LegacyNames::Gone => "gone",
+            LegacyNames::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// `[cutover.dependents]`: one disposition per kind of object bound to a legacy table (by OID,

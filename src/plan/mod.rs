@@ -25,7 +25,7 @@ use crate::transform::expr::Expr;
 use crate::transform::value::Value;
 use compile_expr::{canonical_sql, compile, Names};
 use diagnostics::{Collector, PlanErrors};
-pub use file::{CutoverSide, Disposition, OnError, SlotDisposal, WriteMode};
+pub use file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal, WriteMode};
 
 /// A compiled plan.
 #[derive(Debug)]
@@ -89,6 +89,21 @@ pub struct CutoverPlan {
     pub side: CutoverSide,
     pub slot: SlotDisposal,
     pub dependents: Dependents,
+    /// As the plan declares it; [`CutoverPlan::legacy_names`] applies the default.
+    pub declared_legacy_names: Option<LegacyNames>,
+}
+
+impl CutoverPlan {
+    /// What the legacy names must be after the cutover SQL: as declared, else `views` with one
+    /// database (the swap puts compatibility views in their place) and `unchanged` with two
+    /// (the legacy tables stay, made read-only by switchyard).
+    pub fn legacy_names(&self, same_database: bool) -> LegacyNames {
+        self.declared_legacy_names.unwrap_or(if same_database {
+            LegacyNames::Views
+        } else {
+            LegacyNames::Unchanged
+        })
+    }
 }
 
 /// `[cutover.dependents]` compiled: what the cutover does with each kind of object bound to a
@@ -309,6 +324,7 @@ impl Compile<'_, '_> {
                 side: f.cutover.side,
                 slot: f.cutover.slot,
                 dependents: self.dependents(&f.cutover.dependents),
+                declared_legacy_names: f.cutover.legacy_names,
             },
             reports: f.reports.into_iter().collect(),
             target_schema: f.target_schema,

@@ -3,3 +3,15 @@
 /// The swap's own locks: ACCESS EXCLUSIVE looked for, taken bounded, run in a dry run too;
 /// --lock-timeout below deadlock_timeout; physical standbys warned about.
 mod locks;
+
+/// The read-only guard of a two-server cutover refuses every write, replica-role sessions
+/// and partitions included; rollback lifts it.
+mod guard;
+
+/// The swap proves it swapped: a cutover SQL that matched nothing, or did something else than
+/// the plan promises, is rolled back with the object named.
+mod proof;
+
+/// Rollback says what is in place (whatever the recorded status) and undoes it, and refuses
+/// to leave writes made to the new tables behind without --yes.
+mod rollback;

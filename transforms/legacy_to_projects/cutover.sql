@@ -8,12 +8,36 @@
 -- old readers keep working. The views are read-only; an orphan reference (a project that never
 -- existed) reads back as NULL.
 -- Two servers: nothing to swap on the source; switchyard itself makes the legacy tables
--- read-only (a trigger that refuses writes), so no write can land on the old side.
+-- read-only (a trigger, enabled ALWAYS, that refuses writes), so no write can land on the old
+-- side.
+--
+-- switchyard tells this file the layout in the setting switchyard.same_database ('on' or
+-- 'off', set for this transaction only). The file asserts what it assumes instead of guessing:
+-- with one database it must find the new tables through the session's search_path (the
+-- source connection's), or it raises and the cutover rolls back with nothing changed. After
+-- this file, switchyard proves the swap under the lock: every legacy name must now be a view
+-- ([cutover] legacy_names, "views" by default with one database).
 
 DO $swap$
+DECLARE
+    layout text := nullif(current_setting('switchyard.same_database', true), '');
 BEGIN
-    IF to_regclass('projects') IS NULL THEN
+    IF layout IS NULL THEN
+        RAISE EXCEPTION 'switchyard.same_database is not set: this file is run by `switchyard cutover`, which sets it'
+            USING HINT = 'to run it by hand: SET LOCAL switchyard.same_database = ''on'' (or ''off'') first';
+    END IF;
+    IF layout = 'off' THEN
         RETURN; -- the new tables live on another server
+    END IF;
+    IF to_regclass('projects') IS NULL OR to_regclass('tasks') IS NULL
+       OR to_regclass('sub_tasks') IS NULL THEN
+        RAISE EXCEPTION 'one database, but the new tables (projects, tasks, sub_tasks) are not on the source session''s search_path (%): nothing to swap in',
+            current_setting('search_path')
+            USING HINT = 'put their schema on the source connection''s search_path (options=-csearch_path=...) or qualify the names in this file';
+    END IF;
+    IF to_regclass('company_projects_legacy') IS NOT NULL THEN
+        RAISE EXCEPTION 'company_projects_legacy already exists: a previous swap was not rolled back'
+            USING HINT = '`switchyard rollback` undoes it';
     END IF;
 
     ALTER TABLE company_projects RENAME TO company_projects_legacy;
