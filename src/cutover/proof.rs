@@ -156,7 +156,8 @@ pub(super) async fn guards_in_place(
     let rows = client
         .query(
             "SELECT p.relid::regclass::text
-               FROM unnest($1::oid[]) AS t(relid), LATERAL pg_partition_tree(t.relid::regclass) AS p
+               FROM unnest($1::oid[]) AS t(relid),
+                    LATERAL (SELECT t.relid UNION SELECT relid FROM pg_partition_tree(t.relid::regclass)) AS p
               WHERE NOT EXISTS (SELECT FROM pg_trigger g
                                  WHERE g.tgrelid = p.relid AND g.tgname = $2 AND g.tgenabled = 'A')",
             &[&oids, &TRIGGER],

@@ -50,7 +50,8 @@ impl Guard {
     }
 }
 
-/// Every member of the partition trees rooted at `tables` (a plain table is its own tree).
+/// Every member of the partition trees rooted at `tables`, the tables themselves included
+/// (`pg_partition_tree` returns no row for a plain table).
 async fn members(
     client: &impl GenericClient,
     tables: &[TableName],
@@ -60,7 +61,8 @@ async fn members(
         .query(
             "SELECT n.nspname::text, c.relname::text
                FROM unnest($1::text[]) AS t(name),
-                    LATERAL pg_partition_tree(t.name::regclass) AS p
+                    LATERAL (SELECT t.name::regclass::oid AS relid
+                             UNION SELECT relid FROM pg_partition_tree(t.name::regclass)) AS p
                JOIN pg_class c ON c.oid = p.relid
                JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r', 'p')",
@@ -108,7 +110,7 @@ pub async fn installed(
             "SELECT n.nspname::text, c.relname::text, g.tgenabled::text
                FROM unnest($1::oid[]) AS t(relid)
                JOIN pg_class r ON r.oid = t.relid,
-                    LATERAL pg_partition_tree(t.relid::regclass) AS p
+                    LATERAL (SELECT t.relid UNION SELECT relid FROM pg_partition_tree(t.relid::regclass)) AS p
                JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = $2
                JOIN pg_class c ON c.oid = p.relid
                JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -47,7 +47,9 @@ async fn replica_role_sessions_cannot_write_to_the_legacy_tables_until_rollback(
         let before = row_count(&f.source, table).await;
         for sql in writes(table) {
             let refused = replica.batch_execute(&sql).await.unwrap_err();
-            let db = refused.as_db_error().expect("a server error");
+            let db = refused
+                .as_db_error()
+                .unwrap_or_else(|| panic!("{sql}: {refused:?}"));
             assert!(
                 db.message().contains(&format!(
                     "table public.{table} is read-only: migration legacy_to_projects was cut over"
@@ -56,8 +58,13 @@ async fn replica_role_sessions_cannot_write_to_the_legacy_tables_until_rollback(
             );
             assert_eq!(db.hint(), Some("write to the new tables; `switchyard rollback` makes this table writable again"));
         }
-        // COPY FROM fires the INSERT triggers too.
-        let copy = replica
+        // COPY FROM fires the INSERT triggers too (its own session: a failed COPY ends it).
+        let copier = f.source_cluster.connect("legacy").await.unwrap();
+        copier
+            .batch_execute("SET session_replication_role = replica")
+            .await
+            .unwrap();
+        let copy = copier
             .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id) FROM STDIN"))
             .await;
         let refused = match copy {

@@ -93,8 +93,8 @@ pub(super) async fn assert_nothing_swapped(db: &Client, state: &Client) {
     }
     let leftovers: i64 = db
         .query_one(
-            "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_legacy'
-             UNION ALL SELECT count(*) FROM pg_trigger WHERE tgname = 'switchyard_read_only'",
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_legacy')
+                  + (SELECT count(*) FROM pg_trigger WHERE tgname = 'switchyard_read_only')",
             &[],
         )
         .await
