@@ -57,6 +57,10 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     read_only::remove(&tx, &tables)
         .await
         .context("removing the read-only triggers from the legacy tables")?;
+    let restored = match plan.cutover.side {
+        CutoverSide::Source => restore_carried_views(&tx, &plan).await?,
+        CutoverSide::Target => restore_carried_views(&state, &plan).await?,
+    };
     match plan.cutover.side {
         CutoverSide::Source => tx.batch_execute(&sql).await,
         CutoverSide::Target => state.batch_execute(&sql).await,
@@ -70,9 +74,25 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         Some("rolled back by the operator"),
     )
     .await?;
+    for view in &restored {
+        println!("view {view} restored: it reads the legacy table again");
+    }
     println!(
         "migration {} rolled back: the legacy tables are back and writable. Writes made to the new tables since the cutover were not copied back",
         plan.name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Views the cutover carried over (`views = "carry"`) read the compatibility views, which the
+/// rollback SQL drops: point them back at the renamed legacy tables first, in the rollback's
+/// transaction, on the side the cutover carried them (see
+/// [`crate::cutover::dependents::carry`]).
+async fn restore_carried_views(
+    tx: &impl tokio_postgres::GenericClient,
+    plan: &Plan,
+) -> anyhow::Result<Vec<String>> {
+    crate::cutover::dependents::carry::restore(tx, &plan.name)
+        .await
+        .context("restoring the views the cutover carried over (nothing was changed)")
 }

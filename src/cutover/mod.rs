@@ -18,6 +18,7 @@
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
 pub mod counts;
+pub mod dependents;
 pub mod read_only;
 pub mod sequences;
 pub mod window;

@@ -15,6 +15,7 @@ use crate::source::fence::{self, Fence};
 use crate::verify::{verify, VerifyOptions};
 
 use super::counts::{compare, CountPlan};
+use super::dependents;
 use super::error::{db, CutoverError};
 use super::read_only;
 use super::report::CutoverReport;
@@ -188,6 +189,17 @@ pub(super) async fn locked(
         Ok::<_, tokio_postgres::Error>(())
     });
     swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
+    // Objects bound to the legacy tables: views carried over, then none the plan refuses or
+    // leaves to its SQL may still be bound (see `super::dependents`), in the swap's transaction.
+    let swap_session = match (same_database, plan.cutover.side) {
+        (true, CutoverSide::Target) => target,
+        _ => &*lock,
+    };
+    within!(
+        Step::Dependents,
+        dependents::after_swap(swap_session, plan, &mut report.dependents)
+    )
+    .map_err(CutoverError::from)?;
     // No timeout from here: a COMMIT cut short by one could have committed anyway, and the
     // report would claim a rollback. The swap's side commits first, the other follows.
     let started = Instant::now();

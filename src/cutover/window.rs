@@ -18,6 +18,7 @@ pub enum Step {
     Verify,
     Sequences,
     CutoverSql,
+    Dependents,
     Commit,
 }
 
@@ -32,6 +33,7 @@ impl Step {
             Step::Verify => "verify under the lock",
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
+            Step::Dependents => "objects bound to the legacy tables: carried, proven unbound",
             Step::Commit => "commit (locks released)",
         }
     }
