@@ -207,12 +207,15 @@ const BOUND_BY_NAME_AND_OID: &str = "
     CREATE TRIGGER touch_item BEFORE UPDATE ON vortex_items FOR EACH ROW EXECUTE FUNCTION touch_item();
     CREATE FUNCTION item_titles() RETURNS SETOF text LANGUAGE sql
         BEGIN ATOMIC SELECT title FROM vortex_items; END;
-    CREATE PUBLICATION items_pub FOR TABLE vortex_items;
-    SELECT pg_create_logical_replication_slot('items_sub', 'pgoutput');";
+    CREATE PUBLICATION items_pub FOR TABLE vortex_items;";
 
 /// A subscriber in another database of the cluster, on slot `items_sub`; returns once the slot
 /// is active.
 async fn subscribe(m: &SameDatabase) {
+    // On its own: a slot is not created in a transaction that wrote.
+    m.db.batch_execute("SELECT pg_create_logical_replication_slot('items_sub', 'pgoutput')")
+        .await
+        .unwrap();
     m.cluster.create_database("replica").await.unwrap();
     let replica = m.cluster.connect("replica").await.unwrap();
     replica
