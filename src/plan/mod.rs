@@ -750,7 +750,8 @@ x = "select"
 
     #[test]
     fn carry_is_refused_for_a_kind_switchyard_cannot_carry_and_unset_kinds_refuse() {
-        let text = "name = \"x\"\n[cutover.dependents]\nviews = \"carry\"\nforeign_keys = \"carry\"\n";
+        let text =
+            "name = \"x\"\n[cutover.dependents]\nviews = \"carry\"\nforeign_keys = \"carry\"\n";
         let errors = Plan::parse(Path::new("p.toml"), text).unwrap_err().0;
         let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 1, "{rendered:#?}");

@@ -127,15 +127,30 @@ mod tests {
     fn finds_reads_and_writes_qualified_or_not() {
         let r = |b: &str| access(b, "public", "vortex_items");
         assert_eq!(r("SELECT count(*) FROM vortex_items"), Some(Access::Reads));
-        assert_eq!(r("select * from public.Vortex_Items v"), Some(Access::Reads));
-        assert_eq!(r(r#"SELECT 1 FROM "public"."vortex_items""#), Some(Access::Reads));
+        assert_eq!(
+            r("select * from public.Vortex_Items v"),
+            Some(Access::Reads)
+        );
+        assert_eq!(
+            r(r#"SELECT 1 FROM "public"."vortex_items""#),
+            Some(Access::Reads)
+        );
         assert_eq!(
             r("BEGIN INSERT INTO vortex_items (title) VALUES (NEW.x); END"),
             Some(Access::Writes)
         );
-        assert_eq!(r("update only public.vortex_items set x = 1"), Some(Access::Writes));
-        assert_eq!(r("DELETE FROM vortex_items WHERE id = 1"), Some(Access::Writes));
-        assert_eq!(r("MERGE INTO vortex_items v USING s ON true"), Some(Access::Writes));
+        assert_eq!(
+            r("update only public.vortex_items set x = 1"),
+            Some(Access::Writes)
+        );
+        assert_eq!(
+            r("DELETE FROM vortex_items WHERE id = 1"),
+            Some(Access::Writes)
+        );
+        assert_eq!(
+            r("MERGE INTO vortex_items v USING s ON true"),
+            Some(Access::Writes)
+        );
         assert_eq!(r("TRUNCATE TABLE vortex_items"), Some(Access::Writes));
         assert_eq!(
             r("EXECUTE 'insert into vortex_items values (1)'"),
@@ -156,7 +171,11 @@ mod tests {
         assert_eq!(r("SELECT * FROM my_vortex_items"), None);
         assert_eq!(r("SELECT * FROM archive.vortex_items"), None);
         assert_eq!(r("SELECT t.vortex_items FROM t"), None);
-        assert_eq!(r(r#"SELECT * FROM "Vortex_items""#), None, "quoted names keep their case");
+        assert_eq!(
+            r(r#"SELECT * FROM "Vortex_items""#),
+            None,
+            "quoted names keep their case"
+        );
         assert_eq!(r("SELECT 1.5"), None);
     }
 }

@@ -181,7 +181,11 @@ pub async fn legacy_tables(
 ) -> Result<Vec<Legacy>, tokio_postgres::Error> {
     let mut out = Vec::new();
     for s in &plan.sources {
-        let name = format!("{}.{}", quote_ident(&s.table.schema), quote_ident(&s.table.name));
+        let name = format!(
+            "{}.{}",
+            quote_ident(&s.table.schema),
+            quote_ident(&s.table.name)
+        );
         let oid: Option<u32> = client
             .query_one("SELECT to_regclass($1)::oid", &[&name])
             .await?

@@ -300,7 +300,11 @@ async fn functions(
         let (signature, prokind, body): (String, String, String) = (r.get(1), r.get(2), r.get(3));
         let bound_by_oid: Vec<u32> = r.get(4);
         let triggers: Option<String> = r.get(5);
-        let what = if prokind == "p" { "procedure" } else { "function" };
+        let what = if prokind == "p" {
+            "procedure"
+        } else {
+            "function"
+        };
         let object = match &triggers {
             Some(t) => format!("trigger {what} {signature} (fired by {t})"),
             None => format!("{what} {signature}"),
@@ -318,7 +322,9 @@ async fn functions(
                 // Still bound: to the legacy table itself (by OID, or by its current name), or
                 // writing a name that now belongs to something that takes no writes.
                 When::AfterSwap if by_oid || now.is_some() => Some(now.unwrap_or(Access::Reads)),
-                When::AfterSwap if before == Some(Access::Writes) && n.renamed_read_only == Some(true) => {
+                When::AfterSwap
+                    if before == Some(Access::Writes) && n.renamed_read_only == Some(true) =>
+                {
                     Some(Access::Writes)
                 }
                 When::AfterSwap => None,
@@ -368,7 +374,10 @@ async fn triggers(
         let mut d = dependent(
             Kind::Trigger,
             r.get(0),
-            format!("trigger {} on {legacy} (executes {function})", quote_ident(&trigger)),
+            format!(
+                "trigger {} on {legacy} (executes {function})",
+                quote_ident(&trigger)
+            ),
             legacy.clone(),
         );
         d.swap = match layout {
@@ -479,7 +488,10 @@ async fn publications(
         let mut d = dependent(
             Kind::Publication,
             r.get(3),
-            format!("publication {} (publishes {legacy} via {how})", quote_ident(&publication)),
+            format!(
+                "publication {} (publishes {legacy} via {how})",
+                quote_ident(&publication)
+            ),
             legacy.clone(),
         );
         d.swap = format!(

@@ -8,9 +8,12 @@ use crate::source::preflight::Finding;
 
 use super::{before_swap, Dependent, Layout};
 
-/// What a disposition makes the cutover do, in words.
-fn meaning(d: Disposition) -> &'static str {
-    match d {
+/// What the plan's disposition makes the cutover do to `d`, in words.
+fn meaning(d: &Dependent) -> &'static str {
+    if d.disposition == Disposition::Carry && d.definition.is_none() {
+        return "it reads the legacy table through another view: carried with that view, and proven unbound after the swap";
+    }
+    match d.disposition {
         Disposition::Refuse => "the cutover refuses to start while it exists",
         Disposition::Warn => "reported and left as it is",
         Disposition::CutoverSql => {
@@ -40,7 +43,7 @@ pub fn line(d: &Dependent) -> String {
         d.swap,
         d.kind.setting(),
         spelled(d.disposition),
-        meaning(d.disposition)
+        meaning(d)
     )
 }
 
@@ -82,7 +85,7 @@ pub async fn findings(
                 d.swap,
                 d.kind.setting(),
                 spelled(d.disposition),
-                meaning(d.disposition)
+                meaning(d)
             );
             match d.disposition {
                 Disposition::Refuse => Finding::error(subject, problem, d.fix.clone()),

@@ -42,9 +42,8 @@ async fn check_and_cutover_refuse_a_foreign_key_of_another_table_and_change_noth
     assert!(
         out.contains(&format!("error: source.public.vortex_items: {FK}"))
             && out.contains("refers to a row written after the cutover is refused")
-            && out.contains(
-                "ALTER TABLE public.comments DROP CONSTRAINT \"comments_item_id_fkey\""
-            )
+            && out
+                .contains("ALTER TABLE public.comments DROP CONSTRAINT \"comments_item_id_fkey\"")
             && out.contains("foreign_keys = \"cutover_sql\""),
         "check names the foreign key, what the swap does to it and the fix:\n{out}"
     );
@@ -134,9 +133,8 @@ async fn a_carried_view_reads_the_new_tables_after_the_cutover_and_rollback_rest
     assert!(out.contains("view public.top_items carried over"), "{out}");
 
     // Written through the new model after the cutover: the carried views see it.
-    let id: i64 = m
-        .db
-        .query_one(
+    let id: i64 =
+        m.db.query_one(
             "UPDATE tasks SET title = 'written after the cutover'
               WHERE legacy_id = (SELECT min(legacy_id) FROM tasks) RETURNING legacy_id",
             &[],
@@ -147,17 +145,25 @@ async fn a_carried_view_reads_the_new_tables_after_the_cutover_and_rollback_rest
     let title = |view: &'static str| {
         let db = &m.db;
         async move {
-            db.query_one(&format!("SELECT title FROM {view} WHERE title = 'written after the cutover'"), &[])
-                .await
-                .map(|r| r.get::<_, String>(0))
-                .ok()
+            db.query_one(
+                &format!("SELECT title FROM {view} WHERE title = 'written after the cutover'"),
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, String>(0))
+            .ok()
         }
     };
-    assert!(title("top_items").await.is_some(), "the carried view reads the new tables");
-    assert!(title("top_item_titles").await.is_some(), "so does the view over it");
-    let reads_legacy: bool = m
-        .db
-        .query_one(
+    assert!(
+        title("top_items").await.is_some(),
+        "the carried view reads the new tables"
+    );
+    assert!(
+        title("top_item_titles").await.is_some(),
+        "so does the view over it"
+    );
+    let reads_legacy: bool =
+        m.db.query_one(
             "SELECT EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                              WHERE r.ev_class = 'top_items'::regclass
                                AND d.refobjid = 'vortex_items_legacy'::regclass)",
@@ -172,19 +178,21 @@ async fn a_carried_view_reads_the_new_tables_after_the_cutover_and_rollback_rest
     assert!(ok, "{out}");
     assert!(out.contains("view public.top_items restored"), "{out}");
     assert_eq!(m.relkind("vortex_items").await, "r");
-    assert!(title("top_items").await.is_none(), "it reads the legacy table again");
+    assert!(
+        title("top_items").await.is_none(),
+        "it reads the legacy table again"
+    );
     m.db.execute(
         "UPDATE vortex_items SET title = 'written after the rollback' WHERE id = $1",
         &[&id],
     )
     .await
     .unwrap();
-    let back: String = m
-        .db
-        .query_one("SELECT title FROM top_items WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+    let back: String =
+        m.db.query_one("SELECT title FROM top_items WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(back, "written after the rollback");
 }
 
@@ -231,9 +239,8 @@ async fn subscribe(m: &SameDatabase) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let active: bool = m
-            .db
-            .query_one(
+        let active: bool =
+            m.db.query_one(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = 'items_sub'",
                 &[],
             )
@@ -249,7 +256,8 @@ async fn subscribe(m: &SameDatabase) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn check_and_cutover_name_views_functions_triggers_and_publications_with_what_the_swap_does() {
+async fn check_and_cutover_name_views_functions_triggers_and_publications_with_what_the_swap_does()
+{
     let m = SameDatabase::new(BOUND_BY_NAME_AND_OID).await;
     subscribe(&m).await;
     let expected = [
@@ -280,7 +288,10 @@ async fn check_and_cutover_name_views_functions_triggers_and_publications_with_w
     m.backfill();
     let (ok, out) = m.run("cutover", &["--dry-run"]);
     assert!(!ok, "{out}");
-    assert!(out.contains("cutover refused before taking any lock"), "{out}");
+    assert!(
+        out.contains("cutover refused before taking any lock"),
+        "{out}"
+    );
     for e in expected {
         assert!(out.contains(e), "the cutover says {e:?}:\n{out}");
     }

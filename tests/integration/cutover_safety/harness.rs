@@ -87,7 +87,10 @@ impl SameDatabase {
     /// `pg_class.relkind` of what `name` resolves to: `r` a table, `v` a view.
     pub async fn relkind(&self, name: &str) -> String {
         self.db
-            .query_one("SELECT relkind::text FROM pg_class WHERE oid = $1::text::regclass", &[&name])
+            .query_one(
+                "SELECT relkind::text FROM pg_class WHERE oid = $1::text::regclass",
+                &[&name],
+            )
             .await
             .unwrap()
             .get(0)
