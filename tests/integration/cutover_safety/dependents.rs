@@ -297,3 +297,71 @@ async fn check_and_cutover_name_views_functions_triggers_and_publications_with_w
     }
     assert_untouched(&m).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_cutover_sql_readers_pass_and_a_writer_left_behind_rolls_back_naming_it() {
+    let mut m = SameDatabase::new(
+        "CREATE MATERIALIZED VIEW item_statuses AS SELECT status, count(*) AS n FROM vortex_items GROUP BY status;
+         CREATE FUNCTION open_item_count() RETURNS bigint LANGUAGE sql STABLE
+             AS $$ SELECT count(*) FROM vortex_items WHERE status <> 'done' $$;
+         CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);
+         CREATE FUNCTION note_to_item() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO vortex_items (title) VALUES (NEW.body); RETURN NEW; END $$;
+         CREATE TRIGGER note_to_item AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION note_to_item();
+         CREATE PUBLICATION items_pub FOR TABLE vortex_items;",
+    )
+    .await;
+    m.with_dependents(&[
+        ("materialized_views", "cutover_sql"),
+        ("functions", "cutover_sql"),
+        ("publications", "cutover_sql"),
+    ]);
+    m.backfill();
+    // The materialized view and the publication re-made over the new names; the writer forgotten.
+    let handled = "DROP MATERIALIZED VIEW item_statuses;
+        CREATE MATERIALIZED VIEW item_statuses AS SELECT status, count(*) AS n FROM vortex_items GROUP BY status;
+        ALTER PUBLICATION items_pub SET TABLE tasks, sub_tasks;";
+    m.with_cutover_sql(handled);
+    let (ok, out) = m.run("cutover", &[]);
+    assert!(!ok, "{out}");
+    let (_, still) = out
+        .split_once("still bound to a legacy table")
+        .unwrap_or_else(|| panic!("the cutover names what is still bound:\n{out}"));
+    assert!(
+        still.contains(
+            "trigger function public.note_to_item() (fired by note_to_item on public.notes)"
+        ) && still.contains("will fail")
+            && !still.contains("open_item_count")
+            && !still.contains("item_statuses")
+            && !still.contains("items_pub"),
+        "only the writer is still bound; the reader reads the compatibility view:\n{out}"
+    );
+    assert_untouched(&m).await;
+
+    m.with_cutover_sql(&format!(
+        "{handled}
+         CREATE OR REPLACE FUNCTION note_to_item() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+             INSERT INTO tasks (id, legacy_id, title) VALUES (gen_random_uuid(), -NEW.id, NEW.body);
+             RETURN NEW;
+         END $f$;"
+    ));
+    let (ok, out) = m.run("cutover", &[]);
+    assert!(ok, "{out}");
+    assert_eq!(m.relkind("vortex_items").await, "v");
+    m.db.batch_execute("INSERT INTO notes (body) VALUES ('a note after the cutover')")
+        .await
+        .unwrap();
+    let seen: i64 =
+        m.db.query_one(
+            "SELECT count(*) FROM vortex_items WHERE title = 'a note after the cutover'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        seen, 1,
+        "the rewritten trigger function writes the new tables"
+    );
+}
