@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::harness::SameDatabase;
+use crate::support::{cluster, run_command, seed_plan, seeded_source};
 
 /// `comments.item_id REFERENCES vortex_items`: a table of the application the plan does not
 /// migrate.
@@ -127,6 +128,22 @@ async fn a_carried_view_reads_the_new_tables_after_the_cutover_and_rollback_rest
         out.contains("bound to a legacy table: view public.top_items, bound to public.vortex_items: it reads public.vortex_items by OID")
             && out.contains("Plan: views = \"carry\""),
         "the dry run prints the dependency report:\n{out}"
+    );
+    let (ok, out) = m.run("cutover", &["--dry-run", "--json"]);
+    assert!(ok, "{out}");
+    let report: serde_json::Value = out
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("a JSON report:\n{out}"));
+    let views = &report["dependents"]["dependents"];
+    assert!(
+        views
+            .as_array()
+            .is_some_and(|v| v.iter().any(|d| d["kind"] == "view"
+                && d["object"] == "view public.top_items"
+                && d["disposition"] == "carry"
+                && d["legacy_table"] == "public.vortex_items")),
+        "the JSON report carries the dependency report:\n{out}"
     );
     let (ok, out) = m.run("cutover", &[]);
     assert!(ok, "{out}");
@@ -363,5 +380,26 @@ async fn after_the_cutover_sql_readers_pass_and_a_writer_left_behind_rolls_back_
     assert_eq!(
         seen, 1,
         "the rewritten trigger function writes the new tables"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_servers_check_refuses_to_carry_a_view_nothing_would_take_the_name_of() {
+    let c = cluster();
+    let source = seeded_source(&c, "legacy", 0.001).await;
+    source
+        .batch_execute("CREATE VIEW top_items AS SELECT id, title FROM vortex_items")
+        .await
+        .unwrap();
+    c.create_database("app").await.unwrap();
+    let out = run_command("check", &seed_plan(), &c.url("legacy"), &c.url("app"), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("error: source.public.vortex_items: view public.top_items is bound to it")
+            && text.contains("after the swap it keeps reading the legacy table, read-only and frozen after the cutover")
+            && text.contains("views = \"carry\" needs the same-database layout")
+            && text.contains("DROP VIEW public.top_items"),
+        "{text}"
     );
 }
