@@ -27,6 +27,8 @@
 
 mod body;
 pub mod carry;
+mod functions;
+mod publications;
 mod read;
 mod report;
 

@@ -4,11 +4,9 @@
 //! - foreign keys: `pg_constraint` (`contype = 'f'`, `confrelid` the referenced table);
 //! - views, materialized views and rules: `pg_depend` rows of `pg_rewrite` rules on the table
 //!   (a view's query is its `_RETURN` rule, `pg_rewrite.ev_class` the view);
-//! - functions: `pg_proc.prosrc` by name (see [`super::body`]); `BEGIN ATOMIC` bodies
-//!   (`prosqlbody`) through `pg_depend`; extension members (`deptype = 'e'`) left out;
+//! - functions: see [`super::functions`];
 //! - triggers: `pg_trigger` (`tgisinternal` excludes the foreign keys' own);
-//! - publications: `pg_publication_tables` (explicit tables, `FOR ALL TABLES`, `FOR TABLES IN
-//!   SCHEMA` alike), `pg_replication_slots` and `pg_stat_replication` for their subscribers.
+//! - publications: see [`super::publications`].
 
 use std::collections::HashMap;
 
@@ -18,7 +16,7 @@ use crate::cutover::read_only;
 use crate::pg::ident::{quote_ident, TableName};
 use crate::plan::{Disposition, Plan};
 
-use super::body::{access, Access};
+use super::{functions, publications};
 use super::{Dependent, Kind, Layout, Legacy};
 
 /// Before the swap, the legacy names are the tables; after it, the catalog is re-read in the
@@ -30,7 +28,7 @@ pub(super) enum When {
 }
 
 /// `schema.name` of the relation with OID `expr`, quoted where needed.
-fn rel(expr: &str) -> String {
+pub(super) fn rel(expr: &str) -> String {
     format!(
         "(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {expr})"
@@ -62,14 +60,14 @@ pub(super) async fn all(
     let mut out = Vec::new();
     foreign_keys(client, &oids, layout, &name, &mut out).await?;
     views(client, &oids, layout, when, &name, &mut out).await?;
-    functions(client, legacy, layout, when, &mut out).await?;
+    functions::functions(client, legacy, layout, when, &mut out).await?;
     triggers(client, &oids, layout, &name, &mut out).await?;
     rules(client, &oids, &name, &mut out).await?;
-    publications(client, plan, &oids, &name, &mut out).await?;
+    publications::publications(client, plan, &oids, &name, &mut out).await?;
     Ok(out)
 }
 
-fn dependent(kind: Kind, oid: u32, object: String, legacy: String) -> Dependent {
+pub(super) fn dependent(kind: Kind, oid: u32, object: String, legacy: String) -> Dependent {
     Dependent {
         kind,
         object,
@@ -84,7 +82,7 @@ fn dependent(kind: Kind, oid: u32, object: String, legacy: String) -> Dependent 
 }
 
 /// After the swap, a legacy table is renamed (same database) or read-only (two servers).
-fn frozen(layout: Layout) -> &'static str {
+pub(super) fn frozen(layout: Layout) -> &'static str {
     match layout {
         Layout::SameDatabase => "the renamed legacy table (`*_legacy`), which takes no more writes",
         Layout::TwoServers => "the legacy table, read-only and frozen after the cutover",
@@ -216,141 +214,6 @@ async fn views(
     Ok(())
 }
 
-/// A legacy table's names: before the swap, and now (the same before the swap).
-struct Names<'a> {
-    legacy: &'a Legacy,
-    current: TableName,
-    /// After the swap: whether what now takes the name from before the swap refuses writes
-    /// (`pg_relation_is_updatable`, INSTEAD OF triggers and rules included), when something
-    /// other than the legacy table takes it.
-    renamed_read_only: Option<bool>,
-}
-
-async fn names<'a>(
-    client: &impl GenericClient,
-    legacy: &'a [Legacy],
-) -> Result<Vec<Names<'a>>, tokio_postgres::Error> {
-    let mut out = Vec::new();
-    for l in legacy {
-        let r = client
-            .query_one(
-                "SELECT n.nspname::text, c.relname::text, to_regclass($2)::oid,
-                        pg_relation_is_updatable(to_regclass($2), true) & 28 <> 28
-                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-                &[&l.oid, &l.table.quoted()],
-            )
-            .await?;
-        let now: Option<u32> = r.get(2);
-        out.push(Names {
-            legacy: l,
-            current: TableName {
-                schema: r.get(0),
-                name: r.get(1),
-            },
-            renamed_read_only: match now {
-                Some(oid) if oid != l.oid => r.get(3),
-                _ => None,
-            },
-        });
-    }
-    Ok(out)
-}
-
-async fn functions(
-    client: &impl GenericClient,
-    legacy: &[Legacy],
-    layout: Layout,
-    when: When,
-    out: &mut Vec<Dependent>,
-) -> Result<(), tokio_postgres::Error> {
-    let names = names(client, legacy).await?;
-    let oids: Vec<u32> = legacy.iter().map(|l| l.oid).collect();
-    // A cheap superset for the server to filter on (`_` matches any character); the body
-    // scan decides.
-    let patterns: Vec<String> = names
-        .iter()
-        .flat_map(|n| [&n.legacy.table.name, &n.current.name])
-        .map(|n| format!("%{}%", n.to_lowercase()))
-        .collect();
-    let sql = format!(
-        "SELECT p.oid, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
-                p.prokind::text,
-                CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid) ELSE p.prosrc END,
-                ARRAY(SELECT DISTINCT d.refobjid FROM pg_depend d
-                       WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                         AND d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY($1)),
-                (SELECT string_agg(format('%I on %s', t.tgname, {}), ', ' ORDER BY t.tgname)
-                   FROM pg_trigger t WHERE t.tgfoid = p.oid AND NOT t.tgisinternal)
-           FROM pg_proc p
-           JOIN pg_namespace n ON n.oid = p.pronamespace
-           JOIN pg_language l ON l.oid = p.prolang
-          WHERE l.lanname IN ('sql', 'plpgsql')
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'switchyard')
-            AND n.nspname !~ '^pg_(toast|temp)'
-            AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                               AND e.objid = p.oid AND e.deptype = 'e')
-            AND (lower(p.prosrc) LIKE ANY($2)
-                 OR EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                               AND d.objid = p.oid AND d.refclassid = 'pg_class'::regclass
-                               AND d.refobjid = ANY($1)))
-          ORDER BY 2",
-        rel("t.tgrelid")
-    );
-    for r in client.query(&sql, &[&oids, &patterns]).await? {
-        let (signature, prokind, body): (String, String, String) = (r.get(1), r.get(2), r.get(3));
-        let bound_by_oid: Vec<u32> = r.get(4);
-        let triggers: Option<String> = r.get(5);
-        let what = if prokind == "p" {
-            "procedure"
-        } else {
-            "function"
-        };
-        let object = match &triggers {
-            Some(t) => format!("trigger {what} {signature} (fired by {t})"),
-            None => format!("{what} {signature}"),
-        };
-        for n in &names {
-            let by_oid = bound_by_oid.contains(&n.legacy.oid);
-            let now = access(&body, &n.current.schema, &n.current.name);
-            let before = if n.current == n.legacy.table {
-                None
-            } else {
-                access(&body, &n.legacy.table.schema, &n.legacy.table.name)
-            };
-            let found = match when {
-                When::BeforeSwap => (by_oid || now.is_some()).then(|| now.unwrap_or(Access::Reads)),
-                // Still bound: to the legacy table itself (by OID, or by its current name), or
-                // writing a name that now belongs to something that takes no writes.
-                When::AfterSwap if by_oid || now.is_some() => Some(now.unwrap_or(Access::Reads)),
-                When::AfterSwap
-                    if before == Some(Access::Writes) && n.renamed_read_only == Some(true) =>
-                {
-                    Some(Access::Writes)
-                }
-                When::AfterSwap => None,
-            };
-            let Some(a) = found else { continue };
-            let legacy = n.legacy.table.to_string();
-            let mut d = dependent(Kind::Function, r.get(0), object.clone(), legacy.clone());
-            d.access = Some(a);
-            d.swap = match (by_oid, a, layout) {
-                (true, Access::Writes, _) => format!("its body (BEGIN ATOMIC) is bound to {legacy} by OID and writes it: after the swap it writes {}, where nobody reads the rows any more", frozen(layout)),
-                (true, Access::Reads, _) => format!("its body (BEGIN ATOMIC) is bound to {legacy} by OID: after the swap it reads {}", frozen(layout)),
-                (false, Access::Writes, Layout::SameDatabase) => format!("it writes {legacy} by name (INSERT/UPDATE/DELETE/MERGE): after the swap that name is the compatibility view, which is read-only, so it will fail (\"cannot insert into view\")"),
-                (false, Access::Writes, Layout::TwoServers) => format!("it writes {legacy} by name: after the cutover the table is read-only, so it will fail"),
-                (false, Access::Reads, Layout::SameDatabase) => format!("it reads {legacy} by name: after the swap it reads whatever takes that name (the plan's compatibility view), not the table"),
-                (false, Access::Reads, Layout::TwoServers) => format!("it reads {legacy} by name: after the cutover it reads the frozen table, none of the writes made on the new tables"),
-            };
-            d.fix = format!(
-                "rewrite it for the new tables in the plan's cutover SQL (`CREATE OR REPLACE {} {signature} ...`) and set `[cutover.dependents] functions = \"cutover_sql\"` (the cutover proves none still writes a read-only name or reads the legacy table); or `functions = \"warn\"` once you know what it reads after the swap is what it needs",
-                what.to_uppercase()
-            );
-            out.push(d);
-        }
-    }
-    Ok(())
-}
-
 async fn triggers(
     client: &impl GenericClient,
     oids: &[u32],
@@ -427,81 +290,6 @@ async fn rules(
         d.fix = format!(
             "in the plan's cutover SQL drop it (`DROP RULE {} ON {table};`) and re-create what it did on the new tables, with `rules = \"cutover_sql\"`; or `rules = \"warn\"`",
             quote_ident(&rule)
-        );
-        out.push(d);
-    }
-    Ok(())
-}
-
-async fn publications(
-    client: &impl GenericClient,
-    plan: &Plan,
-    oids: &[u32],
-    name: &dyn Fn(u32) -> TableName,
-    out: &mut Vec<Dependent>,
-) -> Result<(), tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT p.pubname::text, c.oid,
-                    CASE WHEN p.puballtables THEN 'FOR ALL TABLES'
-                         WHEN EXISTS (SELECT FROM pg_publication_rel pr
-                                       WHERE pr.prpubid = p.oid AND pr.prrelid = c.oid) THEN 'the table itself'
-                         ELSE format('FOR TABLES IN SCHEMA %I', pt.schemaname) END, p.oid
-               FROM pg_publication p
-               JOIN pg_publication_tables pt ON pt.pubname = p.pubname
-               JOIN pg_namespace n ON n.nspname = pt.schemaname
-               JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-              WHERE c.oid = ANY($1) AND p.pubname <> $2
-              ORDER BY 1, 2",
-            &[&oids, &plan.publication_name()],
-        )
-        .await?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let subscribers: Vec<String> = client
-        .query(
-            "SELECT format('slot %I (pid %s, application %L)', s.slot_name, s.active_pid,
-                           coalesce(r.application_name, ''))
-               FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-              WHERE s.slot_type = 'logical' AND s.database = current_database() AND s.active
-                AND s.slot_name <> $1
-              ORDER BY s.slot_name",
-            &[&plan.slot_name()],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let listening = if subscribers.is_empty() {
-        "no subscriber is connected now".to_owned()
-    } else {
-        format!(
-            "subscribers connected now, one of which may read it: {}",
-            subscribers.join(", ")
-        )
-    };
-    for r in rows {
-        let (publication, how): (String, String) = (r.get(0), r.get(2));
-        let table_name = name(r.get(1));
-        let legacy = table_name.to_string();
-        let mut d = dependent(
-            Kind::Publication,
-            r.get(3),
-            format!(
-                "publication {} (publishes {legacy} via {how})",
-                quote_ident(&publication)
-            ),
-            legacy.clone(),
-        );
-        d.swap = format!(
-            "after the swap it carries the legacy table, which takes no more writes: its subscribers silently stop receiving the application's changes ({listening})"
-        );
-        d.fix = format!(
-            "in the plan's cutover SQL publish what replaces it (`ALTER PUBLICATION {} DROP TABLE {}; ALTER PUBLICATION {} ADD TABLE ...`; a FOR ALL TABLES or FOR TABLES IN SCHEMA publication must be re-created as a list) and update the subscribers, with `publications = \"cutover_sql\"`; or `publications = \"warn\"`",
-            quote_ident(&publication),
-            table_name.quoted(),
-            quote_ident(&publication),
         );
         out.push(d);
     }
