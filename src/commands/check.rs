@@ -16,7 +16,11 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::load(&args.plan.plan)?;
     let source = ConnInfo::parse(&args.connections.source)?;
     let target = ConnInfo::parse(&args.connections.target)?;
-    let findings = check_all(&plan, &source, &target).await?;
+    let mut findings = check_all(&plan, &source, &target).await?;
+    // What the cutover will do to objects bound to the legacy tables: here, not in
+    // `check_all`, since they block the cutover and not the backfill.
+    findings.extend(dependents(&plan, &source, &target).await?);
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in &findings {
         println!("{f}");
     }
@@ -67,4 +71,18 @@ pub async fn check_all(
     );
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     Ok(findings)
+}
+
+/// The objects bound to the legacy tables, each with what the plan does with it (see
+/// [`crate::cutover::dependents`]).
+async fn dependents(
+    plan: &Plan,
+    source: &ConnInfo,
+    target: &ConnInfo,
+) -> anyhow::Result<Vec<Finding>> {
+    let source_client = connect(source, "switchyard check").await?;
+    let target_client = connect(target, "switchyard check").await?;
+    crate::cutover::dependents::findings(plan, &source_client, &target_client)
+        .await
+        .context("reading the objects bound to the legacy tables")
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::CutoverArgs;
-use crate::cutover::{cutover, CutoverError, CutoverOptions, CutoverReport};
+use crate::cutover::{cutover, dependents, CutoverError, CutoverOptions, CutoverReport};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
@@ -161,6 +161,12 @@ fn print_report(r: &CutoverReport, json: bool) {
             "  NOT SET: {} (default {}): {}; set it past the column's largest value yourself before writes resume",
             u.column, u.default, u.reason
         );
+    }
+    for d in &r.dependents.dependents {
+        println!("  bound to a legacy table: {}", dependents::line(d));
+    }
+    for v in &r.dependents.carried {
+        println!("  view {v} carried over: it now reads what took the legacy name");
     }
     if r.dry_run {
         println!("  the swap ran and was rolled back; the real cutover commits instead (sequences are then set)");

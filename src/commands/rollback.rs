@@ -176,6 +176,15 @@ async fn undo(
         ));
     }
     if found.swapped() || status == MigrationStatus::CutOver {
+        let restored = match plan.cutover.side {
+            CutoverSide::Source => restore_carried_views(&tx, plan).await?,
+            CutoverSide::Target => restore_carried_views(state, plan).await?,
+        };
+        for view in &restored {
+            undone.push(format!(
+                "view {view} restored: it reads the legacy table again"
+            ));
+        }
         let sql: String = plan
             .phases
             .rollback
@@ -213,4 +222,17 @@ async fn undo(
         undone.push("every legacy name is its legacy table again".to_owned());
     }
     Ok(undone)
+}
+
+/// Views the cutover carried over (`views = "carry"`) read the compatibility views, which the
+/// rollback SQL drops: point them back at the renamed legacy tables first, in the rollback's
+/// transaction, on the side the cutover carried them (see
+/// [`crate::cutover::dependents::carry`]).
+async fn restore_carried_views(
+    tx: &impl tokio_postgres::GenericClient,
+    plan: &Plan,
+) -> anyhow::Result<Vec<String>> {
+    crate::cutover::dependents::carry::restore(tx, &plan.name)
+        .await
+        .context("restoring the views the cutover carried over (nothing was changed)")
 }

@@ -83,6 +83,9 @@ pub enum CutoverError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// An object bound to a legacy table (see `crate::cutover::dependents`).
+    #[error(transparent)]
+    Dependents(#[from] super::dependents::DependentsError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(transparent)]

@@ -23,6 +23,7 @@
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
 pub mod counts;
+pub mod dependents;
 pub mod in_place;
 pub mod proof;
 pub mod read_only;

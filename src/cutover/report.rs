@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::counts::CountResult;
+use super::dependents::DependencyReport;
 use super::sequences::{SequenceSet, Unplaced};
 use super::standbys::Standby;
 use super::window::Step;
@@ -30,6 +31,8 @@ pub struct CutoverReport {
     pub sequences: Vec<SequenceSet>,
     /// Defaults drawing from a sequence the cutover could not set: the operator's to set.
     pub unplaced: Vec<Unplaced>,
+    /// Objects bound to the legacy tables, read before the lock, and the views carried over.
+    pub dependents: DependencyReport,
     pub fence_lsn: Option<String>,
     pub slot: Option<String>,
     /// What went wrong after the commit (the cutover itself stands).

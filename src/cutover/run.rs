@@ -16,6 +16,7 @@ use crate::source::{publication, slot};
 
 use super::counts::CountPlan;
 use super::deadlock_timeout;
+use super::dependents;
 use super::error::{db, CutoverError};
 use super::read_only;
 use super::report::{CutoverReport, StepTime};
@@ -87,6 +88,9 @@ pub async fn cutover(
                 "creating switchyard.refuse_writes() on the source",
             ))?;
     }
+    // Objects bound to the legacy tables: one the plan refuses stops the cutover here, before
+    // any lock (see `super::dependents`).
+    let dependents = dependents::before_lock(&s.lock, plan, same_database).await?;
 
     // 1. Catch up and rehearse, without any lock.
     rehearse(plan, &mut s, &state, &counts, options, &mut window, say).await?;
@@ -136,6 +140,7 @@ pub async fn cutover(
                 .collect(),
             sequences: Vec::new(),
             unplaced: Vec::new(),
+            dependents: dependents.clone(),
             fence_lsn: None,
             slot: None,
             notes: Vec::new(),

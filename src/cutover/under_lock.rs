@@ -17,6 +17,7 @@ use crate::source::fence::{self, Fence};
 use crate::verify::{verify, VerifyOptions};
 
 use super::counts::{compare, CountPlan};
+use super::dependents;
 use super::error::{db, CutoverError};
 use super::proof;
 use super::read_only;
@@ -220,14 +221,22 @@ pub(super) async fn locked(
         Ok::<_, tokio_postgres::Error>(legacy_oids)
     });
     let legacy_oids = swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
+    // Objects bound to the legacy tables: views carried over, then none the plan refuses or
+    // leaves to its SQL may still be bound (see `super::dependents`), in the swap's transaction.
+    let swap_session = match (same_database, plan.cutover.side) {
+        (true, CutoverSide::Target) => target,
+        _ => &*lock,
+    };
+    within!(
+        Step::Dependents,
+        dependents::after_swap(swap_session, plan, &mut report.dependents)
+    )
+    .map_err(CutoverError::from)?;
     // ── The swap proves it swapped (see `proof`); rolled back when it did not. ──
     let broken = within!(Step::Proof, async {
         // The session that ran the SQL sees its own DDL; with two servers a target-side SQL
         // cannot have touched the legacy names.
-        let ran_sql: &tokio_postgres::Client = match plan.cutover.side {
-            CutoverSide::Target if same_database => target,
-            _ => &*lock,
-        };
+        let ran_sql = swap_session;
         let promise = plan.cutover.legacy_names(same_database);
         let mut broken = proof::legacy_names_kept(ran_sql, promise, tables, &legacy_oids).await?;
         if !same_database {

@@ -21,6 +21,7 @@ pub enum Step {
     Sequences,
     CutoverSql,
     Proof,
+    Dependents,
     Commit,
 }
 
@@ -37,6 +38,7 @@ impl Step {
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
             Step::Proof => "proof of the swap (legacy names, read-only triggers)",
+            Step::Dependents => "objects bound to the legacy tables: carried, proven unbound",
             Step::Commit => "commit (locks released)",
         }
     }

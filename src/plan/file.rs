@@ -125,7 +125,7 @@ pub struct DependentsFile {
 }
 
 /// What the cutover does with one kind of object bound to a legacy table.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
     /// `check` reports an error and the cutover refuses (before the lock) while such an

@@ -763,4 +763,22 @@ x = "select"
         .0;
         assert_eq!(errors[0].line, 3, "{}", errors[0]);
     }
+
+    #[test]
+    fn carry_is_refused_for_a_kind_switchyard_cannot_carry_and_unset_kinds_refuse() {
+        let text =
+            "name = \"x\"\n[cutover.dependents]\nviews = \"carry\"\nforeign_keys = \"carry\"\n";
+        let errors = Plan::parse(Path::new("p.toml"), text).unwrap_err().0;
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 1, "{rendered:#?}");
+        assert!(
+            rendered[0].starts_with("p.toml:4:16: cutover.dependents.foreign_keys: switchyard cannot carry foreign_keys")
+                && rendered[0].contains("\"cutover_sql\""),
+            "{}",
+            rendered[0]
+        );
+        let plan = Plan::parse(Path::new("p.toml"), "name = \"x\"\n").unwrap();
+        assert_eq!(plan.cutover.dependents.foreign_keys, Disposition::Refuse);
+        assert_eq!(plan.cutover.dependents.views, Disposition::Refuse);
+    }
 }

@@ -15,3 +15,10 @@ mod proof;
 /// Rollback says what is in place (whatever the recorded status) and undoes it, and refuses
 /// to leave writes made to the new tables behind without --yes.
 mod rollback;
+
+/// The seed migration in one database, and copies of its plan with other cutover settings.
+mod harness;
+
+/// Objects bound to the legacy tables (foreign keys, views, functions, triggers,
+/// publications): refused and named, dealt with by the cutover SQL and proven, or carried.
+mod dependents;
