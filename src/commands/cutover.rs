@@ -153,6 +153,12 @@ fn print_report(r: &CutoverReport, json: bool) {
             u.column, u.default, u.reason
         );
     }
+    for a in &r.access {
+        println!(
+            "  {} ({} = \"{}\") {}: {}",
+            a.kind, a.kind, a.disposition, a.legacy, a.what
+        );
+    }
     if r.dry_run {
         println!("  the real cutover adds the cutover SQL and the commit to this window");
     }

@@ -60,6 +60,10 @@ pub enum CutoverError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Grants or row-level security of a legacy table: refused before the lock, or not as
+    /// the plan promised after the cutover SQL (rolled back).
+    #[error(transparent)]
+    Access(#[from] super::access::AccessError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(transparent)]

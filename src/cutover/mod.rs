@@ -10,6 +10,7 @@
 //!   (window)            └─ source counts (concurrently: the source can no longer change)
 //!               target counts ─> [dry run: ROLLBACK here]
 //!               sequences ─> cutover SQL (+ read-only triggers with two servers)
+//!               ─> grants carried / proved, row-level security proved ([`access`])
 //!  ── COMMIT ─── locks released; state cut_over; consumer stops; slot dropped or kept
 //! ```
 //! Every step inside the window is bounded by what is left of `--max-blocked`: server-side by
@@ -17,6 +18,7 @@
 //! others. An overrun rolls back the lock's transaction (nothing changed, locks released)
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
+pub mod access;
 pub mod counts;
 pub mod read_only;
 pub mod sequences;

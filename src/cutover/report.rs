@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::access::AccessLine;
 use super::counts::CountResult;
 use super::sequences::{SequenceSet, Unplaced};
 use super::window::Step;
@@ -23,6 +24,8 @@ pub struct CutoverReport {
     pub sequences: Vec<SequenceSet>,
     /// Defaults drawing from a sequence the cutover could not set: the operator's to set.
     pub unplaced: Vec<Unplaced>,
+    /// Grants carried or proved, row-level security proved, and what `warn` left.
+    pub access: Vec<AccessLine>,
     pub fence_lsn: Option<String>,
     pub slot: Option<String>,
     /// What went wrong after the commit (the cutover itself stands).

@@ -14,6 +14,7 @@ use crate::sink::fence::FenceWait;
 use crate::source::fence;
 use crate::source::{publication, slot};
 
+use super::access;
 use super::counts::CountPlan;
 use super::error::{db, CutoverError};
 use super::read_only;
@@ -82,6 +83,9 @@ pub async fn cutover(
             ))?;
     }
 
+    // Grants and row-level security of the legacy tables: refused here, before any lock.
+    let access = access::before_lock(plan, &s.lock, say).await?;
+
     // 1. Catch up and rehearse, without any lock.
     rehearse(plan, &mut s, &state, &counts, options, &mut window, say).await?;
     // Catalog only, so outside the window; the values are read under the lock.
@@ -114,6 +118,7 @@ pub async fn cutover(
             .collect(),
         sequences: Vec::new(),
         unplaced: Vec::new(),
+        access: Vec::new(),
         fence_lsn: None,
         slot: None,
         notes: Vec::new(),
@@ -125,6 +130,7 @@ pub async fn cutover(
         counts: &counts,
         tables: &tables,
         inventory: &inventory,
+        access: &access,
         options,
     };
     let outcome = locked(&job, &mut s, &mut window, &mut report).await;

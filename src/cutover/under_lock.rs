@@ -14,6 +14,7 @@ use crate::sink::fence::FenceWait;
 use crate::source::fence::{self, Fence};
 use crate::verify::{verify, VerifyOptions};
 
+use super::access;
 use super::counts::{compare, CountPlan};
 use super::error::{db, CutoverError};
 use super::read_only;
@@ -49,6 +50,7 @@ pub(super) struct Job<'a> {
     pub counts: &'a CountPlan,
     pub tables: &'a [TableName],
     pub inventory: &'a sequences::Inventory,
+    pub access: &'a access::Access,
     pub options: &'a CutoverOptions,
 }
 
@@ -66,6 +68,7 @@ pub(super) async fn locked(
         counts,
         tables,
         inventory,
+        access,
         options,
     } = *job;
     let Sessions {
@@ -188,6 +191,20 @@ pub(super) async fn locked(
         Ok::<_, tokio_postgres::Error>(())
     });
     swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
+    // Grants and row-level security, in the swap's transactions (bounded by the
+    // statement_timeout set above): carried or proved before anything commits.
+    let swap = match plan.cutover.side {
+        CutoverSide::Source => &*lock,
+        CutoverSide::Target => target,
+    };
+    let (named, new) = if same_database {
+        (swap, swap)
+    } else {
+        (&*lock, target)
+    };
+    report.access = access::after_swap(plan, access, named, new, !same_database)
+        .await
+        .map_err(CutoverError::from)?;
     // No timeout from here: a COMMIT cut short by one could have committed anyway, and the
     // report would claim a rollback. The swap's side commits first, the other follows.
     let started = Instant::now();

@@ -1,0 +1,381 @@
+//! What the application's roles need after the swap, derived from a legacy table's grants and
+//! what the catalog holds once the plan's cutover SQL ran: the same privileges on what now
+//! takes the legacy name and on every table the legacy table feeds, plus what those need to be
+//! usable (SELECT on lookup tables, SELECT on what a `security_invoker` view reads, USAGE on
+//! the sequences of the fed tables' defaults for INSERT). Identity columns need no USAGE:
+//! <https://www.postgresql.org/docs/15/sql-grant.html>.
+
+use tokio_postgres::Client;
+
+use crate::pg::ident::{quote_ident, TableName};
+use crate::plan::{Plan, SourcePlan};
+use crate::transform::expr::Expr;
+
+use super::{fed_tables, LegacyAccess};
+
+/// A relation as the catalog shows it after the cutover SQL (in its transaction).
+const RELATION_SQL: &str = "
+SELECT c.oid, c.oid::regclass::text, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity,
+       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid)::int,
+       coalesce((SELECT o.option_value FROM pg_options_to_table(c.reloptions) o
+                  WHERE o.option_name = 'security_invoker'), 'false')::bool,
+       array(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       array(SELECT DISTINCT d.refobjid::regclass::text
+               FROM pg_rewrite r
+               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                               AND d.refclassid = 'pg_class'::regclass
+               JOIN pg_class x ON x.oid = d.refobjid AND x.relkind IN ('r', 'p', 'v', 'm', 'f')
+              WHERE r.ev_class = c.oid AND d.refobjid <> c.oid),
+       array(SELECT DISTINCT s.oid::regclass::text
+               FROM pg_attrdef ad
+               JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                               AND d.refclassid = 'pg_class'::regclass
+               JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+              WHERE ad.adrelid = c.oid)
+  FROM pg_class c WHERE c.oid = to_regclass($1)";
+
+/// One relation after the swap.
+#[derive(Debug, Clone)]
+pub(super) struct Relation {
+    pub oid: u32,
+    /// `oid::regclass::text`: quoted where needed, ready for SQL text.
+    pub name: String,
+    pub relkind: String,
+    pub row_security: bool,
+    pub force_row_security: bool,
+    pub policy_count: i32,
+    pub security_invoker: bool,
+    pub columns: Vec<String>,
+    /// For a view: the relations its query reads.
+    pub reads: Vec<String>,
+    /// Sequences its column defaults draw from.
+    pub sequences: Vec<String>,
+}
+
+impl Relation {
+    async fn read(
+        client: &Client,
+        table: &TableName,
+    ) -> Result<Option<Relation>, tokio_postgres::Error> {
+        Ok(client
+            .query_opt(RELATION_SQL, &[&table.quoted()])
+            .await?
+            .map(|r| Relation {
+                oid: r.get(0),
+                name: r.get(1),
+                relkind: r.get(2),
+                row_security: r.get(3),
+                force_row_security: r.get(4),
+                policy_count: r.get(5),
+                security_invoker: r.get(6),
+                columns: r.get(7),
+                reads: r.get(8),
+                sequences: r.get(9),
+            }))
+    }
+
+    pub fn is_view(&self) -> bool {
+        self.relkind == "v"
+    }
+}
+
+/// What a legacy table's name and the tables it feeds are after the cutover SQL.
+#[derive(Debug, Clone)]
+pub(super) struct Swapped {
+    /// What takes the legacy name, when that is no longer the legacy table itself.
+    pub named: Option<Relation>,
+    /// Nothing resolves the legacy name any more.
+    pub name_free: bool,
+    /// The tables the legacy table feeds, as the session that sees the new tables finds them.
+    pub fed: Vec<(TableName, Option<Relation>)>,
+    /// The lookup tables its rows go through.
+    pub lookups: Vec<Relation>,
+}
+
+impl Swapped {
+    pub async fn read(
+        plan: &Plan,
+        legacy: &LegacyAccess,
+        named: &Client,
+        new: &Client,
+    ) -> Result<Swapped, tokio_postgres::Error> {
+        let now = Relation::read(named, &legacy.table).await?;
+        let name_free = now.is_none();
+        let named = now.filter(|r| r.oid != legacy.oid);
+        let mut fed = Vec::new();
+        for t in fed_tables(plan, &legacy.table) {
+            fed.push((t.clone(), Relation::read(new, t).await?));
+        }
+        let mut lookups = Vec::new();
+        for t in lookups_of(plan, &legacy.table) {
+            if let Some(r) = Relation::read(new, &t).await? {
+                lookups.push(r);
+            }
+        }
+        Ok(Swapped {
+            named,
+            name_free,
+            fed,
+            lookups,
+        })
+    }
+}
+
+/// Where a privilege goes: what takes the legacy name, or the new tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Named,
+    New,
+}
+
+/// One privilege a role should hold after the swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Want {
+    pub side: Side,
+    /// regclass text of the table, view or sequence.
+    pub object: String,
+    pub sequence: bool,
+    pub column: Option<String>,
+    pub privilege: String,
+    /// A role name or `PUBLIC`.
+    pub grantee: String,
+    pub grantable: bool,
+    /// Why: "takes the name of ...", "fed by ...".
+    pub why: String,
+}
+
+impl Want {
+    /// `GRANT SELECT (name) ON TABLE projects TO "app" WITH GRANT OPTION`.
+    pub fn grant_sql(&self) -> String {
+        format!(
+            "GRANT {}{} ON {} {} TO {}{}",
+            self.privilege,
+            self.column
+                .as_deref()
+                .map(|c| format!(" ({})", quote_ident(c)))
+                .unwrap_or_default(),
+            if self.sequence { "SEQUENCE" } else { "TABLE" },
+            self.object,
+            grantee_sql(&self.grantee),
+            if self.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// `SELECT (name) on projects to app (fed by public.company_projects)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}{} on {} to {}{} ({})",
+            self.privilege,
+            self.column
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
+            self.object,
+            self.grantee,
+            if self.grantable {
+                " with grant option"
+            } else {
+                ""
+            },
+            self.why
+        )
+    }
+}
+
+/// `PUBLIC` is a keyword, anything else a role name.
+pub(super) fn grantee_sql(grantee: &str) -> String {
+    if grantee == "PUBLIC" {
+        "PUBLIC".to_owned()
+    } else {
+        quote_ident(grantee)
+    }
+}
+
+const READ_OR_WRITE: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "DELETE"];
+
+/// Every privilege the legacy table's grantees should hold after the swap, each once.
+/// Column grants go to the same column of what takes the name, and to the fed tables' columns
+/// that copy that source column unchanged; a column grant that maps to no fed column is left
+/// out here and reported by [`unmapped_columns`].
+pub(super) fn privileges(plan: &Plan, legacy: &LegacyAccess, swapped: &Swapped) -> Vec<Want> {
+    let mut wants: Vec<Want> = Vec::new();
+    let mut add = |w: Want| match wants.iter_mut().find(|x| {
+        x.object == w.object
+            && x.column == w.column
+            && x.privilege == w.privilege
+            && x.grantee == w.grantee
+    }) {
+        Some(x) => x.grantable |= w.grantable,
+        None => wants.push(w),
+    };
+    let sources: Vec<&SourcePlan> = plan
+        .sources
+        .iter()
+        .filter(|s| s.table == legacy.table)
+        .collect();
+    let takes_name = format!("takes the name of {}", legacy.table);
+    let fed_by = format!("fed by {}", legacy.table);
+    for g in &legacy.grants {
+        let want =
+            |side: Side, object: &str, column: Option<String>, privilege: &str, why: &str| Want {
+                side,
+                object: object.to_owned(),
+                sequence: false,
+                column,
+                privilege: privilege.to_owned(),
+                grantee: g.grantee.clone(),
+                grantable: g.grantable,
+                why: why.to_owned(),
+            };
+        if let Some(named) = &swapped.named {
+            match &g.column {
+                None => add(want(
+                    Side::Named,
+                    &named.name,
+                    None,
+                    &g.privilege,
+                    &takes_name,
+                )),
+                Some(c) if named.columns.contains(c) => add(want(
+                    Side::Named,
+                    &named.name,
+                    Some(c.clone()),
+                    &g.privilege,
+                    &takes_name,
+                )),
+                Some(_) => {}
+            }
+        }
+        for (table, rel) in &swapped.fed {
+            let Some(rel) = rel else { continue };
+            match &g.column {
+                None => add(want(Side::New, &rel.name, None, &g.privilege, &fed_by)),
+                Some(c) => {
+                    for column in copied_columns(&sources, table, c) {
+                        add(want(
+                            Side::New,
+                            &rel.name,
+                            Some(column),
+                            &g.privilege,
+                            &fed_by,
+                        ));
+                    }
+                }
+            }
+            if g.column.is_none() && g.privilege == "INSERT" {
+                for s in &rel.sequences {
+                    let mut w = want(
+                        Side::New,
+                        s,
+                        None,
+                        "USAGE",
+                        &format!("a default of {} draws from it", rel.name),
+                    );
+                    w.sequence = true;
+                    add(w);
+                }
+            }
+        }
+        if g.column.is_none() && READ_OR_WRITE.contains(&g.privilege.as_str()) {
+            for l in &swapped.lookups {
+                add(want(
+                    Side::New,
+                    &l.name,
+                    None,
+                    "SELECT",
+                    &format!("a lookup of {}'s rows", legacy.table),
+                ));
+            }
+        }
+        if g.column.is_none() && g.privilege == "SELECT" {
+            if let Some(named) = swapped
+                .named
+                .as_ref()
+                .filter(|n| n.is_view() && n.security_invoker)
+            {
+                let why = format!("read by the security_invoker view {}", named.name);
+                for read in &named.reads {
+                    add(want(Side::Named, read, None, "SELECT", &why));
+                }
+            }
+        }
+    }
+    wants
+}
+
+/// Column grants of the legacy table that reach no column of the fed tables (the column is
+/// transformed, not copied): the operator's to grant.
+pub(super) fn unmapped_columns(
+    plan: &Plan,
+    legacy: &LegacyAccess,
+    swapped: &Swapped,
+) -> Vec<String> {
+    let sources: Vec<&SourcePlan> = plan
+        .sources
+        .iter()
+        .filter(|s| s.table == legacy.table)
+        .collect();
+    legacy
+        .grants
+        .iter()
+        .filter_map(|g| {
+            let c = g.column.as_ref()?;
+            let reached = swapped
+                .fed
+                .iter()
+                .any(|(t, _)| !copied_columns(&sources, t, c).is_empty());
+            (!reached).then(|| {
+                format!(
+                    "{} ({c}) on {} to {}: the column is transformed, not copied, into the new tables; grant what it became yourself",
+                    g.privilege, legacy.table, g.grantee
+                )
+            })
+        })
+        .collect()
+}
+
+/// The columns of `table` whose expression is the source column `column` itself.
+fn copied_columns(sources: &[&SourcePlan], table: &TableName, column: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in sources {
+        for o in s.outputs.iter().filter(|o| &o.table == table) {
+            for (name, e) in o.columns.iter().zip(&o.exprs) {
+                if matches!(e, Expr::Column(i) if s.columns.get(*i).map(String::as_str) == Some(column))
+                    && !out.contains(name)
+                {
+                    out.push(name.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The lookup tables a legacy table's rows go through, each once.
+fn lookups_of(plan: &Plan, legacy: &TableName) -> Vec<TableName> {
+    let mut used: Vec<usize> = Vec::new();
+    let mut visit = |e: &Expr| {
+        e.walk(&mut |node| {
+            if let Expr::Lookup { lookup, .. } = node {
+                if !used.contains(lookup) {
+                    used.push(*lookup);
+                }
+            }
+        })
+    };
+    for s in plan.sources.iter().filter(|s| &s.table == legacy) {
+        s.derived.iter().for_each(|(_, e)| visit(e));
+        for o in &s.outputs {
+            o.exprs.iter().for_each(&mut visit);
+            o.when.iter().for_each(&mut visit);
+        }
+    }
+    used.iter()
+        .map(|i| plan.lookups[*i].table.clone())
+        .collect()
+}
