@@ -56,3 +56,6 @@ mod security;
 
 /// Shapes that made other tools lose changes silently (issue 10), one module per kind.
 mod silent_loss;
+
+/// A cutover that leaves the application working: what is bound to the legacy tables (issue 18).
+mod cutover_safety;

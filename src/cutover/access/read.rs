@@ -22,7 +22,8 @@ SELECT c.oid, pg_get_userbyid(c.relowner)::text, c.relrowsecurity, c.relforcerow
   FROM pg_class c WHERE c.oid = to_regclass($1)";
 
 /// Table grants (column NULL) and column grants to anyone but the owner, one row per grantee,
-/// privilege and column; several grantors of the same privilege make one row.
+/// privilege and column, in the order GRANT lists privileges; several grantors of the same
+/// privilege make one row.
 const GRANTS_SQL: &str = "
 WITH t AS (SELECT oid, relowner, relacl FROM pg_class WHERE oid = $1),
 acl AS (
@@ -40,7 +41,9 @@ SELECT col, CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee)::t
        privilege_type, bool_or(is_grantable)
   FROM acl
  GROUP BY 1, 2, 3
- ORDER BY 2, 1 NULLS FIRST, 3";
+ ORDER BY 2, 1 NULLS FIRST,
+          array_position(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES',
+                               'TRIGGER'], privilege_type)";
 
 const POLICIES_SQL: &str = "
 SELECT p.polname::text,
