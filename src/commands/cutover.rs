@@ -155,8 +155,8 @@ fn print_report(r: &CutoverReport, json: bool) {
     }
     for a in &r.access {
         println!(
-            "  {} ({} = \"{}\") {}: {}",
-            a.kind, a.kind, a.disposition, a.legacy, a.what
+            "  {} of {} ({} = \"{}\"): {}",
+            a.kind, a.legacy, a.kind, a.disposition, a.what
         );
     }
     if r.dry_run {
