@@ -21,7 +21,8 @@ const TABLE_SQL: &str = "
 SELECT c.oid, pg_get_userbyid(c.relowner)::text, c.relrowsecurity, c.relforcerowsecurity
   FROM pg_class c WHERE c.oid = to_regclass($1)";
 
-/// Table grants (column NULL) and column grants to anyone but the owner, one row per grantee,
+/// Table grants (column NULL) and column grants to anyone but the owner and the role switchyard
+/// runs as (its SELECT for the copy is the tool's, not the application's), one row per grantee,
 /// privilege and column, in the order GRANT lists privileges; several grantors of the same
 /// privilege make one row.
 const GRANTS_SQL: &str = "
@@ -29,13 +30,13 @@ WITH t AS (SELECT oid, relowner, relacl FROM pg_class WHERE oid = $1),
 acl AS (
     SELECT NULL::text AS col, a.grantee, a.privilege_type, a.is_grantable
       FROM t, aclexplode(t.relacl) a
-     WHERE a.grantee <> t.relowner
+     WHERE a.grantee NOT IN (t.relowner, (SELECT oid FROM pg_roles WHERE rolname = current_user))
     UNION ALL
     SELECT att.attname::text, a.grantee, a.privilege_type, a.is_grantable
       FROM t
       JOIN pg_attribute att ON att.attrelid = t.oid AND att.attnum > 0 AND NOT att.attisdropped,
            aclexplode(att.attacl) a
-     WHERE a.grantee <> t.relowner
+     WHERE a.grantee NOT IN (t.relowner, (SELECT oid FROM pg_roles WHERE rolname = current_user))
 )
 SELECT col, CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee)::text END,
        privilege_type, bool_or(is_grantable)
