@@ -123,3 +123,74 @@ fn fed_list(plan: &Plan, t: &LegacyAccess) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cutover::access::{Grant, Policy};
+    use crate::source::preflight::Severity;
+
+    fn access(plan: &Plan) -> Access {
+        Access {
+            tables: vec![LegacyAccess {
+                table: plan.sources[0].table.clone(),
+                oid: 1,
+                owner: "owner".into(),
+                row_security: true,
+                force_row_security: false,
+                grants: vec![Grant {
+                    column: None,
+                    grantee: "app".into(),
+                    privilege: "SELECT".into(),
+                    grantable: false,
+                }],
+                policies: vec![Policy {
+                    name: "tenant".into(),
+                    command: "ALL".into(),
+                    permissive: true,
+                    roles: vec!["PUBLIC".into()],
+                    using: Some("(company_id = 1)".into()),
+                    with_check: None,
+                }],
+            }],
+        }
+    }
+
+    fn plan_with(grants: Disposition, policies: Disposition) -> Plan {
+        let mut plan = Plan::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/transforms/legacy_to_projects/plan.toml"
+        )))
+        .unwrap();
+        plan.cutover.dependents.grants = grants;
+        plan.cutover.dependents.policies = policies;
+        plan
+    }
+
+    #[test]
+    fn refused_grants_and_policies_are_errors_naming_the_table_the_roles_and_the_setting() {
+        let plan = plan_with(Disposition::Refuse, Disposition::Refuse);
+        let f = findings(&plan, &access(&plan));
+        assert_eq!(f.errors.len(), 2);
+        assert!(f.errors.iter().all(
+            |e| e.severity == Severity::Error && e.subject == "source.public.company_projects"
+        ));
+        assert!(f.errors[0].problem.contains("(app: SELECT)"));
+        assert!(f.errors[0].fix.contains("set grants = \"carry\""));
+        assert!(f.errors[1]
+            .problem
+            .contains("policies tenant (ALL TO PUBLIC USING ((company_id = 1)))"));
+        assert!(f.errors[1].fix.contains("WITH (security_invoker = true)"));
+        assert!(f.errors[1].fix.contains("policies = \"cutover_sql\""));
+    }
+
+    #[test]
+    fn carried_and_proved_kinds_are_notes() {
+        let plan = plan_with(Disposition::Carry, Disposition::CutoverSql);
+        let f = findings(&plan, &access(&plan));
+        assert!(f.errors.is_empty() && f.warnings.is_empty());
+        assert_eq!(f.notes.len(), 2);
+        assert!(f.notes[0].contains("carried by the cutover"));
+        assert!(f.notes[1].contains("the cutover proves RLS and a policy on each"));
+    }
+}

@@ -379,3 +379,100 @@ fn lookups_of(plan: &Plan, legacy: &TableName) -> Vec<TableName> {
         .map(|i| plan.lookups[*i].table.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cutover::access::Grant;
+
+    fn seed_plan() -> Plan {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("transforms/legacy_to_projects/plan.toml");
+        Plan::load(&path).unwrap()
+    }
+
+    fn relation(name: &str, relkind: &str) -> Relation {
+        Relation {
+            oid: 1,
+            name: name.to_owned(),
+            relkind: relkind.to_owned(),
+            row_security: false,
+            force_row_security: false,
+            policy_count: 0,
+            security_invoker: true,
+            columns: vec!["id".into(), "title".into()],
+            reads: vec!["tasks".into(), "projects".into(), "task_statuses".into()],
+            sequences: vec!["tasks_no_seq".into()],
+        }
+    }
+
+    fn grant(column: Option<&str>, privilege: &str) -> Grant {
+        Grant {
+            column: column.map(str::to_owned),
+            grantee: "app".into(),
+            privilege: privilege.into(),
+            grantable: false,
+        }
+    }
+
+    fn wanted(grants: Vec<Grant>) -> Vec<String> {
+        let plan = seed_plan();
+        let table = plan.sources[2].table.clone();
+        let legacy = LegacyAccess {
+            table: table.clone(),
+            oid: 2,
+            owner: "owner".into(),
+            row_security: false,
+            force_row_security: false,
+            grants,
+            policies: Vec::new(),
+        };
+        let swapped = Swapped {
+            named: Some(relation("vortex_items", "v")),
+            name_free: false,
+            fed: fed_tables(&plan, &table)
+                .into_iter()
+                .map(|t| (t.clone(), Some(relation(&t.name, "r"))))
+                .collect(),
+            lookups: vec![relation("task_statuses", "r")],
+        };
+        privileges(&plan, &legacy, &swapped)
+            .iter()
+            .map(Want::grant_sql)
+            .collect()
+    }
+
+    #[test]
+    fn select_reaches_the_view_the_fed_tables_the_lookups_and_what_the_view_reads() {
+        assert_eq!(
+            wanted(vec![grant(None, "SELECT")]),
+            [
+                "GRANT SELECT ON TABLE vortex_items TO \"app\"",
+                "GRANT SELECT ON TABLE tasks TO \"app\"",
+                "GRANT SELECT ON TABLE sub_tasks TO \"app\"",
+                "GRANT SELECT ON TABLE task_statuses TO \"app\"",
+                "GRANT SELECT ON TABLE projects TO \"app\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn insert_brings_usage_on_the_defaults_sequences() {
+        let sql = wanted(vec![grant(None, "INSERT")]);
+        assert!(sql.contains(&"GRANT USAGE ON SEQUENCE tasks_no_seq TO \"app\"".to_owned()));
+        assert!(sql.contains(&"GRANT INSERT ON TABLE tasks TO \"app\"".to_owned()));
+    }
+
+    #[test]
+    fn column_grants_follow_columns_copied_unchanged() {
+        // `title = "title"` in both outputs; the view has a `title` column too.
+        assert_eq!(
+            wanted(vec![grant(Some("title"), "SELECT")]),
+            [
+                "GRANT SELECT (\"title\") ON TABLE vortex_items TO \"app\"",
+                "GRANT SELECT (\"title\") ON TABLE tasks TO \"app\"",
+                "GRANT SELECT (\"title\") ON TABLE sub_tasks TO \"app\"",
+            ]
+        );
+    }
+}
