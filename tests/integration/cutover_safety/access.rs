@@ -238,6 +238,17 @@ async fn application_role_reads_and_writes_only_its_tenants_rows_after_the_cutov
         "{out}"
     );
     assert_eq!(relkind(&db, "company_projects").await, "v");
+    let recorded: i64 = db
+        .query_one(
+            "SELECT count(*) FROM switchyard.migrations, jsonb_array_elements(cutover_report->'access') a
+              WHERE a->>'kind' = 'policies' AND a->>'disposition' = 'cutover_sql'
+                AND a->>'what' LIKE 'view company_projects % is security_invoker%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1, "the JSON report keeps what was proved");
 
     // A new session of the application, as after a deploy.
     let app = as_app(&c, "legacy").await;
