@@ -29,9 +29,10 @@ pub(super) async fn privileges(
     for w in wants {
         if w.side == Side::New && absent.contains(&w.grantee) {
             gaps.push(format!(
-                "role {} does not exist where the new tables are, so it lacks {}: create it there and grant it in the cutover SQL",
+                "role {} does not exist where the new tables are, so it lacks {} ({}): create it there and grant it in the cutover SQL",
                 w.grantee,
-                w.describe()
+                w.privilege_on(),
+                w.why
             ));
             continue;
         }
@@ -80,9 +81,10 @@ pub(super) async fn privileges(
             held.push(format!("holds {}", w.describe()));
         } else {
             gaps.push(format!(
-                "{} lacks {}: add `{};` to the cutover SQL, or set grants = \"carry\" in [cutover.dependents]",
+                "{} lacks {} ({}): add `{};` to the cutover SQL, or set grants = \"carry\" in [cutover.dependents]",
                 w.grantee,
-                w.describe(),
+                w.privilege_on(),
+                w.why,
                 w.grant_sql()
             ));
         }

@@ -166,24 +166,27 @@ impl Want {
         )
     }
 
-    /// `SELECT (name) on projects to app (fed by public.company_projects)`.
-    pub fn describe(&self) -> String {
+    /// `SELECT (name) on projects`.
+    pub fn privilege_on(&self) -> String {
         format!(
-            "{}{} on {} to {}{} ({})",
+            "{}{} on {}{}",
             self.privilege,
             self.column
                 .as_deref()
                 .map(|c| format!(" ({c})"))
                 .unwrap_or_default(),
             self.object,
-            self.grantee,
             if self.grantable {
                 " with grant option"
             } else {
                 ""
             },
-            self.why
         )
+    }
+
+    /// `SELECT (name) on projects to app (fed by public.company_projects)`.
+    pub fn describe(&self) -> String {
+        format!("{} to {} ({})", self.privilege_on(), self.grantee, self.why)
     }
 }
 

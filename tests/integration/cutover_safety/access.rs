@@ -504,3 +504,58 @@ async fn two_servers_carry_grants_and_name_the_roles_the_target_lacks() {
     assert!(app_may(&target, "teams", "SELECT").await);
     assert!(app_may(&target, "project_stages", "SELECT").await);
 }
+
+#[tokio::test]
+async fn grants_the_cutover_sql_forgets_are_rolled_back_naming_the_role_and_the_table() {
+    let c = cluster();
+    let db = seeded_source(&c, "legacy", 0.01).await;
+    db.batch_execute(
+        "CREATE ROLE app LOGIN;
+         GRANT SELECT, INSERT ON vortex_items TO app;",
+    )
+    .await
+    .unwrap();
+    let url = c.url("legacy");
+    let dir = PlanDir::new("grants-sql");
+    dir.edit(
+        "plan.toml",
+        "grants = \"carry\"",
+        "grants = \"cutover_sql\"",
+    );
+    // Everything but INSERT on sub_tasks.
+    dir.append(
+        "cutover.sql",
+        "GRANT SELECT ON vortex_items, tasks, sub_tasks, task_statuses, projects TO app;
+         GRANT INSERT ON vortex_items, tasks TO app;",
+    );
+    backfill(&dir.plan(), &url, &url).await;
+    let (ok, out) = switchyard("cutover", &dir.plan(), &url, &url, &[]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("app lacks INSERT on sub_tasks (fed by public.vortex_items): add `GRANT INSERT ON TABLE sub_tasks TO \"app\";` to the cutover SQL"),
+        "{out}"
+    );
+    assert!(!out.contains("lacks SELECT"), "{out}");
+    assert_eq!(relkind(&db, "vortex_items").await, "r");
+    assert!(!app_may(&db, "tasks", "SELECT").await, "rolled back");
+
+    // With the missing grant, the same cutover commits and says what it proved.
+    let dir = PlanDir::new("grants-sql-fixed");
+    dir.edit(
+        "plan.toml",
+        "grants = \"carry\"",
+        "grants = \"cutover_sql\"",
+    );
+    dir.append(
+        "cutover.sql",
+        "GRANT SELECT ON vortex_items, tasks, sub_tasks, task_statuses, projects TO app;
+         GRANT INSERT ON vortex_items, tasks, sub_tasks TO app;",
+    );
+    let (ok, out) = switchyard("cutover", &dir.plan(), &url, &url, &[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("holds INSERT on sub_tasks to app (fed by public.vortex_items)"),
+        "{out}"
+    );
+    assert!(app_may(&db, "sub_tasks", "INSERT").await);
+}
