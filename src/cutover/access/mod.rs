@@ -9,8 +9,9 @@
 //! ```text
 //!  check / before the lock   read.rs: relacl, attacl, relrowsecurity, pg_policy of each legacy table
 //!                            refuse -> error naming the object and the setting (nothing changed)
-//!  under the lock, after     wanted.rs: the same privileges on what takes the legacy name and on
-//!  the cutover SQL             the tables it feeds (+ SELECT on lookups and on what a
+//!  under the lock, after     swapped.rs: what takes each legacy name now, what it feeds
+//!  the cutover SQL           wanted.rs: the same privileges on what takes the legacy name and on
+//!                              the tables it feeds (+ SELECT on lookups and on what a
 //!                              security_invoker view reads, USAGE on sequences for INSERT)
 //!                            grants = carry        carry.rs: GRANT each (roles missing on a
 //!                                                  target server are reported, not skipped)
@@ -18,7 +19,9 @@
 //!                            policies = cutover_sql prove.rs: RLS + a policy on every fed table,
 //!                                                  security_invoker on a view taking the name
 //! ```
-//! `warn` reports what the proof would find and leaves it. See
+//! `warn` reports what the proof would find and leaves it. With two servers the new tables'
+//! policies cannot come from a cutover SQL that runs on the source: create them on the target
+//! beforehand; the proof reads the target all the same. See
 //! <https://www.postgresql.org/docs/15/ddl-priv.html> and
 //! <https://www.postgresql.org/docs/15/ddl-rowsecurity.html>.
 
@@ -26,6 +29,7 @@ mod carry;
 mod check;
 mod prove;
 mod read;
+mod swapped;
 mod wanted;
 
 use serde::Serialize;
@@ -258,7 +262,7 @@ pub(crate) async fn after_swap(
     let grants = plan.cutover.dependents.grants;
     let policies = plan.cutover.dependents.policies;
     for legacy in &access.tables {
-        let swapped = wanted::Swapped::read(plan, legacy, named, new)
+        let swapped = swapped::Swapped::read(plan, legacy, named, new)
             .await
             .map_err(db(
                 "reading what takes the legacy names after the cutover SQL",

@@ -12,7 +12,8 @@
 use tokio_postgres::Client;
 
 use super::carry::{missing_roles, new_side_grantees};
-use super::wanted::{Relation, Side, Swapped, Want};
+use super::swapped::{Relation, Swapped};
+use super::wanted::{Side, Want};
 use super::{db, AccessError, LegacyAccess};
 
 /// Which wanted privileges are held (`holds ...`) and which are not (each with its fix).
