@@ -55,7 +55,7 @@ pub(super) async fn privileges(
             (_, true) => {
                 client
                     .query_one(
-                        "SELECT has_sequence_privilege($1, $2, $3)",
+                        "SELECT has_sequence_privilege($1::name, $2::text, $3::text)",
                         &[&role, &w.object, &privilege],
                     )
                     .await
@@ -63,7 +63,7 @@ pub(super) async fn privileges(
             (Some(column), false) => {
                 client
                     .query_one(
-                        "SELECT has_column_privilege($1, $2, $3, $4)",
+                        "SELECT has_column_privilege($1::name, $2::text, $3::text, $4::text)",
                         &[&role, &w.object, column, &privilege],
                     )
                     .await
@@ -71,7 +71,7 @@ pub(super) async fn privileges(
             (None, false) => {
                 client
                     .query_one(
-                        "SELECT has_table_privilege($1, $2, $3)",
+                        "SELECT has_table_privilege($1::name, $2::text, $3::text)",
                         &[&role, &w.object, &privilege],
                     )
                     .await

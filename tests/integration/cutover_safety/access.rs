@@ -511,7 +511,8 @@ async fn grants_the_cutover_sql_forgets_are_rolled_back_naming_the_role_and_the_
     let db = seeded_source(&c, "legacy", 0.01).await;
     db.batch_execute(
         "CREATE ROLE app LOGIN;
-         GRANT SELECT, INSERT ON vortex_items TO app;",
+         GRANT SELECT, INSERT ON vortex_items TO app;
+         GRANT SELECT (title) ON vortex_items TO PUBLIC;",
     )
     .await
     .unwrap();
@@ -535,7 +536,7 @@ async fn grants_the_cutover_sql_forgets_are_rolled_back_naming_the_role_and_the_
         out.contains("app lacks INSERT on sub_tasks (fed by public.vortex_items): add `GRANT INSERT ON TABLE sub_tasks TO \"app\";` to the cutover SQL"),
         "{out}"
     );
-    assert!(!out.contains("lacks SELECT"), "{out}");
+    assert!(!out.contains("app lacks SELECT"), "{out}");
     assert_eq!(relkind(&db, "vortex_items").await, "r");
     assert!(!app_may(&db, "tasks", "SELECT").await, "rolled back");
 
@@ -549,12 +550,17 @@ async fn grants_the_cutover_sql_forgets_are_rolled_back_naming_the_role_and_the_
     dir.append(
         "cutover.sql",
         "GRANT SELECT ON vortex_items, tasks, sub_tasks, task_statuses, projects TO app;
-         GRANT INSERT ON vortex_items, tasks, sub_tasks TO app;",
+         GRANT INSERT ON vortex_items, tasks, sub_tasks TO app;
+         GRANT SELECT (title) ON vortex_items, tasks, sub_tasks TO PUBLIC;",
     );
     let (ok, out) = switchyard("cutover", &dir.plan(), &url, &url, &[]).await;
     assert!(ok, "{out}");
     assert!(
         out.contains("holds INSERT on sub_tasks to app (fed by public.vortex_items)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("holds SELECT (title) on tasks to PUBLIC (fed by public.vortex_items)"),
         "{out}"
     );
     assert!(app_may(&db, "sub_tasks", "INSERT").await);
