@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::CheckArgs;
+use crate::cutover::access;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
@@ -20,7 +21,15 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     // What the cutover will do to objects bound to the legacy tables: here, not in
     // `check_all`, since they block the cutover and not the backfill.
     findings.extend(dependents(&plan, &source, &target).await?);
+    // Not in check_all: these block the cutover, not the backfill.
+    let access = access::check(&plan, &source, &target)
+        .await
+        .context("reading the legacy tables' grants and row-level security")?;
+    findings.extend(access.findings);
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    for note in &access.notes {
+        println!("note: {note}");
+    }
     for f in &findings {
         println!("{f}");
     }

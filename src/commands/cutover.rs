@@ -168,6 +168,12 @@ fn print_report(r: &CutoverReport, json: bool) {
     for v in &r.dependents.carried {
         println!("  view {v} carried over: it now reads what took the legacy name");
     }
+    for a in &r.access {
+        println!(
+            "  {} of {} ({} = \"{}\"): {}",
+            a.kind, a.legacy, a.kind, a.disposition, a.what
+        );
+    }
     if r.dry_run {
         println!("  the swap ran and was rolled back; the real cutover commits instead (sequences are then set)");
     }

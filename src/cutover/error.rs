@@ -86,6 +86,10 @@ pub enum CutoverError {
     /// An object bound to a legacy table (see `crate::cutover::dependents`).
     #[error(transparent)]
     Dependents(#[from] super::dependents::DependentsError),
+    /// Grants or row-level security of a legacy table: refused before the lock, or not as
+    /// the plan promised after the cutover SQL (rolled back).
+    #[error(transparent)]
+    Access(#[from] super::access::AccessError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(transparent)]

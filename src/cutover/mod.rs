@@ -14,6 +14,7 @@
 //!               swap lock: ACCESS EXCLUSIVE, lock_timeout (not granted: roll back, retry)
 //!               sequences ─> cutover SQL (+ read-only triggers with two servers)
 //!               ─> proof: the legacy names and triggers are what the plan promises
+//!               ─> grants carried / proved, row-level security proved ([`access`])
 //!  ── COMMIT ─── locks released; state cut_over; consumer stops; slot dropped or kept
 //!               [dry run: ROLLBACK instead, sequences read but never set]
 //! ```
@@ -22,6 +23,7 @@
 //! others. An overrun rolls back the lock's transaction (nothing changed, locks released)
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
+pub mod access;
 pub mod counts;
 pub mod dependents;
 pub mod in_place;

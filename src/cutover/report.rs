@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::access::AccessLine;
 use super::counts::CountResult;
 use super::dependents::DependencyReport;
 use super::sequences::{SequenceSet, Unplaced};
@@ -33,6 +34,8 @@ pub struct CutoverReport {
     pub unplaced: Vec<Unplaced>,
     /// Objects bound to the legacy tables, read before the lock, and the views carried over.
     pub dependents: DependencyReport,
+    /// Grants carried or proved, row-level security proved, and what `warn` left.
+    pub access: Vec<AccessLine>,
     pub fence_lsn: Option<String>,
     pub slot: Option<String>,
     /// What went wrong after the commit (the cutover itself stands).

@@ -14,6 +14,7 @@ use crate::sink::fence::FenceWait;
 use crate::source::fence;
 use crate::source::{publication, slot};
 
+use super::access;
 use super::counts::CountPlan;
 use super::deadlock_timeout;
 use super::dependents;
@@ -92,6 +93,9 @@ pub async fn cutover(
     // any lock (see `super::dependents`).
     let dependents = dependents::before_lock(&s.lock, plan, same_database).await?;
 
+    // Grants and row-level security of the legacy tables: refused here, before any lock.
+    let access = access::before_lock(plan, &s.lock, say).await?;
+
     // 1. Catch up and rehearse, without any lock.
     rehearse(plan, &mut s, &state, &counts, options, &mut window, say).await?;
     // Catalog only, so outside the window; the values are read under the lock.
@@ -141,6 +145,7 @@ pub async fn cutover(
             sequences: Vec::new(),
             unplaced: Vec::new(),
             dependents: dependents.clone(),
+            access: Vec::new(),
             fence_lsn: None,
             slot: None,
             notes: Vec::new(),
@@ -153,6 +158,7 @@ pub async fn cutover(
             counts: &counts,
             tables: &tables,
             inventory: &inventory,
+            access: &access,
             options,
             swap_mode,
         };

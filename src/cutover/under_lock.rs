@@ -16,6 +16,7 @@ use crate::sink::fence::FenceWait;
 use crate::source::fence::{self, Fence};
 use crate::verify::{verify, VerifyOptions};
 
+use super::access;
 use super::counts::{compare, CountPlan};
 use super::dependents;
 use super::error::{db, CutoverError};
@@ -59,6 +60,7 @@ pub(super) struct Job<'a> {
     pub counts: &'a CountPlan,
     pub tables: &'a [TableName],
     pub inventory: &'a sequences::Inventory,
+    pub access: &'a access::Access,
     pub options: &'a CutoverOptions,
     /// The strongest lock the swap takes on `tables` ([`swap_lock::mode`]).
     pub swap_mode: Mode,
@@ -78,6 +80,7 @@ pub(super) async fn locked(
         counts,
         tables,
         inventory,
+        access,
         options,
         swap_mode,
     } = *job;
@@ -232,6 +235,20 @@ pub(super) async fn locked(
         dependents::after_swap(swap_session, plan, &mut report.dependents)
     )
     .map_err(CutoverError::from)?;
+    // Grants and row-level security, in the swap's transactions (bounded by the
+    // statement_timeout set above): carried or proved before anything commits.
+    let swap = match plan.cutover.side {
+        CutoverSide::Source => &*lock,
+        CutoverSide::Target => target,
+    };
+    let (named, new) = if same_database {
+        (swap, swap)
+    } else {
+        (&*lock, target)
+    };
+    report.access = access::after_swap(plan, access, named, new, !same_database)
+        .await
+        .map_err(CutoverError::from)?;
     // ── The swap proves it swapped (see `proof`); rolled back when it did not. ──
     let broken = within!(Step::Proof, async {
         // The session that ran the SQL sees its own DDL; with two servers a target-side SQL

@@ -22,3 +22,7 @@ mod harness;
 /// Objects bound to the legacy tables (foreign keys, views, functions, triggers,
 /// publications): refused and named, dealt with by the cutover SQL and proven, or carried.
 mod dependents;
+
+/// The application's non-owner role: grants carried or proved, row-level security kept, or
+/// the cutover refused or rolled back naming what is missing.
+mod access;

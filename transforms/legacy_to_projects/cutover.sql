@@ -6,7 +6,9 @@
 -- Same database (the new tables next to the legacy ones): rename the legacy tables out of the
 -- way and put compatibility views with the legacy names and columns in their place, so that
 -- old readers keep working. The views are read-only; an orphan reference (a project that never
--- existed) reads back as NULL.
+-- existed) reads back as NULL. The views are security_invoker (PostgreSQL 15): they read with
+-- the rights of whoever queries them, so the new tables' grants and row-level security apply
+-- to the application's role (a view running with its owner's rights would bypass them).
 -- Two servers: nothing to swap on the source; switchyard itself makes the legacy tables
 -- read-only (a trigger, enabled ALWAYS, that refuses writes), so no write can land on the old
 -- side.
@@ -44,7 +46,7 @@ BEGIN
     ALTER TABLE company_services RENAME TO company_services_legacy;
     ALTER TABLE vortex_items     RENAME TO vortex_items_legacy;
 
-    CREATE VIEW company_projects AS
+    CREATE VIEW company_projects WITH (security_invoker = true) AS
     SELECT p.legacy_id AS id, t.company_id, p.name, s.name AS type, p.status, p.owner_email,
            p.budget::text AS budget, p.start_date::text AS start_date,
            p.created_at AT TIME ZONE 'UTC' AS created_at,
@@ -55,7 +57,7 @@ BEGIN
     LEFT JOIN project_stages s ON s.id = p.stage_id
     WHERE p.legacy_table = 'company_projects';
 
-    CREATE VIEW company_services AS
+    CREATE VIEW company_services WITH (security_invoker = true) AS
     SELECT p.legacy_id AS id, t.company_id, p.name AS service_name, s.name AS type, p.status,
            p.owner_email AS contact_email, (p.budget / 12)::numeric(12,2) AS monthly_fee,
            p.created_at AT TIME ZONE 'UTC' AS created_at,
@@ -65,7 +67,7 @@ BEGIN
     LEFT JOIN project_stages s ON s.id = p.stage_id
     WHERE p.legacy_table = 'company_services';
 
-    CREATE VIEW vortex_items AS
+    CREATE VIEW vortex_items WITH (security_invoker = true) AS
     SELECT k.legacy_id AS id, p.legacy_id AS project_id, NULL::bigint AS parent_item_id, k.title,
            st.name AS status, k.priority::text AS priority, k.assignee_email,
            k.due_date::text AS due, k.description AS body,
