@@ -1,6 +1,7 @@
 //! Everything done while the write lock is held: the fence with the source counts beside it,
-//! the target counts, optionally a full verify, then (unless a dry run) sequences, the swap SQL
-//! and the commit. Each step is bounded by what is left of the window.
+//! the target counts, optionally a full verify, then (unless a dry run) sequences, the swap SQL,
+//! the proof that it swapped (`proof`) and the commit. Each step is bounded by what is left of
+//! the window.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -194,9 +195,8 @@ pub(super) async fn locked(
             .await?;
         // After the fence: every row written to the new tables from here on is the
         // application's, which a rollback would leave behind (see `writes_since`).
-        report.writes_boundary = Some(
-            writes_since::take(target, &writes_since::tables_of(plan), &report.counts).await?,
-        );
+        report.writes_boundary =
+            Some(writes_since::take(target, &writes_since::tables_of(plan), &report.counts).await?);
         Ok::<_, tokio_postgres::Error>(legacy_oids)
     });
     let legacy_oids = swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;
@@ -209,16 +209,14 @@ pub(super) async fn locked(
             _ => &*lock,
         };
         let promise = plan.cutover.legacy_names(same_database);
-        let mut broken =
-            proof::legacy_names_kept(ran_sql, promise, tables, &legacy_oids).await?;
+        let mut broken = proof::legacy_names_kept(ran_sql, promise, tables, &legacy_oids).await?;
         if !same_database {
             broken.extend(proof::guards_in_place(&*lock, &legacy_oids).await?);
         }
         let search_path = proof::search_path(ran_sql).await?;
         Ok::<_, tokio_postgres::Error>((promise, broken, search_path))
     });
-    let (promise, broken, search_path) =
-        broken.map_err(db(Step::Proof, "proving the swap"))?;
+    let (promise, broken, search_path) = broken.map_err(db(Step::Proof, "proving the swap"))?;
     if !broken.is_empty() {
         return Err(CutoverError::NotSwapped {
             promise,

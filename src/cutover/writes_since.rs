@@ -97,10 +97,7 @@ const AGE_HORIZON: u64 = (1 << 31) - 1;
 
 async fn next_xid(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
     let text: String = client
-        .query_one(
-            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text",
-            &[],
-        )
+        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
         .await?
         .get(0);
     Ok(text.parse().expect("an xid8 prints as an unsigned integer"))
@@ -133,12 +130,10 @@ pub async fn take(
         let name = t.to_string();
         let rows = match counted.iter().find(|c| c.table == name) {
             Some(c) => c.actual,
-            None => {
-                client
-                    .query_one(&format!("SELECT count(*) FROM {}", t.quoted()), &[])
-                    .await?
-                    .get(0)
-            }
+            None => client
+                .query_one(&format!("SELECT count(*) FROM {}", t.quoted()), &[])
+                .await?
+                .get(0),
         };
         recorded.push(TableStats {
             schema: t.schema.clone(),

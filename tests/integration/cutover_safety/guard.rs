@@ -81,7 +81,10 @@ async fn replica_role_sessions_cannot_write_to_the_legacy_tables_until_rollback(
                 }
             }
         };
-        assert!(format!("{refused:?}").contains("is read-only"), "{refused:?}");
+        assert!(
+            format!("{refused:?}").contains("is read-only"),
+            "{refused:?}"
+        );
         assert_eq!(row_count(&f.source, table).await, before, "{table} changed");
     }
     let always: Vec<(String, String)> = f
@@ -111,7 +114,9 @@ async fn replica_role_sessions_cannot_write_to_the_legacy_tables_until_rollback(
             "{out}"
         );
         assert!(
-            out.contains(&format!("read-only trigger on public.{table} (enabled always)")),
+            out.contains(&format!(
+                "read-only trigger on public.{table} (enabled always)"
+            )),
             "{out}"
         );
     }
@@ -134,7 +139,10 @@ async fn replica_role_sessions_cannot_write_to_the_legacy_tables_until_rollback(
         .unwrap()
         .get(0);
     assert_eq!(triggers, 0);
-    assert!(!slot_exists(&f.source).await, "the cutover dropped the slot");
+    assert!(
+        !slot_exists(&f.source).await,
+        "the cutover dropped the slot"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +204,9 @@ async fn the_guard_covers_every_partition_of_a_partitioned_legacy_table() {
     );
     read_only::remove(&db, &guards).await.unwrap();
     replica
-        .batch_execute("INSERT INTO events_2025_h1 VALUES (3, '2025-03-01'); DELETE FROM events_2024")
+        .batch_execute(
+            "INSERT INTO events_2025_h1 VALUES (3, '2025-03-01'); DELETE FROM events_2024",
+        )
         .await
         .unwrap();
 }

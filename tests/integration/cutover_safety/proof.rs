@@ -79,7 +79,10 @@ pub(super) async fn wait_until_slot_idle(db: &Client) {
         if !active {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "the slot stayed active");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot stayed active"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -107,7 +110,11 @@ pub(super) async fn status(target: &Client) -> String {
 /// read-only trigger; the slot is kept and the migration not cut over.
 pub(super) async fn assert_nothing_swapped(db: &Client, state: &Client) {
     for table in ["company_projects", "company_services", "vortex_items"] {
-        assert_eq!(relkind(db, &format!("public.{table}")).await, "r", "{table}");
+        assert_eq!(
+            relkind(db, &format!("public.{table}")).await,
+            "r",
+            "{table}"
+        );
     }
     let leftovers: i64 = db
         .query_one(
@@ -145,7 +152,10 @@ async fn new_tables_in_their_own_schema_make_the_cutover_refuse_and_keep_followi
         out.contains("one database, but the new tables (projects, tasks, sub_tasks) are not on the source session's search_path"),
         "{out}"
     );
-    assert!(out.contains("options=-csearch_path"), "the hint says how: {out}");
+    assert!(
+        out.contains("options=-csearch_path"),
+        "the hint says how: {out}"
+    );
     assert!(out.contains("Everything was rolled back"), "{out}");
     assert!(!out.contains("cutover committed"), "{out}");
     assert_nothing_swapped(&db, &db).await;
@@ -189,7 +199,10 @@ async fn a_cutover_sql_that_breaks_the_plans_promise_is_rolled_back() {
         out.contains("the swap did not do what the plan promises ([cutover] legacy_names = \"views\", the default with one database): public.company_projects is still the legacy table; public.company_services is still the legacy table; public.vortex_items is still the legacy table"),
         "{out}"
     );
-    assert!(out.contains("declare what it does with [cutover] legacy_names"), "{out}");
+    assert!(
+        out.contains("declare what it does with [cutover] legacy_names"),
+        "{out}"
+    );
     assert!(out.contains("Everything was rolled back"), "{out}");
     assert_nothing_swapped(&db, &db).await;
     wait_until_slot_idle(&db).await;
@@ -206,10 +219,9 @@ async fn two_servers_a_cutover_sql_that_weakens_the_guard_is_rolled_back() {
     let mut f = Following::start(0.01).await;
     let (source, target) = (f.source_cluster.url("legacy"), f.target_cluster.url("app"));
     // ENABLE TRIGGER (not ALWAYS) lets replica-role sessions through again.
-    let weakened = seed_copy(&[(
-        "cutover.sql",
-        &|t| format!("{t}\nALTER TABLE vortex_items ENABLE TRIGGER switchyard_read_only;\n"),
-    )]);
+    let weakened = seed_copy(&[("cutover.sql", &|t| {
+        format!("{t}\nALTER TABLE vortex_items ENABLE TRIGGER switchyard_read_only;\n")
+    })]);
     let (ok, out) = run("cutover", &weakened, &source, &target, &[]);
     assert!(!ok, "{out}");
     assert!(
@@ -218,7 +230,10 @@ async fn two_servers_a_cutover_sql_that_weakens_the_guard_is_rolled_back() {
     );
     assert_nothing_swapped(&f.source, &f.target).await;
     assert_eq!(status(&f.target).await, "following");
-    assert!(f.consumer.try_wait().unwrap().is_none(), "the consumer still runs");
+    assert!(
+        f.consumer.try_wait().unwrap().is_none(),
+        "the consumer still runs"
+    );
     f.source
         .batch_execute("UPDATE vortex_items SET title = 'after the refused cutover' WHERE id = 1")
         .await

@@ -48,12 +48,12 @@ async fn after_a_half_committed_cutover_rollback_says_what_is_in_place_and_undoe
             out.contains(&format!("public.{table} is a view (OID")),
             "{out}"
         );
-        assert!(
-            out.contains(&format!(") is now {table}_legacy")),
-            "{out}"
-        );
+        assert!(out.contains(&format!(") is now {table}_legacy")), "{out}");
     }
-    assert!(out.contains("no read-only trigger is on the legacy tables"), "{out}");
+    assert!(
+        out.contains("no read-only trigger is on the legacy tables"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("was recorded as {recorded} but had committed on the source; undone: the plan's rollback SQL ran; every legacy name is its legacy table again")),
         "{out}"
@@ -96,7 +96,10 @@ async fn writes_to_the_new_tables_since_the_cutover_make_rollback_ask_for_yes() 
 
     let (ok, out) = run("rollback", &seed_plan(), &url, &url, &[]);
     assert!(!ok, "{out}");
-    assert!(out.contains("rollback refused: writes were made to the new tables since the cutover"), "{out}");
+    assert!(
+        out.contains("rollback refused: writes were made to the new tables since the cutover"),
+        "{out}"
+    );
     for line in [
         "public.tasks: 3 rows inserted or updated since the cutover, 3 rows of the cutover updated or deleted since (about 0 deleted, from the statistics)",
         "public.sub_tasks: 0 rows inserted or updated since the cutover, 2 rows of the cutover updated or deleted since (about 2 deleted, from the statistics)",
@@ -104,7 +107,10 @@ async fn writes_to_the_new_tables_since_the_cutover_make_rollback_ask_for_yes() 
     ] {
         assert!(out.contains(line), "{line}\n{out}");
     }
-    assert!(!out.contains("public.projects:"), "untouched tables are not listed: {out}");
+    assert!(
+        !out.contains("public.projects:"),
+        "untouched tables are not listed: {out}"
+    );
     assert!(out.contains("switchyard rollback --yes"), "{out}");
     // Nothing changed.
     assert_eq!(relkind(&db, "public.company_projects").await, "v");
@@ -112,9 +118,18 @@ async fn writes_to_the_new_tables_since_the_cutover_make_rollback_ask_for_yes() 
 
     let (ok, out) = run("rollback", &seed_plan(), &url, &url, &["--yes"]);
     assert!(ok, "{out}");
-    assert!(out.contains("rolling back anyway (--yes), leaving these writes in the new tables"), "{out}");
-    assert!(out.contains("public.tasks: 3 rows inserted or updated"), "{out}");
-    assert!(out.contains("migration legacy_to_projects rolled back"), "{out}");
+    assert!(
+        out.contains("rolling back anyway (--yes), leaving these writes in the new tables"),
+        "{out}"
+    );
+    assert!(
+        out.contains("public.tasks: 3 rows inserted or updated"),
+        "{out}"
+    );
+    assert!(
+        out.contains("migration legacy_to_projects rolled back"),
+        "{out}"
+    );
     assert_eq!(relkind(&db, "public.company_projects").await, "r");
     assert_eq!(status(&db).await, "rolled_back");
 }
