@@ -30,8 +30,11 @@ pub(super) fn run(
     (out.status.success(), text)
 }
 
+/// A file of the seed plan and what to make of its text.
+pub(super) type Edit<'a> = (&'a str, &'a dyn Fn(&str) -> String);
+
 /// The seed plan copied into a directory of its own, each named file passed through its edit.
-pub(super) fn seed_copy(edits: &[(&str, &dyn Fn(&str) -> String)]) -> PathBuf {
+pub(super) fn seed_copy(edits: &[Edit<'_>]) -> PathBuf {
     static DIRS: AtomicUsize = AtomicUsize::new(0);
     let to = std::env::temp_dir().join(format!(
         "switchyard-cutover-safety-{}-{}",
