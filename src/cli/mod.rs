@@ -36,7 +36,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Block writes for seconds, prove the target caught up, check it and swap it in.
     Cutover(CutoverArgs),
-    /// Swap back after a cutover (the plan's rollback SQL); before one, the same as abort.
+    /// Undo what a cutover put in place on the source, whatever the recorded status (the plan's
+    /// rollback SQL, the read-only triggers); with nothing in place and no cutover, abort.
     Rollback(RollbackArgs),
     /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
     Demo(DemoArgs),

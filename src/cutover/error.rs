@@ -64,7 +64,7 @@ pub enum CutoverError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("cutover aborted: the swap did not do what the plan promises ([cutover] legacy_names = \"{}\"{}{}): {}. Everything was rolled back and the locks released; the consumer keeps running. Fix the cutover SQL (does it find the new tables? it ran with search_path {search_path}), or declare what it does with [cutover] legacy_names, then issue the cutover again", .promise.as_str(), promise_origin(*.declared, *.same_database), guard_origin(*.same_database), .broken.join("; "))]
+    #[error("cutover aborted: the swap did not do what the plan promises ([cutover] legacy_names = \"{}\"{}{}): {}. Everything was rolled back and the locks released: the migration is not cut over and its slot is kept. Fix the cutover SQL (does it find the new tables? it ran with search_path {search_path}), or declare what it does with [cutover] legacy_names, then issue the cutover again", .promise.as_str(), promise_origin(*.declared, *.same_database), guard_origin(*.same_database), .broken.join("; "))]
     NotSwapped {
         promise: LegacyNames,
         declared: bool,
@@ -76,7 +76,8 @@ pub enum CutoverError {
              With side = \"source\" the swap is done and only switchyard's state lags: mark it with \
              `UPDATE switchyard.migrations SET status = 'cut_over'`. With side = \"target\" the new \
              tables are live but the legacy tables were released without their read-only triggers: \
-             stop the application's writes to them, or run `switchyard rollback`")]
+             stop the application's writes to them. Either way `switchyard rollback` \
+             says what is in place on the source and undoes it")]
     HalfCommitted {
         committed: &'static str,
         failed: &'static str,

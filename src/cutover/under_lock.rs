@@ -1,8 +1,9 @@
 //! Everything done while the write lock is held: the fence with the source counts beside it,
 //! the target counts, optionally a full verify, the swap's ACCESS EXCLUSIVE lock (when its SQL
-//! runs on the source), sequences, the swap SQL, and the commit (a dry run rolls back instead:
-//! it runs the swap too, so it measures and exposes the swap's locks). Each step is bounded by
-//! what is left of the window.
+//! runs on the source), sequences, the swap SQL, what it leaves bound to the legacy tables
+//! (`dependents`, `access`), the proof that it swapped (`proof`), and the commit (a dry run
+//! rolls back instead: it runs the swap too, so it measures and exposes the swap's locks).
+//! Each step is bounded by what is left of the window.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,12 +1,14 @@
 //! Kind 4, writes the read-only guard lets through: with two servers, a session running with
 //! `session_replication_role = replica` skips ordinary triggers, so the guard must be enabled
 //! ALWAYS; every kind of write (INSERT, UPDATE, DELETE, TRUNCATE, COPY) is refused on every
-//! legacy table, and `rollback` lifts the guard.
+//! legacy table and every partition of one, and `rollback` lifts the guard.
 
+use switchyard::cutover::read_only;
+use switchyard::pg::ident::TableName;
 use tokio_postgres::Client;
 
 use crate::follow::Following;
-use crate::support::seed_plan;
+use crate::support::{cluster, seed_plan};
 
 use super::proof::{run, slot_exists};
 
@@ -141,4 +143,70 @@ async fn replica_role_sessions_cannot_write_to_the_legacy_tables_until_rollback(
         !slot_exists(&f.source).await,
         "the cutover dropped the slot"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guard_covers_every_partition_of_a_partitioned_legacy_table() {
+    let c = cluster();
+    c.create_database("parts").await.unwrap();
+    let db = c.connect("parts").await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+             PARTITION BY RANGE (at);
+         CREATE TABLE events_2025_h1 PARTITION OF events_2025 FOR VALUES FROM ('2025-01-01') TO ('2025-07-01');
+         INSERT INTO events VALUES (1, '2024-05-01'), (2, '2025-02-01');",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(read_only::FUNCTION_SQL).await.unwrap();
+    db.batch_execute("BEGIN").await.unwrap();
+    read_only::install(&db, &[TableName::parse("events", "public")], "m")
+        .await
+        .unwrap();
+    db.batch_execute("COMMIT").await.unwrap();
+
+    let replica = c.connect("parts").await.unwrap();
+    replica
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .unwrap();
+    let members = ["events", "events_2024", "events_2025", "events_2025_h1"];
+    for table in members {
+        for sql in [
+            format!("INSERT INTO {table} VALUES (3, '2025-03-01')"),
+            format!("UPDATE {table} SET id = id"),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+        ] {
+            let refused = replica.batch_execute(&sql).await.unwrap_err();
+            assert!(
+                format!("{refused:?}").contains(&format!("table public.{table} is read-only")),
+                "{sql}: {refused:?}"
+            );
+        }
+    }
+    let oid: u32 = db
+        .query_one("SELECT 'events'::regclass::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let guards = read_only::installed(&db, &[oid]).await.unwrap();
+    let found: Vec<(String, bool)> = guards
+        .iter()
+        .map(|g| (g.table.name.clone(), g.always()))
+        .collect();
+    assert_eq!(
+        found,
+        members.map(|m| (m.to_owned(), true)).to_vec(),
+        "every member guarded, enabled ALWAYS"
+    );
+    read_only::remove(&db, &guards).await.unwrap();
+    replica
+        .batch_execute(
+            "INSERT INTO events_2025_h1 VALUES (3, '2025-03-01'); DELETE FROM events_2024",
+        )
+        .await
+        .unwrap();
 }

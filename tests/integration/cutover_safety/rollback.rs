@@ -5,7 +5,7 @@
 
 use crate::support::{cluster, seed_plan, seeded_source};
 
-use super::proof::{relkind, run, slot_exists, status};
+use super::proof::{relkind, run, slot_exists, status, wait_until_slot_idle};
 
 /// Makes the target's commit of the cutover fail, for real: a deferred constraint trigger on
 /// the state table raises at COMMIT, once the status turns `cut_over`.
@@ -68,6 +68,7 @@ async fn after_a_half_committed_cutover_rollback_says_what_is_in_place_and_undoe
         .unwrap();
     assert!(slot_exists(&db).await);
     assert_eq!(status(&db).await, recorded);
+    wait_until_slot_idle(&db).await;
     let (ok, out) = run("cutover", &seed_plan(), &url, &url, &[]);
     assert!(ok, "{out}");
     assert_eq!(relkind(&db, "public.company_projects").await, "v");
