@@ -172,6 +172,16 @@ pub(super) async fn locked(
     // source) the source's.
     let target = &target_counters[0];
     let remaining_ms = |w: &Window| w.remaining().as_millis().max(1);
+    // After the fence: every row written to the new tables from here on is the application's,
+    // which a rollback would leave behind (see `writes_since`). Read outside the target's
+    // transaction, whose locks last until the commit: with one database the cutover SQL may
+    // alter these tables, and would wait for a lock held by our own target session.
+    let boundary = within!(
+        Step::Sequences,
+        writes_since::take(target, &writes_since::tables_of(plan), &report.counts)
+    )
+    .map_err(db(Step::Sequences, "recording the writes boundary"))?;
+    report.writes_boundary = Some(boundary);
     let set = within!(Step::Sequences, async {
         target
             .batch_execute(&format!(
@@ -218,10 +228,6 @@ pub(super) async fn locked(
                 &[&plan.name, &MigrationStatus::CutOver.as_str()],
             )
             .await?;
-        // After the fence: every row written to the new tables from here on is the
-        // application's, which a rollback would leave behind (see `writes_since`).
-        report.writes_boundary =
-            Some(writes_since::take(target, &writes_since::tables_of(plan), &report.counts).await?);
         Ok::<_, tokio_postgres::Error>(legacy_oids)
     });
     let legacy_oids = swapped.map_err(db(Step::CutoverSql, "running the cutover SQL"))?;

@@ -371,7 +371,7 @@ async fn a_physical_standby_is_named_in_the_warning_of_check_and_the_cutover() {
     assert_eq!(standbys[0]["primary_max_standby_streaming_delay"], "30s");
     let warning = standbys[0]["warning"].as_str().unwrap();
     for said in [
-        "replays the swap's ACCESS EXCLUSIVE lock on company_projects",
+        "replays the swap's ACCESS EXCLUSIVE lock on public.company_projects",
         "the primary's is 30s; the standby's own setting decides",
         "hot_standby_feedback",
     ] {
