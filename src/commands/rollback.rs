@@ -53,7 +53,12 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         return nothing_in_place(&plan, &source, &target, m.status).await;
     }
     confirm_writes_left_behind(&state, &plan, args.yes).await?;
-    let undone = undo(&mut src, &state, &plan, &found, m.status, same_database).await?;
+    let undone = match undo(&mut src, &state, &plan, &found, m.status, same_database).await {
+        Err(e) if waited_for_a_lock(&e) => bail!(
+            "rollback stopped: a session holds a lock on a legacy name or table, and the rollback's ACCESS EXCLUSIVE lock was not granted within {LOCK_TIMEOUT} (it does not queue longer, so that readers are not stalled behind it). Nothing was changed. Find the session with SELECT pid, state, xact_start, query FROM pg_stat_activity JOIN pg_locks USING (pid) WHERE relation = '<legacy table>'::regclass, end it, and run rollback again"
+        ),
+        undone => undone?,
+    };
     if matches!(
         m.status,
         MigrationStatus::CutOver | MigrationStatus::RolledBack
@@ -164,6 +169,10 @@ async fn undo(
 ) -> anyhow::Result<Vec<String>> {
     let mut undone = Vec::new();
     let tx = src.transaction().await?;
+    // Never queued behind a long transaction: readers of the legacy names would wait behind
+    // the rollback's ACCESS EXCLUSIVE request for as long as that transaction lives.
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await?;
     proof::tell_layout(&tx, same_database).await?;
     read_only::remove(&tx, &found.guards)
         .await
@@ -235,4 +244,16 @@ async fn restore_carried_views(
     crate::cutover::dependents::carry::restore(tx, &plan.name)
         .await
         .context("restoring the views the cutover carried over (nothing was changed)")
+}
+
+/// How long the rollback waits for a lock before it gives up, changing nothing.
+const LOCK_TIMEOUT: &str = "5s";
+
+/// Whether `e` is PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
+fn waited_for_a_lock(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<tokio_postgres::Error>()
+            .and_then(|d| d.code())
+            .is_some_and(|code| *code == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+    })
 }

@@ -177,10 +177,10 @@ pub(super) async fn locked(
     // transaction, whose locks last until the commit: with one database the cutover SQL may
     // alter these tables, and would wait for a lock held by our own target session.
     let boundary = within!(
-        Step::Sequences,
+        Step::WritesBoundary,
         writes_since::take(target, &writes_since::tables_of(plan), &report.counts)
     )
-    .map_err(db(Step::Sequences, "recording the writes boundary"))?;
+    .map_err(db(Step::WritesBoundary, "recording the writes boundary"))?;
     report.writes_boundary = Some(boundary);
     let set = within!(Step::Sequences, async {
         target

@@ -18,6 +18,7 @@ pub enum Step {
     Verify,
     /// The swap's ACCESS EXCLUSIVE lock (reads wait too); see `swap_lock`.
     SwapLock,
+    WritesBoundary,
     Sequences,
     CutoverSql,
     Proof,
@@ -35,6 +36,7 @@ impl Step {
             Step::Counts => "row counts, source against target",
             Step::Verify => "verify under the lock",
             Step::SwapLock => "the swap's ACCESS EXCLUSIVE lock (reads wait too)",
+            Step::WritesBoundary => "writes boundary for rollback (uncounted tables)",
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
             Step::Proof => "proof of the swap (legacy names, read-only triggers)",

@@ -113,7 +113,53 @@ pub(super) fn findings(plan: &Plan, access: &Access) -> Findings {
             }
         }
     }
+    if plan.cutover.dependents.grants == Disposition::Carry {
+        out.errors.extend(widenings(plan, access));
+    }
     out
+}
+
+/// A carried grant that would show a role rows it cannot read today: a new table fed by two
+/// legacy tables (the seed's `projects`, by `company_projects` and `company_services`) holds
+/// the rows of both, so SELECT, UPDATE or DELETE granted there because of one legacy table
+/// reaches the other's rows too. Refused: only the plan's author can say what the role should
+/// see (grant it on the other legacy table too, or write narrower grants and policies in the
+/// cutover SQL with `grants = "cutover_sql"`).
+fn widenings(plan: &Plan, access: &Access) -> Vec<Finding> {
+    let holds = |t: &LegacyAccess, grantee: &str, privilege: &str| {
+        t.grants.iter().any(|g| {
+            g.column.is_none()
+                && g.privilege == privilege
+                && (g.grantee == grantee || g.grantee == "PUBLIC")
+        })
+    };
+    let mut found = Vec::new();
+    for t in &access.tables {
+        for g in t.grants.iter().filter(|g| {
+            g.column.is_none() && matches!(g.privilege.as_str(), "SELECT" | "UPDATE" | "DELETE")
+        }) {
+            for fed in fed_tables(plan, &t.table) {
+                for other in access.tables.iter().filter(|o| {
+                    o.table != t.table
+                        && fed_tables(plan, &o.table).contains(&fed)
+                        && !holds(o, &g.grantee, &g.privilege)
+                }) {
+                    found.push(Finding::error(
+                        format!("source.{}", t.table),
+                        format!(
+                            "grants = \"carry\" would grant {} on {fed} to {} because of its grant on {}, but {fed} also holds the rows of {}, on which {} has no {}: the role would reach rows it cannot reach today",
+                            g.privilege, g.grantee, t.table, other.table, g.grantee, g.privilege
+                        ),
+                        format!(
+                            "GRANT {} ON {} TO the role as well, if it should reach those rows; otherwise grant what it should have in the plan's cutover SQL (with row-level security on {fed} to narrow it) and set grants = \"cutover_sql\"",
+                            g.privilege, other.table
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    found
 }
 
 fn fed_list(plan: &Plan, t: &LegacyAccess) -> String {
@@ -182,6 +228,35 @@ mod tests {
             .contains("policies tenant (ALL TO PUBLIC USING ((company_id = 1)))"));
         assert!(f.errors[1].fix.contains("WITH (security_invoker = true)"));
         assert!(f.errors[1].fix.contains("policies = \"cutover_sql\""));
+    }
+
+    #[test]
+    fn carrying_a_grant_onto_a_table_another_legacy_table_feeds_is_refused() {
+        let plan = plan_with(Disposition::Carry, Disposition::CutoverSql);
+        let mut a = access(&plan);
+        let mut services = a.tables[0].clone();
+        services.table = plan.sources[1].table.clone();
+        services.grants.clear();
+        a.tables.push(services);
+        let f = findings(&plan, &a);
+        let widened: Vec<&Finding> = f
+            .errors
+            .iter()
+            .filter(|e| {
+                e.problem
+                    .contains("would grant SELECT on public.projects to app")
+            })
+            .collect();
+        assert_eq!(widened.len(), 1, "{:?}", f.errors);
+        assert!(widened[0]
+            .problem
+            .contains("also holds the rows of public.company_services"));
+        assert!(widened[0]
+            .fix
+            .contains("GRANT SELECT ON public.company_services"));
+        // The same grant on both legacy tables widens nothing.
+        a.tables[1].grants = a.tables[0].grants.clone();
+        assert!(findings(&plan, &a).errors.is_empty());
     }
 
     #[test]

@@ -475,8 +475,8 @@ async fn two_servers_carry_grants_and_name_the_roles_the_target_lacks() {
     source
         .batch_execute(
             "CREATE ROLE app LOGIN; CREATE ROLE auditor;
-             GRANT SELECT, INSERT ON company_projects TO app;
-             GRANT SELECT ON company_projects TO auditor;",
+             GRANT SELECT, INSERT ON company_projects, company_services TO app;
+             GRANT SELECT ON company_projects, company_services TO auditor;",
         )
         .await
         .unwrap();

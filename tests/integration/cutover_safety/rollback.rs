@@ -133,3 +133,42 @@ async fn writes_to_the_new_tables_since_the_cutover_make_rollback_ask_for_yes() 
     assert_eq!(relkind(&db, "public.company_projects").await, "r");
     assert_eq!(status(&db).await, "rolled_back");
 }
+
+/// A reader idle in its transaction on a legacy name holds a lock the rollback's DROP VIEW and
+/// renames conflict with: the rollback gives up within its lock timeout, says why and changes
+/// nothing, instead of queuing every reader of the name behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_reader_makes_rollback_stop_in_seconds_and_change_nothing() {
+    let c = cluster();
+    let db = seeded_source(&c, "legacy", 0.01).await;
+    let url = c.url("legacy");
+    let (ok, out) = run("backfill", &seed_plan(), &url, &url, &["--no-follow"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run("cutover", &seed_plan(), &url, &url, &[]);
+    assert!(ok, "{out}");
+    let reader = c.connect("legacy").await.unwrap();
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM company_projects")
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let (ok, out) = run("rollback", &seed_plan(), &url, &url, &["--yes"]);
+    assert!(!ok, "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{out}"
+    );
+    assert!(
+        out.contains("rollback stopped: a session holds a lock"),
+        "{out}"
+    );
+    assert!(out.contains("Nothing was changed"), "{out}");
+    assert_eq!(relkind(&db, "public.company_projects").await, "v");
+    assert_eq!(status(&db).await, "cut_over");
+
+    reader.batch_execute("COMMIT").await.unwrap();
+    let (ok, out) = run("rollback", &seed_plan(), &url, &url, &["--yes"]);
+    assert!(ok, "{out}");
+    assert_eq!(relkind(&db, "public.company_projects").await, "r");
+}
