@@ -369,7 +369,7 @@ async fn a_physical_standby_is_named_in_the_warning_of_check_and_the_cutover() {
     assert_eq!(standbys[0]["primary_max_standby_streaming_delay"], "30s");
     let warning = standbys[0]["warning"].as_str().unwrap();
     for said in [
-        "replays the swap's ACCESS EXCLUSIVE lock on company_projects",
+        "replays the swap's ACCESS EXCLUSIVE lock on public.company_projects",
         "the primary's is 30s; the standby's own setting decides",
         "hot_standby_feedback",
     ] {
@@ -382,5 +382,58 @@ async fn a_physical_standby_is_named_in_the_warning_of_check_and_the_cutover() {
         out.contains(&format!("WARNING: physical standby {name:?}")),
         "{out}"
     );
+    s.assert_nothing_swapped().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_then_writes_behind_the_write_lock_is_never_made_a_deadlock_victim() {
+    let s = SameDatabase::start().await;
+    // Under the write lock, a transaction reads (ACCESS SHARE, granted) then writes (queued
+    // behind the cutover): the swap's ACCESS EXCLUSIVE would close a cycle, so it is not asked.
+    let watcher = s.session("lock watcher").await;
+    let app = s.session("read then write").await;
+    let inject = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let held: bool = watcher
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                                     WHERE l.granted AND l.mode = 'ExclusiveLock'
+                                       AND l.relation = 'company_projects'::regclass
+                                       AND a.application_name LIKE 'switchyard cutover%')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if held {
+                app.batch_execute("BEGIN; SELECT id FROM company_projects LIMIT 1")
+                    .await
+                    .unwrap();
+                let started = Instant::now();
+                let wrote = app
+                    .batch_execute("UPDATE company_projects SET name = name WHERE id = 1")
+                    .await;
+                let waited = started.elapsed();
+                app.batch_execute("COMMIT").await.unwrap();
+                return (wrote, waited);
+            }
+            assert!(Instant::now() < deadline, "the cutover never took the lock");
+        }
+    });
+    let (ok, out) = s
+        .cutover(&["--lock-timeout", "900ms", "--lock-attempts", "1", "--verify"])
+        .await;
+    let (wrote, waited) = inject.await.unwrap();
+    assert!(!ok, "{out}");
+    for said in [
+        "application \"read then write\"",
+        "and waits for the cutover's lock",
+        "not granted in 1 attempts",
+    ] {
+        assert!(out.contains(said), "{said} in: {out}");
+    }
+    wrote.expect("the application's write went through, no deadlock");
+    assert!(waited < Duration::from_secs(3), "the write waited {waited:?}");
     s.assert_nothing_swapped().await;
 }
