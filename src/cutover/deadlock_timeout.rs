@@ -37,9 +37,10 @@ pub(super) async fn refuse_unsafe(
     client: &Client,
     lock_timeout: Duration,
 ) -> Result<(), CutoverError> {
-    let deadlock_timeout = read(client)
-        .await
-        .map_err(super::error::db(Step::Rehearsal, "reading deadlock_timeout"))?;
+    let deadlock_timeout = read(client).await.map_err(super::error::db(
+        Step::Rehearsal,
+        "reading deadlock_timeout",
+    ))?;
     if lock_timeout >= deadlock_timeout {
         return Err(CutoverError::LockTimeoutNotBelowDeadlockTimeout {
             lock_timeout,

@@ -111,7 +111,10 @@ pub async fn cutover(
     let started = Instant::now();
     let mut tries = Tries::default();
     let (report, outcome) = loop {
-        acquire(plan, &s, &state, &tables, swap_mode, options, &mut tries, say).await?;
+        acquire(
+            plan, &s, &state, &tables, swap_mode, options, &mut tries, say,
+        )
+        .await?;
         window.granted();
         window.finished(Step::Lock, started.elapsed()).ok();
         // Every exit path below rolls back unless the commit succeeded.

@@ -140,7 +140,12 @@ pub async fn long_blockers(
                 AND a.xact_start <= clock_timestamp() - $2 * interval '1 second'
               GROUP BY a.pid
               ORDER BY min(a.xact_start)",
-            &[&names, &older_than.as_secs_f64(), &conflicts, &QUERY_SHOWN_CHARS],
+            &[
+                &names,
+                &older_than.as_secs_f64(),
+                &conflicts,
+                &QUERY_SHOWN_CHARS,
+            ],
         )
         .await?;
     Ok(rows

@@ -185,14 +185,20 @@ async fn an_idle_reader_is_named_and_never_queued_behind_by_the_cutover_or_its_d
     }
     let (read, write) = app.stop().await;
     assert!(read < Duration::from_millis(400), "reads waited {read:?}");
-    assert!(write < Duration::from_millis(400), "writes waited {write:?}");
+    assert!(
+        write < Duration::from_millis(400),
+        "writes waited {write:?}"
+    );
     s.assert_nothing_swapped().await;
 
     // Once the report ends its transaction, the cutover goes through.
     report.batch_execute("COMMIT").await.unwrap();
     let (ok, out) = s.cutover(&["--lock-timeout", "200ms"]).await;
     assert!(ok, "{out}");
-    assert!(out.contains("strongest lock on the legacy tables: ACCESS EXCLUSIVE"), "{out}");
+    assert!(
+        out.contains("strongest lock on the legacy tables: ACCESS EXCLUSIVE"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,10 +329,7 @@ async fn a_dry_run_runs_the_swap_times_it_and_changes_nothing() {
     let (ok, out) = s.cutover(&["--dry-run"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("the plan's cutover SQL"), "{out}");
-    assert!(
-        out.contains("the swap ran and was rolled back"),
-        "{out}"
-    );
+    assert!(out.contains("the swap ran and was rolled back"), "{out}");
     s.assert_nothing_swapped().await;
 }
 
@@ -342,9 +345,8 @@ async fn a_physical_standby_is_named_in_the_warning_of_check_and_the_cutover() {
         .get(0);
     assert!(in_recovery);
     // The walsender serving it, by the name pg_basebackup -R gave it.
-    let name: String = s
-        .db
-        .query_one(
+    let name: String =
+        s.db.query_one(
             "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
             &[],
         )
@@ -422,7 +424,13 @@ async fn a_reader_that_then_writes_behind_the_write_lock_is_never_made_a_deadloc
         }
     });
     let (ok, out) = s
-        .cutover(&["--lock-timeout", "900ms", "--lock-attempts", "1", "--verify"])
+        .cutover(&[
+            "--lock-timeout",
+            "900ms",
+            "--lock-attempts",
+            "1",
+            "--verify",
+        ])
         .await;
     let (wrote, waited) = inject.await.unwrap();
     assert!(!ok, "{out}");
@@ -434,6 +442,9 @@ async fn a_reader_that_then_writes_behind_the_write_lock_is_never_made_a_deadloc
         assert!(out.contains(said), "{said} in: {out}");
     }
     wrote.expect("the application's write went through, no deadlock");
-    assert!(waited < Duration::from_secs(3), "the write waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "the write waited {waited:?}"
+    );
     s.assert_nothing_swapped().await;
 }
