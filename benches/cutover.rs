@@ -6,7 +6,7 @@
 //! ```
 //! Backfill at the scale factor, start `switchyard follow`, run the write mix at the highest
 //! rate the migration sustains (measured first: what the source commits unthrottled, capped by
-//! what the consumer applies), and issue `cutover --dry-run` (lock, fence, counts, roll back) ten times, a second apart. A probe
+//! what the consumer applies), and issue `cutover --dry-run` (lock, fence, counts, the swap, roll back) ten times, a second apart. A probe
 //! session meanwhile updates one legacy row after another and records each write's latency: the
 //! worst latency of the probes sent during a dry run is what the application felt.
 //! `SWITCHYARD_BENCH_RATE_FRACTION` (default 0.9) sets the mix's rate as a fraction of that

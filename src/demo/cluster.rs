@@ -234,16 +234,8 @@ impl Cluster {
         command
             .arg("-D")
             .arg(standby.data_dir())
-            .args([
-                "-R",
-                "-X",
-                "stream",
-                "--no-sync",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                SUPERUSER,
-            ])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .args(["-h", "127.0.0.1", "-U", SUPERUSER])
             .args(["-p", &primary.port.to_string()]);
         let output = command.output().map_err(io_error("run pg_basebackup"))?;
         if !output.status.success() {

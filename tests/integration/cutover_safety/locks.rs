@@ -4,6 +4,7 @@
 //! deadlock_timeout, and warns about physical standbys. Same-database layout: one cluster, the
 //! new tables next to the legacy ones, the seed plan.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,14 +19,24 @@ struct SameDatabase {
     cluster: Cluster,
     db: Client,
     url: String,
+    plan: PathBuf,
 }
 
 impl SameDatabase {
     async fn start() -> SameDatabase {
+        SameDatabase::start_with(seed_plan()).await
+    }
+
+    async fn start_with(plan: PathBuf) -> SameDatabase {
         let cluster = cluster();
         let db = seeded_source(&cluster, "legacy", 0.01).await;
         let url = cluster.url("legacy");
-        let me = SameDatabase { cluster, db, url };
+        let me = SameDatabase {
+            cluster,
+            db,
+            url,
+            plan,
+        };
         let (ok, out) = me.switchyard(&["backfill", "--no-follow"]).await;
         assert!(ok, "{out}");
         me
@@ -35,7 +46,7 @@ impl SameDatabase {
     async fn switchyard(&self, args: &[&str]) -> (bool, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(args)
-            .args(["--plan", seed_plan().to_str().unwrap()])
+            .args(["--plan", self.plan.to_str().unwrap()])
             .args(["--source", &self.url, "--target", &self.url])
             .output()
             .await
@@ -385,4 +396,143 @@ async fn a_physical_standby_is_named_in_the_warning_of_check_and_the_cutover() {
         "{out}"
     );
     s.assert_nothing_swapped().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_then_writes_behind_the_write_lock_is_never_made_a_deadlock_victim() {
+    let s = SameDatabase::start().await;
+    // Under the write lock, a transaction reads (ACCESS SHARE, granted) then writes (queued
+    // behind the cutover): the swap's ACCESS EXCLUSIVE would close a cycle, so it is not asked.
+    let watcher = s.session("lock watcher").await;
+    let app = s.session("read then write").await;
+    let inject = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let held: bool = watcher
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                                     WHERE l.granted AND l.mode = 'ExclusiveLock'
+                                       AND l.relation = 'company_projects'::regclass
+                                       AND a.application_name LIKE 'switchyard cutover%')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if held {
+                app.batch_execute("BEGIN; SELECT id FROM company_projects LIMIT 1")
+                    .await
+                    .unwrap();
+                let started = Instant::now();
+                let wrote = app
+                    .batch_execute("UPDATE company_projects SET name = name WHERE id = 1")
+                    .await;
+                let waited = started.elapsed();
+                app.batch_execute("COMMIT").await.unwrap();
+                return (wrote, waited);
+            }
+            assert!(Instant::now() < deadline, "the cutover never took the lock");
+        }
+    });
+    let (ok, out) = s
+        .cutover(&[
+            "--lock-timeout",
+            "900ms",
+            "--lock-attempts",
+            "1",
+            "--verify",
+        ])
+        .await;
+    let (wrote, waited) = inject.await.unwrap();
+    assert!(!ok, "{out}");
+    for said in [
+        "application \"read then write\"",
+        "and waits for the cutover's lock",
+        "not granted in 1 attempts",
+    ] {
+        assert!(out.contains(said), "{said} in: {out}");
+    }
+    wrote.expect("the application's write went through, no deadlock");
+    assert!(
+        waited < Duration::from_secs(3),
+        "the write waited {waited:?}"
+    );
+    s.assert_nothing_swapped().await;
+}
+
+/// A copy of the seed plan's folder whose `plan.toml` and `cutover.sql` are changed; removed
+/// on drop.
+struct PlanCopy(PathBuf);
+
+impl PlanCopy {
+    fn new(edit_plan: impl Fn(String) -> String, cutover_sql: &str) -> PlanCopy {
+        let seed = seed_plan();
+        let from = seed.parent().unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-locks-plan-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let plan = std::fs::read_to_string(dir.join("plan.toml")).unwrap();
+        std::fs::write(dir.join("plan.toml"), edit_plan(plan)).unwrap();
+        std::fs::write(dir.join("cutover.sql"), cutover_sql).unwrap();
+        PlanCopy(dir)
+    }
+
+    fn plan(&self) -> PathBuf {
+        self.0.join("plan.toml")
+    }
+}
+
+/// Whether the side-target test's swap created its table.
+async fn probe(db: &Client) -> bool {
+    db.query_one("SELECT to_regclass('swap_probe') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+impl Drop for PlanCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_side_target_the_dry_run_runs_the_targets_swap_and_rolls_it_back() {
+    let copy = PlanCopy::new(
+        |plan| plan.replace("side = \"source\"", "side = \"target\""),
+        "CREATE TABLE swap_probe (ran_at timestamptz DEFAULT now());\nINSERT INTO swap_probe DEFAULT VALUES;\n",
+    );
+    let s = SameDatabase::start_with(copy.plan()).await;
+    let (ok, out) = s.cutover(&["--dry-run", "--json"]).await;
+    assert!(ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(
+        report["swap_lock"], "EXCLUSIVE",
+        "the swap runs on the target: the source keeps the write lock only"
+    );
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "cutover_sql"),
+        "{report}"
+    );
+    assert!(!probe(&s.db).await, "the target's swap was rolled back");
+    s.assert_nothing_swapped().await;
+
+    let (ok, out) = s.cutover(&[]).await;
+    assert!(ok, "{out}");
+    assert!(
+        probe(&s.db).await,
+        "the real cutover committed the target's swap"
+    );
 }
