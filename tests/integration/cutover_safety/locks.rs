@@ -506,7 +506,13 @@ impl Drop for PlanCopy {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_side_target_the_dry_run_runs_the_targets_swap_and_rolls_it_back() {
     let copy = PlanCopy::new(
-        |plan| plan.replace("side = \"source\"", "side = \"target\""),
+        // This swap only creates a probe table: the legacy names stay what they are.
+        |plan| {
+            plan.replace(
+                "side = \"source\"",
+                "side = \"target\"\nlegacy_names = \"unchanged\"",
+            )
+        },
         "CREATE TABLE swap_probe (ran_at timestamptz DEFAULT now());\nINSERT INTO swap_probe DEFAULT VALUES;\n",
     );
     let s = SameDatabase::start_with(copy.plan()).await;
