@@ -52,7 +52,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     if !found.anything() && m.status != MigrationStatus::CutOver {
         return nothing_in_place(&plan, &source, &target, m.status).await;
     }
-    confirm_writes_left_behind(&state, &plan, args.yes).await?;
+    let left = confirm_writes_left_behind(&state, &plan, args.yes).await?;
     let undone = match undo(&mut src, &state, &plan, &found, m.status, same_database).await {
         Err(e) if waited_for_a_lock(&e) => bail!(
             "rollback stopped: a session holds a lock on a legacy name or table, and the rollback's ACCESS EXCLUSIVE lock was not granted within {LOCK_TIMEOUT} (it does not queue longer, so that readers are not stalled behind it). Nothing was changed. Find the session with SELECT pid, state, xact_start, query FROM pg_stat_activity JOIN pg_locks USING (pid) WHERE relation = '<legacy table>'::regclass, end it, and run rollback again"
@@ -71,9 +71,10 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         println!(
-            "migration {} rolled back: {}. The legacy tables are back and writable. Writes made to the new tables since the cutover were not copied back",
+            "migration {} rolled back: {}. The legacy tables are back and writable.{}",
             plan.name,
-            undone.join("; ")
+            undone.join("; "),
+            left.sentence()
         );
     } else {
         println!(
@@ -110,9 +111,34 @@ async fn nothing_in_place(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a rollback leaves in the new tables, as `confirm_writes_left_behind` found it.
+enum LeftBehind {
+    /// No write was made to the new tables since the cutover.
+    Nothing,
+    /// Writes were made since and stay there (`--yes`).
+    Writes,
+    /// The cutover recorded no boundary, so nothing could be counted (`--yes`).
+    Uncounted,
+}
+
+impl LeftBehind {
+    /// The closing sentence of the rollback's last line; empty when nothing was left.
+    fn sentence(&self) -> &'static str {
+        match self {
+            LeftBehind::Nothing => "",
+            LeftBehind::Writes => " The writes listed above stay in the new tables: nothing copied them back",
+            LeftBehind::Uncounted => " Writes made to the new tables since the cutover, if any, stay there: they could not be counted",
+        }
+    }
+}
+
 /// Refuses, without `--yes`, a rollback that would leave writes behind in the new tables
 /// (listing them per table), or one that cannot count them.
-async fn confirm_writes_left_behind(state: &Client, plan: &Plan, yes: bool) -> anyhow::Result<()> {
+async fn confirm_writes_left_behind(
+    state: &Client,
+    plan: &Plan,
+    yes: bool,
+) -> anyhow::Result<LeftBehind> {
     let boundary: Option<String> = state
         .query_opt(
             "SELECT (cutover_report -> 'writes_boundary')::text FROM switchyard.migrations
@@ -125,7 +151,7 @@ async fn confirm_writes_left_behind(state: &Client, plan: &Plan, yes: bool) -> a
     let Some(boundary) = boundary else {
         if yes {
             println!("the cutover recorded no writes boundary: rolling back anyway (--yes)");
-            return Ok(());
+            return Ok(LeftBehind::Uncounted);
         }
         bail!(
             "rollback refused: the cutover recorded no writes boundary (its report was not saved, or an older switchyard ran it), so the writes made to the new tables since cannot be counted, and a rollback leaves them there. Check them yourself, then run `switchyard rollback --yes`. Nothing was changed"
@@ -142,14 +168,14 @@ async fn confirm_writes_left_behind(state: &Client, plan: &Plan, yes: bool) -> a
         .map(|w| w.to_string())
         .collect();
     if left.is_empty() {
-        return Ok(());
+        return Ok(LeftBehind::Nothing);
     }
     if yes {
         println!("rolling back anyway (--yes), leaving these writes in the new tables:");
         for line in &left {
             println!("  {line}");
         }
-        return Ok(());
+        return Ok(LeftBehind::Writes);
     }
     bail!(
         "rollback refused: writes were made to the new tables since the cutover, and a rollback leaves them there (nothing copies them back to the legacy tables):\n  {}\nCopy back what must be kept, then run `switchyard rollback --yes`. Nothing was changed",
