@@ -16,7 +16,6 @@ use crate::pipeline::follow::{follow, FollowContext, FollowEnd, Upstream};
 use crate::pipeline::heartbeat::slot_health;
 use crate::pipeline::identity_watch::{Followed, IdentityWatch};
 use crate::plan::{OnError, Plan};
-use crate::sink::apply::output_numbers;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::lookup::LookupCache;
 use crate::sink::replication_role::set_replica;
@@ -101,12 +100,8 @@ impl FollowJob {
             .await?,
         );
         let mut writers = Vec::new();
-        for (number, output) in output_numbers(&plan.sources)
-            .iter()
-            .flatten()
-            .zip(plan.sources.iter().flat_map(|s| &s.outputs))
-        {
-            writers.push(OutputWriter::new(&target, *number, output, WriterMode::Follow).await?);
+        for (_, output) in plan.outputs() {
+            writers.push(OutputWriter::new(&target, output, WriterMode::Follow).await?);
         }
         let ctx = FollowContext {
             plan: Arc::clone(&plan),

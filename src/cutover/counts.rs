@@ -14,7 +14,8 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::pg::ident::TableName;
-use crate::plan::{Plan, WriteMode};
+use crate::plan::Plan;
+use crate::transform::program::WriteMode;
 
 /// What to count.
 #[derive(Debug, Clone)]
@@ -158,11 +159,7 @@ mod tests {
 
     #[test]
     fn the_seed_plan_counts_upsert_outputs_and_lists_the_rest() {
-        let plan = Plan::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/transforms/legacy_to_projects/plan.toml"
-        )))
-        .unwrap();
+        let plan = crate::plan::seed_plan();
         let counts = CountPlan::new(&plan);
         let checked: Vec<&str> = counts
             .target_queries

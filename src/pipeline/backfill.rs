@@ -94,22 +94,20 @@ pub async fn copy_chunks(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Writers for every output of every source, indexed like the plan; staging tables get a
-/// number unique across the plan.
+/// Writers for every output of every source, indexed like the plan; staging tables are named
+/// after the output's plan-wide number.
 async fn output_writers(
     client: &Client,
     ctx: &ChunkContext,
     resumed: bool,
 ) -> Result<Vec<Vec<OutputWriter>>, PipelineError> {
     let mut all = Vec::new();
-    let mut index = 0;
     for source in &ctx.plan.sources {
         let mut writers = Vec::new();
         for output in &source.outputs {
             writers.push(
                 OutputWriter::new(
                     client,
-                    index,
                     output,
                     if resumed {
                         WriterMode::ResumedBackfill
@@ -119,7 +117,6 @@ async fn output_writers(
                 )
                 .await?,
             );
-            index += 1;
         }
         all.push(writers);
     }

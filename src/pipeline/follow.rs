@@ -31,7 +31,7 @@ use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::RelationBody;
 use crate::pg::pgoutput::{LogicalReplicationMessage as Msg, OldTuple, TupleData};
 use crate::plan::{OnError, Plan};
-use crate::sink::apply::{output_numbers, ApplyBatch};
+use crate::sink::apply::ApplyBatch;
 use crate::sink::copy_in::OutputWriter;
 use crate::sink::dead_letter::{self, DeadLetter};
 use crate::sink::lookup::LookupCache;
@@ -126,12 +126,8 @@ pub async fn follow(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<FollowEnd, PipelineError> {
     let plan = &ctx.plan;
-    let numbers = output_numbers(&plan.sources);
-    let owner: Vec<usize> = numbers
-        .iter()
-        .enumerate()
-        .flat_map(|(s, outs)| outs.iter().map(move |_| s))
-        .collect();
+    // The source feeding each plan-wide output.
+    let owner: Vec<usize> = plan.outputs().map(|(source, _)| source).collect();
     let mut memos: Vec<Memo> = plan
         .sources
         .iter()
@@ -267,8 +263,7 @@ pub async fn follow(
                     }
                 }
                 m @ (Msg::Insert(_) | Msg::Update(_) | Msg::Delete(_)) if !skipping => {
-                    apply_change(ctx, &env, &relations, &mut memos, &numbers, &mut group, &m)
-                        .await?;
+                    apply_change(ctx, &env, &relations, &mut memos, &mut group, &m).await?;
                 }
                 Msg::Truncate(t) if !skipping => {
                     for oid in &t.relation_ids {
@@ -383,7 +378,6 @@ async fn apply_change<'t>(
     env: &Env<'_>,
     relations: &Relations,
     memos: &mut [Memo],
-    numbers: &[Vec<usize>],
     group: &mut Group,
     message: &'t Msg,
 ) -> Result<(), PipelineError> {
@@ -517,9 +511,7 @@ async fn apply_change<'t>(
     let transformed =
         tokio::task::block_in_place(|| change_ops(source, env, memo, &change, &mut ops));
     match transformed {
-        Ok(()) => group
-            .batch
-            .add(source, &numbers[relation.source], ops, origin),
+        Ok(()) => group.batch.add(source, ops, origin),
         Err(e) => {
             let rejected = describe_origin(source, &group.descriptors, origin, e.message);
             if ctx.on_error == OnError::Stop {
@@ -534,9 +526,7 @@ async fn apply_change<'t>(
             // only the dead letter.
             let mut deletes = Vec::new();
             if rejected_ops(source, env, &change, &mut deletes).is_ok() {
-                group
-                    .batch
-                    .add(source, &numbers[relation.source], deletes, origin);
+                group.batch.add(source, deletes, origin);
             }
             group.letters.push((
                 relation.source,

@@ -9,6 +9,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::transform::program::WriteMode;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFile {
@@ -227,15 +229,4 @@ pub struct OutputFile {
     /// Only rows for which this holds go to this output (routes a split).
     pub when: Option<Spanned<String>>,
     pub columns: IndexMap<String, Spanned<String>>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteMode {
-    /// The output row mirrors its source row: inserted, updated and deleted with it.
-    #[default]
-    Upsert,
-    /// Derived rows shared by many source rows (teams, members): inserted once, never updated
-    /// or deleted by a source change.
-    InsertIfAbsent,
 }

@@ -24,8 +24,8 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_postgres::Transaction;
 
-use crate::plan::{OutputPlan, SourcePlan, WriteMode};
 use crate::transform::change::OutputOp;
+use crate::transform::program::{OutputPlan, SourcePlan, WriteMode};
 
 use super::copy_in::{OutputWriter, WriteError};
 use super::replay::Replayed;
@@ -65,22 +65,6 @@ pub struct ApplyBatch {
     bytes: usize,
 }
 
-/// Where each output of each source sits in the plan-wide numbering.
-pub fn output_numbers(sources: &[SourcePlan]) -> Vec<Vec<usize>> {
-    let mut next = 0;
-    sources
-        .iter()
-        .map(|s| {
-            (0..s.outputs.len())
-                .map(|_| {
-                    next += 1;
-                    next - 1
-                })
-                .collect()
-        })
-        .collect()
-}
-
 impl ApplyBatch {
     pub fn new(output_count: usize) -> ApplyBatch {
         ApplyBatch {
@@ -97,15 +81,15 @@ impl ApplyBatch {
         self.outputs.iter().all(|o| o.log.is_empty())
     }
 
-    /// Adds one change's operations; `numbers` maps the source's outputs to plan-wide ones.
-    pub fn add(&mut self, source: &SourcePlan, numbers: &[usize], ops: Vec<OutputOp>, origin: u32) {
+    /// Adds one change's operations (`ops` name the source's outputs by their index in it).
+    pub fn add(&mut self, source: &SourcePlan, ops: Vec<OutputOp>, origin: u32) {
         for op in ops {
             match op {
                 OutputOp::Upsert { output, row } => {
                     let plan = &source.outputs[output];
                     let key = key_of(plan, &row);
                     self.bytes += row.len() + 2 * key.len();
-                    let slot = &mut self.outputs[numbers[output]];
+                    let slot = &mut self.outputs[plan.number];
                     if plan.mode == WriteMode::InsertIfAbsent && slot.last.contains_key(&key) {
                         continue;
                     }
@@ -114,7 +98,7 @@ impl ApplyBatch {
                 }
                 OutputOp::Delete { output, key } => {
                     self.bytes += 2 * key.len();
-                    let slot = &mut self.outputs[numbers[output]];
+                    let slot = &mut self.outputs[source.outputs[output].number];
                     slot.last.insert(key.clone(), slot.log.len());
                     slot.log.push(Op::Delete { key, origin });
                 }

@@ -31,8 +31,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, CopyInSink, Transaction};
 
 use crate::pg::ident::quote_ident;
-use crate::plan::{OutputPlan, WriteMode};
 use crate::transform::batch::OutputRows;
+use crate::transform::program::{OutputPlan, WriteMode};
 
 use super::apply::Op;
 use super::replay::{ReplaySql, Replayed};
@@ -88,10 +88,10 @@ impl OutputWriter {
     /// outside any transaction, so that it survives chunk rollbacks.
     pub async fn new(
         client: &Client,
-        index: usize,
         output: &OutputPlan,
         mode: WriterMode,
     ) -> Result<OutputWriter, WriteError> {
+        let index = output.number;
         let (resumed, coalesced) = match mode {
             WriterMode::FreshBackfill => (false, false),
             WriterMode::ResumedBackfill => (true, false),

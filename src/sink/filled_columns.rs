@@ -15,8 +15,8 @@
 use tokio_postgres::GenericClient;
 
 use crate::pg::ident::quote_ident;
-use crate::plan::OutputPlan;
 use crate::source::preflight::Finding;
+use crate::transform::program::OutputPlan;
 
 /// Checks one output table's columns; `filled_by_trigger` says whether a BEFORE INSERT row
 /// trigger fires for switchyard's rows (it may fill a NOT NULL column the plan does not write).

@@ -9,10 +9,11 @@ use tokio_postgres::{Client, GenericClient};
 use super::key_index::has_unique_key;
 use super::{filled_columns, triggers};
 use crate::pg::ident::{quote_ident, TableName};
-use crate::plan::{OutputPlan, Plan, SourcePlan, WriteMode};
+use crate::plan::Plan;
 use crate::source::preflight::Finding;
 use crate::transform::cast::CastType;
 use crate::transform::expr::{ArithOp, Expr, Function};
+use crate::transform::program::{OutputPlan, SourcePlan, WriteMode};
 use crate::transform::value::Value;
 
 /// The families of types an expression can produce, for "does it fit the column" checks.

@@ -24,7 +24,7 @@
 use tokio_postgres::{Client, Transaction};
 
 use crate::pg::ident::quote_ident;
-use crate::plan::OutputPlan;
+use crate::transform::program::OutputPlan;
 
 use super::apply::Op;
 use super::copy_in::{copy, is_row_error};

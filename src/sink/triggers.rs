@@ -21,8 +21,9 @@ use std::collections::HashSet;
 use tokio_postgres::GenericClient;
 
 use crate::pg::ident::{quote_ident, TableName};
-use crate::plan::{Plan, WriteMode};
+use crate::plan::Plan;
 use crate::source::preflight::Finding;
+use crate::transform::program::WriteMode;
 
 // pg_trigger.tgtype bits (src/include/catalog/pg_trigger.h).
 const ROW: i16 = 1 << 0;

@@ -11,7 +11,7 @@ use tokio_postgres::{Client, CopyOutStream};
 
 use crate::checkpoint::Chunk;
 use crate::pg::ident::quote_ident;
-use crate::plan::SourcePlan;
+use crate::transform::program::SourcePlan;
 
 use super::chunks::ctid_predicate;
 

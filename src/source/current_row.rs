@@ -7,7 +7,7 @@
 use tokio_postgres::{Client, Row};
 
 use crate::pg::ident::quote_ident;
-use crate::plan::SourcePlan;
+use crate::transform::program::SourcePlan;
 
 /// A row read by [`fetch`]: the plan's columns as text, borrowed from the row as received, so
 /// that a large value is in memory once.

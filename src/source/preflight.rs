@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
-use crate::plan::{Plan, SourcePlan};
+use crate::plan::Plan;
 use crate::source::identity;
+use crate::transform::program::SourcePlan;
 // The same catalog question the target's key indexes answer, asked of a source table.
 use crate::sink::key_index::has_unique_key;
 use crate::transform::expr::Expr;

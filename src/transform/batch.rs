@@ -4,7 +4,7 @@
 //! so the sink can split a batch the target refused and dead-letter exactly the bad rows.
 
 use crate::pg::copy_text::lines;
-use crate::plan::SourcePlan;
+use crate::transform::program::SourcePlan;
 
 use super::memo::Memo;
 use super::row::{describe, transform_copy_line, Env, Rejected, RowScratch};

@@ -13,11 +13,11 @@
 //! A change whose new version the transforms reject deletes its key from the upsert outputs
 //! (see [`rejected_ops`]). Insert-if-absent outputs (teams, members) are never deleted. Deletes need an output's key
 //! from the source key alone, which `check` verifies
-//! ([`crate::plan::SourcePlan::key_from_source_key`]).
+//! ([`super::program::SourcePlan::key_from_source_key`]).
 
 use std::borrow::Cow;
 
-use crate::plan::{SourcePlan, WriteMode};
+use crate::transform::program::{SourcePlan, WriteMode};
 
 use super::eval::{EvalError, Scope};
 use super::memo::Memo;

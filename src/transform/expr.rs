@@ -165,6 +165,22 @@ impl Expr {
         }
     }
 
+    /// Whether PostgreSQL can evaluate this expression as written: no derived value, no
+    /// switchyard function (`uuid_v5`, `map`, `lookup`). The cutover then runs it on the
+    /// source table itself.
+    pub fn is_plain_sql(&self) -> bool {
+        let mut plain = true;
+        self.walk(&mut |node| {
+            if matches!(
+                node,
+                Expr::Derived(_) | Expr::UuidV5 { .. } | Expr::Map { .. } | Expr::Lookup { .. }
+            ) {
+                plain = false;
+            }
+        });
+        plain
+    }
+
     /// Visits this node and every node below it.
     pub fn walk(&self, f: &mut impl FnMut(&Expr)) {
         f(self);

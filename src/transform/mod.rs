@@ -14,6 +14,7 @@ mod function_corpus;
 mod functions;
 pub mod memo;
 pub mod numeric;
+pub mod program;
 pub mod row;
 pub mod temporal;
 pub mod value;

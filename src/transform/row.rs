@@ -7,7 +7,7 @@
 //! reason, for the dead-letter table.
 
 use crate::pg::copy_text::{self, RawField};
-use crate::plan::SourcePlan;
+use crate::transform::program::SourcePlan;
 
 use super::eval::{EvalError, Lookups, Scope, ValueMap};
 use super::memo::Memo;
@@ -209,11 +209,10 @@ fn reject(source: &SourcePlan, fields: &[RawField<'_>], e: EvalError) -> Rejecte
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::sync::Mutex;
 
     use super::*;
-    use crate::plan::Plan;
+    use crate::plan::{seed_plan, Plan};
 
     /// Lookup ids handed out in order of first sight, like the identity columns would.
     #[derive(Default)]
@@ -229,17 +228,6 @@ mod tests {
             });
             Ok(pos as i64 + 1)
         }
-    }
-
-    /// The seed plan without its SQL phases, which live in files beside it.
-    pub(crate) fn seed_plan() -> Plan {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("transforms/legacy_to_projects/plan.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let start = text.find("[phases]").unwrap();
-        let end = text[start..].find("\n\n").unwrap() + start;
-        let text = format!("{}{}", &text[..start], &text[end..]);
-        Plan::parse(&path, &text).unwrap()
     }
 
     fn run(plan: &Plan, source: usize, line: &str) -> Result<Vec<String>, Rejected> {

@@ -5,7 +5,8 @@
 //! only through the ids the outputs hold.
 
 use crate::pg::ident::{quote_ident, TableName};
-use crate::plan::{Plan, WriteMode};
+use crate::plan::Plan;
+use crate::transform::program::WriteMode;
 
 /// One output table and the plan outputs that write it.
 #[derive(Debug, Clone)]

@@ -6,8 +6,9 @@
 //! <https://www.postgresql.org/docs/15/sql-grant.html>.
 
 use crate::pg::ident::{quote_ident, TableName};
-use crate::plan::{Plan, SourcePlan};
+use crate::plan::Plan;
 use crate::transform::expr::Expr;
+use crate::transform::program::SourcePlan;
 
 use super::swapped::Swapped;
 use super::LegacyAccess;
@@ -279,12 +280,7 @@ mod tests {
     use crate::cutover::access::fed_tables;
     use crate::cutover::access::swapped::Relation;
     use crate::cutover::access::Grant;
-
-    fn seed_plan() -> Plan {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("transforms/legacy_to_projects/plan.toml");
-        Plan::load(&path).unwrap()
-    }
+    use crate::plan::seed_plan;
 
     fn relation(name: &str, relkind: &str) -> Relation {
         Relation {
