@@ -196,6 +196,7 @@ fn wait((mut a, mut b): (std::process::Child, std::process::Child)) {
 }
 
 fn children_usage() -> libc::rusage {
+    // SAFETY: `rusage` is plain integers; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };

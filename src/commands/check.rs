@@ -74,9 +74,11 @@ pub async fn check_all(
         .await
         .context("reading source column types")?;
     findings.extend(
-        sink::preflight::check(&mut target_client, plan, &types)
-            .await
-            .context("checking the target")?,
+        sink::preflight::check(&mut target_client, plan, &types, async |tx| {
+            crate::cutover::sequences::check(tx, plan).await
+        })
+        .await
+        .context("checking the target")?,
     );
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     Ok(findings)

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::key_index::has_unique_key;
 use super::{filled_columns, triggers};
@@ -29,11 +29,14 @@ enum Family {
     Json,
 }
 
-/// Checks the target; `source_types` maps each source table to its column types.
+/// Checks the target; `source_types` maps each source table to its column types. `beside`
+/// runs the checks of layers above this one (the cutover's sequences) in the same
+/// transaction, on the target as the plan's before-backfill SQL leaves it.
 pub async fn check(
     client: &mut Client,
     plan: &Plan,
     source_types: &HashMap<String, HashMap<String, String>>,
+    beside: impl AsyncFnOnce(&Transaction<'_>) -> Result<Vec<Finding>, tokio_postgres::Error>,
 ) -> Result<Vec<Finding>, tokio_postgres::Error> {
     let mut found = Vec::new();
     let tx = client.transaction().await?;
@@ -44,7 +47,7 @@ pub async fn check(
         }
     }
     super::privileges::check(&tx, plan, &mut found).await?;
-    found.extend(crate::cutover::sequences::check(&tx, plan).await?);
+    found.extend(beside(&tx).await?);
     for lookup in &plan.lookups {
         let columns = table_columns(&tx, &lookup.table).await?;
         for col in [&lookup.id_column, &lookup.value_column] {

@@ -2,6 +2,9 @@
 //! postgres from the system installation, `wal_level=logical`, a free port, a temp dir) and
 //! stops them on drop, even when it fails.
 
+/// Imports go one way: the layering of `src/`, checked from the source text.
+mod layering;
+
 /// Throwaway clusters seeded with the legacy tables, the expected result, comparisons.
 mod support;
 

@@ -49,6 +49,8 @@ pub(super) fn find_bin_dir() -> Result<PathBuf, ClusterError> {
 /// uid and gid of the `postgres` user.
 pub(super) fn postgres_user() -> Result<(u32, u32), ClusterError> {
     let name = c"postgres";
+    // SAFETY: `passwd` is plain data (integers and pointers); all-zero is a valid value that
+    // getpwnam_r overwrites.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; PASSWD_BUFFER_BYTES];
     let mut result: *mut libc::passwd = std::ptr::null_mut();

@@ -64,6 +64,7 @@ fn run_measured(args: &[&str]) -> (bool, u64) {
     let mut status = 0;
     // SAFETY: plain syscalls on a zeroed struct, for a child of ours that nobody else reaps.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `status` and `usage` are ours and outlive the call.
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as libc::pid_t);
     (

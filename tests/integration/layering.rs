@@ -1,0 +1,146 @@
+//! The layering of `src/`, read from the source text: imports go one way only.
+//!
+//! What `lib.rs`'s layout section promises, checked so that nobody has to re-read the tree:
+//! the runtime (`transform/`) never imports the config (`plan/`), no layer below the commands
+//! imports `commands/`, and no two top-level modules import each other through any chain.
+//! An import is any `crate::<module>` path outside comments and test code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Top-level module -> the top-level modules its non-test code names.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| top(&src, f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let from = top(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        if test_only(file) {
+            continue;
+        }
+        for line in code_lines(&text) {
+            for (at, _) in line.match_indices("crate::") {
+                let rest = &line[at + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if name != from && modules.contains(&name) {
+                    graph.entry(from.clone()).or_default().insert(name);
+                }
+            }
+        }
+    }
+    graph
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `src/sink/apply.rs` -> `sink`; `src/checkpoint.rs` -> `checkpoint`.
+fn top(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// Files that are test modules of their parent (declared under `#[cfg(test)]`).
+fn test_only(file: &Path) -> bool {
+    let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+    let dir = file.parent().unwrap();
+    let parents = [
+        dir.join("mod.rs"),
+        dir.with_extension("rs"),
+        dir.join("lib.rs"),
+    ];
+    let declared = format!("#[cfg(test)]\nmod {name};");
+    let in_tests_dir = dir.file_name().is_some_and(|d| d == "tests");
+    in_tests_dir
+        || parents.iter().any(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| {
+                t.contains(&declared)
+                    || t.contains(&format!("#[cfg(test)]\npub(crate) mod {name};"))
+            })
+        })
+}
+
+/// The file's lines up to its `#[cfg(test)] mod tests`, without comment lines (`//` in Rust,
+/// `--` in embedded SQL) so that a doc link is not an import.
+fn code_lines(text: &str) -> impl Iterator<Item = &str> {
+    let end = text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len());
+    text[..end].lines().filter(|l| {
+        let t = l.trim_start();
+        !t.starts_with("//") && !t.starts_with("--")
+    })
+}
+
+#[test]
+fn the_runtime_never_imports_the_config() {
+    let graph = imports();
+    let transform = graph.get("transform").cloned().unwrap_or_default();
+    assert!(
+        !transform.contains("plan"),
+        "src/transform/ imports crate::plan outside tests: the plan compiles into transform's program, never the reverse"
+    );
+}
+
+#[test]
+fn no_layer_below_the_commands_imports_them() {
+    let graph = imports();
+    let offenders: Vec<&String> = graph
+        .iter()
+        .filter(|(from, to)| {
+            !["commands", "cli", "main", "lib"].contains(&from.as_str()) && to.contains("commands")
+        })
+        .map(|(from, _)| from)
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "these modules import crate::commands: {offenders:?}"
+    );
+}
+
+#[test]
+fn no_two_top_level_modules_import_each_other() {
+    let graph = imports();
+    // Every module reachable from each module; a module reaching itself is on a cycle.
+    let mut cycles = Vec::new();
+    for start in graph.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&String> = graph[start].iter().collect();
+        while let Some(m) = stack.pop() {
+            if seen.insert(m.clone()) {
+                stack.extend(graph.get(m).into_iter().flatten());
+            }
+        }
+        if seen.contains(start) {
+            let back: Vec<&String> = graph[start]
+                .iter()
+                .filter(|m| graph.get(*m).is_some_and(|to| to.contains(start)))
+                .collect();
+            cycles.push(format!(
+                "{start} (imports each other directly with {back:?})"
+            ));
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "modules on an import cycle: {cycles:#?}\n{graph:#?}"
+    );
+}
