@@ -1,9 +1,51 @@
-//! `switchyard.chunks`: the backfill's chunk list. A chunk turns done in the same target
+//! `switchyard.chunks`: the backfill's chunk list. A chunk turns [`ChunkStatus::Done`] in the same target
 //! transaction that writes its rows, so a chunk lands exactly once.
 
+use std::error::Error;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, GenericClient};
 
 use super::{ctx, CheckpointError};
+
+/// Where a chunk stands, stored as text in `switchyard.chunks.status`. Each variant says who
+/// sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkStatus {
+    /// `backfill` recorded the chunk list (also the column's default); `backfill --resume`
+    /// copies these again.
+    Pending,
+    /// The chunk copy wrote the chunk's rows; set in that same target transaction.
+    Done,
+}
+
+impl ChunkStatus {
+    /// The column's value; existing state keeps being read, so these never change.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkStatus::Pending => "pending",
+            ChunkStatus::Done => "done",
+        }
+    }
+}
+
+/// Travels as the text the column holds.
+impl ToSql for ChunkStatus {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
 
 /// One chunk of a source table: a range of heap blocks, copied in one target transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +68,17 @@ pub async fn insert_chunks(
     let ends: Vec<Option<i64>> = chunks.iter().map(|c| c.end_block).collect();
     client
         .execute(
-            "INSERT INTO switchyard.chunks (migration, source_table, chunk_no, first_block, end_block)
-             SELECT $1, * FROM unnest($2::text[], $3::int[], $4::int8[], $5::int8[])",
-            &[&migration, &tables, &nos, &firsts, &ends],
+            "INSERT INTO switchyard.chunks
+                    (migration, source_table, chunk_no, first_block, end_block, status)
+             SELECT $1, *, $6 FROM unnest($2::text[], $3::int[], $4::int8[], $5::int8[])",
+            &[
+                &migration,
+                &tables,
+                &nos,
+                &firsts,
+                &ends,
+                &ChunkStatus::Pending,
+            ],
         )
         .await
         .map_err(ctx("recording the chunk list"))?;
@@ -43,8 +93,8 @@ pub async fn pending_chunks(
     let rows = client
         .query(
             "SELECT source_table, chunk_no, first_block, end_block FROM switchyard.chunks
-              WHERE migration = $1 AND status <> 'done' ORDER BY source_table, chunk_no",
-            &[&migration],
+              WHERE migration = $1 AND status <> $2 ORDER BY source_table, chunk_no",
+            &[&migration, &ChunkStatus::Done],
         )
         .await
         .map_err(ctx("reading pending chunks"))?;
@@ -68,7 +118,7 @@ pub async fn finish_chunk(
     rejected_count: i64,
 ) -> Result<(), CheckpointError> {
     tx.execute(
-        "UPDATE switchyard.chunks SET status = 'done', row_count = $4, rejected_count = $5,
+        "UPDATE switchyard.chunks SET status = $6, row_count = $4, rejected_count = $5,
                 finished_at = now()
           WHERE migration = $1 AND source_table = $2 AND chunk_no = $3",
         &[
@@ -77,6 +127,7 @@ pub async fn finish_chunk(
             &chunk.chunk_no,
             &row_count,
             &rejected_count,
+            &ChunkStatus::Done,
         ],
     )
     .await
@@ -91,10 +142,10 @@ pub async fn chunk_progress(
 ) -> Result<Vec<(String, i64, i64, i64)>, CheckpointError> {
     let rows = client
         .query(
-            "SELECT source_table, count(*) FILTER (WHERE status = 'done'), count(*),
+            "SELECT source_table, count(*) FILTER (WHERE status = $2), count(*),
                     coalesce(sum(row_count), 0)::int8
                FROM switchyard.chunks WHERE migration = $1 GROUP BY 1 ORDER BY 1",
-            &[&migration],
+            &[&migration, &ChunkStatus::Done],
         )
         .await
         .map_err(ctx("reading chunk progress"))?;
@@ -114,4 +165,25 @@ pub(super) async fn clear(client: &Client, migration: &str) -> Result<(), Checkp
         .await
         .map_err(ctx("clearing old chunks"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_status_travels_as_the_text_existing_state_holds() {
+        for (status, stored) in [
+            (ChunkStatus::Pending, "pending"),
+            (ChunkStatus::Done, "done"),
+        ] {
+            let mut out = BytesMut::new();
+            status.to_sql_checked(&Type::TEXT, &mut out).unwrap();
+            assert_eq!(&out[..], stored.as_bytes());
+        }
+        let mut out = BytesMut::new();
+        assert!(ChunkStatus::Done
+            .to_sql_checked(&Type::INT4, &mut out)
+            .is_err());
+    }
 }

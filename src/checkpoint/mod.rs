@@ -17,7 +17,7 @@ mod source_relations;
 
 use tokio_postgres::Client;
 
-pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk};
+pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk, ChunkStatus};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
     applied_fence, create, heartbeat, load, record_applied, record_fence, set_lsns, set_status,
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS switchyard.chunks (
     chunk_no      int NOT NULL,
     first_block   bigint NOT NULL,
     end_block     bigint,
-    status        text NOT NULL DEFAULT 'pending',
+    status        text NOT NULL DEFAULT 'pending',  -- ChunkStatus::as_str
     row_count     bigint,
     rejected_count bigint,
     finished_at   timestamptz,
