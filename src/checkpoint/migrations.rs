@@ -8,6 +8,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::{chunks, ctx, source_relations, CheckpointError};
 use crate::pg::lsn::Lsn;
+use crate::pg::replication_message::PgTimestamp;
 
 /// Where a migration stands. Each variant says who sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,29 +104,26 @@ pub async fn load(client: &Client, name: &str) -> Result<Option<Migration>, Chec
     }
     let row = client
         .query_opt(
-            "SELECT name, plan_checksum, status, slot_name, publication, snapshot_lsn::text,
-                    consistent_lsn::text, applied_lsn::text, message
+            "SELECT name, plan_checksum, status, slot_name, publication, snapshot_lsn,
+                    consistent_lsn, applied_lsn, message
                FROM switchyard.migrations WHERE name = $1",
             &[&name],
         )
         .await
         .map_err(ctx("reading the migration"))?;
-    Ok(row.map(|r| {
-        let lsn = |i: usize| r.get::<_, Option<String>>(i).and_then(|s| s.parse().ok());
-        Migration {
-            name: r.get(0),
-            plan_checksum: r.get(1),
-            status: r
-                .get::<_, String>(2)
-                .parse()
-                .unwrap_or(MigrationStatus::Created),
-            slot_name: r.get(3),
-            publication: r.get(4),
-            snapshot_lsn: lsn(5),
-            consistent_lsn: lsn(6),
-            applied_lsn: lsn(7),
-            message: r.get(8),
-        }
+    Ok(row.map(|r| Migration {
+        name: r.get(0),
+        plan_checksum: r.get(1),
+        status: r
+            .get::<_, String>(2)
+            .parse()
+            .unwrap_or(MigrationStatus::Created),
+        slot_name: r.get(3),
+        publication: r.get(4),
+        snapshot_lsn: r.get(5),
+        consistent_lsn: r.get(6),
+        applied_lsn: r.get(7),
+        message: r.get(8),
     }))
 }
 
@@ -179,14 +177,10 @@ pub async fn set_lsns(
     client
         .execute(
             "UPDATE switchyard.migrations
-                SET snapshot_lsn = coalesce($2::text::pg_lsn, snapshot_lsn),
-                    consistent_lsn = $3::text::pg_lsn, updated_at = now()
+                SET snapshot_lsn = coalesce($2, snapshot_lsn), consistent_lsn = $3,
+                    updated_at = now()
               WHERE name = $1",
-            &[
-                &name,
-                &snapshot.map(|l| l.to_string()),
-                &consistent.to_string(),
-            ],
+            &[&name, &snapshot, &consistent],
         )
         .await
         .map_err(ctx("recording LSNs"))?;
@@ -204,11 +198,15 @@ pub async fn record_applied(
 ) -> Result<(), CheckpointError> {
     tx.execute(
         "UPDATE switchyard.migrations
-            SET applied_lsn = $2::text::pg_lsn,
-                applied_commit_at = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond',
+            SET applied_lsn = $2, applied_commit_at = $3,
                 changes_applied = changes_applied + $4, pending_since = NULL, updated_at = now()
           WHERE name = $1",
-        &[&migration, &applied.to_string(), &(commit_micros_since_2000 as f64), &changes],
+        &[
+            &migration,
+            &applied,
+            &PgTimestamp(commit_micros_since_2000),
+            &changes,
+        ],
     )
     .await
     .map_err(ctx("recording the applied LSN"))?;
@@ -228,10 +226,10 @@ pub async fn record_fence(
     lsn: Lsn,
 ) -> Result<(), CheckpointError> {
     tx.execute(
-        "WITH f AS (UPDATE switchyard.migrations SET fence_id = $2, fence_lsn = $3::text::pg_lsn
+        "WITH f AS (UPDATE switchyard.migrations SET fence_id = $2, fence_lsn = $3
                      WHERE name = $1 RETURNING name)
          SELECT pg_notify($4, name) FROM f",
-        &[&migration, &id, &lsn.to_string(), &FENCE_CHANNEL],
+        &[&migration, &id, &lsn, &FENCE_CHANNEL],
     )
     .await
     .map_err(ctx("recording an applied fence"))?;
@@ -264,11 +262,14 @@ pub async fn heartbeat(
     let row = client
         .query_opt(
             "UPDATE switchyard.migrations
-                SET heartbeat_at = now(), received_lsn = $2::text::pg_lsn,
-                    pending_since = timestamptz '2000-01-01 00:00:00+00' + $3 * interval '1 microsecond'
+                SET heartbeat_at = now(), received_lsn = $2, pending_since = $3
               WHERE name = $1
             RETURNING status",
-            &[&migration, &received.to_string(), &pending_since_micros_since_2000.map(|m| m as f64)],
+            &[
+                &migration,
+                &received,
+                &pending_since_micros_since_2000.map(PgTimestamp),
+            ],
         )
         .await
         .map_err(ctx("recording the consumer heartbeat"))?;
