@@ -22,30 +22,55 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     if !(seconds.is_finite() && seconds >= 0.0) {
         return Err(format!("{text:?} is not a duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        format!(
+            "duration {text:?} is too long: the longest is {} s",
+            Duration::MAX.as_secs()
+        )
+    })
 }
 
 /// `<number><unit>` with unit `B`, `kB`, `MB`, `GB` (powers of 1024, as PostgreSQL reads
-/// them); a bare number is bytes.
+/// them); a bare number is bytes. A fraction of a byte is dropped (`0.1kB` is 102 bytes); a
+/// size over `i64::MAX` bytes (PostgreSQL's `bigint`, in which sizes are compared) is refused.
 pub fn bytes(text: &str) -> Result<i64, String> {
     let (number, unit) = split(text);
     let value: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a size (e.g. 1MB, 64kB)"))?;
-    let factor = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1024.0,
-        "mb" | "m" => 1024.0 * 1024.0,
-        "gb" | "g" => 1024.0 * 1024.0 * 1024.0,
+    let factor: i64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1 << 10,
+        "mb" | "m" => 1 << 20,
+        "gb" | "g" => 1 << 30,
         _ => {
             return Err(format!(
                 "unknown size unit {unit:?} in {text:?} (B, kB, MB, GB)"
             ))
         }
     };
-    let b = value * factor;
+    let too_large = || {
+        format!(
+            "size {text:?} is too large: the largest is {} bytes",
+            i64::MAX
+        )
+    };
+    // Whole numbers (digits only, see `split`) are multiplied exactly, where f64 would round
+    // those past 2^53; their parse can fail only by overflow.
+    if !number.contains('.') {
+        return number
+            .parse::<i64>()
+            .ok()
+            .and_then(|whole| whole.checked_mul(factor))
+            .ok_or_else(too_large);
+    }
+    let b = (value * factor as f64).trunc();
     if !(b.is_finite() && b >= 0.0) {
         return Err(format!("{text:?} is not a size"));
+    }
+    // i64::MAX as f64 rounds up to 2^63, the first value that does not fit.
+    if b >= i64::MAX as f64 {
+        return Err(too_large());
     }
     Ok(b as i64)
 }
@@ -70,6 +95,38 @@ mod tests {
         assert_eq!(duration("3"), Ok(Duration::from_secs(3)));
         assert!(duration("5 parsecs").is_err());
         assert!(duration("fast").is_err());
+    }
+
+    #[test]
+    fn refuses_durations_it_cannot_represent() {
+        let err = duration("99999999999999999999999h").unwrap_err();
+        assert!(err.contains("\"99999999999999999999999h\""), "{err}");
+        assert!(err.contains(&u64::MAX.to_string()), "{err}");
+        assert!(duration("18446744073709551616s").is_err());
+        assert_eq!(duration("1000000h"), Ok(Duration::from_secs(3_600_000_000)));
+    }
+
+    #[test]
+    fn refuses_sizes_it_cannot_represent() {
+        assert_eq!(bytes("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(bytes("8589934591GB"), Ok(8_589_934_591 << 30));
+        for too_large in [
+            "9223372036854775808",
+            "8589934592GB",
+            "99999999999999999999999999kB",
+            "8589934592.0GB",
+            "9223372036854775808.5",
+        ] {
+            let err = bytes(too_large).unwrap_err();
+            assert!(err.contains(&format!("{too_large:?}")), "{err}");
+            assert!(err.contains(&i64::MAX.to_string()), "{err}");
+        }
+        // Past 2^53 whole numbers stay exact.
+        assert_eq!(bytes("9007199254740993"), Ok(9_007_199_254_740_993));
+        assert_eq!(bytes("0.1kB"), Ok(102));
+        assert_eq!(bytes("1.5kB"), Ok(1536));
+        assert!(bytes("").is_err());
+        assert!(bytes("1.2.3").is_err());
     }
 
     #[test]

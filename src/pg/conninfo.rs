@@ -266,22 +266,10 @@ fn url_params(offset: usize, rest: &str) -> Result<Vec<Param>, ConnInfoError> {
 }
 
 fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ConnInfoError::Malformed("percent-encoding is not UTF-8"))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(String::from)
+        .map_err(|_| ConnInfoError::Malformed("percent-encoding is not UTF-8"))
 }
 
 /// Splits `key = value` settings the way libpq and tokio-postgres do: values are bare words or
@@ -398,6 +386,45 @@ mod tests {
         let only_tls = ConnInfo::parse("postgres://u@h/db?sslmode=disable").unwrap();
         assert_eq!(only_tls.ssl_mode(), SslMode::Disable);
         assert_eq!(only_tls.redacted(), "postgres://u@h/db?sslmode=disable");
+    }
+
+    #[test]
+    fn url_decodes_reserved_and_non_ascii_characters_in_user_password_and_dbname() {
+        // user `ü@x:y`, password `s3cr3t%@:/?é`, dbname `d/b?ä@:%`
+        let info = ConnInfo::parse(
+            "postgres://%C3%BC%40x%3Ay:s3cr3t%25%40%3A%2F%3F%C3%A9@h:5433/d%2Fb%3F%C3%A4%40%3A%25?sslmode=require&application_name=%C3%A9%3F%25",
+        )
+        .unwrap();
+        assert_eq!(info.config().get_user(), Some("ü@x:y"));
+        assert_eq!(
+            info.config().get_password(),
+            Some("s3cr3t%@:/?é".as_bytes())
+        );
+        assert_eq!(info.config().get_dbname(), Some("d/b?ä@:%"));
+        assert_eq!(info.config().get_application_name(), Some("é?%"));
+        assert_eq!(info.ssl_mode(), SslMode::Require);
+        assert_eq!(
+            info.redacted(),
+            "postgres://%C3%BC%40x%3Ay:********@h:5433/d%2Fb%3F%C3%A4%40%3A%25?sslmode=require&application_name=%C3%A9%3F%25"
+        );
+        assert_no_secret(&info);
+    }
+
+    #[test]
+    fn url_parameters_are_percent_decoded_and_bad_escapes_kept_or_refused() {
+        let info = ConnInfo::parse(
+            "postgres://u@h/db?sslrootcert=%2Ftmp%2Fca%20%C3%A9%25.pem&sslmode=%76erify-ca",
+        )
+        .unwrap();
+        assert_eq!(info.ssl_root_cert(), Some(Path::new("/tmp/ca é%.pem")));
+        assert_eq!(info.ssl_mode(), SslMode::VerifyCa);
+        // A `%` without two hex digits stays a `%`, as in libpq and tokio-postgres.
+        let info =
+            ConnInfo::parse("postgres://u@h/db?sslrootcert=100%25%zz%4&sslmode=verify-ca").unwrap();
+        assert_eq!(info.ssl_root_cert(), Some(Path::new("100%%zz%4")));
+        let err = ConnInfo::parse("postgres://u:%FF@h/db").unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert!(ConnInfo::parse("postgres://u@h/db?sslmode=%FF").is_err());
     }
 
     #[test]

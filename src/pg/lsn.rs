@@ -8,8 +8,12 @@
 //!
 //! <https://www.postgresql.org/docs/15/datatype-pg-lsn.html>
 
+use std::error::Error;
 use std::fmt;
 use std::str::FromStr;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, PgLsn, ToSql, Type};
 
 /// A position in the write-ahead log, in bytes since the start of the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +59,35 @@ impl From<Lsn> for u64 {
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// Travels as a `pg_lsn` parameter (binary, through postgres-types' [`PgLsn`]), so SQL takes
+/// it as it is instead of casting text.
+impl ToSql for Lsn {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        PgLsn::from(self.0).to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <PgLsn as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+/// Reads a `pg_lsn` column or result as it is, without `::text` and parsing.
+impl<'a> FromSql<'a> for Lsn {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Lsn, Box<dyn Error + Sync + Send>> {
+        PgLsn::from_sql(ty, raw).map(|lsn| Lsn(u64::from(lsn)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <PgLsn as FromSql>::accepts(ty)
     }
 }
 
@@ -116,6 +149,17 @@ mod tests {
         ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn travels_as_binary_pg_lsn() {
+        let lsn = Lsn(0x16_B374_D848);
+        let mut out = BytesMut::new();
+        lsn.to_sql_checked(&Type::PG_LSN, &mut out).unwrap();
+        assert_eq!(&out[..], &0x16_B374_D848_u64.to_be_bytes());
+        assert_eq!(Lsn::from_sql(&Type::PG_LSN, &out).unwrap(), lsn);
+        assert!(lsn.to_sql_checked(&Type::TEXT, &mut out).is_err());
+        assert!(!<Lsn as FromSql>::accepts(&Type::TEXT));
     }
 
     #[test]

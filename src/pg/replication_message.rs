@@ -12,7 +12,10 @@
 //!
 //! <https://www.postgresql.org/docs/15/protocol-replication.html#PROTOCOL-REPLICATION-XLOGDATA>
 
+use std::error::Error;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use crate::pg::lsn::Lsn;
 
@@ -48,6 +51,21 @@ impl PgTimestamp {
     pub fn from_unix_micros(micros: i64) -> PgTimestamp {
         PgTimestamp(micros - PG_EPOCH_UNIX_SECS * 1_000_000)
     }
+}
+
+/// Travels as a `timestamptz` parameter in its binary form, which is this same count, so SQL
+/// takes it as it is instead of adding microseconds to an epoch.
+impl ToSql for PgTimestamp {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        postgres_protocol::types::timestamp_to_sql(self.0, out);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+
+    to_sql_checked!();
 }
 
 /// One message from the server inside CopyBoth.
@@ -179,6 +197,15 @@ impl StandbyStatusUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_travels_as_binary_timestamptz() {
+        let t = PgTimestamp(0x0003_03d1_09c9_2ef2);
+        let mut out = BytesMut::new();
+        t.to_sql_checked(&Type::TIMESTAMPTZ, &mut out).unwrap();
+        assert_eq!(&out[..], &t.0.to_be_bytes());
+        assert!(t.to_sql_checked(&Type::FLOAT8, &mut out).is_err());
+    }
 
     #[test]
     fn decodes_xlog_data_without_copying_the_body() {

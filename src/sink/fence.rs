@@ -85,9 +85,9 @@ impl FenceListener {
         let row = self
             .client
             .query_opt(
-                "SELECT fence_id = $2 OR fence_lsn > $3::text::pg_lsn
+                "SELECT fence_id = $2 OR fence_lsn > $3
                    FROM switchyard.migrations WHERE name = $1",
-                &[&self.migration, &fence.id, &fence.lsn.to_string()],
+                &[&self.migration, &fence.id, &fence.lsn],
             )
             .await
             .map_err(FenceError::Listen)?;

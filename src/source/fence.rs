@@ -38,11 +38,11 @@ pub async fn emit(client: &Client, migration: &str) -> Result<Fence, tokio_postg
         .await?;
     let lsn = client
         .query_one(
-            "SELECT pg_logical_emit_message(true, $1, $2)::text",
+            "SELECT pg_logical_emit_message(true, $1, $2)",
             &[&FENCE_PREFIX, &content],
         )
         .await;
-    let lsn: String = match lsn {
+    let lsn: Lsn = match lsn {
         Ok(row) => row.get(0),
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK").await;
@@ -50,10 +50,7 @@ pub async fn emit(client: &Client, migration: &str) -> Result<Fence, tokio_postg
         }
     };
     client.batch_execute("COMMIT").await?;
-    Ok(Fence {
-        id,
-        lsn: lsn.parse().expect("the server prints LSNs as X/X"),
-    })
+    Ok(Fence { id, lsn })
 }
 
 /// The fence id a message carries, if it is a fence of `migration`.

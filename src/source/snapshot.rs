@@ -72,12 +72,8 @@ pub async fn export_fresh(info: &ConnInfo) -> Result<(Client, String, Lsn), Snap
     // The snapshot is taken at the first query; the WAL position read right after it is at or
     // past every commit the snapshot sees.
     let row = client
-        .query_one(
-            "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text",
-            &[],
-        )
+        .query_one("SELECT pg_export_snapshot(), pg_current_wal_lsn()", &[])
         .await
         .map_err(SnapshotError::Export)?;
-    let lsn: String = row.get(1);
-    Ok((client, row.get(0), lsn.parse().unwrap_or_default()))
+    Ok((client, row.get(0), row.get(1)))
 }

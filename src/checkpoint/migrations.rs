@@ -1,0 +1,277 @@
+//! `switchyard.migrations`: one row per plan, with its status, slot, LSNs and the WAL
+//! consumer's progress (applied LSN, heartbeat, last fence).
+
+use std::fmt;
+use std::str::FromStr;
+
+use tokio_postgres::{Client, GenericClient};
+
+use super::{chunks, ctx, source_relations, CheckpointError};
+use crate::pg::lsn::Lsn;
+use crate::pg::replication_message::PgTimestamp;
+
+/// Where a migration stands. Each variant says who sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStatus {
+    /// `backfill` recorded the migration; publication and slot may not exist yet.
+    Created,
+    /// `backfill` created the slot and is copying chunks (or was interrupted doing so:
+    /// `backfill --resume` goes on).
+    Backfilling,
+    /// `backfill` copied every chunk and ran the after-backfill SQL; the slot waits for the
+    /// WAL consumer.
+    Backfilled,
+    /// The WAL consumer is applying changes (or reconnecting after a lost connection).
+    Following,
+    /// The WAL consumer stopped on something a person must handle (DDL, TRUNCATE, a lost slot,
+    /// a source table renamed, replaced or unpublished); `message` says what and what to do.
+    /// Set by `follow` when it ends in such an error; `follow` starts again from here.
+    Stopped,
+    /// `cutover` swapped the tables.
+    CutOver,
+    /// `abort` dropped the slot and publication.
+    Aborted,
+    /// `rollback` swapped the legacy tables back after a cutover.
+    RolledBack,
+}
+
+impl MigrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Created => "created",
+            MigrationStatus::Backfilling => "backfilling",
+            MigrationStatus::Backfilled => "backfilled",
+            MigrationStatus::Following => "following",
+            MigrationStatus::Stopped => "stopped",
+            MigrationStatus::CutOver => "cut_over",
+            MigrationStatus::Aborted => "aborted",
+            MigrationStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
+impl fmt::Display for MigrationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MigrationStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "created" => MigrationStatus::Created,
+            "backfilling" => MigrationStatus::Backfilling,
+            "backfilled" => MigrationStatus::Backfilled,
+            "following" => MigrationStatus::Following,
+            "stopped" => MigrationStatus::Stopped,
+            "cut_over" => MigrationStatus::CutOver,
+            "aborted" => MigrationStatus::Aborted,
+            "rolled_back" => MigrationStatus::RolledBack,
+            other => return Err(format!("unknown migration status {other:?}")),
+        })
+    }
+}
+
+/// A migration's row.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub name: String,
+    pub plan_checksum: String,
+    pub status: MigrationStatus,
+    pub slot_name: String,
+    pub publication: String,
+    /// The slot's consistent point: the backfill's snapshot, where the stream starts.
+    pub snapshot_lsn: Option<Lsn>,
+    /// The target equals the source once the applied LSN passes this point (later than
+    /// `snapshot_lsn` when a resumed backfill copied chunks under a newer snapshot).
+    pub consistent_lsn: Option<Lsn>,
+    pub applied_lsn: Option<Lsn>,
+    pub message: Option<String>,
+}
+
+/// The migration's row, if `switchyard.migrations` exists and has it.
+pub async fn load(client: &Client, name: &str) -> Result<Option<Migration>, CheckpointError> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('switchyard.migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(ctx("looking for switchyard.migrations"))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT name, plan_checksum, status, slot_name, publication, snapshot_lsn,
+                    consistent_lsn, applied_lsn, message
+               FROM switchyard.migrations WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(ctx("reading the migration"))?;
+    Ok(row.map(|r| Migration {
+        name: r.get(0),
+        plan_checksum: r.get(1),
+        status: r
+            .get::<_, String>(2)
+            .parse()
+            .unwrap_or(MigrationStatus::Created),
+        slot_name: r.get(3),
+        publication: r.get(4),
+        snapshot_lsn: r.get(5),
+        consistent_lsn: r.get(6),
+        applied_lsn: r.get(7),
+        message: r.get(8),
+    }))
+}
+
+/// Records a new migration, replacing an aborted one of the same name (and its chunks).
+pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointError> {
+    client
+        .execute(
+            "INSERT INTO switchyard.migrations (name, plan_checksum, status, slot_name, publication)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET plan_checksum = EXCLUDED.plan_checksum,
+                 status = EXCLUDED.status, snapshot_lsn = NULL, consistent_lsn = NULL,
+                 applied_lsn = NULL, message = NULL, created_at = now(), updated_at = now(),
+                 backfill_started_at = NULL, backfill_finished_at = NULL",
+            &[&m.name, &m.plan_checksum, &m.status.as_str(), &m.slot_name, &m.publication],
+        )
+        .await
+        .map_err(ctx("recording the migration"))?;
+    chunks::clear(client, &m.name).await?;
+    source_relations::clear(client, &m.name).await?;
+    Ok(())
+}
+
+pub async fn set_status(
+    client: &Client,
+    name: &str,
+    status: MigrationStatus,
+    message: Option<&str>,
+) -> Result<(), CheckpointError> {
+    client
+        .execute(
+            "UPDATE switchyard.migrations SET status = $2, message = $3, updated_at = now(),
+                 backfill_started_at = CASE WHEN $2 = 'backfilling'
+                     THEN coalesce(backfill_started_at, now()) ELSE backfill_started_at END,
+                 backfill_finished_at = CASE WHEN $2 = 'backfilled' THEN now()
+                     ELSE backfill_finished_at END
+              WHERE name = $1",
+            &[&name, &status.as_str(), &message],
+        )
+        .await
+        .map_err(ctx("updating the migration status"))?;
+    Ok(())
+}
+
+/// Records the slot's consistent point (first run) or the resumed snapshot's LSN.
+pub async fn set_lsns(
+    client: &Client,
+    name: &str,
+    snapshot: Option<Lsn>,
+    consistent: Lsn,
+) -> Result<(), CheckpointError> {
+    client
+        .execute(
+            "UPDATE switchyard.migrations
+                SET snapshot_lsn = coalesce($2, snapshot_lsn), consistent_lsn = $3,
+                    updated_at = now()
+              WHERE name = $1",
+            &[&name, &snapshot, &consistent],
+        )
+        .await
+        .map_err(ctx("recording LSNs"))?;
+    Ok(())
+}
+
+/// Records an applied group, inside the target transaction that applied it: this is what makes
+/// the apply exactly once (a restart skips source commits at or below `applied_lsn`).
+pub async fn record_applied(
+    tx: &impl GenericClient,
+    migration: &str,
+    applied: Lsn,
+    commit_micros_since_2000: i64,
+    changes: i64,
+) -> Result<(), CheckpointError> {
+    tx.execute(
+        "UPDATE switchyard.migrations
+            SET applied_lsn = $2, applied_commit_at = $3,
+                changes_applied = changes_applied + $4, pending_since = NULL, updated_at = now()
+          WHERE name = $1",
+        &[
+            &migration,
+            &applied,
+            &PgTimestamp(commit_micros_since_2000),
+            &changes,
+        ],
+    )
+    .await
+    .map_err(ctx("recording the applied LSN"))?;
+    Ok(())
+}
+
+/// The notification channel on which the consumer announces each applied fence; the payload
+/// is the migration's name.
+pub const FENCE_CHANNEL: &str = "switchyard_fence";
+
+/// Records that everything before fence `id` is applied, inside the target transaction that
+/// applied it, and notifies [`FENCE_CHANNEL`] (delivered when that transaction commits).
+pub async fn record_fence(
+    tx: &impl GenericClient,
+    migration: &str,
+    id: &str,
+    lsn: Lsn,
+) -> Result<(), CheckpointError> {
+    tx.execute(
+        "WITH f AS (UPDATE switchyard.migrations SET fence_id = $2, fence_lsn = $3
+                     WHERE name = $1 RETURNING name)
+         SELECT pg_notify($4, name) FROM f",
+        &[&migration, &id, &lsn, &FENCE_CHANNEL],
+    )
+    .await
+    .map_err(ctx("recording an applied fence"))?;
+    Ok(())
+}
+
+/// The id of the last fence the consumer applied.
+pub async fn applied_fence(
+    client: &impl GenericClient,
+    migration: &str,
+) -> Result<Option<String>, CheckpointError> {
+    let row = client
+        .query_opt(
+            "SELECT fence_id FROM switchyard.migrations WHERE name = $1",
+            &[&migration],
+        )
+        .await
+        .map_err(ctx("reading the applied fence"))?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
+/// The consumer's liveness and what it holds unapplied, on its own connection and timer.
+/// Returns the migration's status, so that the consumer sees a finished cutover.
+pub async fn heartbeat(
+    client: &Client,
+    migration: &str,
+    received: Lsn,
+    pending_since_micros_since_2000: Option<i64>,
+) -> Result<Option<MigrationStatus>, CheckpointError> {
+    let row = client
+        .query_opt(
+            "UPDATE switchyard.migrations
+                SET heartbeat_at = now(), received_lsn = $2, pending_since = $3
+              WHERE name = $1
+            RETURNING status",
+            &[
+                &migration,
+                &received,
+                &pending_since_micros_since_2000.map(PgTimestamp),
+            ],
+        )
+        .await
+        .map_err(ctx("recording the consumer heartbeat"))?;
+    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
+}
