@@ -177,7 +177,7 @@ pub struct Chunk {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("switchyard state in the target: {context}: {source}")]
+#[error("switchyard state in the target: {context}")]
 pub struct CheckpointError {
     context: &'static str,
     #[source]

@@ -106,17 +106,18 @@ pub enum AccessError {
     #[error("cutover aborted after the cutover SQL: what the plan promised about privileges and row-level security does not hold. Everything was rolled back and the locks released:\n  {}", .0.join("\n  "))]
     Unproven(Vec<String>),
     #[error(
-        "cutover aborted: {context}: {source}. Everything was rolled back and the locks released"
+        "cutover aborted: {context}: {cause}. Everything was rolled back and the locks released"
     )]
     Database {
         context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        /// Printed inside the message, before the fix, and so not its source: the chain
+        /// would name it again after the fix.
+        cause: tokio_postgres::Error,
     },
 }
 
 fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AccessError {
-    move |source| AccessError::Database { context, source }
+    move |cause| AccessError::Database { context, cause }
 }
 
 impl LegacyAccess {
