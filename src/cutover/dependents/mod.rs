@@ -35,6 +35,7 @@ mod report;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
+use crate::error::Chain;
 use crate::pg::ident::{quote_ident, TableName};
 use crate::plan::{Dependents, Disposition, Plan};
 
@@ -167,11 +168,11 @@ pub enum DependentsError {
     StillBound(Vec<Dependent>),
     #[error("reading the objects bound to the legacy tables")]
     Catalog(#[from] tokio_postgres::Error),
-    #[error("carrying view {view} over to what takes the legacy name: {cause}. Everything was rolled back and the locks released; fix the view, or drop it, or set views = \"warn\"")]
+    #[error("carrying view {view} over to what takes the legacy name: {}. Everything was rolled back and the locks released; fix the view, or drop it, or set views = \"warn\"", Chain::new(.cause))]
     Carry {
         view: String,
-        /// Printed inside the message, before the fix, and so not its source: the chain
-        /// would name it again after the fix.
+        /// Printed inside the message with its own causes, before the fix, and so not its
+        /// source: the chain would name it again after the fix.
         cause: tokio_postgres::Error,
     },
 }
