@@ -121,12 +121,7 @@ async fn terminated_sessions_are_named_once_in_the_reconnect_lines() {
     let mut logs = Logs::default();
     let mut f = following(0.005, &mut logs).await;
     // The walsender: the stream's error, through the replication connection's.
-    f.source
-        .batch_execute(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active_pid IS NOT NULL",
-        )
-        .await
-        .unwrap();
+    f.terminate_walsender().await;
     reconnect_chains(&logs, &mut f, 1);
     crate::support::wait_for(
         &f.source,
@@ -135,12 +130,7 @@ async fn terminated_sessions_are_named_once_in_the_reconnect_lines() {
     )
     .await;
     // Every session on the target: a query's error, through tokio_postgres's.
-    f.target
-        .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%'",
-        )
-        .await
-        .unwrap();
+    f.terminate_target_sessions().await;
     f.source
         .batch_execute("UPDATE vortex_items SET title = title || ' (after)' WHERE id % 5 = 0")
         .await
