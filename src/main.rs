@@ -23,8 +23,9 @@ fn main() -> ExitCode {
     match runtime.block_on(switchyard::commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            // The whole chain: "backfill failed: target: committing a chunk: ...: <cause>".
-            eprintln!("error: {e:#}");
+            // The whole chain, each cause once: "backfill failed: target: committing a chunk:
+            // ...: <cause>".
+            eprintln!("error: {}", switchyard::error::Chain::from(&e));
             ExitCode::FAILURE
         }
     }

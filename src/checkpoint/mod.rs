@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS switchyard.dead_letters (
 "#;
 
 #[derive(Debug, thiserror::Error)]
-#[error("switchyard state in the target: {context}: {source}")]
+#[error("switchyard state in the target: {context}")]
 pub struct CheckpointError {
     context: &'static str,
     #[source]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::cli::CutoverArgs;
 use crate::cutover::{cutover, dependents, CutoverError, CutoverOptions, CutoverReport};
+use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
@@ -40,7 +41,10 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
         // (cleanly, between groups), and `switchyard follow` takes over again.
         let _ = stop.send(true);
         if let Ok(Err(e)) = task.await {
-            eprintln!("the in-process consumer stopped with an error: {e:#}");
+            eprintln!(
+                "the in-process consumer stopped with an error: {}",
+                Chain::from(&e)
+            );
         }
     }
     match result {

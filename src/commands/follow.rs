@@ -9,9 +9,10 @@ use rustc_hash::FxHashMap;
 use tokio_postgres::Client;
 
 use crate::checkpoint::{self, MigrationStatus};
+use crate::error::{Chain, Classify, ErrorClass};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
-use crate::pipeline::error::PipelineError;
+use crate::pipeline::error::{PipelineError, StopReason};
 use crate::pipeline::follow::{follow, FollowContext, FollowEnd, Upstream};
 use crate::pipeline::heartbeat::slot_health;
 use crate::pipeline::identity_watch::{Followed, IdentityWatch};
@@ -126,7 +127,7 @@ impl FollowJob {
             )
             .await
             {
-                Err(CheckError::Identity(e)) => return Err(PipelineError::Stopped(e.to_string())),
+                Err(CheckError::Identity(e)) => return Err(StopReason::Identity(e).into()),
                 Err(CheckError::Catalog(e)) => {
                     return Err(PipelineError::source("reading the source catalog", e))
                 }
@@ -174,21 +175,31 @@ impl FollowJob {
 /// the reason, so that `status` and `watch` say what happened and what to do. A stream that
 /// failed because the slot was invalidated is reported as that, with its fix.
 async fn stopped(ctx: &FollowContext, e: PipelineError) -> PipelineError {
-    let e = if e.is_connection_loss() {
+    let e = if e.class() == ErrorClass::Transient {
         e
     } else {
         match slot_health(ctx).await {
-            Err(slot) if matches!(slot, PipelineError::Stopped(_)) => slot,
+            Err(
+                slot @ PipelineError::Stopped(
+                    StopReason::SlotGone { .. } | StopReason::SlotInvalidated { .. },
+                ),
+            ) => slot,
             _ => e,
         }
     };
-    let (status, message) = if e.is_connection_loss() {
+    let (status, message) = if e.class() == ErrorClass::Transient {
         (
             MigrationStatus::Following,
-            format!("consumer lost its connection, reconnecting: {e}"),
+            format!(
+                "consumer lost its connection, reconnecting: {}",
+                Chain::new(&e)
+            ),
         )
     } else {
-        (MigrationStatus::Stopped, format!("consumer stopped: {e}"))
+        (
+            MigrationStatus::Stopped,
+            format!("consumer stopped: {}", Chain::new(&e)),
+        )
     };
     let _ = checkpoint::set_status(&ctx.monitor, &ctx.plan.name, status, Some(&message)).await;
     e
@@ -253,29 +264,4 @@ async fn followed(
         })
         .collect();
     Ok((oids, baseline))
-}
-
-/// Whether `e` is a lost connection to the source or the target (anywhere in its chain):
-/// the consumer then starts over from the applied LSN the target recorded.
-pub fn is_connection_loss(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        if let Some(p) = cause.downcast_ref::<crate::pipeline::error::PipelineError>() {
-            p.is_connection_loss()
-        } else if let Some(c) = cause.downcast_ref::<crate::pg::connect::ConnectError>() {
-            c.is_transient()
-        } else if let Some(c) = cause.downcast_ref::<checkpoint::CheckpointError>() {
-            crate::pipeline::error::lost(c.postgres())
-        } else if let Some(r) =
-            cause.downcast_ref::<crate::source::replication::ReplicationError>()
-        {
-            r.is_transient()
-        } else if let Some(w) = cause.downcast_ref::<crate::source::wal_stream::WalStreamError>()
-        {
-            matches!(w, crate::source::wal_stream::WalStreamError::Replication(r) if r.is_transient())
-        } else if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
-            crate::pipeline::error::lost(pg)
-        } else {
-            false
-        }
-    })
 }

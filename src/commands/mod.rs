@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, OnErrorArg};
+use crate::error::{class_of, Chain, ErrorClass};
 use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
@@ -106,12 +107,13 @@ async fn run_follow(job: follow::FollowJob, stop: Stop) -> anyhow::Result<ExitCo
         let started = std::time::Instant::now();
         match job.clone().run(stopped.clone()).await {
             Ok(end) => break end,
-            Err(e) if follow::is_connection_loss(&e) && !*stopped.borrow() => {
+            Err(e) if class_of(&e) == ErrorClass::Transient && !*stopped.borrow() => {
                 if started.elapsed() > RECONNECT_LAST * 2 {
                     pause = RECONNECT_FIRST;
                 }
                 eprintln!(
-                    "the consumer lost its connection ({e:#}); reconnecting in {:.0} s",
+                    "the consumer lost its connection ({}); reconnecting in {:.0} s",
+                    Chain::from(&e),
                     pause.as_secs_f64()
                 );
                 tokio::select! {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::checkpoint::CheckpointError;
+use crate::error::Chain;
 use crate::pg::connect::ConnectError;
 use crate::plan::LegacyNames;
 use crate::sink::fence::FenceError;
@@ -57,12 +58,13 @@ pub enum CutoverError {
     Diverged(String),
     #[error("cutover aborted: row counts differ under the lock ({}). Everything was rolled back; `switchyard verify` lists the rows, `switchyard.dead_letters` holds rows that were refused", describe_counts(.0))]
     CountsDiffer(Vec<CountResult>),
-    #[error("cutover aborted at step \"{}\": {context}: {source}. Everything was rolled back and the locks released", .step.describe())]
+    #[error("cutover aborted at step \"{}\": {context}: {}. Everything was rolled back and the locks released", .step.describe(), Chain::new(.cause))]
     Database {
         step: Step,
         context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        /// Printed inside the message with its own causes, before the fix, and so not its
+        /// source: the chain would name it again after the fix.
+        cause: tokio_postgres::Error,
     },
     #[error("cutover aborted: the swap did not do what the plan promises ([cutover] legacy_names = \"{}\"{}{}): {}. Everything was rolled back and the locks released: the migration is not cut over and its slot is kept. Fix the cutover SQL (does it find the new tables? it ran with search_path {search_path}), or declare what it does with [cutover] legacy_names, then issue the cutover again", .promise.as_str(), promise_origin(*.declared, *.same_database), guard_origin(*.same_database), .broken.join("; "))]
     NotSwapped {
@@ -72,17 +74,18 @@ pub enum CutoverError {
         search_path: String,
         broken: Vec<String>,
     },
-    #[error("the cutover committed on the {committed} but the {failed}'s commit failed: {source}. \
+    #[error("the cutover committed on the {committed} but the {failed}'s commit failed: {}. \
              With side = \"source\" the swap is done and only switchyard's state lags: mark it with \
              `UPDATE switchyard.migrations SET status = 'cut_over'`. With side = \"target\" the new \
              tables are live but the legacy tables were released without their read-only triggers: \
              stop the application's writes to them. Either way `switchyard rollback` \
-             says what is in place on the source and undoes it")]
+             says what is in place on the source and undoes it", Chain::new(.cause))]
     HalfCommitted {
         committed: &'static str,
         failed: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        /// Printed inside the message with its own causes, before the fix, and so not its
+        /// source: the chain would name it again after the fix.
+        cause: tokio_postgres::Error,
     },
     /// An object bound to a legacy table (see `crate::cutover::dependents`).
     #[error(transparent)]
@@ -97,7 +100,7 @@ pub enum CutoverError {
     Fence(#[from] FenceError),
     #[error(transparent)]
     State(#[from] CheckpointError),
-    #[error("{0}")]
+    #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
@@ -159,9 +162,9 @@ pub(super) fn db(
     step: Step,
     context: &'static str,
 ) -> impl FnOnce(tokio_postgres::Error) -> CutoverError {
-    move |source| CutoverError::Database {
+    move |cause| CutoverError::Database {
         step,
         context,
-        source,
+        cause,
     }
 }

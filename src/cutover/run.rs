@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::checkpoint::{self, MigrationStatus};
+use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::pg::ident::TableName;
@@ -384,8 +385,9 @@ async fn finish(plan: &Plan, source: &ConnInfo, state: &Client, report: &mut Cut
         report.slot = Some(match drop_slot(plan, source).await {
             Ok(()) => format!("{} dropped", plan.slot_name()),
             Err(e) => format!(
-                "{} NOT dropped ({e:#}): drop it once the consumer stopped (`switchyard abort`), or the source keeps WAL for it",
-                plan.slot_name()
+                "{} NOT dropped ({}): drop it once the consumer stopped (`switchyard abort`), or the source keeps WAL for it",
+                plan.slot_name(),
+                Chain::from(&e)
             ),
         });
     }

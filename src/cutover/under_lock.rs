@@ -305,11 +305,11 @@ pub(super) async fn locked(
         .await
         .map_err(db(Step::Commit, "committing"))?;
     report.committed = true;
-    if let Err(source) = second.batch_execute("COMMIT").await {
+    if let Err(cause) = second.batch_execute("COMMIT").await {
         return Err(CutoverError::HalfCommitted {
             committed: sides.0,
             failed: sides.1,
-            source,
+            cause,
         }
         .into());
     }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio_postgres::Client;
 
 use crate::checkpoint::Chunk;
+use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
@@ -67,7 +68,7 @@ pub async fn copy_chunks(
                     match copy_chunk(&ctx, &mut worker, source_index, &chunk).await {
                         Ok(()) => break,
                         Err(e) if e.is_retryable() && attempt < MAX_CHUNK_ATTEMPTS => {
-                            tracing::warn!(chunk = chunk.chunk_no, table = %chunk.source_table, error = %e, "retrying the chunk");
+                            tracing::warn!(chunk = chunk.chunk_no, table = %chunk.source_table, error = %Chain::new(&e), "retrying the chunk");
                             attempt += 1;
                         }
                         Err(e) => {

@@ -18,7 +18,7 @@ use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::lsn::Lsn;
 use crate::source::identity::{self, CheckError};
 
-use super::error::PipelineError;
+use super::error::{PipelineError, StopReason};
 use super::follow::FollowContext;
 
 /// How long a consumer that found a followed table renamed or gone waits for the cutover to be
@@ -88,17 +88,17 @@ pub(super) async fn verify(ctx: &FollowContext) -> Result<Option<Verdict>, Pipel
             );
             Ok(None)
         }
-        Err(CheckError::Identity(e)) => unless_cut_over(ctx, e.to_string())
+        Err(CheckError::Identity(e)) => unless_cut_over(ctx, e.into())
             .await
             .map(|()| Some(Verdict::CutOver)),
     }
 }
 
-/// Stops with `message`, unless the migration turns out to be cut over within
+/// Stops for `reason`, unless the migration turns out to be cut over within
 /// [`CUTOVER_GRACE`] (then `Ok`).
 pub(super) async fn unless_cut_over(
     ctx: &FollowContext,
-    message: String,
+    reason: StopReason,
 ) -> Result<(), PipelineError> {
     let deadline = Instant::now() + CUTOVER_GRACE;
     loop {
@@ -109,7 +109,7 @@ pub(super) async fn unless_cut_over(
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(PipelineError::Stopped(message));
+            return Err(reason.into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

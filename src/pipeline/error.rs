@@ -1,29 +1,24 @@
-//! Errors of the backfill's workers and of the WAL consumer, by what the caller must do: a
-//! source or target error (retry or resume), a bad row under `--on-error stop`, or a stop the
-//! consumer must not apply past (DDL, TRUNCATE, a broken stream).
+//! Errors of the backfill's workers and of the WAL consumer, by what the caller must do (see
+//! [`crate::error::ErrorClass`]): a lost source or target connection (retry or resume), a bad
+//! row under `--on-error stop`, or a stop the consumer must not apply past ([`StopReason`]:
+//! DDL, TRUNCATE, a lost slot), each naming its fix.
 
 use crate::checkpoint::CheckpointError;
+use crate::error::{Classify, ErrorClass};
 use crate::pg::connect::ConnectError;
 use crate::sink::copy_in::WriteError;
-
-/// A closed session, or a server saying it is going away or not ready yet.
-pub fn lost(e: &tokio_postgres::Error) -> bool {
-    e.is_closed()
-        || e.code().is_some_and(|c| {
-            let c = c.code();
-            c.starts_with("08") || c.starts_with("57P")
-        })
-}
+use crate::source::identity::IdentityError;
+use crate::source::relations::RelationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("source: {context}: {source}")]
+    #[error("source: {context}")]
     Source {
         context: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("target: {context}: {source}")]
+    #[error("target: {context}")]
     Target {
         context: String,
         #[source]
@@ -46,9 +41,9 @@ pub enum PipelineError {
     #[error("a transform worker panicked")]
     WorkerPanicked,
     /// The WAL consumer met something it must not apply past (DDL, TRUNCATE, a lost slot).
-    #[error("{0}")]
-    Stopped(String),
-    #[error("replication stream: {0}")]
+    #[error(transparent)]
+    Stopped(#[from] StopReason),
+    #[error("replication stream")]
     Stream(#[from] crate::source::wal_stream::WalStreamError),
     /// The server ended the stream (CopyDone): it is shutting down or the walsender was told
     /// to stop.
@@ -72,27 +67,26 @@ impl PipelineError {
     }
 }
 
-impl PipelineError {
-    /// The connection to the source or the target was lost (network, server restart, the
-    /// session terminated): starting over from the recorded position may succeed without
-    /// anyone changing anything. Everything else needs a person.
-    pub fn is_connection_loss(&self) -> bool {
+/// The class of each variant; `BadRow` alone is the row's, and `--on-error` decides.
+impl Classify for PipelineError {
+    fn class(&self) -> ErrorClass {
         match self {
             PipelineError::Source { source, .. } | PipelineError::Target { source, .. } => {
-                lost(source)
+                source.class()
             }
-            PipelineError::Write(w) => lost(&w.source),
-            PipelineError::Checkpoint(c) => lost(c.postgres()),
-            PipelineError::Connect(c) => c.is_transient(),
-            PipelineError::ReplicationRole(r) => lost(r.postgres()),
-            PipelineError::StreamEnded => true,
-            PipelineError::Stream(crate::source::wal_stream::WalStreamError::Replication(r)) => {
-                r.is_transient()
-            }
-            _ => false,
+            PipelineError::Write(w) => w.class(),
+            PipelineError::Checkpoint(c) => c.class(),
+            PipelineError::Connect(c) => c.class(),
+            PipelineError::ReplicationRole(r) => r.class(),
+            PipelineError::Stream(s) => s.class(),
+            PipelineError::StreamEnded => ErrorClass::Transient,
+            PipelineError::BadRow { .. } => ErrorClass::Input,
+            PipelineError::WorkerPanicked | PipelineError::Stopped(_) => ErrorClass::Definite,
         }
     }
+}
 
+impl PipelineError {
     /// A deadlock or serialization failure: the transaction was rolled back and may simply be
     /// run again.
     pub fn is_retryable(&self) -> bool {
@@ -108,4 +102,31 @@ impl PipelineError {
                 || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
         })
     }
+}
+
+/// Why the WAL consumer stopped rather than apply past a change: applying on would diverge from
+/// the source, and retrying meets the same change again. Each message names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StopReason {
+    #[error("TRUNCATE of source table {table} cannot be followed by key; switchyard stops rather than diverge. \
+             Truncate the output tables the same way if that is intended, then `switchyard abort` and backfill again")]
+    Truncate { table: String },
+    /// DDL seen on the stream (a column gone or retyped, a replica identity that no longer
+    /// covers the key, a replaced table), or a change the relations cannot map.
+    #[error(transparent)]
+    Relation(#[from] RelationError),
+    /// A followed table is not what the plan names (the identity checks on the catalog).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("source table {table} was renamed to {now}, and the catalog could not be read to see whether it has its name back; run `switchyard follow` again")]
+    RenameUnchecked { table: String, now: String },
+    #[error("replication slot {slot} is gone: the changes since the backfill cannot be streamed. `switchyard abort` and backfill again")]
+    SlotGone { slot: String },
+    #[error("replication slot {slot} was invalidated (max_slot_wal_keep_size exceeded): WAL it needed is gone. \
+             `switchyard abort` and backfill again, with a larger max_slot_wal_keep_size or a faster consumer")]
+    SlotInvalidated { slot: String },
+    #[error("a change of source table {table} arrived without key column {column} in its old-key tuple: the replica identity of the table (or of the partition the row is in) does not cover the plan's key, so the change cannot be applied by key. switchyard stops rather than skip it: give it a replica identity on the key (`REPLICA IDENTITY USING INDEX` a unique index on it, or `FULL`), then `switchyard abort` and backfill again")]
+    KeyNotInOldTuple { table: String, column: String },
+    #[error("an update of source table {table} carries no value for key column {column}, in neither its new nor its old tuple, so it cannot be applied by key; switchyard stops rather than skip it. Report this with the table's definition")]
+    KeyNotSent { table: String, column: String },
 }

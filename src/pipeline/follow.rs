@@ -37,7 +37,7 @@ use crate::sink::dead_letter::{self, DeadLetter};
 use crate::sink::lookup::LookupCache;
 use crate::source::current_row;
 use crate::source::fence::fence_id;
-use crate::source::relations::{fields, Described, Field, Relations};
+use crate::source::relations::{fields, Described, Field, RelationError, Relations};
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
 use crate::transform::batch::describe_origin;
 use crate::transform::change::{change_ops, rejected_ops, RowChange};
@@ -46,7 +46,7 @@ use crate::transform::row::{encode_value, Env};
 use crate::transform::value::Value;
 
 use super::confirm::{unless_cut_over, verify, Confirmed, Verdict};
-use super::error::PipelineError;
+use super::error::{PipelineError, StopReason};
 use super::heartbeat::beat;
 use super::identity_watch::{Checked, IdentityWatch};
 use super::wal_pump::WalPump;
@@ -268,11 +268,10 @@ pub async fn follow(
                 Msg::Truncate(t) if !skipping => {
                     for oid in &t.relation_ids {
                         if let Some(r) = relations.get(*oid).map_err(stop)? {
-                            return Err(PipelineError::Stopped(format!(
-                                "TRUNCATE of source table {} cannot be followed by key; switchyard stops rather than diverge. \
-                                 Truncate the output tables the same way if that is intended, then `switchyard abort` and backfill again",
-                                plan.sources[r.source].table
-                            )));
+                            return Err(StopReason::Truncate {
+                                table: plan.sources[r.source].table.to_string(),
+                            }
+                            .into());
                         }
                     }
                 }
@@ -339,7 +338,7 @@ async fn checked(
             stream.flushed(confirmed.position());
             Ok(false)
         }
-        Some(Checked::Failed(why)) => unless_cut_over(ctx, why).await.map(|()| true),
+        Some(Checked::Failed(why)) => unless_cut_over(ctx, why.into()).await.map(|()| true),
         Some(Checked::Nothing) | None => Ok(false),
     }
 }
@@ -363,12 +362,14 @@ async fn relation(
                     tracing::info!("source table {plan_name} was called {now} for a while; it has its name back, so switchyard follows on");
                     Ok(false)
                 }
-                None => Err(PipelineError::Stopped(format!(
-                    "source table {plan_name} was renamed to {now}, and the catalog could not be read to see whether it has its name back; run `switchyard follow` again"
-                ))),
+                None => Err(StopReason::RenameUnchecked {
+                    table: plan_name.to_string(),
+                    now,
+                }
+                .into()),
             }
         }
-        Err(e) => unless_cut_over(ctx, e.to_string()).await.map(|()| true),
+        Err(e) => unless_cut_over(ctx, e.into()).await.map(|()| true),
     }
 }
 
@@ -408,10 +409,11 @@ async fn apply_change<'t>(
     // the change cannot be found by key.
     if let (Some(OldTuple::Key(_)), Some(old)) = (old, &old_fields) {
         if let Some(i) = (0..key_len).find(|&i| old[i] == Field::Value(Value::Null)) {
-            return Err(PipelineError::Stopped(format!(
-                "a change of source table {table} arrived without key column {} in its old-key tuple: the replica identity of the table (or of the partition the row is in) does not cover the plan's key, so the change cannot be applied by key. switchyard stops rather than skip it: give it a replica identity on the key (`REPLICA IDENTITY USING INDEX` a unique index on it, or `FULL`), then `switchyard abort` and backfill again",
-                source.columns[i]
-            )));
+            return Err(StopReason::KeyNotInOldTuple {
+                table,
+                column: source.columns[i].clone(),
+            }
+            .into());
         }
     }
     let mut new_fields = new
@@ -427,10 +429,11 @@ async fn apply_change<'t>(
                 match old_fields.as_ref().map(|o| &o[i]) {
                     Some(Field::Value(v)) if *v != Value::Null => *field = Field::Value(v.clone()),
                     _ => {
-                        return Err(PipelineError::Stopped(format!(
-                            "an update of source table {table} carries no value for key column {}, in neither its new nor its old tuple, so it cannot be applied by key; switchyard stops rather than skip it. Report this with the table's definition",
-                            source.columns[i]
-                        )))
+                        return Err(StopReason::KeyNotSent {
+                            table,
+                            column: source.columns[i].clone(),
+                        }
+                        .into())
                     }
                 }
             }
@@ -599,8 +602,8 @@ async fn flush(
     Ok(())
 }
 
-fn stop(e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Stopped(e.to_string())
+fn stop(e: RelationError) -> PipelineError {
+    StopReason::Relation(e).into()
 }
 
 fn follow_error(e: crate::source::wal_stream::WalStreamError) -> PipelineError {

@@ -4,7 +4,7 @@
 use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::lsn::Lsn;
 
-use super::error::PipelineError;
+use super::error::{PipelineError, StopReason};
 use super::follow::FollowContext;
 
 /// Below this much WAL left before `max_slot_wal_keep_size` invalidates the slot, the consumer
@@ -41,18 +41,17 @@ pub async fn slot_health(ctx: &FollowContext) -> Result<(), PipelineError> {
         .await
         .map_err(|e| PipelineError::source("reading the slot's state", e))?;
     let Some(slot) = slot else {
-        return Err(PipelineError::Stopped(format!(
-            "replication slot {} is gone: the changes since the backfill cannot be streamed. `switchyard abort` and backfill again",
-            ctx.plan.slot_name()
-        )));
+        return Err(StopReason::SlotGone {
+            slot: ctx.plan.slot_name(),
+        }
+        .into());
     };
     let (wal_status, safe): (Option<String>, Option<i64>) = (slot.get(0), slot.get(1));
     if wal_status.as_deref() == Some("lost") {
-        return Err(PipelineError::Stopped(format!(
-            "replication slot {} was invalidated (max_slot_wal_keep_size exceeded): WAL it needed is gone. \
-             `switchyard abort` and backfill again, with a larger max_slot_wal_keep_size or a faster consumer",
-            ctx.plan.slot_name()
-        )));
+        return Err(StopReason::SlotInvalidated {
+            slot: ctx.plan.slot_name(),
+        }
+        .into());
     }
     if let Some(safe) = safe.filter(|s| *s < SLOT_SAFETY_MARGIN) {
         let message = format!(

@@ -16,7 +16,7 @@ use tokio_postgres::Client;
 
 use crate::pg::lsn::Lsn;
 use crate::plan::Plan;
-use crate::source::identity::{self, CheckError};
+use crate::source::identity::{self, CheckError, IdentityError};
 
 /// How often the catalog is checked: the slot's confirmed position (the WAL the source retains
 /// for the consumer) trails what the target applied by about this much. A check is a handful of
@@ -31,7 +31,7 @@ pub enum Checked {
     /// Every commit up to this LSN was received before a check that passed.
     Proven(Lsn),
     /// A followed table is not what the plan names; the checks have ended.
-    Failed(String),
+    Failed(IdentityError),
 }
 
 /// What the checks need, resolved by the command.
@@ -68,7 +68,7 @@ impl IdentityWatch {
                 let sent = match verdict {
                     Ok(()) => checked_tx.send(Checked::Proven(r)),
                     Err(CheckError::Identity(e)) => {
-                        let _ = checked_tx.send(Checked::Failed(e.to_string()));
+                        let _ = checked_tx.send(Checked::Failed(e));
                         return;
                     }
                     Err(CheckError::Catalog(e)) => {

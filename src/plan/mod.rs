@@ -110,7 +110,7 @@ pub struct SqlFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanLoadError {
-    #[error("cannot read plan {path}: {source}")]
+    #[error("cannot read plan {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

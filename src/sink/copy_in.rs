@@ -76,7 +76,7 @@ struct StagedSql {
 pub type Refused = (usize, String);
 
 #[derive(Debug, thiserror::Error)]
-#[error("writing {table}: {source}")]
+#[error("writing {table}")]
 pub struct WriteError {
     pub table: String,
     #[source]

@@ -35,7 +35,7 @@ pub enum FenceWait {
 pub enum FenceError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("listening for applied fences on the target: {0}")]
+    #[error("listening for applied fences on the target")]
     Listen(#[source] tokio_postgres::Error),
     #[error("the target session listening for applied fences closed")]
     Closed,

@@ -25,7 +25,7 @@ use super::replication_role::{set_replica, ReplicationRoleError};
 pub enum LookupStartError {
     #[error(transparent)]
     ReplicationRole(#[from] ReplicationRoleError),
-    #[error("reading a lookup table: {0}")]
+    #[error("reading a lookup table")]
     Read(#[from] tokio_postgres::Error),
 }
 

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 /// The session could not be made a replica: the role lacks the privilege. Fix the grant.
 #[derive(Debug, thiserror::Error)]
-#[error("the sessions that write the target run with session_replication_role = replica, as native logical replication does, which needs `GRANT SET ON PARAMETER session_replication_role TO <target role>` (PostgreSQL 15) or a superuser: {source}")]
+#[error("the sessions that write the target run with session_replication_role = replica, as native logical replication does, which needs `GRANT SET ON PARAMETER session_replication_role TO <target role>` (PostgreSQL 15) or a superuser")]
 pub struct ReplicationRoleError {
     #[source]
     pub source: tokio_postgres::Error,

@@ -26,13 +26,13 @@ use crate::pg::lsn::Lsn;
 pub enum SnapshotError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("importing snapshot {snapshot}: {source}")]
+    #[error("importing snapshot {snapshot}")]
     Import {
         snapshot: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("exporting a snapshot: {0}")]
+    #[error("exporting a snapshot")]
     Export(#[source] tokio_postgres::Error),
 }
 

@@ -23,7 +23,7 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 pub enum WalStreamError {
     #[error(transparent)]
     Replication(#[from] ReplicationError),
-    #[error("decoding pgoutput at {lsn}: {source}")]
+    #[error("decoding pgoutput at {lsn}")]
     Decode {
         lsn: Lsn,
         #[source]

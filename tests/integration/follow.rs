@@ -76,6 +76,26 @@ impl Following {
         assert_target_matches_expected(&self.source, &self.target).await;
     }
 
+    /// Terminates the walsender of the consumer's slot on the source.
+    pub(crate) async fn terminate_walsender(&self) {
+        self.source
+            .batch_execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active_pid IS NOT NULL",
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Terminates every switchyard session on the target.
+    pub(crate) async fn terminate_target_sessions(&self) {
+        self.target
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%'",
+            )
+            .await
+            .unwrap();
+    }
+
     /// Waits for the consumer to exit on its own and returns its stderr.
     fn exit_message(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -518,19 +538,8 @@ async fn the_consumer_reconnects_after_its_sessions_are_terminated() {
         .await
         .unwrap();
     f.assert_converged().await;
-    // The walsender on the source, and every switchyard session on the target.
-    f.source
-        .batch_execute(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active_pid IS NOT NULL",
-        )
-        .await
-        .unwrap();
-    f.target
-        .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%'",
-        )
-        .await
-        .unwrap();
+    f.terminate_walsender().await;
+    f.terminate_target_sessions().await;
     f.source
         .batch_execute("UPDATE vortex_items SET title = title || ' (after)' WHERE id % 5 = 0; DELETE FROM vortex_items WHERE id % 11 = 0")
         .await

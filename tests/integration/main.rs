@@ -60,5 +60,8 @@ mod faults;
 /// Safe to run: no password in any output, log or state; TLS everywhere; least privilege.
 mod security;
 
+/// Every error chain the binary prints names each cause once, fed dropped connections.
+mod error_chain;
+
 /// Shapes that made other tools lose changes silently (issue 10), one module per kind.
 mod silent_loss;

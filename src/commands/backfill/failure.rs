@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use crate::checkpoint::{self, MigrationStatus};
 use crate::commands::signal::{Interrupted, Stop};
+use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::lsn::Lsn;
 use crate::progress::BackfillProgress;
@@ -51,7 +52,7 @@ impl BackfillJob {
         let (message, error) = match outcome {
             Some(Ok(value)) => return Ok(value),
             Some(Err(e)) => (
-                format!("backfill stopped: {e:#}; {go_on}"),
+                format!("backfill stopped: {}; {go_on}", Chain::from(&e)),
                 e.context(format!(
                     "backfill of {} stopped; the slot and the finished chunks are kept: {go_on}",
                     plan.name
@@ -112,7 +113,10 @@ impl BackfillJob {
             .await;
         let (why, error) = match prepared {
             Some(Ok(prepared)) => return Ok(prepared),
-            Some(Err(e)) => (format!("backfill failed before copying: {e:#}"), Some(e)),
+            Some(Err(e)) => (
+                format!("backfill failed before copying: {}", Chain::from(&e)),
+                Some(e),
+            ),
             None => (
                 "backfill interrupted before the copy began".to_owned(),
                 None,
@@ -124,7 +128,8 @@ impl BackfillJob {
         let outcome = match removed {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => format!(
-                "removing what this run made failed ({e:#}): check for slot {} and publication {} on the source, `switchyard abort` removes them",
+                "removing what this run made failed ({}): check for slot {} and publication {} on the source, `switchyard abort` removes them",
+                Chain::from(&e),
                 self.plan.slot_name(),
                 self.plan.publication_name()
             ),

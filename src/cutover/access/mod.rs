@@ -35,6 +35,7 @@ mod wanted;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::error::Chain;
 use crate::pg::ident::TableName;
 use crate::plan::{Disposition, Plan};
 
@@ -106,17 +107,19 @@ pub enum AccessError {
     #[error("cutover aborted after the cutover SQL: what the plan promised about privileges and row-level security does not hold. Everything was rolled back and the locks released:\n  {}", .0.join("\n  "))]
     Unproven(Vec<String>),
     #[error(
-        "cutover aborted: {context}: {source}. Everything was rolled back and the locks released"
+        "cutover aborted: {context}: {}. Everything was rolled back and the locks released",
+        Chain::new(.cause)
     )]
     Database {
         context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        /// Printed inside the message with its own causes, before the fix, and so not its
+        /// source: the chain would name it again after the fix.
+        cause: tokio_postgres::Error,
     },
 }
 
 fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AccessError {
-    move |source| AccessError::Database { context, source }
+    move |cause| AccessError::Database { context, cause }
 }
 
 impl LegacyAccess {

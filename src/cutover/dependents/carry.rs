@@ -64,9 +64,9 @@ pub(super) async fn carry(
         client
             .batch_execute(definition)
             .await
-            .map_err(|source| DependentsError::Carry {
+            .map_err(|cause| DependentsError::Carry {
                 view: view.clone(),
-                source,
+                cause,
             })?;
         client
             .execute(

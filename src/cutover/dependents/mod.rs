@@ -35,6 +35,7 @@ mod report;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
+use crate::error::Chain;
 use crate::pg::ident::{quote_ident, TableName};
 use crate::plan::{Dependents, Disposition, Plan};
 
@@ -165,13 +166,14 @@ pub enum DependentsError {
     Refused(Vec<Dependent>),
     #[error("cutover aborted after the plan's cutover SQL: {} object(s) are still bound to a legacy table though the plan says the cutover deals with them. Everything was rolled back and the locks released:\n{}", .0.len(), report::list(.0))]
     StillBound(Vec<Dependent>),
-    #[error("reading the objects bound to the legacy tables: {0}")]
+    #[error("reading the objects bound to the legacy tables")]
     Catalog(#[from] tokio_postgres::Error),
-    #[error("carrying view {view} over to what takes the legacy name: {source}. Everything was rolled back and the locks released; fix the view, or drop it, or set views = \"warn\"")]
+    #[error("carrying view {view} over to what takes the legacy name: {}. Everything was rolled back and the locks released; fix the view, or drop it, or set views = \"warn\"", Chain::new(.cause))]
     Carry {
         view: String,
-        #[source]
-        source: tokio_postgres::Error,
+        /// Printed inside the message with its own causes, before the fix, and so not its
+        /// source: the chain would name it again after the fix.
+        cause: tokio_postgres::Error,
     },
 }
 

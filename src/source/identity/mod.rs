@@ -35,7 +35,7 @@ use super::relations::{CatalogColumn, CatalogRelation};
 mod judge;
 mod read;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
     #[error("source table {table} (OID {oid}) was dropped: whatever takes its place is not the table the backfill copied, and its changes cannot be followed. switchyard stops before confirming anything past it: `switchyard abort` and backfill again")]
     Dropped { table: String, oid: u32 },
@@ -126,7 +126,7 @@ pub async fn catalog(
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// The catalog could not be read: this proves nothing either way.
-    #[error("reading the source catalog: {0}")]
+    #[error("reading the source catalog")]
     Catalog(#[from] tokio_postgres::Error),
     /// A followed table is not what the plan names: a person must act.
     #[error(transparent)]
