@@ -8,7 +8,7 @@
 
 use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::{
-    CommitBody, LogicalReplicationMessage as Msg, RelationBody, TruncateBody,
+    BeginBody, CommitBody, LogicalReplicationMessage as Msg, RelationBody, TruncateBody,
 };
 use crate::source::fence::fence_id;
 use crate::source::row_change::ChangeMessage;
@@ -20,8 +20,8 @@ use super::super::error::PipelineError;
 pub(super) enum Step<'m> {
     /// Nothing to do: a message that changes no row, or one of a transaction already applied.
     Nothing,
-    /// A transaction starts, committed at this time (microseconds since 2000-01-01).
-    Begin { commit_micros: i64 },
+    /// A transaction starts.
+    Begin(&'m BeginBody),
     /// The stream describes a table: map it onto the plan.
     Relation(&'m RelationBody),
     /// A row change of a transaction not yet applied.
@@ -52,6 +52,12 @@ impl Dispatch {
         }
     }
 
+    /// Logs a Begin met between groups. Not in a group: at the debug level, one line per
+    /// transaction under load is noise.
+    pub(super) fn trace_begin(&self, b: &BeginBody) {
+        tracing::debug!(final_lsn = %b.final_lsn, applied = %self.applied, skipping = self.skipping, "begin");
+    }
+
     /// Classifies `message` of migration `migration`'s stream.
     pub(super) fn step<'m>(
         &mut self,
@@ -62,10 +68,7 @@ impl Dispatch {
         Ok(match message {
             Msg::Begin(b) => {
                 self.skipping = b.final_lsn < self.applied;
-                tracing::debug!(final_lsn = %b.final_lsn, applied = %self.applied, skipping = self.skipping, "begin");
-                Step::Begin {
-                    commit_micros: b.commit_timestamp.0,
-                }
+                Step::Begin(b)
             }
             Msg::Commit(body) => {
                 self.skipping = false;
@@ -116,7 +119,7 @@ fn streamed(message: &Msg) -> PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::pgoutput::{BeginBody, InsertBody, StreamStartBody, TupleData};
+    use crate::pg::pgoutput::{InsertBody, StreamStartBody, TupleData};
     use crate::pg::replication_message::PgTimestamp;
 
     fn begin(final_lsn: u64) -> Msg {

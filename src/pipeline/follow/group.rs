@@ -67,6 +67,15 @@ impl<'p> Transforms<'p> {
     }
 }
 
+/// Where a message leaves the open group.
+pub(super) enum InGroup {
+    More,
+    /// It ends at the commit just seen.
+    End,
+    /// The migration was cut over meanwhile: what follows is not the migration's to apply.
+    CutOver,
+}
+
 /// One group of source transactions being applied.
 pub(super) struct Group<'c> {
     tx: Transaction<'c>,

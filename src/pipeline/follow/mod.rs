@@ -20,10 +20,8 @@
 //! Exactly once: applied_lsn and the changes commit together; a restart streams from
 //! applied_lsn and skips any source transaction that committed before it. A shutdown request
 //! is honoured between groups, so a clean stop never leaves a group half applied.
-//!
 //! This file only wires: [`dispatch`] says what a message means, [`upstream`] reads the next
-//! one (heartbeat and identity checks in between), [`crate::source::row_change`] turns a
-//! change into a row change, [`group`] transforms and applies it.
+//! one, [`crate::source::row_change`] makes a row change of it, [`group`] applies it.
 
 mod dispatch;
 mod group;
@@ -46,7 +44,7 @@ use crate::transform::row::Env;
 
 use super::error::PipelineError;
 use dispatch::{Dispatch, Step};
-use group::{Group, Transforms};
+use group::{Group, InGroup, Transforms};
 use relation::{relation, truncate};
 use upstream::Feed;
 
@@ -115,9 +113,8 @@ pub async fn follow(
     loop {
         // A stop is honoured here, between groups: nothing is half applied, and the last
         // group's LSN is already recorded and reported.
-        let feed = &mut consumer.feed;
-        if *shutdown.borrow() || feed.cut_over {
-            let cut_over = feed.cut_over;
+        if *shutdown.borrow() || consumer.feed.cut_over {
+            let cut_over = consumer.feed.cut_over;
             consumer.feed.close().await?;
             return Ok(if cut_over {
                 FollowEnd::CutOver
@@ -125,11 +122,14 @@ pub async fn follow(
                 FollowEnd::Stopped
             });
         }
-        let Some(message) = feed.next(ctx, None).await? else {
+        let Some(message) = consumer.feed.next(ctx, None).await? else {
             continue;
         };
         match consumer.dispatch.step(&message, &ctx.plan.name)? {
-            Step::Begin { commit_micros } => consumer.first_commit_micros = Some(commit_micros),
+            Step::Begin(b) => {
+                consumer.dispatch.trace_begin(b);
+                consumer.first_commit_micros = Some(b.commit_timestamp.0);
+            }
             Step::Relation(r) => {
                 consumer.feed.cut_over |= relation(ctx, &mut consumer.relations, r).await?;
             }
@@ -168,15 +168,6 @@ struct Consumer<'a> {
     first_commit_micros: Option<i64>,
 }
 
-/// Where a message leaves the open group.
-enum InGroup {
-    More,
-    /// It ends at the commit just seen.
-    End,
-    /// The migration was cut over meanwhile: what follows is not the migration's to apply.
-    CutOver,
-}
-
 impl Consumer<'_> {
     /// Applies one group of source transactions, from its first change; returns the LSN it
     /// applied up to, or `None` when the migration was cut over meanwhile.
@@ -213,7 +204,7 @@ impl Consumer<'_> {
         step: Step<'_>,
     ) -> Result<InGroup, PipelineError> {
         match step {
-            Step::Begin { .. } | Step::Nothing => {}
+            Step::Begin(_) | Step::Nothing => {}
             Step::Relation(r) => {
                 if relation(self.ctx, &mut self.relations, r).await? {
                     return Ok(InGroup::CutOver);
