@@ -10,20 +10,18 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::oneshot;
 use tokio_postgres::{Client, Transaction};
 
 use crate::checkpoint::{self, Chunk};
 use crate::plan::{OnError, Plan};
 use crate::sink::copy_in::OutputWriter;
-use crate::sink::dead_letter::{self, DeadLetter};
+use crate::sink::dead_letter::{DeadLetter, Rejects};
 use crate::sink::lookup::LookupCache;
 use crate::source::copy_out;
-use crate::transform::batch::{describe_origin, transform_batch, TransformedBatch};
-use crate::transform::row::Env;
+use crate::transform::batch::{describe_origin, TransformedBatch};
 
 use super::error::PipelineError;
+use super::transform_pool::{transform_on_pool, WorkerPanicked};
 use crate::progress::{BackfillProgress, TableProgress};
 
 /// What a worker needs for every chunk it copies.
@@ -72,7 +70,10 @@ pub async fn copy_chunk(
             .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
         while let Some(batch) = next {
             let write = async {
-                let transformed = transform_on_pool(ctx, source_index, batch.clone()).await?;
+                let transformed =
+                    transform_on_pool(&ctx.plan, &ctx.lookups, source_index, batch.clone())
+                        .await
+                        .map_err(|WorkerPanicked| PipelineError::WorkerPanicked)?;
                 write_batch(ctx, source_index, writers, &tx, &batch, transformed).await
             };
             let (written, following) = tokio::join!(write, batches.next());
@@ -106,25 +107,6 @@ pub async fn copy_chunk(
     }
 }
 
-/// Runs the transform of one batch on the rayon pool, keeping tokio's threads for I/O.
-async fn transform_on_pool(
-    ctx: &ChunkContext,
-    source_index: usize,
-    batch: Bytes,
-) -> Result<TransformedBatch, PipelineError> {
-    let (done, result) = oneshot::channel();
-    let plan = Arc::clone(&ctx.plan);
-    let lookups = Arc::clone(&ctx.lookups);
-    rayon::spawn(move || {
-        let env = Env {
-            maps: &plan.maps,
-            lookups: &*lookups,
-        };
-        let _ = done.send(transform_batch(&plan.sources[source_index], &env, &batch));
-    });
-    result.await.map_err(|_| PipelineError::WorkerPanicked)
-}
-
 /// Writes a transformed batch and its rejects; returns (source rows, rejected rows).
 async fn write_batch(
     ctx: &ChunkContext,
@@ -135,37 +117,27 @@ async fn write_batch(
     batch: TransformedBatch,
 ) -> Result<(u64, u64), PipelineError> {
     let source = &ctx.plan.sources[source_index];
-    let mut letters: Vec<DeadLetter> = batch
-        .rejected
-        .into_iter()
-        .map(|rejected| DeadLetter {
+    let mut rejects = Rejects::new(ctx.on_error);
+    for rejected in batch.rejected {
+        let letter = DeadLetter {
             rejected,
             output_table: None,
-        })
-        .collect();
+        };
+        rejects.push(source_index, letter);
+    }
     for (writer, rows) in writers.iter().zip(&batch.outputs) {
         for (row, reason) in writer.write(tx, rows).await? {
-            letters.push(DeadLetter {
+            let letter = DeadLetter {
                 rejected: describe_origin(source, text, rows.origins[row], reason),
                 output_table: Some(writer.table().to_owned()),
-            });
+            };
+            rejects.push(source_index, letter);
         }
     }
-    if let (OnError::Stop, Some(first)) = (ctx.on_error, letters.first()) {
-        return Err(PipelineError::BadRow {
-            table: source.table.to_string(),
-            key: first.rejected.key.clone(),
-            reason: first.rejected.reason.clone(),
-        });
-    }
-    dead_letter::write(
-        tx,
-        &ctx.migration,
-        "backfill",
-        &source.table.to_string(),
-        &letters,
-    )
-    .await
-    .map_err(|e| PipelineError::target("writing dead letters", e))?;
-    Ok((batch.source_rows, letters.len() as u64))
+    rejects.check(&ctx.plan.sources)?;
+    rejects
+        .write(tx, &ctx.migration, "backfill", &ctx.plan.sources)
+        .await
+        .map_err(|e| PipelineError::target("writing dead letters", e))?;
+    Ok((batch.source_rows, rejects.count()))
 }

@@ -7,8 +7,10 @@ use crate::checkpoint::CheckpointError;
 use crate::error::{Classify, ErrorClass};
 use crate::pg::connect::ConnectError;
 use crate::sink::copy_in::WriteError;
+use crate::sink::dead_letter::BadRow;
 use crate::source::identity::IdentityError;
 use crate::source::relations::RelationError;
+use crate::source::row_change::{KeyMissing, RowChangeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -125,8 +127,29 @@ pub enum StopReason {
     #[error("replication slot {slot} was invalidated (max_slot_wal_keep_size exceeded): WAL it needed is gone. \
              `switchyard abort` and backfill again, with a larger max_slot_wal_keep_size or a faster consumer")]
     SlotInvalidated { slot: String },
-    #[error("a change of source table {table} arrived without key column {column} in its old-key tuple: the replica identity of the table (or of the partition the row is in) does not cover the plan's key, so the change cannot be applied by key. switchyard stops rather than skip it: give it a replica identity on the key (`REPLICA IDENTITY USING INDEX` a unique index on it, or `FULL`), then `switchyard abort` and backfill again")]
-    KeyNotInOldTuple { table: String, column: String },
-    #[error("an update of source table {table} carries no value for key column {column}, in neither its new nor its old tuple, so it cannot be applied by key; switchyard stops rather than skip it. Report this with the table's definition")]
-    KeyNotSent { table: String, column: String },
+    /// A change whose plan key the stream did not send.
+    #[error(transparent)]
+    Key(#[from] KeyMissing),
+    /// The replication stream streamed an in-progress transaction, which switchyard never
+    /// asks for; `kind` is the message (Stream Start, Stop, Commit, Abort).
+    #[error("the replication stream sent a {kind} message: a large transaction streamed before it committed, which switchyard does not ask for (it starts pgoutput without `streaming`) and cannot apply in order; switchyard stops rather than drop its changes. Make sure nothing else consumes or alters the slot, then run `switchyard follow` again")]
+    Streamed { kind: &'static str },
+}
+
+impl From<BadRow> for PipelineError {
+    fn from(BadRow { table, key, reason }: BadRow) -> Self {
+        PipelineError::BadRow { table, key, reason }
+    }
+}
+
+impl From<RowChangeError> for PipelineError {
+    fn from(e: RowChangeError) -> Self {
+        match e {
+            RowChangeError::Read(e) => {
+                PipelineError::source("reading a row for a value the stream does not carry", e)
+            }
+            RowChangeError::Relation(e) => StopReason::Relation(e).into(),
+            RowChangeError::Key(e) => StopReason::Key(e).into(),
+        }
+    }
 }

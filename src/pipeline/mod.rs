@@ -6,4 +6,5 @@ pub mod error;
 pub mod follow;
 pub mod heartbeat;
 pub mod identity_watch;
+pub mod transform_pool;
 pub mod wal_pump;

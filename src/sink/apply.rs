@@ -25,7 +25,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_postgres::Transaction;
 
 use crate::transform::change::OutputOp;
-use crate::transform::program::{OutputPlan, SourcePlan, WriteMode};
+use crate::transform::program::{SourcePlan, WriteMode};
 
 use super::copy_in::{OutputWriter, WriteError};
 use super::replay::Replayed;
@@ -85,9 +85,8 @@ impl ApplyBatch {
     pub fn add(&mut self, source: &SourcePlan, ops: Vec<OutputOp>, origin: u32) {
         for op in ops {
             match op {
-                OutputOp::Upsert { output, row } => {
+                OutputOp::Upsert { output, row, key } => {
                     let plan = &source.outputs[output];
-                    let key = key_of(plan, &row);
                     self.bytes += row.len() + 2 * key.len();
                     let slot = &mut self.outputs[plan.number];
                     if plan.mode == WriteMode::InsertIfAbsent && slot.last.contains_key(&key) {
@@ -154,20 +153,4 @@ impl ApplyBatch {
         self.bytes = 0;
         Ok(refused)
     }
-}
-
-/// The key fields of an output row (COPY text), in key order, without collecting the row's
-/// fields: this runs for every change.
-fn key_of(plan: &OutputPlan, row: &[u8]) -> Vec<u8> {
-    let row = row.strip_suffix(b"\n").unwrap_or(row);
-    let mut key = Vec::with_capacity(64);
-    for (i, &position) in plan.key_positions.iter().enumerate() {
-        if i > 0 {
-            key.push(b'\t');
-        }
-        let field = row.split(|b| *b == b'\t').nth(position).unwrap_or_default();
-        key.extend_from_slice(field);
-    }
-    key.push(b'\n');
-    key
 }

@@ -11,6 +11,7 @@ pub mod preflight;
 pub mod publication;
 pub mod relations;
 pub mod replication;
+pub mod row_change;
 pub mod slot;
 pub mod snapshot;
 pub mod snapshot_wait;

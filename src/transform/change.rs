@@ -21,14 +21,18 @@ use crate::transform::program::{SourcePlan, WriteMode};
 
 use super::eval::{EvalError, Scope};
 use super::memo::Memo;
-use super::row::{encode_value, transform_values, Env};
+use super::row::{encode_value, transform_values, Env, OutputKeys};
 use super::value::Value;
 
 /// What to do to one output for one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputOp {
-    /// The output row, as a COPY text line (with its `\n`).
-    Upsert { output: usize, row: Vec<u8> },
+    /// The output row, as a COPY text line (with its `\n`), and its key, as a delete's.
+    Upsert {
+        output: usize,
+        row: Vec<u8>,
+        key: Vec<u8>,
+    },
     /// The output key, as COPY text fields of the key columns (with its `\n`).
     Delete { output: usize, key: Vec<u8> },
 }
@@ -106,6 +110,7 @@ fn upsert_ops(
 ) -> Result<(), EvalError> {
     let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); source.outputs.len()];
     let (mut derived, mut marks) = (Vec::new(), Vec::new());
+    let mut keys = OutputKeys::default();
     transform_values(
         source,
         env,
@@ -114,11 +119,12 @@ fn upsert_ops(
         &mut derived,
         &mut marks,
         &mut buffers,
+        Some(&mut keys),
     )?;
     let mut unreached = Vec::new();
-    for (output, row) in buffers.into_iter().enumerate() {
+    for (output, (row, key)) in buffers.into_iter().zip(keys.keys).enumerate() {
         if !row.is_empty() {
-            ops.push(OutputOp::Upsert { output, row });
+            ops.push(OutputOp::Upsert { output, row, key });
         } else if may_move && source.outputs[output].mode == WriteMode::Upsert {
             unreached.push(output);
         }

@@ -6,6 +6,8 @@
 //! expression fails, what it had written is truncated away and the row is rejected with a
 //! reason, for the dead-letter table.
 
+use std::ops::Range;
+
 use crate::pg::copy_text::{self, RawField};
 use crate::transform::program::SourcePlan;
 
@@ -72,13 +74,25 @@ pub fn transform_copy_line<'r>(
                 ),
             });
         }
-        transform_values(source, env, columns, memo, derived, marks, outputs)
+        transform_values(source, env, columns, memo, derived, marks, outputs, None)
     })();
     result.map_err(|e| reject(source, fields, e))
 }
 
+/// The output keys of a row, handed out with it: each output's key columns, taken from the
+/// fields as they are written, so that nobody splits the row again to find them.
+#[derive(Debug, Default)]
+pub struct OutputKeys {
+    /// Per output, the key of the row written to it, as COPY text fields of the key columns
+    /// (with its `\n`); left as it was for an output the row does not reach.
+    pub keys: Vec<Vec<u8>>,
+    /// Where each field of the row being written starts and ends in its buffer.
+    spans: Vec<Range<usize>>,
+}
+
 /// Transforms a row given as values (the follow path decodes pgoutput tuples into these).
-/// `derived` and `marks` are scratch space.
+/// `derived` and `marks` are scratch space; with `keys`, each row written hands out its key.
+#[allow(clippy::too_many_arguments)]
 pub fn transform_values<'r>(
     source: &'r SourcePlan,
     env: &Env<'r>,
@@ -87,7 +101,11 @@ pub fn transform_values<'r>(
     derived: &mut Vec<Value<'r>>,
     marks: &mut Vec<usize>,
     outputs: &mut [Vec<u8>],
+    mut keys: Option<&mut OutputKeys>,
 ) -> Result<(), EvalError> {
+    if let Some(keys) = keys.as_deref_mut() {
+        keys.keys.resize_with(outputs.len(), Vec::new);
+    }
     derived.clear();
     for (i, (name, expr)) in source.derived.iter().enumerate() {
         let memo_input = match source.memo_columns[i].map(|c| &columns[c]) {
@@ -122,7 +140,7 @@ pub fn transform_values<'r>(
         lookups: env.lookups,
     };
     let written = (|| {
-        for (output, buf) in source.outputs.iter().zip(outputs.iter_mut()) {
+        for (number, (output, buf)) in source.outputs.iter().zip(outputs.iter_mut()).enumerate() {
             if let Some(when) = &output.when {
                 match when.eval(&scope)? {
                     Value::Bool(true) => {}
@@ -136,16 +154,36 @@ pub fn transform_values<'r>(
                     }
                 }
             }
+            if let Some(keys) = keys.as_deref_mut() {
+                keys.spans.clear();
+            }
             for (i, (name, expr)) in output.columns.iter().zip(&output.exprs).enumerate() {
                 if i > 0 {
                     buf.push(b'\t');
                 }
+                let start = buf.len();
                 let v = expr
                     .eval(&scope)
                     .map_err(|e| EvalError::new(format!("{}.{name}: {e}", output.table.name)))?;
                 encode_value(&v, buf);
+                if let Some(keys) = keys.as_deref_mut() {
+                    keys.spans.push(start..buf.len());
+                }
             }
             buf.push(b'\n');
+            if let Some(OutputKeys { keys, spans }) = keys.as_deref_mut() {
+                let key = &mut keys[number];
+                key.clear();
+                for (i, &position) in output.key_positions.iter().enumerate() {
+                    if i > 0 {
+                        key.push(b'\t');
+                    }
+                    if let Some(span) = spans.get(position) {
+                        key.extend_from_slice(&buf[span.clone()]);
+                    }
+                }
+                key.push(b'\n');
+            }
         }
         Ok(())
     })();

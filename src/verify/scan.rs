@@ -6,7 +6,7 @@
 //!       reads batch k+1          while       batch k is transformed and written
 //! ```
 //!
-//! The same code as the backfill (`copy_out`, `transform_batch`) produces the rows, so verify
+//! The same code as the backfill (`copy_out`, [`transform_on_pool`]) produces the rows, so verify
 //! checks the transforms' output as the backfill and the consumer would write it. The tool holds
 //! one batch at a time ([`copy_out::BATCH_BYTES`]); the table itself lands in temp tables on
 //! the target, where PostgreSQL's own input functions turn the transform's text into typed
@@ -16,15 +16,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::sync::oneshot;
 use tokio_postgres::Client;
 
 use crate::checkpoint::Chunk;
 use crate::pg::ident::quote_ident;
+use crate::pipeline::transform_pool::{transform_on_pool, WorkerPanicked};
 use crate::plan::Plan;
+use crate::sink::dead_letter::{DeadLetter, Rejects};
 use crate::source::copy_out;
-use crate::transform::batch::{transform_batch, TransformedBatch};
-use crate::transform::row::{Env, Rejected};
+use crate::transform::batch::TransformedBatch;
+use crate::transform::row::Rejected;
 
 use super::error::VerifyError;
 use super::lookups::ReadOnlyLookups;
@@ -127,44 +128,33 @@ pub async fn scan_source(
         .await
         .map_err(VerifyError::source(reading.clone()))?;
     let mut scan = SourceScan::default();
+    let mut rejects = Rejects::counted(REJECTED_SHOWN);
     let mut next = batches
         .next()
         .await
         .map_err(VerifyError::source(reading.clone()))?;
     while let Some(batch) = next {
         let write = async {
-            let transformed = transform_on_pool(plan, lookups, source, batch).await?;
+            let transformed = transform_on_pool(plan, lookups, source, batch)
+                .await
+                .map_err(|WorkerPanicked| VerifyError::WorkerPanicked)?;
             write_batch(target, &statements, transformed).await
         };
         let (written, following) = tokio::join!(write, batches.next());
         let transformed = written?;
         scan.source_rows += transformed.source_rows;
-        scan.rejected_rows += transformed.rejected.len() as u64;
-        let room = REJECTED_SHOWN.saturating_sub(scan.rejected.len());
-        scan.rejected
-            .extend(transformed.rejected.into_iter().take(room));
+        for rejected in transformed.rejected {
+            let letter = DeadLetter {
+                rejected,
+                output_table: None,
+            };
+            rejects.push(source, letter);
+        }
         next = following.map_err(VerifyError::source(reading.clone()))?;
     }
+    scan.rejected_rows = rejects.count();
+    scan.rejected = rejects.into_kept();
     Ok(scan)
-}
-
-/// The transform of one batch on the rayon pool, as the backfill runs it.
-async fn transform_on_pool(
-    plan: &Arc<Plan>,
-    lookups: &Arc<ReadOnlyLookups>,
-    source: usize,
-    batch: Bytes,
-) -> Result<TransformedBatch, VerifyError> {
-    let (done, result) = oneshot::channel();
-    let (plan, lookups) = (Arc::clone(plan), Arc::clone(lookups));
-    rayon::spawn(move || {
-        let env = Env {
-            maps: &plan.maps,
-            lookups: &*lookups,
-        };
-        let _ = done.send(transform_batch(&plan.sources[source], &env, &batch));
-    });
-    result.await.map_err(|_| VerifyError::WorkerPanicked)
 }
 
 /// COPYs each output's rows of a batch into its temp table; returns the batch for its counts.
