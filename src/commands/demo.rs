@@ -113,7 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let slot_bytes = slot::state(&source, &plan.slot_name())
         .await?
-        .map_or(-1, |s| s.retained_bytes);
+        .map_or(-1, |s| s.retained_bytes().unwrap_or(0));
     println!(
         "== following the WAL with the write load still running (the slot held {} after the copy)",
         human_bytes(slot_bytes)

@@ -86,6 +86,21 @@ impl FromStr for Lsn {
     }
 }
 
+/// Reads a `pg_lsn` column in its binary form (8 bytes, big-endian), as
+/// [`tokio_postgres::types::PgLsn`] does: no `::text` round trip.
+impl<'a> tokio_postgres::types::FromSql<'a> for Lsn {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Lsn, Box<dyn std::error::Error + Sync + Send>> {
+        tokio_postgres::types::PgLsn::from_sql(ty, raw).map(|lsn| Lsn(u64::from(lsn)))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::PG_LSN
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +142,17 @@ mod tests {
         assert_eq!(b.bytes_since(a), Some(1));
         assert_eq!(a.bytes_since(b), None);
         assert_eq!(a.saturating_bytes_since(b), 0);
+    }
+
+    #[test]
+    fn reads_the_binary_pg_lsn_form() {
+        use tokio_postgres::types::{FromSql, Type};
+        let raw = 0x16_B374_D848u64.to_be_bytes();
+        assert_eq!(
+            Lsn::from_sql(&Type::PG_LSN, &raw).unwrap(),
+            "16/B374D848".parse().unwrap()
+        );
+        assert!(Lsn::accepts(&Type::PG_LSN) && !Lsn::accepts(&Type::TEXT));
+        assert!(Lsn::from_sql(&Type::PG_LSN, &raw[..4]).is_err());
     }
 }
