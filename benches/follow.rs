@@ -163,7 +163,7 @@ async fn run(scale: f64, backlog: Duration) {
     let plan_loaded = switchyard::plan::Plan::load(&plan).unwrap();
     while sampling.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(s) = switchyard::commands::watch::sample(&source, &target, &plan_loaded)
+        if let Some(s) = switchyard::lag::sample(&source, &target, &plan_loaded)
             .await
             .unwrap()
         {

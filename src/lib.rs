@@ -18,6 +18,7 @@
 //!   pg/          codecs with no I/O: COPY text, pgoutput, replication framing, quoting, LSN,
 //!                connection strings (and the one I/O piece, `connect`)
 //!   checkpoint   the tool's own state in the target (schema `switchyard`)
+//!   lag          how far the consumer is behind: the target's state against the source's slot
 //!   progress     displays that read counters; they never drive work
 //!   cli/ commands/  what the user typed, and one file per subcommand
 //!   verify/      transformed source vs target, by key, with bucket hashes and rechecks
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod cutover;
 pub mod demo;
+pub mod lag;
 pub mod pg;
 pub mod pipeline;
 pub mod plan;
