@@ -10,7 +10,8 @@
 //!   source/ ---rows---> transform/ ---rows---> sink/
 //!   preflight, slot,    pure row functions     COPY in, set-based apply,
 //!   chunks, COPY out,   shared by backfill     dead letters, lookups
-//!   WAL stream          and follow
+//!   WAL stream,         and follow
+//!   catalog reads
 //!         \______________ pipeline/ ______________/
 //!     backfill: chunk queue -> workers (snapshot reader -> rayon -> target tx per chunk)
 //!     follow:   WAL pump -> decode -> transform -> coalesce -> target tx per commit group

@@ -7,9 +7,8 @@ use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::{Plan, SourcePlan};
+use crate::source::catalog::has_unique_key;
 use crate::source::{identity, slot};
-// The same catalog question the target's key indexes answer, asked of a source table.
-use crate::sink::key_index::has_unique_key;
 use crate::transform::expr::Expr;
 
 /// One thing `check` found.
