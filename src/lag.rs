@@ -84,12 +84,7 @@ pub async fn sample(
         .map_err(LagError::Source)?;
     let running: bool = m.get(3);
     let pending: Option<f64> = m.get(4);
-    // What the target has applied: the slot's confirmed position, or the applied LSN when the
-    // consumer recorded it before confirming (PostgreSQL's greatest() skips a NULL).
-    let bytes_behind = slot.as_ref().map(|s| {
-        let applied = s.confirmed_flush_lsn.max(applied).unwrap_or(Lsn::INVALID);
-        slot::bytes(s.wal_lsn.saturating_bytes_since(applied))
-    });
+    let bytes_behind = slot.as_ref().map(|s| bytes_behind(s, applied));
     Ok(Some(Sample {
         status: m.get(0),
         bytes_behind,
@@ -106,4 +101,59 @@ pub async fn sample(
         chunks_done: m.get(6),
         chunks_total: m.get(7),
     }))
+}
+
+/// WAL between the source's position and what the target has applied: the slot's confirmed
+/// position, or the applied LSN when the consumer recorded it before confirming (as
+/// PostgreSQL's `greatest()`, which skips a NULL); never below zero.
+fn bytes_behind(slot: &slot::SlotState, applied: Option<Lsn>) -> i64 {
+    let applied = slot
+        .confirmed_flush_lsn
+        .max(applied)
+        .unwrap_or(Lsn::INVALID);
+    slot::bytes(slot.wal_lsn.saturating_bytes_since(applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(restart: Option<u64>, confirmed: Option<u64>, now: u64) -> slot::SlotState {
+        slot::SlotState {
+            name: "s".to_owned(),
+            logical: true,
+            in_current_database: true,
+            active: true,
+            active_pid: Some(1),
+            walsender_application: None,
+            restart_lsn: restart.map(Lsn),
+            confirmed_flush_lsn: confirmed.map(Lsn),
+            wal_status: None,
+            safe_wal_size: None,
+            wal_lsn: Lsn(now),
+        }
+    }
+
+    #[test]
+    fn bytes_behind_counts_from_the_later_of_confirmed_and_applied() {
+        assert_eq!(
+            bytes_behind(&slot(Some(10), Some(60), 100), Some(Lsn(80))),
+            20
+        );
+        assert_eq!(
+            bytes_behind(&slot(Some(10), Some(90), 100), Some(Lsn(80))),
+            10
+        );
+        assert_eq!(bytes_behind(&slot(Some(10), None, 100), Some(Lsn(70))), 30);
+        assert_eq!(bytes_behind(&slot(Some(10), Some(40), 100), None), 60);
+        assert_eq!(bytes_behind(&slot(None, None, 100), None), 100);
+        // A position recorded ahead of the one sampled reads as caught up, not negative.
+        assert_eq!(bytes_behind(&slot(Some(10), Some(120), 100), None), 0);
+    }
+
+    #[test]
+    fn an_invalidated_slot_retains_nothing_it_can_name() {
+        assert_eq!(slot(Some(10), Some(60), 100).retained_bytes(), Some(90));
+        assert_eq!(slot(None, Some(60), 100).retained_bytes(), None);
+    }
 }
