@@ -103,7 +103,9 @@ pub async fn all(client: &impl GenericClient) -> Result<Vec<SlotState>, tokio_po
 /// How long a terminated walsender may take to let go of its slot.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Drops the slot if it exists; a slot still in use by a walsender is terminated first.
+/// Drops the slot if it exists; a slot still in use by a walsender is terminated first. The
+/// two statements that act on the slot select it from `pg_replication_slots` themselves, so
+/// that a slot gone in between is no error.
 pub async fn drop(client: &Client, slot: &str) -> Result<bool, tokio_postgres::Error> {
     client
         .execute(
