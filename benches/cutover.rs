@@ -80,7 +80,7 @@ async fn run(scale: f64, runs: usize, fraction: f64) {
     // would only measure the wait).
     let target = target_cluster.connect("app").await.unwrap();
     let applied = || async {
-        switchyard::commands::watch::sample(&source, &target, &plan)
+        switchyard::lag::sample(&source, &target, &plan)
             .await
             .unwrap()
             .unwrap()

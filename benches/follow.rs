@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use switchyard::demo::generator::load_legacy;
 use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
+use switchyard::pg::lsn::Lsn;
+use switchyard::source::slot;
 use tokio_postgres::Client;
 
 use common::{bench_cluster, switchyard};
@@ -101,14 +103,15 @@ async fn run(scale: f64, backlog: Duration) {
     let report = load.stop().await.unwrap();
     let transactions = report.counts.committed();
     let quiet = insert_lsn(&source).await;
-    let backlog_bytes: i64 = source
-        .query_one(
-            "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::int8 FROM pg_replication_slots WHERE slot_name = 'native'",
-            &[],
-        )
+    let native_slot = slot::state(&source, "native")
         .await
         .unwrap()
-        .get(0);
+        .expect("the native slot exists");
+    let backlog_bytes = slot::bytes(
+        native_slot
+            .wal_lsn
+            .saturating_bytes_since(native_slot.confirmed_flush_lsn.expect("a logical slot")),
+    );
     println!(
         "scale {scale}: backlog of {transactions} transactions ({:.0} tx/s for {:.0} s), {:.1} MB of WAL",
         transactions as f64 / backlog.as_secs_f64(),
@@ -163,7 +166,7 @@ async fn run(scale: f64, backlog: Duration) {
     let plan_loaded = switchyard::plan::Plan::load(&plan).unwrap();
     while sampling.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(s) = switchyard::commands::watch::sample(&source, &target, &plan_loaded)
+        if let Some(s) = switchyard::lag::sample(&source, &target, &plan_loaded)
             .await
             .unwrap()
         {
@@ -197,14 +200,12 @@ async fn insert_lsn(client: &Client) -> String {
 
 async fn wait_for_slot(source: &Client, slot: &str, lsn: &str) {
     loop {
-        let done: bool = source
-            .query_one(
-                "SELECT coalesce(confirmed_flush_lsn >= $2::text::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot, &lsn],
-            )
+        let done = slot::state(source, slot)
             .await
             .unwrap()
-            .get(0);
+            .expect("the slot exists")
+            .confirmed_flush_lsn
+            .is_some_and(|c| c >= lsn.parse::<Lsn>().expect("an LSN"));
         if done {
             return;
         }

@@ -10,7 +10,8 @@
 //!   source/ ---rows---> transform/ ---rows---> sink/
 //!   preflight, slot,    pure row functions     COPY in, set-based apply,
 //!   chunks, COPY out,   shared by backfill     dead letters, lookups
-//!   WAL stream          and follow
+//!   WAL stream,         and follow
+//!   catalog reads
 //!         \______________ pipeline/ ______________/
 //!     backfill: chunk queue -> workers (snapshot reader -> rayon -> target tx per chunk)
 //!     follow:   WAL pump -> decode -> transform -> coalesce -> target tx per commit group
@@ -19,6 +20,7 @@
 //!                connection strings (and the one I/O piece, `connect`)
 //!   checkpoint   the tool's own state in the target (schema `switchyard`)
 //!   error        what an error asks of its caller (retry, stop, dead-letter); chains printed once
+//!   lag          how far the consumer is behind: the target's state against the source's slot
 //!   progress     displays that read counters; they never drive work
 //!   cli/ commands/  what the user typed, and one file per subcommand
 //!   verify/      transformed source vs target, by key, with bucket hashes and rechecks
@@ -31,6 +33,7 @@ pub mod commands;
 pub mod cutover;
 pub mod demo;
 pub mod error;
+pub mod lag;
 pub mod pg;
 pub mod pipeline;
 pub mod plan;

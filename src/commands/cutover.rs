@@ -12,6 +12,7 @@ use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
+use crate::source::slot;
 
 use super::follow::FollowJob;
 
@@ -82,13 +83,9 @@ async fn start_consumer_if_idle(
     json: bool,
 ) -> anyhow::Result<Option<Consumer>> {
     let client = connect(source, "switchyard cutover").await?;
-    let active: Option<bool> = client
-        .query_opt(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-            &[&plan.slot_name()],
-        )
+    let active = slot::state(&client, &plan.slot_name())
         .await?
-        .map(|r| r.get(0));
+        .map(|s| s.active);
     if active != Some(false) {
         // In use by a running consumer, or missing (the cutover reports why).
         return Ok(None);

@@ -21,6 +21,7 @@ use crate::demo::cluster::{Cluster, ClusterOptions};
 use crate::demo::generator::load_legacy;
 use crate::demo::verify::{compare, Exclusions};
 use crate::demo::write_load::{AckedWrite, WriteKind, WriteLoad, WriteLoadOptions};
+use crate::lag;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
 use crate::progress::{human_bytes, DisplayMode};
@@ -31,7 +32,6 @@ use crate::verify::{verify, VerifyOptions};
 use super::backfill::BackfillJob;
 use super::check::check_all;
 use super::follow::FollowJob;
-use super::watch;
 
 /// How long the demo keeps the write load running while it follows.
 const FOLLOW_WITH_LOAD: Duration = Duration::from_secs(8);
@@ -113,7 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let slot_bytes = slot::state(&source, &plan.slot_name())
         .await?
-        .map_or(-1, |s| s.retained_bytes);
+        .map_or(-1, |s| s.retained_bytes().unwrap_or(0));
     println!(
         "== following the WAL with the write load still running (the slot held {} after the copy)",
         human_bytes(slot_bytes)
@@ -139,7 +139,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "the consumer stopped: {:?}",
             consumer.await
         );
-        if let Some(s) = watch::sample(&source, &target, &plan).await? {
+        if let Some(s) = lag::sample(&source, &target, &plan).await? {
             let (bytes, secs) = (s.bytes_behind.unwrap_or(0), s.seconds_behind.unwrap_or(0.0));
             max_lag = (max_lag.0.max(bytes), max_lag.1.max(secs));
             println!(
@@ -151,7 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             last_changes = s.changes_applied;
         }
     }
-    let changes = watch::sample(&source, &target, &plan)
+    let changes = lag::sample(&source, &target, &plan)
         .await?
         .map_or(0, |s| s.changes_applied);
     let follow_rate = changes as f64 / followed.elapsed().as_secs_f64();

@@ -44,7 +44,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "applied_lsn": m.applied_lsn.map(|l| l.to_string()),
                 "tables": tables, "dead_letters": dead,
                 "slot": slot_state.as_ref().map(|s| serde_json::json!({
-                    "active": s.active, "retained_bytes": s.retained_bytes, "wal_status": s.wal_status})),
+                    "active": s.active, "retained_bytes": s.retained_bytes().unwrap_or(0), "wal_status": s.wal_status})),
                 "message": m.message,
             })
         );
@@ -70,7 +70,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  slot {}: holds {} of WAL{}",
             if s.active { "active" } else { "inactive" },
-            human_bytes(s.retained_bytes),
+            human_bytes(s.retained_bytes().unwrap_or(0)),
             s.wal_status
                 .map(|w| format!(", wal_status {w}"))
                 .unwrap_or_default()

@@ -100,8 +100,12 @@ pub enum CutoverError {
     Fence(#[from] FenceError),
     #[error(transparent)]
     State(#[from] CheckpointError),
+    /// The consumer's lag could not be read before the lock.
+    #[error("cutover stopped before any lock: the consumer's lag could not be read")]
+    Lag(#[from] crate::lag::LagError),
+    /// Verify under the lock could not run (the lock's transaction was rolled back).
     #[error(transparent)]
-    Other(#[from] anyhow::Error),
+    Verify(#[from] crate::verify::VerifyError),
 }
 
 fn lock_not_granted(

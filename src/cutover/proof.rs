@@ -20,6 +20,7 @@ use tokio_postgres::GenericClient;
 
 use crate::pg::ident::TableName;
 use crate::plan::LegacyNames;
+use crate::source::catalog;
 
 use super::read_only::TRIGGER;
 
@@ -155,11 +156,14 @@ pub(super) async fn guards_in_place(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT p.relid::regclass::text
-               FROM unnest($1::oid[]) AS t(relid),
-                    LATERAL (SELECT t.relid UNION SELECT relid FROM pg_partition_tree(t.relid::regclass)) AS p
-              WHERE NOT EXISTS (SELECT FROM pg_trigger g
-                                 WHERE g.tgrelid = p.relid AND g.tgname = $2 AND g.tgenabled = 'A')",
+            &format!(
+                "SELECT p.relid::regclass::text
+                   FROM unnest($1::oid[]) AS t(relid),
+                        LATERAL {} AS p
+                  WHERE NOT EXISTS (SELECT FROM pg_trigger g
+                                     WHERE g.tgrelid = p.relid AND g.tgname = $2 AND g.tgenabled = 'A')",
+                catalog::partition_tree("t.relid::regclass")
+            ),
             &[&oids, &TRIGGER],
         )
         .await?;

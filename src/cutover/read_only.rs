@@ -17,6 +17,7 @@
 use tokio_postgres::GenericClient;
 
 use crate::pg::ident::{quote_ident, quote_literal, TableName};
+use crate::source::catalog;
 
 /// The trigger's name on every legacy table.
 pub const TRIGGER: &str = "switchyard_read_only";
@@ -59,13 +60,15 @@ async fn members(
     let quoted: Vec<String> = tables.iter().map(TableName::quoted).collect();
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text
-               FROM unnest($1::text[]) AS t(name),
-                    LATERAL (SELECT t.name::regclass::oid AS relid
-                             UNION SELECT relid FROM pg_partition_tree(t.name::regclass)) AS p
-               JOIN pg_class c ON c.oid = p.relid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'p')",
+            &format!(
+                "SELECT n.nspname::text, c.relname::text
+                   FROM unnest($1::text[]) AS t(name),
+                        LATERAL {} AS p
+                   JOIN pg_class c ON c.oid = p.relid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p')",
+                catalog::partition_tree("t.name::regclass")
+            ),
             &[&quoted],
         )
         .await?;
@@ -107,14 +110,17 @@ pub async fn installed(
 ) -> Result<Vec<Guard>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, g.tgenabled::text
-               FROM unnest($1::oid[]) AS t(relid)
-               JOIN pg_class r ON r.oid = t.relid,
-                    LATERAL (SELECT t.relid UNION SELECT relid FROM pg_partition_tree(t.relid::regclass)) AS p
-               JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = $2
-               JOIN pg_class c ON c.oid = p.relid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              ORDER BY 1, 2",
+            &format!(
+                "SELECT n.nspname::text, c.relname::text, g.tgenabled::text
+                   FROM unnest($1::oid[]) AS t(relid)
+                   JOIN pg_class r ON r.oid = t.relid,
+                        LATERAL {} AS p
+                   JOIN pg_trigger g ON g.tgrelid = p.relid AND g.tgname = $2
+                   JOIN pg_class c ON c.oid = p.relid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  ORDER BY 1, 2",
+                catalog::partition_tree("t.relid::regclass")
+            ),
             &[&oids, &TRIGGER],
         )
         .await?;

@@ -416,13 +416,9 @@ async fn drop_slot(plan: &Plan, source: &ConnInfo) -> anyhow::Result<()> {
     let source = connect(source, "switchyard cutover").await?;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let active: Option<bool> = source
-            .query_opt(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&plan.slot_name()],
-            )
+        let active = slot::state(&source, &plan.slot_name())
             .await?
-            .map(|r| r.get(0));
+            .map(|s| s.active);
         if active != Some(true) || Instant::now() > deadline {
             break;
         }

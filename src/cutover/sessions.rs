@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::commands::watch;
+use crate::lag;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
@@ -92,7 +92,7 @@ pub(super) async fn wait_for_lag(
     let started = Instant::now();
     let mut last_said = None::<Instant>;
     loop {
-        let sample = watch::sample(&s.fencer, state, plan).await?;
+        let sample = lag::sample(&s.fencer, state, plan).await?;
         let bytes = sample.and_then(|x| x.bytes_behind).unwrap_or(0);
         if bytes <= options.max_lag {
             return Ok(());

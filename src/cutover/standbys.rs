@@ -15,6 +15,7 @@ use tokio_postgres::GenericClient;
 use crate::pg::ident::TableName;
 use crate::plan::Plan;
 use crate::source::preflight::Finding;
+use crate::source::slot;
 
 use super::swap_lock;
 use super::write_lock::Mode;
@@ -34,14 +35,12 @@ pub struct Standby {
     pub warning: String,
 }
 
-/// Walsenders not serving a logical slot and not taking a base backup.
-const STANDBYS_SQL: &str = "
+/// Walsenders not taking a base backup; those serving a logical slot are left out after.
+const WALSENDERS_SQL: &str = "
 SELECT r.pid, coalesce(r.application_name, ''), coalesce(host(r.client_addr), 'local socket'),
        coalesce(r.state, ''), current_setting('max_standby_streaming_delay')
   FROM pg_stat_replication r
  WHERE r.state IS DISTINCT FROM 'backup'
-   AND NOT EXISTS (SELECT FROM pg_replication_slots s
-                    WHERE s.active_pid = r.pid AND s.slot_type = 'logical')
  ORDER BY r.pid";
 
 /// The source's physical standbys, each with the warning about replaying `tables`' ACCESS
@@ -55,9 +54,18 @@ pub async fn physical(
         return Ok(Vec::new());
     }
     let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-    let rows = client.query(STANDBYS_SQL, &[]).await?;
+    let rows = client.query(WALSENDERS_SQL, &[]).await?;
+    // The slots are read after the walsenders (as a subquery would be), so a walsender that
+    // took its logical slot meanwhile is still known as that slot's.
+    let decoding: Vec<i32> = slot::all(client)
+        .await?
+        .into_iter()
+        .filter(|s| s.logical)
+        .filter_map(|s| s.active_pid)
+        .collect();
     Ok(rows
         .iter()
+        .filter(|r| !decoding.contains(&r.get::<_, i32>(0)))
         .map(|r| {
             let (pid, application_name, addr, state, delay): (i32, String, String, String, String) =
                 (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));

@@ -144,7 +144,7 @@ pub(super) async fn locked(
                 },
             )
         )
-        .map_err(|e| CutoverError::Other(e.into()))?;
+        .map_err(CutoverError::Verify)?;
         if verified.diverged() {
             return Err(CutoverError::Diverged(verified.render()).into());
         }

@@ -172,4 +172,17 @@ mod tests {
         assert_eq!(a.bytes_since(b), None);
         assert_eq!(a.saturating_bytes_since(b), 0);
     }
+
+    #[test]
+    fn reads_the_binary_pg_lsn_form() {
+        let raw = 0x16_B374_D848u64.to_be_bytes();
+        assert_eq!(
+            Lsn::from_sql(&Type::PG_LSN, &raw).unwrap(),
+            "16/B374D848".parse().unwrap()
+        );
+        assert!(
+            <Lsn as FromSql>::accepts(&Type::PG_LSN) && !<Lsn as FromSql>::accepts(&Type::TEXT)
+        );
+        assert!(Lsn::from_sql(&Type::PG_LSN, &raw[..4]).is_err());
+    }
 }

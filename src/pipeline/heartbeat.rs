@@ -3,6 +3,7 @@
 
 use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::lsn::Lsn;
+use crate::source::slot;
 
 use super::error::{PipelineError, StopReason};
 use super::follow::FollowContext;
@@ -32,12 +33,7 @@ pub(super) async fn beat(
 /// consumer with the fix; a backlog close to invalidation is reported loudly. Also asked when
 /// the stream fails to start or ends in error, whose raw server error would not say why.
 pub async fn slot_health(ctx: &FollowContext) -> Result<(), PipelineError> {
-    let slot = ctx
-        .source
-        .query_opt(
-            "SELECT wal_status, safe_wal_size FROM pg_replication_slots WHERE slot_name = $1",
-            &[&ctx.plan.slot_name()],
-        )
+    let slot = slot::state(&ctx.source, &ctx.plan.slot_name())
         .await
         .map_err(|e| PipelineError::source("reading the slot's state", e))?;
     let Some(slot) = slot else {
@@ -46,14 +42,13 @@ pub async fn slot_health(ctx: &FollowContext) -> Result<(), PipelineError> {
         }
         .into());
     };
-    let (wal_status, safe): (Option<String>, Option<i64>) = (slot.get(0), slot.get(1));
-    if wal_status.as_deref() == Some("lost") {
+    if slot.wal_status.as_deref() == Some("lost") {
         return Err(StopReason::SlotInvalidated {
             slot: ctx.plan.slot_name(),
         }
         .into());
     }
-    if let Some(safe) = safe.filter(|s| *s < SLOT_SAFETY_MARGIN) {
+    if let Some(safe) = slot.safe_wal_size.filter(|s| *s < SLOT_SAFETY_MARGIN) {
         let message = format!(
             "the slot's backlog is {safe} bytes from max_slot_wal_keep_size: raise it, or the slot will be invalidated"
         );

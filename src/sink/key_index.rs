@@ -7,28 +7,7 @@
 use tokio_postgres::GenericClient;
 
 use crate::pg::ident::{quote_ident, TableName};
-
-/// Whether a unique index covers exactly the key columns.
-pub async fn has_unique_key(
-    client: &impl GenericClient,
-    table: &TableName,
-    key: &[String],
-) -> Result<bool, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT EXISTS (
-                 SELECT FROM pg_index i
-                  WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL
-                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
-                           FROM pg_attribute a
-                          WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
-                        = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k)
-                    AND array_length(i.indkey, 1) = cardinality($2::text[]))",
-            &[&table.quoted(), &key],
-        )
-        .await?;
-    Ok(row.get(0))
-}
+use crate::source::catalog::has_unique_key;
 
 fn helper_name(table: &TableName) -> String {
     format!("switchyard_{}_key", table.name)

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::key_index::has_unique_key;
 use super::{filled_columns, triggers};
-use crate::pg::ident::{quote_ident, TableName};
+use crate::pg::ident::quote_ident;
 use crate::plan::Plan;
+use crate::source::catalog::{self, has_unique_key};
 use crate::source::preflight::Finding;
 use crate::transform::cast::CastType;
 use crate::transform::expr::{ArithOp, Expr, Function};
@@ -49,7 +49,7 @@ pub async fn check(
     super::privileges::check(&tx, plan, &mut found).await?;
     found.extend(beside(&tx).await?);
     for lookup in &plan.lookups {
-        let columns = table_columns(&tx, &lookup.table).await?;
+        let columns = catalog::columns(&tx, &lookup.table).await?;
         for col in [&lookup.id_column, &lookup.value_column] {
             if !columns.contains_key(col) {
                 found.push(Finding::error(
@@ -179,22 +179,6 @@ async fn keys(
     Ok(())
 }
 
-async fn table_columns(
-    client: &impl GenericClient,
-    table: &TableName,
-) -> Result<HashMap<String, String>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&table.schema, &table.name],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 async fn output_table(
     tx: &impl GenericClient,
     plan: &Plan,
@@ -211,7 +195,7 @@ async fn output_table(
             "compute the output key from the source key columns only (e.g. uuid_v5 of the legacy id)",
         ));
     }
-    let columns = table_columns(tx, &output.table).await?;
+    let columns = catalog::columns(tx, &output.table).await?;
     if columns.is_empty() {
         found.push(Finding::error(
             &subject,
@@ -355,7 +339,10 @@ pub async fn source_column_types(
 ) -> Result<HashMap<String, HashMap<String, String>>, tokio_postgres::Error> {
     let mut out = HashMap::new();
     for s in &plan.sources {
-        out.insert(s.table.to_string(), table_columns(client, &s.table).await?);
+        out.insert(
+            s.table.to_string(),
+            catalog::columns(client, &s.table).await?,
+        );
     }
     Ok(out)
 }

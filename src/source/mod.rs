@@ -1,6 +1,7 @@
 //! Reads the source database: preflight checks, the publication, the replication connection
 //! that creates the slot and exports the backfill snapshot, chunking, and COPY out.
 
+pub mod catalog;
 pub mod chunks;
 pub mod copy_out;
 pub mod ctype;

@@ -7,11 +7,10 @@ use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::Plan;
-use crate::source::identity;
-use crate::transform::program::SourcePlan;
-// The same catalog question the target's key indexes answer, asked of a source table.
-use crate::sink::key_index::has_unique_key;
+use crate::source::catalog::has_unique_key;
+use crate::source::{identity, slot};
 use crate::transform::expr::Expr;
+use crate::transform::program::SourcePlan;
 
 /// One thing `check` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,22 +91,23 @@ async fn server(
             "SELECT current_setting('wal_level'),
                     (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
                     current_user::text,
-                    current_setting('max_replication_slots')::int
-                      - (SELECT count(*) FROM pg_replication_slots)::int,
+                    current_setting('max_replication_slots')::int,
                     current_setting('max_wal_senders')::int
                       - (SELECT count(*) FROM pg_stat_replication)::int,
-                    EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1),
-                    EXISTS (SELECT FROM pg_publication WHERE pubname = $2),
+                    EXISTS (SELECT FROM pg_publication WHERE pubname = $1),
                     has_database_privilege(current_database(), 'CREATE'),
                     current_database()::text",
-            &[&plan.slot_name(), &plan.publication_name()],
+            &[&plan.publication_name()],
         )
         .await?;
     let (wal_level, replication, user): (String, bool, String) =
         (row.get(0), row.get(1), row.get(2));
-    let (free_slots, free_senders, slot_exists, pub_exists): (i32, i32, bool, bool) =
-        (row.get(3), row.get(4), row.get(5), row.get(6));
-    let (can_create, database): (bool, String) = (row.get(7), row.get(8));
+    let (max_slots, free_senders, pub_exists): (i32, i32, bool) =
+        (row.get(3), row.get(4), row.get(5));
+    let (can_create, database): (bool, String) = (row.get(6), row.get(7));
+    let slots = slot::all(client).await?;
+    let free_slots = max_slots.saturating_sub(i32::try_from(slots.len()).unwrap_or(i32::MAX));
+    let slot_exists = slots.iter().any(|s| s.name == plan.slot_name());
     if wal_level != "logical" {
         found.push(Finding::error(
             "source",

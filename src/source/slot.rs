@@ -1,40 +1,111 @@
-//! The replication slot as seen through SQL: whether it exists, the WAL it holds, dropping it.
+//! Replication slots as seen through SQL: their state, read by the one query of
+//! `pg_replication_slots` every caller shares, and dropping the migration's slot.
 //! (Creating it needs the replication protocol: see [`super::replication`].)
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
-/// The slot's state on the source.
+use crate::pg::lsn::Lsn;
+
+/// One row of `pg_replication_slots`, with what the server says about it at the same moment.
+/// Every reader of the view goes through [`read`], on whichever server it asks (the source, or
+/// a cluster of its subscribers), so the columns mean the same everywhere.
+/// <https://www.postgresql.org/docs/15/view-pg-replication-slots.html>
 #[derive(Debug, Clone)]
 pub struct SlotState {
+    pub name: String,
+    /// `slot_type = 'logical'` (a physical slot serves a standby or a base backup).
+    pub logical: bool,
+    /// The slot belongs to the database this session is connected to (`database =
+    /// current_database()`); a physical slot belongs to none.
+    pub in_current_database: bool,
     pub active: bool,
-    /// WAL the slot keeps on the source's disk (current WAL position minus restart_lsn).
-    pub retained_bytes: i64,
+    /// The process streaming from the slot: a walsender, or a backend decoding through SQL.
+    pub active_pid: Option<i32>,
+    /// `pg_stat_replication.application_name` of that walsender; `None` when no walsender
+    /// holds the slot.
+    pub walsender_application: Option<String>,
+    /// The oldest WAL the slot keeps; `None` once it was invalidated.
+    pub restart_lsn: Option<Lsn>,
+    /// What its consumer has confirmed (logical slots only).
+    pub confirmed_flush_lsn: Option<Lsn>,
     /// `lost` or `unreserved` mean the slot can no longer stream what it promised.
     pub wal_status: Option<String>,
+    /// Bytes of WAL that can still be written before `max_slot_wal_keep_size` invalidates
+    /// the slot; `None` when that setting is unlimited.
+    pub safe_wal_size: Option<i64>,
+    /// The server's WAL position when the row was read (the replayed position on a standby,
+    /// which has no insert position), the end every "bytes behind" is measured to.
+    pub wal_lsn: Lsn,
 }
 
+impl SlotState {
+    /// WAL the slot keeps on the server's disk (its position minus `restart_lsn`); `None`
+    /// once the slot was invalidated and keeps nothing.
+    pub fn retained_bytes(&self) -> Option<i64> {
+        self.restart_lsn
+            .map(|r| bytes(self.wal_lsn.saturating_bytes_since(r)))
+    }
+}
+
+/// A WAL distance as PostgreSQL's `(pg_lsn - pg_lsn)::int8` gives it.
+pub fn bytes(distance: u64) -> i64 {
+    i64::try_from(distance).unwrap_or(i64::MAX)
+}
+
+/// The one query of `pg_replication_slots`: every slot, or the one named `$1`.
+const SLOTS_SQL: &str = "
+SELECT s.slot_name::text, s.slot_type = 'logical', coalesce(s.database = current_database(), false),
+       s.active, s.active_pid, r.application_name, s.restart_lsn, s.confirmed_flush_lsn,
+       s.wal_status, s.safe_wal_size,
+       coalesce(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+                '0/0')
+  FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+ WHERE $1::text IS NULL OR s.slot_name::text = $1::text
+ ORDER BY s.slot_name";
+
+/// The slots on the server `client` is connected to: all of them, or the one named `slot`.
+pub async fn read(
+    client: &impl GenericClient,
+    slot: Option<&str>,
+) -> Result<Vec<SlotState>, tokio_postgres::Error> {
+    let rows = client.query(SLOTS_SQL, &[&slot]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| SlotState {
+            name: r.get(0),
+            logical: r.get(1),
+            in_current_database: r.get(2),
+            active: r.get(3),
+            active_pid: r.get(4),
+            walsender_application: r.get(5),
+            restart_lsn: r.get(6),
+            confirmed_flush_lsn: r.get(7),
+            wal_status: r.get(8),
+            safe_wal_size: r.get(9),
+            wal_lsn: r.get(10),
+        })
+        .collect())
+}
+
+/// The slot named `slot`, if it exists.
 pub async fn state(
-    client: &Client,
+    client: &impl GenericClient,
     slot: &str,
 ) -> Result<Option<SlotState>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            "SELECT active, coalesce((pg_current_wal_lsn() - restart_lsn)::int8, 0), wal_status
-               FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await?;
-    Ok(row.map(|r| SlotState {
-        active: r.get(0),
-        retained_bytes: r.get(1),
-        wal_status: r.get(2),
-    }))
+    Ok(read(client, Some(slot)).await?.pop())
+}
+
+/// Every slot on the server, by name.
+pub async fn all(client: &impl GenericClient) -> Result<Vec<SlotState>, tokio_postgres::Error> {
+    read(client, None).await
 }
 
 /// How long a terminated walsender may take to let go of its slot.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Drops the slot if it exists; a slot still in use by a walsender is terminated first.
+/// Drops the slot if it exists; a slot still in use by a walsender is terminated first. The
+/// two statements that act on the slot select it from `pg_replication_slots` themselves, so
+/// that a slot gone in between is no error.
 pub async fn drop(client: &Client, slot: &str) -> Result<bool, tokio_postgres::Error> {
     client
         .execute(
@@ -47,13 +118,9 @@ pub async fn drop(client: &Client, slot: &str) -> Result<bool, tokio_postgres::E
     // it) a moment later; dropping before that fails with "slot is active".
     let deadline = std::time::Instant::now() + RELEASE_WAIT;
     while std::time::Instant::now() < deadline
-        && client
-            .query_opt(
-                "SELECT FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL",
-                &[&slot],
-            )
+        && state(client, slot)
             .await?
-            .is_some()
+            .is_some_and(|s| s.active_pid.is_some())
     {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -12,17 +12,8 @@ use tokio_postgres::Client;
 use crate::pg::ident::quote_ident;
 use crate::plan::Plan;
 
+use super::catalog;
 use super::preflight::Finding;
-
-/// The source columns the plan reads whose values are large-object numbers, as
-/// `(table, column, type)`; one query per source.
-const LARGE_OBJECT_COLUMNS_SQL: &str = "
-SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
- WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-   AND a.attname::text = ANY ($2::text[])
-   AND 'oid'::regtype IN (t.oid, CASE WHEN t.typtype = 'd' THEN t.typbasetype END)
- ORDER BY a.attnum";
 
 /// Findings for every source table of `plan`.
 pub async fn check(client: &Client, plan: &Plan) -> Result<Vec<Finding>, tokio_postgres::Error> {
@@ -32,13 +23,15 @@ pub async fn check(client: &Client, plan: &Plan) -> Result<Vec<Finding>, tokio_p
         let subject = format!("source.{}", source.table);
         let unlogged: Vec<(String, String, bool)> = client
             .query(
-                "SELECT format('%I.%I', n.nspname, c.relname), c.relpersistence::text, t.level = 0
-                   FROM (SELECT to_regclass($1) AS relid, 0 AS level
-                         UNION SELECT relid, level FROM pg_partition_tree(to_regclass($1))) t
-                   JOIN pg_class c ON c.oid = t.relid
-                   JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relpersistence <> 'p' AND c.relkind IN ('r', 'p')
-                  ORDER BY t.level, 1",
+                &format!(
+                    "SELECT format('%I.%I', n.nspname, c.relname), c.relpersistence::text, t.level = 0
+                       FROM {} t
+                       JOIN pg_class c ON c.oid = t.relid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.relpersistence <> 'p' AND c.relkind IN ('r', 'p')
+                      ORDER BY t.level, 1",
+                    catalog::partition_tree("to_regclass($1)")
+                ),
                 &[&quoted],
             )
             .await?
@@ -65,11 +58,7 @@ pub async fn check(client: &Client, plan: &Plan) -> Result<Vec<Finding>, tokio_p
                 ));
             }
         }
-        let rows = client
-            .query(LARGE_OBJECT_COLUMNS_SQL, &[&quoted, &source.columns])
-            .await?;
-        for row in rows {
-            let (column, ty): (String, String) = (row.get(0), row.get(1));
+        for (column, ty) in catalog::large_object_columns(client, &quoted, &source.columns).await? {
             found.push(Finding::warning(
                 &subject,
                 format!(

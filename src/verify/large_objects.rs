@@ -3,6 +3,8 @@
 //! neither copied nor compared. The report says so, so that "no divergence" is not read as
 //! "the documents arrived".
 
+use crate::source::catalog;
+
 use super::error::VerifyError;
 use super::outputs::OutputSpec;
 
@@ -13,20 +15,10 @@ pub async fn columns(
 ) -> Result<Vec<String>, VerifyError> {
     let mut found = Vec::new();
     for spec in specs {
-        let rows = target
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                    AND a.attname::text = ANY ($2::text[])
-                    AND 'oid'::regtype IN (t.oid, CASE WHEN t.typtype = 'd' THEN t.typbasetype END)
-                  ORDER BY a.attnum",
-                &[&spec.table.quoted(), &spec.columns],
-            )
+        let columns = catalog::large_object_columns(target, &spec.table.quoted(), &spec.columns)
             .await
             .map_err(VerifyError::target("reading the output columns' types"))?;
-        for row in rows {
-            let (column, ty): (String, String) = (row.get(0), row.get(1));
+        for (column, ty) in columns {
             found.push(format!("{}.{column} ({ty})", spec.table));
         }
     }

@@ -401,7 +401,7 @@ async fn poll_slot(progress: Arc<BackfillProgress>, source: Client, slot_name: S
         if let Ok(Some(state)) = slot::state(&source, &slot_name).await {
             progress
                 .slot_retained_bytes
-                .store(state.retained_bytes, Ordering::Relaxed);
+                .store(state.retained_bytes().unwrap_or(0), Ordering::Relaxed);
         }
         tokio::time::sleep(SLOT_POLL).await;
     }

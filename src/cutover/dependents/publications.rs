@@ -1,14 +1,15 @@
 //! Publications other than the migration's own that carry a legacy table, found through
 //! `pg_publication_tables` (explicit tables, `FOR ALL TABLES` and `FOR TABLES IN SCHEMA`
 //! alike), and the logical replication slots of the subscribers connected now
-//! (`pg_replication_slots`, `pg_stat_replication`): the catalog does not say which publication
+//! ([`crate::source::slot::all`]): the catalog does not say which publication
 //! a slot's subscriber asked for. Catalogs:
 //! <https://www.postgresql.org/docs/15/view-pg-publication-tables.html>.
 
 use tokio_postgres::GenericClient;
 
-use crate::pg::ident::{quote_ident, TableName};
+use crate::pg::ident::{quote_ident, quote_literal, TableName};
 use crate::plan::Plan;
+use crate::source::slot;
 
 use super::read::dependent;
 use super::{Dependent, Kind};
@@ -39,19 +40,19 @@ pub(super) async fn publications(
     if rows.is_empty() {
         return Ok(());
     }
-    let subscribers: Vec<String> = client
-        .query(
-            "SELECT format('slot %I (pid %s, application %L)', s.slot_name, s.active_pid,
-                           coalesce(r.application_name, ''))
-               FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-              WHERE s.slot_type = 'logical' AND s.database = current_database() AND s.active
-                AND s.slot_name <> $1
-              ORDER BY s.slot_name",
-            &[&plan.slot_name()],
-        )
+    let ours = plan.slot_name();
+    let subscribers: Vec<String> = slot::all(client)
         .await?
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
+        .filter(|s| s.logical && s.in_current_database && s.active && s.name != ours)
+        .map(|s| {
+            format!(
+                "slot {} (pid {}, application {})",
+                slot_ident(&s.name),
+                s.active_pid.map_or(String::new(), |p| p.to_string()),
+                quote_literal(s.walsender_application.as_deref().unwrap_or_default())
+            )
+        })
         .collect();
     let listening = if subscribers.is_empty() {
         "no subscriber is connected now".to_owned()
@@ -86,4 +87,15 @@ pub(super) async fn publications(
         out.push(d);
     }
     Ok(())
+}
+
+/// A slot's name as `format('%I')` prints it. Slot names hold only `a-z`, `0-9` and `_`
+/// (`ReplicationSlotValidateName`), so only a leading digit needs the quotes (a name that is
+/// also an SQL keyword is left bare).
+fn slot_ident(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        quote_ident(name).into()
+    } else {
+        name.into()
+    }
 }

@@ -1,0 +1,159 @@
+//! How far the consumer is behind the source, as any process can read it: the tool's state in
+//! the target (what the consumer applied, its heartbeat, the backfill's chunks) against the
+//! migration's slot on the source. `watch` prints it; the cutover waits on it before the lock.
+//!
+//! ```text
+//!   source WAL ─────────────────────────────────────────────────────────▶ now
+//!              restart_lsn          max(confirmed_flush_lsn, applied_lsn)
+//!                   │◀──────────── slot_retained_bytes ───────────────────▶│
+//!                                                  │◀─── bytes_behind ────▶│
+//! ```
+//!
+//! - bytes behind: current WAL position minus what the target has applied (the slot's
+//!   confirmed position, which the consumer advances only after a target commit, and which also
+//!   moves over WAL that holds no change for this migration);
+//! - seconds behind: now minus the commit time of the oldest source transaction the consumer
+//!   holds unapplied (written by its heartbeat, `crate::pipeline::heartbeat`); 0 when caught
+//!   up and idle.
+//!
+//! It sits beside `checkpoint` rather than in `pipeline/` (wiring only, no SQL) or `source/`
+//! (it reads the target as much as the source): it reads both databases and drives no work.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::pg::lsn::Lsn;
+use crate::plan::Plan;
+use crate::source::slot;
+
+/// A heartbeat older than this means the consumer is not running.
+const STALE_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Why the lag could not be read: a query failed on one of the two databases. Nothing was
+/// changed; reading again later is safe.
+#[derive(Debug, thiserror::Error)]
+pub enum LagError {
+    #[error("reading the migration's state in the target")]
+    Target(#[source] tokio_postgres::Error),
+    #[error("reading the migration's slot on the source")]
+    Source(#[source] tokio_postgres::Error),
+}
+
+/// One reading of the migration's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    pub status: String,
+    pub bytes_behind: Option<i64>,
+    pub seconds_behind: Option<f64>,
+    pub consumer_running: bool,
+    pub changes_applied: i64,
+    pub slot_retained_bytes: Option<i64>,
+    pub applied_lsn: Option<String>,
+    /// The target equals the source once the applied LSN has passed this point.
+    pub consistent: bool,
+    pub chunks_done: i64,
+    pub chunks_total: i64,
+}
+
+/// The migration's lag now; `None` when the target holds no such migration.
+pub async fn sample(
+    source: &Client,
+    target: &Client,
+    plan: &Plan,
+) -> Result<Option<Sample>, LagError> {
+    let Some(m) = target
+        .query_opt(
+            "SELECT status, applied_lsn, changes_applied,
+                    coalesce(extract(epoch FROM now() - heartbeat_at)::float8 < $2::float8, false),
+                    extract(epoch FROM now() - pending_since)::float8,
+                    coalesce(applied_lsn >= consistent_lsn, false),
+                    (SELECT count(*) FILTER (WHERE status = 'done') FROM switchyard.chunks c WHERE c.migration = m.name),
+                    (SELECT count(*) FROM switchyard.chunks c WHERE c.migration = m.name)
+               FROM switchyard.migrations m WHERE name = $1",
+            &[&plan.name, &STALE_HEARTBEAT.as_secs_f64()],
+        )
+        .await
+        .map_err(LagError::Target)?
+    else {
+        return Ok(None);
+    };
+    let applied: Option<Lsn> = m.get(1);
+    let slot = slot::state(source, &plan.slot_name())
+        .await
+        .map_err(LagError::Source)?;
+    let running: bool = m.get(3);
+    let pending: Option<f64> = m.get(4);
+    let bytes_behind = slot.as_ref().map(|s| bytes_behind(s, applied));
+    Ok(Some(Sample {
+        status: m.get(0),
+        bytes_behind,
+        seconds_behind: match (running, pending) {
+            (true, Some(s)) => Some(s.max(0.0)),
+            (true, None) => Some(0.0),
+            (false, _) => None,
+        },
+        consumer_running: running,
+        changes_applied: m.get(2),
+        slot_retained_bytes: slot.as_ref().and_then(slot::SlotState::retained_bytes),
+        applied_lsn: applied.map(|l| l.to_string()),
+        consistent: m.get(5),
+        chunks_done: m.get(6),
+        chunks_total: m.get(7),
+    }))
+}
+
+/// WAL between the source's position and what the target has applied: the slot's confirmed
+/// position, or the applied LSN when the consumer recorded it before confirming (as
+/// PostgreSQL's `greatest()`, which skips a NULL); never below zero.
+fn bytes_behind(slot: &slot::SlotState, applied: Option<Lsn>) -> i64 {
+    let applied = slot
+        .confirmed_flush_lsn
+        .max(applied)
+        .unwrap_or(Lsn::INVALID);
+    slot::bytes(slot.wal_lsn.saturating_bytes_since(applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(restart: Option<u64>, confirmed: Option<u64>, now: u64) -> slot::SlotState {
+        slot::SlotState {
+            name: "s".to_owned(),
+            logical: true,
+            in_current_database: true,
+            active: true,
+            active_pid: Some(1),
+            walsender_application: None,
+            restart_lsn: restart.map(Lsn),
+            confirmed_flush_lsn: confirmed.map(Lsn),
+            wal_status: None,
+            safe_wal_size: None,
+            wal_lsn: Lsn(now),
+        }
+    }
+
+    #[test]
+    fn bytes_behind_counts_from_the_later_of_confirmed_and_applied() {
+        assert_eq!(
+            bytes_behind(&slot(Some(10), Some(60), 100), Some(Lsn(80))),
+            20
+        );
+        assert_eq!(
+            bytes_behind(&slot(Some(10), Some(90), 100), Some(Lsn(80))),
+            10
+        );
+        assert_eq!(bytes_behind(&slot(Some(10), None, 100), Some(Lsn(70))), 30);
+        assert_eq!(bytes_behind(&slot(Some(10), Some(40), 100), None), 60);
+        assert_eq!(bytes_behind(&slot(None, None, 100), None), 100);
+        // A position recorded ahead of the one sampled reads as caught up, not negative.
+        assert_eq!(bytes_behind(&slot(Some(10), Some(120), 100), None), 0);
+    }
+
+    #[test]
+    fn an_invalidated_slot_retains_nothing_it_can_name() {
+        assert_eq!(slot(Some(10), Some(60), 100).retained_bytes(), Some(90));
+        assert_eq!(slot(None, Some(60), 100).retained_bytes(), None);
+    }
+}
