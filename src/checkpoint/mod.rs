@@ -133,3 +133,9 @@ pub async fn ensure_schema(client: &Client) -> Result<(), CheckpointError> {
         .await
         .map_err(ctx("creating schema switchyard"))
 }
+
+impl crate::error::Classify for CheckpointError {
+    fn class(&self) -> crate::error::ErrorClass {
+        self.postgres().class()
+    }
+}

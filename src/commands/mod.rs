@@ -16,8 +16,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, OnErrorArg};
-use crate::error::{class_of, Chain, ErrorClass};
+use crate::error::{Chain, ErrorClass};
 use crate::pg::conninfo::ConnInfo;
+use crate::pipeline::error::class_of;
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
 use crate::progress::DisplayMode;

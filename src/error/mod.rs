@@ -12,4 +12,4 @@ pub mod chain;
 pub mod class;
 
 pub use chain::Chain;
-pub use class::{class_of, Classify, ErrorClass};
+pub use class::{Classify, ErrorClass};

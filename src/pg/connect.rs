@@ -209,6 +209,12 @@ pub fn startup_options(user_options: Option<&str>) -> String {
     options
 }
 
+impl crate::error::Classify for ConnectError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::class::transient_if(self.is_transient())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

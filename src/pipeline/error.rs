@@ -8,9 +8,12 @@ use crate::error::{Classify, ErrorClass};
 use crate::pg::connect::ConnectError;
 use crate::sink::copy_in::WriteError;
 use crate::sink::dead_letter::BadRow;
+use crate::sink::replication_role::ReplicationRoleError;
 use crate::source::identity::IdentityError;
 use crate::source::relations::RelationError;
+use crate::source::replication::ReplicationError;
 use crate::source::row_change::{KeyMissing, RowChangeError};
+use crate::source::wal_stream::WalStreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -151,5 +154,77 @@ impl From<RowChangeError> for PipelineError {
             RowChangeError::Relation(e) => StopReason::Relation(e).into(),
             RowChangeError::Key(e) => StopReason::Key(e).into(),
         }
+    }
+}
+
+/// The class of an error anywhere in an `anyhow` chain: `Transient` when any link is (a
+/// definite-looking wrapper around a lost connection is still a lost connection), else the
+/// class of the outermost link that has one, else `Definite`.
+pub fn class_of(e: &anyhow::Error) -> ErrorClass {
+    let classes: Vec<ErrorClass> = e.chain().filter_map(class_of_link).collect();
+    if classes.contains(&ErrorClass::Transient) {
+        ErrorClass::Transient
+    } else {
+        classes.first().copied().unwrap_or(ErrorClass::Definite)
+    }
+}
+
+/// The class of one link, when its type has one.
+fn class_of_link(link: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    fn as_class<E: Classify + std::error::Error + 'static>(
+        link: &(dyn std::error::Error + 'static),
+    ) -> Option<ErrorClass> {
+        link.downcast_ref::<E>().map(Classify::class)
+    }
+    as_class::<PipelineError>(link)
+        .or_else(|| as_class::<ConnectError>(link))
+        .or_else(|| as_class::<CheckpointError>(link))
+        .or_else(|| as_class::<ReplicationError>(link))
+        .or_else(|| as_class::<WalStreamError>(link))
+        .or_else(|| as_class::<WriteError>(link))
+        .or_else(|| as_class::<ReplicationRoleError>(link))
+        .or_else(|| as_class::<tokio_postgres::Error>(link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_is_definite_and_a_bad_row_is_input() {
+        let stop: PipelineError = StopReason::Truncate {
+            table: "public.t".into(),
+        }
+        .into();
+        assert_eq!(stop.class(), ErrorClass::Definite);
+        let bad_row = PipelineError::BadRow {
+            table: "public.t".into(),
+            key: "1".into(),
+            reason: "no".into(),
+        };
+        assert_eq!(bad_row.class(), ErrorClass::Input);
+    }
+
+    #[test]
+    fn a_lost_connection_anywhere_in_the_chain_is_transient() {
+        let e = anyhow::Error::new(PipelineError::StreamEnded).context("following");
+        assert_eq!(class_of(&e), ErrorClass::Transient);
+        let closed = ReplicationError::Closed { dsn: "x".into() };
+        let e = anyhow::Error::new(WalStreamError::Replication(closed)).context("following");
+        assert_eq!(class_of(&e), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn the_outermost_class_answers_when_nothing_is_transient() {
+        let bad_row = PipelineError::BadRow {
+            table: "public.t".into(),
+            key: "1".into(),
+            reason: "no".into(),
+        };
+        assert_eq!(
+            class_of(&anyhow::Error::new(bad_row).context("following")),
+            ErrorClass::Input
+        );
+        assert_eq!(class_of(&anyhow::anyhow!("no plan")), ErrorClass::Definite);
     }
 }

@@ -374,3 +374,9 @@ fn message(e: &tokio_postgres::Error) -> String {
         None => e.to_string(),
     }
 }
+
+impl crate::error::Classify for WriteError {
+    fn class(&self) -> crate::error::ErrorClass {
+        self.source.class()
+    }
+}

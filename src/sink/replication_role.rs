@@ -33,3 +33,9 @@ pub async fn set_replica(client: &Client) -> Result<(), ReplicationRoleError> {
         .await
         .map_err(|source| ReplicationRoleError { source })
 }
+
+impl crate::error::Classify for ReplicationRoleError {
+    fn class(&self) -> crate::error::ErrorClass {
+        self.postgres().class()
+    }
+}

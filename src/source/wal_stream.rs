@@ -168,3 +168,13 @@ impl WalStream {
         Ok(())
     }
 }
+
+impl crate::error::Classify for WalStreamError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            WalStreamError::Replication(r) => r.class(),
+            // The stream sent bytes that are not pgoutput: they would be sent again.
+            WalStreamError::Decode { .. } => crate::error::ErrorClass::Definite,
+        }
+    }
+}

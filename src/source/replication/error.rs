@@ -184,6 +184,12 @@ impl ReplicationError {
     }
 }
 
+impl crate::error::Classify for ReplicationError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::class::transient_if(self.is_transient())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
