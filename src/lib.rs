@@ -5,27 +5,34 @@
 //! # Layout
 //!
 //! ```text
-//!             plan/ (TOML + SQL files, compiled once)
+//!             plan/ (TOML + SQL files) --compile--> transform::program (what the runtime reads)
 //!                         |
 //!   source/ ---rows---> transform/ ---rows---> sink/
-//!   preflight, slot,    pure row functions     COPY in, set-based apply,
-//!   chunks, COPY out,   shared by backfill     dead letters, lookups
-//!   WAL stream,         and follow
-//!   catalog reads
+//!   preflight, slot,    the program, pure      COPY in, set-based apply,
+//!   chunks, COPY out,   row functions shared   dead letters and the rejects
+//!   WAL stream, row     by backfill and        policy, lookups
+//!   changes, catalog    follow
 //!         \______________ pipeline/ ______________/
 //!     backfill: chunk queue -> workers (snapshot reader -> rayon -> target tx per chunk)
-//!     follow:   WAL pump -> decode -> transform -> coalesce -> target tx per commit group
+//!     follow:   WAL pump -> dispatch -> row change -> transform -> coalesce -> group tx
 //!
 //!   pg/          codecs with no I/O: COPY text, pgoutput, replication framing, quoting, LSN,
 //!                connection strings (and the one I/O piece, `connect`)
-//!   checkpoint   the tool's own state in the target (schema `switchyard`)
-//!   error        what an error asks of its caller (retry, stop, dead-letter); chains printed once
+//!   checkpoint/  the tool's own state in the target (schema `switchyard`), one file per table
+//!   error/       what an error asks of its caller (retry, stop, dead-letter); chains printed once
 //!   lag          how far the consumer is behind: the target's state against the source's slot
 //!   progress     displays that read counters; they never drive work
-//!   cli/ commands/  what the user typed, and one file per subcommand
 //!   verify/      transformed source vs target, by key, with bucket hashes and rechecks
+//!   cutover/     the write-blocked window, its checks and the swap
+//!   cli/ commands/  what the user typed, and one file per subcommand: wiring only
 //!   demo/        throwaway clusters, the legacy data generator and a write load
 //! ```
+//!
+//! Imports go one way, downward, in this order: `commands`, `cutover`, `verify`, `pipeline`,
+//! `sink`, `source` and `lag`, `checkpoint` and `plan`, `transform`, `pg`, with `error` below
+//! them all. The runtime never imports the config: `plan/` compiles the TOML into
+//! [`transform::program`], and nothing under `transform/` names `plan/`. No layer below the
+//! commands imports them. `tests/integration/layering.rs` checks all three from the source text.
 
 pub mod checkpoint;
 pub mod cli;
