@@ -24,7 +24,7 @@ use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::{AsyncMessage, Connection, Notification};
 
 use crate::pg::conninfo::{ConnInfo, SslMode};
-pub use crate::pg::tls::{tls_setup, TlsSetup};
+pub use crate::pg::tls::{tls_setup, TlsSetup, TlsSetupError};
 
 /// Settings sent with every session, as `(name, value)`; each line says why.
 pub const SESSION_SETTINGS: &[(&str, &str)] = &[
@@ -49,8 +49,8 @@ pub const SESSION_SETTINGS: &[(&str, &str)] = &[
 /// A session could not be opened. Carries the redacted connection string, never the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot set up TLS for {dsn}: {message}")]
-    Tls { dsn: String, message: String },
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     #[error("cannot connect to {dsn}")]
     Postgres {
         dsn: String,
@@ -63,7 +63,7 @@ impl ConnectError {
     /// Worth retrying: the server was unreachable, restarting, or out of connection slots.
     pub fn is_transient(&self) -> bool {
         match self {
-            ConnectError::Tls { .. } => false,
+            ConnectError::Tls(_) => false,
             ConnectError::Postgres { source, .. } => match source.as_db_error() {
                 Some(db) => {
                     let code = db.code().code();

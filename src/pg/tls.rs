@@ -14,7 +14,6 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use rustls::{Error as TlsError, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::pg::connect::ConnectError;
 use crate::pg::conninfo::{ConnInfo, SslMode};
 
 /// A rustls connector for one connection, and the server certificate it saw (DER), which the
@@ -24,10 +23,19 @@ pub struct TlsSetup {
     pub server_certificate: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
+/// The TLS client could not be built: a setting or a certificate file is wrong, which no
+/// retry fixes.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for {dsn}: {message}")]
+pub struct TlsSetupError {
+    pub dsn: String,
+    pub message: String,
+}
+
 /// Builds the TLS client for `info.ssl_mode()`, or `None` for `disable`. A fresh config per
 /// connection: no session resumption, so every handshake shows the certificate.
-pub fn tls_setup(info: &ConnInfo) -> Result<Option<TlsSetup>, ConnectError> {
-    let tls_error = |message: String| ConnectError::Tls {
+pub fn tls_setup(info: &ConnInfo) -> Result<Option<TlsSetup>, TlsSetupError> {
+    let tls_error = |message: String| TlsSetupError {
         dsn: info.redacted(),
         message,
     };

@@ -28,24 +28,7 @@ use crate::transform::change::OutputOp;
 use crate::transform::program::{SourcePlan, WriteMode};
 
 use super::copy_in::{OutputWriter, WriteError};
-use super::replay::Replayed;
-
-/// One operation on an output, with the change it came from (for dead letters).
-#[derive(Debug)]
-pub enum Op {
-    /// The output row, as a COPY text line.
-    Upsert { row: Vec<u8>, origin: u32 },
-    /// The output key, as COPY text fields of the key columns.
-    Delete { key: Vec<u8>, origin: u32 },
-}
-
-impl Op {
-    fn origin(&self) -> u32 {
-        match self {
-            Op::Upsert { origin, .. } | Op::Delete { origin, .. } => *origin,
-        }
-    }
-}
+use super::replay::{Op, Replayed};
 
 /// The operations of one output in a group.
 #[derive(Debug, Default)]

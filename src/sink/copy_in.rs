@@ -25,23 +25,14 @@ use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 
-use bytes::Bytes;
-use futures_util::SinkExt;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, CopyInSink, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use crate::pg::ident::quote_ident;
 use crate::transform::batch::OutputRows;
 use crate::transform::program::{OutputPlan, WriteMode};
 
-use super::apply::Op;
-use super::replay::{ReplaySql, Replayed};
-
-/// Bytes of COPY data per CopyData message. The connection copies each message into its write
-/// buffer, so sending a batch whole would hold a second copy of it there (a 100 MB row: 100 MB
-/// more); pieces keep that at one piece. COPY FROM does not need pieces to end at a row, and a
-/// 1 MiB batch still goes out in four messages.
-const COPY_PIECE_BYTES: usize = 256 * 1024;
+use super::copy::{copy, is_row_error, row_error_message};
+use super::replay::{Op, ReplaySql, Replayed};
 
 /// Who writes, which decides how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +236,7 @@ impl OutputWriter {
                 )
                 .await
                 .map_err(err)?;
-                Ok(Some(message(&e)))
+                Ok(Some(row_error_message(&e)))
             }
             Err(e) => Err(err(e)),
         }
@@ -305,7 +296,7 @@ impl OutputWriter {
                         .await
                         .map_err(err)?;
                     if range.len() == 1 {
-                        refused.push((range.start, message(&e)));
+                        refused.push((range.start, row_error_message(&e)));
                         return Ok(());
                     }
                     let mid = range.start + range.len() / 2;
@@ -328,50 +319,6 @@ impl OutputWriter {
             tx.batch_execute(&staged.merge).await?;
         }
         Ok(())
-    }
-}
-
-/// `COPY ... FROM STDIN` of `data`.
-pub(super) async fn copy(
-    tx: &Transaction<'_>,
-    statement: &str,
-    data: &[u8],
-) -> Result<u64, tokio_postgres::Error> {
-    let sink = tx.copy_in::<_, Bytes>(statement).await?;
-    futures_util::pin_mut!(sink);
-    send_in_pieces(sink.as_mut(), data).await?;
-    sink.finish().await
-}
-
-/// Sends `data` as CopyData messages of at most [`COPY_PIECE_BYTES`].
-async fn send_in_pieces(
-    mut sink: Pin<&mut CopyInSink<Bytes>>,
-    data: &[u8],
-) -> Result<(), tokio_postgres::Error> {
-    for piece in data.chunks(COPY_PIECE_BYTES) {
-        sink.send(Bytes::copy_from_slice(piece)).await?;
-    }
-    Ok(())
-}
-
-/// Data exceptions (22xxx) and integrity violations (23xxx) are about rows; anything else is
-/// about the run (a missing table, a lost connection) and must stop it.
-pub(super) fn is_row_error(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| {
-        let code = c.code();
-        code.starts_with("22")
-            || code.starts_with("23")
-            || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
-    })
-}
-
-fn message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
-            None => format!("{}: {}", db.code().code(), db.message()),
-        },
-        None => e.to_string(),
     }
 }
 

@@ -26,8 +26,24 @@ use tokio_postgres::{Client, Transaction};
 use crate::pg::ident::quote_ident;
 use crate::transform::program::OutputPlan;
 
-use super::apply::Op;
-use super::copy_in::{copy, is_row_error};
+use super::copy::{copy, is_row_error};
+
+/// One operation on an output, with the change it came from (for dead letters).
+#[derive(Debug)]
+pub enum Op {
+    /// The output row, as a COPY text line.
+    Upsert { row: Vec<u8>, origin: u32 },
+    /// The output key, as COPY text fields of the key columns.
+    Delete { key: Vec<u8>, origin: u32 },
+}
+
+impl Op {
+    pub(super) fn origin(&self) -> u32 {
+        match self {
+            Op::Upsert { origin, .. } | Op::Delete { origin, .. } => *origin,
+        }
+    }
+}
 
 /// What a replay refused: (index in the log, PostgreSQL's message).
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use super::auth::{startup, Credentials};
 use super::error::ReplicationError;
 use super::transport::Transport;
-use crate::pg::connect::{startup_options, tls_setup, ConnectError};
+use crate::pg::connect::{startup_options, tls_setup, TlsSetupError};
 use crate::pg::conninfo::{ConnInfo, SslMode};
 
 /// libpq's default port.
@@ -177,8 +177,7 @@ async fn open(
     let setup = match tls_setup(info) {
         Ok(Some(setup)) => setup,
         Ok(None) => return Ok((Box::new(tcp), None)),
-        Err(ConnectError::Tls { message, .. }) => return Err(tls_error(message)),
-        Err(e) => return Err(tls_error(e.to_string())),
+        Err(TlsSetupError { message, .. }) => return Err(tls_error(message)),
     };
     let mut request = bytes::BytesMut::new();
     frontend::ssl_request(&mut request);
