@@ -19,7 +19,7 @@ use crate::pg::lsn::Lsn;
 use crate::source::identity::{self, CheckError};
 
 use super::error::{PipelineError, StopReason};
-use super::follow::FollowContext;
+use super::follow::context::FollowContext;
 
 /// How long a consumer that found a followed table renamed or gone waits for the cutover to be
 /// recorded: the cutover's SQL (which may rename the legacy tables) commits on the source just

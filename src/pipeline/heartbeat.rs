@@ -6,7 +6,7 @@ use crate::pg::lsn::Lsn;
 use crate::source::slot;
 
 use super::error::{PipelineError, StopReason};
-use super::follow::FollowContext;
+use super::follow::context::FollowContext;
 
 /// Below this much WAL left before `max_slot_wal_keep_size` invalidates the slot, the consumer
 /// warns on every heartbeat: the backlog must shrink, or the migration is lost.

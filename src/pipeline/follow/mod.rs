@@ -23,20 +23,16 @@
 //! This file only wires: [`dispatch`] says what a message means, [`upstream`] reads the next
 //! one, [`crate::source::row_change`] makes a row change of it, [`group`] applies it.
 
+pub mod context;
 mod dispatch;
 mod group;
 mod relation;
 mod upstream;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use tokio_postgres::Client;
 
 use crate::pg::lsn::Lsn;
-use crate::plan::{OnError, Plan};
 use crate::sink::copy_in::OutputWriter;
-use crate::sink::lookup::LookupCache;
 use crate::source::current_row::CurrentRows;
 use crate::source::relations::Relations;
 use crate::source::row_change::row_change;
@@ -48,32 +44,9 @@ use group::{Group, InGroup, Transforms};
 use relation::{relation, truncate};
 use upstream::Feed;
 
+pub use context::{FollowContext, IDLE_COMMIT};
 pub use group::{GROUP_AGE, GROUP_BYTES};
 pub use upstream::Upstream;
-
-/// With source commits pending, this long without a message commits the group at once.
-pub const IDLE_COMMIT: Duration = Duration::from_millis(5);
-
-/// What the consumer needs, resolved by the command.
-pub struct FollowContext {
-    pub plan: Arc<Plan>,
-    pub lookups: Arc<LookupCache>,
-    pub on_error: OnError,
-    /// Reads current source rows for unchanged TOASTed values.
-    pub source: Client,
-    /// Key column types per source, for those reads.
-    pub key_types: Vec<Vec<String>>,
-    /// Heartbeats, on a connection of their own.
-    pub monitor: Client,
-    /// The OIDs of the followed source tables, per plan source: their identity, whatever
-    /// they are called (see [`crate::source::identity`]).
-    pub oids: Vec<u32>,
-    /// Each followed table's row in the publication as the backfill saw it
-    /// (`pg_publication_rel.oid`): another one means it left the publication and came back.
-    pub publication_rels: Vec<Option<u32>>,
-    /// The publication the slot decodes through.
-    pub publication: String,
-}
 
 /// Why a consumer ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

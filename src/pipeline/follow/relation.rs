@@ -6,7 +6,7 @@
 use crate::pg::pgoutput::{RelationBody, TruncateBody};
 use crate::source::relations::{Described, Relations};
 
-use super::FollowContext;
+use super::context::FollowContext;
 use crate::pipeline::confirm::{unless_cut_over, verify, Verdict};
 use crate::pipeline::error::{PipelineError, StopReason};
 

@@ -8,8 +8,8 @@ use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::LogicalReplicationMessage as Msg;
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
 
+use super::context::{FollowContext, IDLE_COMMIT};
 use super::group::Group;
-use super::{FollowContext, IDLE_COMMIT};
 use crate::pipeline::confirm::{unless_cut_over, Confirmed};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::heartbeat::beat;

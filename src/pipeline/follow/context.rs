@@ -1,0 +1,34 @@
+//! What the consumer's parts share: the context the command resolves, and the idle timer.
+//! Below every other file of the consumer, so that they import it and it imports none of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::plan::{OnError, Plan};
+use crate::sink::lookup::LookupCache;
+
+/// With source commits pending, this long without a message commits the group at once.
+pub const IDLE_COMMIT: Duration = Duration::from_millis(5);
+
+/// What the consumer needs, resolved by the command.
+pub struct FollowContext {
+    pub plan: Arc<Plan>,
+    pub lookups: Arc<LookupCache>,
+    pub on_error: OnError,
+    /// Reads current source rows for unchanged TOASTed values.
+    pub source: Client,
+    /// Key column types per source, for those reads.
+    pub key_types: Vec<Vec<String>>,
+    /// Heartbeats, on a connection of their own.
+    pub monitor: Client,
+    /// The OIDs of the followed source tables, per plan source: their identity, whatever
+    /// they are called (see [`crate::source::identity`]).
+    pub oids: Vec<u32>,
+    /// Each followed table's row in the publication as the backfill saw it
+    /// (`pg_publication_rel.oid`): another one means it left the publication and came back.
+    pub publication_rels: Vec<Option<u32>>,
+    /// The publication the slot decodes through.
+    pub publication: String,
+}
