@@ -38,12 +38,14 @@ pub mod writes_since;
 
 mod deadlock_timeout;
 mod error;
+mod options;
 mod report;
 mod run;
 mod sessions;
 mod under_lock;
 
 pub use error::CutoverError;
+pub use options::CutoverOptions;
 pub use report::{CutoverReport, StepTime};
-pub use run::{cutover, CutoverOptions};
+pub use run::cutover;
 pub use sessions::same_database;

@@ -20,6 +20,7 @@ use super::counts::CountPlan;
 use super::deadlock_timeout;
 use super::dependents;
 use super::error::{db, CutoverError};
+use super::options::CutoverOptions;
 use super::read_only;
 use super::report::{CutoverReport, StepTime};
 use super::sequences;
@@ -29,25 +30,6 @@ use super::swap_lock;
 use super::under_lock::{locked, Aborted, Job};
 use super::window::{Step, Window};
 use super::write_lock::{self, Attempt, Blocker, Mode};
-
-/// What the operator asked for.
-#[derive(Debug, Clone)]
-pub struct CutoverOptions {
-    /// The write-blocked window must stay under this, or everything is rolled back.
-    pub max_blocked: Duration,
-    /// The lock is requested only once the consumer is this close (bytes of WAL).
-    pub max_lag: i64,
-    /// How long to wait for the lag to fall under `max_lag` (and for the rehearsal fence).
-    pub catch_up_timeout: Duration,
-    /// Each lock attempt waits at most this long; writers queue behind it meanwhile.
-    pub lock_timeout: Duration,
-    pub lock_attempts: u32,
-    /// Stop after the checks and roll back: measures the window, changes nothing.
-    pub dry_run: bool,
-    /// Also compare every row (`switchyard verify`) under the lock: conclusive, and as long as
-    /// a full read of both sides, so it needs a `max_blocked` to match.
-    pub verify: bool,
-}
 
 /// Runs the cutover. `say` receives progress lines for the operator.
 pub async fn cutover(

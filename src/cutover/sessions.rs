@@ -13,7 +13,7 @@ use crate::sink::fence::FenceListener;
 
 use super::counts::CountPlan;
 use super::error::{db, CutoverError};
-use super::run::CutoverOptions;
+use super::options::CutoverOptions;
 use super::window::Step;
 
 /// The sessions the cutover works with, opened before the lock so none is opened inside it.

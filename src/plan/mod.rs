@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pg::ident::TableName;
 use crate::transform::eval::ValueMap;
+use crate::transform::expr::Expr;
 use crate::transform::program::{OutputPlan, SourcePlan};
 use compile::Compile;
 use diagnostics::{Collector, PlanErrors};
@@ -167,6 +168,31 @@ impl Plan {
             .iter()
             .enumerate()
             .flat_map(|(i, s)| s.outputs.iter().map(move |o| (i, o)))
+    }
+
+    /// The lookup tables the rows of source table `table` go through (its derives, output
+    /// columns and `when`), each once, in the order first met.
+    pub fn lookup_tables_of(&self, table: &TableName) -> Vec<TableName> {
+        let mut used: Vec<usize> = Vec::new();
+        let mut visit = |e: &Expr| {
+            e.walk(&mut |node| {
+                if let Expr::Lookup { lookup, .. } = node {
+                    if !used.contains(lookup) {
+                        used.push(*lookup);
+                    }
+                }
+            })
+        };
+        for s in self.sources.iter().filter(|s| &s.table == table) {
+            s.derived.iter().for_each(|(_, e)| visit(e));
+            for o in &s.outputs {
+                o.exprs.iter().for_each(&mut visit);
+                o.when.iter().for_each(&mut visit);
+            }
+        }
+        used.iter()
+            .map(|i| self.lookups[*i].table.clone())
+            .collect()
     }
 
     /// Every distinct output table, in plan order.

@@ -11,7 +11,6 @@ use tokio_postgres::Client;
 use crate::pg::ident::TableName;
 use crate::plan::Plan;
 
-use super::wanted::lookups_of;
 use super::{fed_tables, LegacyAccess};
 
 /// A relation as the catalog shows it after the cutover SQL (in its transaction).
@@ -109,7 +108,7 @@ impl Swapped {
             fed.push((t.clone(), Relation::read(new, t).await?));
         }
         let mut lookups = Vec::new();
-        for t in lookups_of(plan, &legacy.table) {
+        for t in plan.lookup_tables_of(&legacy.table) {
             if let Some(r) = Relation::read(new, &t).await? {
                 lookups.push(r);
             }

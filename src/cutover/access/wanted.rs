@@ -250,30 +250,6 @@ fn copied_columns(sources: &[&SourcePlan], table: &TableName, column: &str) -> V
     out
 }
 
-/// The lookup tables a legacy table's rows go through, each once.
-pub(super) fn lookups_of(plan: &Plan, legacy: &TableName) -> Vec<TableName> {
-    let mut used: Vec<usize> = Vec::new();
-    let mut visit = |e: &Expr| {
-        e.walk(&mut |node| {
-            if let Expr::Lookup { lookup, .. } = node {
-                if !used.contains(lookup) {
-                    used.push(*lookup);
-                }
-            }
-        })
-    };
-    for s in plan.sources.iter().filter(|s| &s.table == legacy) {
-        s.derived.iter().for_each(|(_, e)| visit(e));
-        for o in &s.outputs {
-            o.exprs.iter().for_each(&mut visit);
-            o.when.iter().for_each(&mut visit);
-        }
-    }
-    used.iter()
-        .map(|i| plan.lookups[*i].table.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

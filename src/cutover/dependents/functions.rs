@@ -13,7 +13,7 @@ use tokio_postgres::GenericClient;
 use crate::pg::ident::TableName;
 
 use super::body::{access, Access};
-use super::read::{dependent, frozen, rel, When};
+use super::parts::{dependent, frozen, rel, When};
 use super::{Dependent, Kind, Layout, Legacy};
 
 /// A legacy table's names: before the swap, and now (the same before the swap).

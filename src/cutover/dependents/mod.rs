@@ -28,6 +28,7 @@
 mod body;
 pub mod carry;
 mod functions;
+mod parts;
 mod publications;
 mod read;
 mod report;
@@ -212,7 +213,7 @@ pub async fn before_swap(
     layout: Layout,
 ) -> Result<DependencyReport, tokio_postgres::Error> {
     let legacy = legacy_tables(client, plan).await?;
-    let found = read::all(client, plan, &legacy, layout, read::When::BeforeSwap).await?;
+    let found = read::all(client, plan, &legacy, layout, parts::When::BeforeSwap).await?;
     let dependents = found
         .into_iter()
         .map(|d| decide(d, &plan.cutover.dependents, layout))
@@ -286,7 +287,7 @@ pub async fn after_swap(
         plan,
         &found.legacy,
         found.layout,
-        read::When::AfterSwap,
+        parts::When::AfterSwap,
     )
     .await?;
     let bound: Vec<Dependent> = still

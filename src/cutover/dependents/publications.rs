@@ -11,7 +11,7 @@ use crate::pg::ident::{quote_ident, quote_literal, TableName};
 use crate::plan::Plan;
 use crate::source::slot;
 
-use super::read::dependent;
+use super::parts::dependent;
 use super::{Dependent, Kind};
 
 pub(super) async fn publications(

@@ -14,26 +14,11 @@ use tokio_postgres::GenericClient;
 
 use crate::cutover::read_only;
 use crate::pg::ident::{quote_ident, TableName};
-use crate::plan::{Disposition, Plan};
+use crate::plan::Plan;
 
+use super::parts::{dependent, frozen, rel, When};
 use super::{functions, publications};
 use super::{Dependent, Kind, Layout, Legacy};
-
-/// Before the swap, the legacy names are the tables; after it, the catalog is re-read in the
-/// swap's transaction to find what is still bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum When {
-    BeforeSwap,
-    AfterSwap,
-}
-
-/// `schema.name` of the relation with OID `expr`, quoted where needed.
-pub(super) fn rel(expr: &str) -> String {
-    format!(
-        "(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {expr})"
-    )
-}
 
 /// Everything bound to `legacy`, dispositions not yet set (see `super::decide`).
 pub(super) async fn all(
@@ -65,28 +50,6 @@ pub(super) async fn all(
     rules(client, &oids, &name, &mut out).await?;
     publications::publications(client, plan, &oids, &name, &mut out).await?;
     Ok(out)
-}
-
-pub(super) fn dependent(kind: Kind, oid: u32, object: String, legacy: String) -> Dependent {
-    Dependent {
-        kind,
-        object,
-        legacy_table: legacy,
-        swap: String::new(),
-        fix: String::new(),
-        disposition: Disposition::Refuse,
-        access: None,
-        oid,
-        definition: None,
-    }
-}
-
-/// After the swap, a legacy table is renamed (same database) or read-only (two servers).
-pub(super) fn frozen(layout: Layout) -> &'static str {
-    match layout {
-        Layout::SameDatabase => "the renamed legacy table (`*_legacy`), which takes no more writes",
-        Layout::TwoServers => "the legacy table, read-only and frozen after the cutover",
-    }
 }
 
 async fn foreign_keys(
