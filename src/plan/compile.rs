@@ -15,10 +15,10 @@ use crate::transform::program::{OutputPlan, SourcePlan};
 use crate::transform::value::Value;
 
 use super::compile_expr::{canonical_sql, compile, Names};
+use super::compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile};
 use super::diagnostics::Collector;
 use super::file::{self, Disposition};
 use super::{duplicate_sources, transaction_control};
-use super::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile};
 
 /// One compile pass over a parsed plan file: every problem goes to `diags`, and compiling goes
 /// on after one so that all are reported together.

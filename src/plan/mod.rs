@@ -1,211 +1,30 @@
 //! The migration plan: a TOML file in `transforms/` plus the SQL files its phases run.
 //!
-//! [`Plan::load`] reads the file ([`file`]), checks it and compiles every expression once
-//! ([`compile_expr`]); the hot path only ever sees the compiled [`Plan`]. All problems are
+//! [`Plan::load`] (`load.rs`) reads the file into its serde mirror ([`file`]); the compile
+//! pass (`compile.rs`) checks it and compiles every expression once ([`compile_expr`]) into
+//! the compiled [`Plan`] (`compiled.rs`), whose sources carry the transforms' program
+//! ([`crate::transform::program`]). The hot path only ever sees that. All problems are
 //! reported together, each with file, line, column and field ([`diagnostics`]).
 
 mod compile;
 pub(crate) mod compile_expr;
+mod compiled;
 pub mod diagnostics;
 mod duplicate_sources;
 pub mod file;
 mod keywords;
+mod load;
 mod transaction_control;
 
 #[cfg(test)]
 mod never_panics;
 
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::path::Path;
 
-use crate::pg::ident::TableName;
-use crate::transform::eval::ValueMap;
-use crate::transform::expr::Expr;
-use crate::transform::program::{OutputPlan, SourcePlan};
-use compile::Compile;
-use diagnostics::{Collector, PlanErrors};
+pub use compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile};
 pub use file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal};
-
-/// A compiled plan.
-#[derive(Debug)]
-pub struct Plan {
-    pub name: String,
-    pub path: PathBuf,
-    /// SHA-256 of the plan and its SQL files: a backfill refuses to resume under another plan.
-    pub checksum: String,
-    pub on_error: OnError,
-    pub sources: Vec<SourcePlan>,
-    pub lookups: Vec<LookupPlan>,
-    pub maps: Vec<ValueMap>,
-    pub phases: Phases,
-    pub cutover: CutoverPlan,
-    pub reports: Vec<(String, String)>,
-    pub target_schema: String,
-}
-
-#[derive(Debug)]
-pub struct LookupPlan {
-    pub name: String,
-    pub table: TableName,
-    pub id_column: String,
-    pub value_column: String,
-}
-
-/// How the cutover ends the migration (see `crate::cutover`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CutoverPlan {
-    pub side: CutoverSide,
-    pub slot: SlotDisposal,
-    pub dependents: Dependents,
-    /// As the plan declares it; [`CutoverPlan::legacy_names`] applies the default.
-    pub declared_legacy_names: Option<LegacyNames>,
-}
-
-impl CutoverPlan {
-    /// What the legacy names must be after the cutover SQL: as declared, else `views` with one
-    /// database (the swap puts compatibility views in their place) and `unchanged` with two
-    /// (the legacy tables stay, made read-only by switchyard).
-    pub fn legacy_names(&self, same_database: bool) -> LegacyNames {
-        self.declared_legacy_names.unwrap_or(if same_database {
-            LegacyNames::Views
-        } else {
-            LegacyNames::Unchanged
-        })
-    }
-}
-
-/// `[cutover.dependents]` compiled: what the cutover does with each kind of object bound to a
-/// legacy table. `Carry` is accepted only where it has one meaning:
-/// - `views`: views over a legacy table are re-created from their definition, so that they
-///   read the object that takes the legacy name (the compatibility view);
-/// - `grants`: privileges granted on a legacy table are granted on what takes its name and on
-///   the new tables it feeds.
-///
-/// For `policies`, `cutover_sql` means the plan's cutover SQL writes the equivalent
-/// row-level security policies on the new tables, and the cutover proves they exist.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dependents {
-    pub foreign_keys: Disposition,
-    pub views: Disposition,
-    pub materialized_views: Disposition,
-    pub functions: Disposition,
-    pub triggers: Disposition,
-    pub rules: Disposition,
-    pub publications: Disposition,
-    pub grants: Disposition,
-    pub policies: Disposition,
-}
-
-#[derive(Debug, Default)]
-pub struct Phases {
-    pub before_backfill: Vec<SqlFile>,
-    pub after_backfill: Vec<SqlFile>,
-    pub cutover: Vec<SqlFile>,
-    pub rollback: Vec<SqlFile>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SqlFile {
-    pub path: PathBuf,
-    pub sql: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanLoadError {
-    #[error("cannot read plan {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Invalid(#[from] PlanErrors),
-}
-
-impl Plan {
-    pub fn load(path: &Path) -> Result<Plan, PlanLoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlanLoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Plan::parse(path, &text)?)
-    }
-
-    /// Compiles plan text; `path` names the file in diagnostics and anchors the SQL files.
-    pub fn parse(path: &Path, text: &str) -> Result<Plan, PlanErrors> {
-        let mut diags = Collector::new(path, text);
-        let parsed: file::PlanFile = match toml::from_str(text) {
-            Ok(p) => p,
-            Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                diags.at(offset, "plan", e.message().to_owned());
-                return Err(PlanErrors(diags.found));
-            }
-        };
-        let plan = Compile {
-            diags: &mut diags,
-            dir: path.parent().unwrap_or(Path::new(".")),
-            next_output: 0,
-        }
-        .plan(path, text, parsed);
-        if diags.found.is_empty() {
-            Ok(plan)
-        } else {
-            Err(PlanErrors(diags.found))
-        }
-    }
-
-    pub fn slot_name(&self) -> String {
-        format!("switchyard_{}", self.name)
-    }
-
-    pub fn publication_name(&self) -> String {
-        format!("switchyard_{}", self.name)
-    }
-
-    /// Every output of the plan in its plan-wide order ([`OutputPlan::number`]), with the
-    /// index of the source feeding it.
-    pub fn outputs(&self) -> impl Iterator<Item = (usize, &OutputPlan)> {
-        self.sources
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| s.outputs.iter().map(move |o| (i, o)))
-    }
-
-    /// The lookup tables the rows of source table `table` go through (its derives, output
-    /// columns and `when`), each once, in the order first met.
-    pub fn lookup_tables_of(&self, table: &TableName) -> Vec<TableName> {
-        let mut used: Vec<usize> = Vec::new();
-        let mut visit = |e: &Expr| {
-            e.walk(&mut |node| {
-                if let Expr::Lookup { lookup, .. } = node {
-                    if !used.contains(lookup) {
-                        used.push(*lookup);
-                    }
-                }
-            })
-        };
-        for s in self.sources.iter().filter(|s| &s.table == table) {
-            s.derived.iter().for_each(|(_, e)| visit(e));
-            for o in &s.outputs {
-                o.exprs.iter().for_each(&mut visit);
-                o.when.iter().for_each(&mut visit);
-            }
-        }
-        used.iter()
-            .map(|i| self.lookups[*i].table.clone())
-            .collect()
-    }
-
-    /// Every distinct output table, in plan order.
-    pub fn output_tables(&self) -> Vec<&TableName> {
-        let mut out: Vec<&TableName> = Vec::new();
-        for o in self.sources.iter().flat_map(|s| &s.outputs) {
-            if !out.contains(&&o.table) {
-                out.push(&o.table);
-            }
-        }
-        out
-    }
-}
+pub use load::PlanLoadError;
 
 /// The seed plan of `transforms/legacy_to_projects`, for unit tests anywhere in the crate.
 #[cfg(test)]
