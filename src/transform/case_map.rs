@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::eval::EvalError;
+use super::eval_error::EvalError;
 
 mod c_utf8;
 

@@ -9,31 +9,11 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::cast::{cast, CastType};
+pub use super::eval_error::EvalError;
 use super::expr::{ArithOp, CompareOp, Expr, Function};
 use super::functions;
 use super::numeric;
-use super::value::{Numeric, Value};
-
-/// Why a row could not be transformed; the message goes into the dead-letter table.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct EvalError {
-    pub message: String,
-}
-
-impl EvalError {
-    pub fn new(message: impl Into<String>) -> Self {
-        EvalError {
-            message: message.into(),
-        }
-    }
-}
-
-impl From<super::cast::CastError> for EvalError {
-    fn from(e: super::cast::CastError) -> Self {
-        EvalError::new(e.to_string())
-    }
-}
+use super::value::{text_of, Numeric, Value};
 
 /// Resolves lookup values to their ids, creating rows on a miss. Implemented by the sink (a
 /// cache in front of the target) and by an in-memory table in tests.
@@ -205,15 +185,6 @@ fn borrow<'r>(v: &'r Value<'_>) -> Value<'r> {
         Value::Timestamp(t) => Value::Timestamp(*t),
         Value::TimestampTz(t) => Value::TimestampTz(*t),
         Value::Uuid(u) => Value::Uuid(*u),
-    }
-}
-
-/// The text form of a non-NULL value, borrowed when it already is text.
-pub(crate) fn text_of(v: Value<'_>) -> Cow<'_, str> {
-    match v {
-        Value::Text(t) | Value::Json(t) => t,
-        Value::Int(i) => Cow::Owned(i.to_string()),
-        other => Cow::Owned(other.to_string()),
     }
 }
 

@@ -8,8 +8,9 @@ use std::borrow::Cow;
 use regex::Regex;
 
 use super::case_map::{self, current, Case};
-use super::eval::{text_of, EvalError};
+use super::eval_error::EvalError;
 use super::expr::Function;
+use super::value::text_of;
 use super::value::Value;
 
 /// Calls a strict function on non-NULL arguments (the caller has checked the count).

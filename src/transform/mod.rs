@@ -8,6 +8,7 @@ pub mod case_map;
 pub mod cast;
 pub mod change;
 pub mod eval;
+pub mod eval_error;
 pub mod expr;
 #[cfg(test)]
 mod function_corpus;

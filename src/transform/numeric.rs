@@ -9,14 +9,37 @@
 //! precision and every rule for a result's scale is PostgreSQL's own.
 
 use std::cmp::Ordering;
+use std::fmt;
 
 use bigdecimal::{BigDecimal, RoundingMode};
 use num_bigint::{BigInt, Sign};
 use num_integer::Integer;
 use num_traits::{Signed, Zero};
 
-use super::eval::EvalError;
-use super::value::Numeric;
+use super::eval_error::EvalError;
+
+/// A PostgreSQL `numeric`: finite values are arbitrary precision, their scale PostgreSQL's
+/// display scale (see this module); the specials exist because PostgreSQL's numeric has
+/// them. Finite values compare by value (`1.0 = 1.00`), as in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Numeric {
+    NegInfinity,
+    Finite(BigDecimal),
+    Infinity,
+    /// PostgreSQL sorts NaN above every other numeric, and so do we.
+    NaN,
+}
+
+impl fmt::Display for Numeric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Numeric::NegInfinity => f.write_str("-Infinity"),
+            Numeric::Finite(d) => d.write_plain_string(f),
+            Numeric::Infinity => f.write_str("Infinity"),
+            Numeric::NaN => f.write_str("NaN"),
+        }
+    }
+}
 
 /// Most digits after the point PostgreSQL stores (`NUMERIC_DSCALE_MAX`).
 pub const MAX_DISPLAY_SCALE: i64 = 0x3FFF;

@@ -9,22 +9,10 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
-use bigdecimal::BigDecimal;
 use uuid::Uuid;
 
+pub use super::numeric::Numeric;
 use super::temporal::{Date, Timestamp};
-
-/// A PostgreSQL `numeric`: finite values are arbitrary precision, their scale PostgreSQL's
-/// display scale (see [`super::numeric`]); the specials exist because PostgreSQL's numeric has
-/// them. Finite values compare by value (`1.0 = 1.00`), as in PostgreSQL.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Numeric {
-    NegInfinity,
-    Finite(BigDecimal),
-    Infinity,
-    /// PostgreSQL sorts NaN above every other numeric, and so do we.
-    NaN,
-}
 
 /// One evaluated value. `Text` borrows from the source row when it can.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,13 +112,11 @@ impl fmt::Display for Value<'_> {
     }
 }
 
-impl fmt::Display for Numeric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Numeric::NegInfinity => f.write_str("-Infinity"),
-            Numeric::Finite(d) => d.write_plain_string(f),
-            Numeric::Infinity => f.write_str("Infinity"),
-            Numeric::NaN => f.write_str("NaN"),
-        }
+/// The text form of a non-NULL value, borrowed when it already is text.
+pub(crate) fn text_of(v: Value<'_>) -> Cow<'_, str> {
+    match v {
+        Value::Text(t) | Value::Json(t) => t,
+        Value::Int(i) => Cow::Owned(i.to_string()),
+        other => Cow::Owned(other.to_string()),
     }
 }

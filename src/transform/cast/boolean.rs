@@ -2,7 +2,7 @@
 //! `f`/`false`/`no`/`off`/`0`, any case, any unique prefix, surrounding whitespace skipped.
 
 use super::error::CastError;
-use super::trim_pg_space;
+use super::space::trim_pg_space;
 
 pub(super) fn parse(text: &str) -> Result<bool, CastError> {
     let word = trim_pg_space(text);

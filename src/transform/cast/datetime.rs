@@ -35,7 +35,7 @@
 //!   the migration would compute another value.
 
 use super::error::CastError;
-use super::trim_pg_space;
+use super::space::trim_pg_space;
 use crate::transform::temporal::{
     days_from_civil, days_in_month, Date, Timestamp, USECS_PER_DAY, USECS_PER_SEC,
 };
@@ -178,7 +178,7 @@ fn fields(cursor: &mut Cursor<'_>) -> Result<Fields, Failure> {
     let separator_t = matches!(cursor.peek(), Some(b'T' | b't'))
         && cursor.bytes[cursor.at + 1..]
             .iter()
-            .find(|b| !super::is_pg_space(**b))
+            .find(|b| !super::space::is_pg_space(**b))
             .is_some_and(u8::is_ascii_digit);
     let time_us = if separator_t {
         cursor.at += 1;
@@ -393,7 +393,7 @@ impl<'a> Cursor<'a> {
 
     /// Skips whitespace and says how much there was.
     fn skip_space(&mut self) -> usize {
-        self.run(super::is_pg_space).len()
+        self.run(super::space::is_pg_space).len()
     }
 
     fn digits(&mut self) -> &'a [u8] {

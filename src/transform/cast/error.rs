@@ -62,3 +62,10 @@ impl Display for Quoted<'_> {
         write!(f, "\"{}\"", self.0)
     }
 }
+
+/// A cast that fails fails the row's transform, with the cast's message.
+impl From<CastError> for crate::transform::eval_error::EvalError {
+    fn from(e: CastError) -> Self {
+        crate::transform::eval_error::EvalError::new(e.to_string())
+    }
+}

@@ -3,7 +3,7 @@
 //! separators, no hex: those arrived in PostgreSQL 16).
 
 use super::error::CastError;
-use super::is_pg_space;
+use super::space::is_pg_space;
 
 /// Which integer type a value must fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

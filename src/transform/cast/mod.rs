@@ -24,6 +24,7 @@ mod error;
 mod integer;
 mod json;
 mod numeric;
+mod space;
 mod uuid;
 
 #[cfg(test)]
@@ -125,17 +126,6 @@ fn to_text(value: Value<'_>) -> Value<'_> {
 fn date_to_timestamp(date: Date) -> Result<Timestamp, CastError> {
     date.to_timestamp()
         .ok_or_else(|| CastError::new("date out of range for timestamp"))
-}
-
-/// C's `isspace` in the server's locale for single bytes, which is what PostgreSQL's input
-/// functions skip: unlike `u8::is_ascii_whitespace` it includes vertical tab.
-fn is_pg_space(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
-}
-
-/// `text` without the leading and trailing bytes PostgreSQL's input functions skip.
-fn trim_pg_space(text: &str) -> &str {
-    text.trim_matches(|c: char| c.is_ascii() && is_pg_space(c as u8))
 }
 
 #[cfg(test)]

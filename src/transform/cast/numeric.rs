@@ -11,7 +11,7 @@ use num_traits::Zero;
 
 use super::error::CastError;
 use super::integer::IntWidth;
-use super::is_pg_space;
+use super::space::is_pg_space;
 use crate::transform::value::Numeric;
 
 /// PostgreSQL refuses exponents at or past `INT_MAX / 2` before anything else.
