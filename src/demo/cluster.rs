@@ -18,6 +18,7 @@
 //! password over TCP ([`PasswordAuth`]), with or without TLS ([`TlsFiles`]).
 
 mod auth;
+mod error;
 mod host;
 mod tls;
 mod watchdog;
@@ -30,8 +31,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use thiserror::Error;
 
+use error::io_error;
+pub use error::ClusterError;
 use host::{find_bin_dir, free_port, make_temp_dir, postgres_user};
 use watchdog::Watchdog;
 
@@ -119,44 +121,6 @@ impl ClusterOptions {
         self.settings.push((name.into(), value.into()));
         self
     }
-}
-
-/// Why a throwaway cluster could not be used.
-#[derive(Debug, Error)]
-pub enum ClusterError {
-    #[error("PostgreSQL binaries not found (looked in: {searched}); set PG_BIN to the directory holding initdb and postgres")]
-    BinariesNotFound { searched: String },
-    #[error("running as root, but there is no `postgres` user to run the server as (PostgreSQL refuses root)")]
-    NoPostgresUser,
-    #[error("could not {action}")]
-    Io {
-        action: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("initdb failed ({status}):\n{output}")]
-    Initdb { status: ExitStatus, output: String },
-    #[error("pg_basebackup failed ({status}):\n{output}")]
-    BaseBackup { status: ExitStatus, output: String },
-    #[error("the server did not start: {reason}\n--- server log (tail) ---\n{log_tail}")]
-    Start { reason: String, log_tail: String },
-    #[error("could not connect to {url}")]
-    Connect {
-        url: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error("`{statement}` failed")]
-    Sql {
-        statement: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-}
-
-fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> ClusterError {
-    let action = action.into();
-    move |source| ClusterError::Io { action, source }
 }
 
 /// A running throwaway cluster; dropping it stops the server and deletes its files.

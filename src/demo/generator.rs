@@ -8,6 +8,7 @@
 //! table is never held in memory, and generating the next batch overlaps sending the last one.
 
 mod copy_text;
+mod counts;
 mod rows;
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +18,7 @@ use tokio_postgres::Client;
 
 use crate::demo::prng::Prng;
 use copy_text::CopyRow;
+pub use counts::LoadedCounts;
 use rows::{item_row, project_row, service_row, LARGE_BODY_BYTES};
 
 pub(crate) use rows::{messy_email, priority, ITEM_STATUSES, PROJECT_STATUSES};
@@ -25,39 +27,10 @@ pub(crate) use rows::{messy_email, priority, ITEM_STATUSES, PROJECT_STATUSES};
 pub const LEGACY_SCHEMA_SQL: &str =
     include_str!("../../transforms/legacy_to_projects/legacy_schema.sql");
 
-/// Row counts at scale factor 1 (the size the benchmarks quote).
-const PROJECTS_AT_SF1: f64 = 100_000.0;
-const SERVICES_AT_SF1: f64 = 20_000.0;
-const ITEMS_AT_SF1: f64 = 1_000_000.0;
-const COMPANIES_AT_SF1: f64 = 5_000.0;
-/// Even tiny test scales need several teams, or per-team grouping proves nothing.
-const MIN_COMPANIES: u64 = 5;
 /// The fixed seed; each table mixes in its own tag so tables do not share a stream.
 const SEED: u64 = 0x5357_4954_4348_5944;
 /// Per-batch COPY payload: large enough to amortize a round trip, small enough to stream.
 const COPY_BATCH_BYTES: usize = 1 << 20;
-
-/// Rows per legacy table (and the number of companies they spread over).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadedCounts {
-    pub companies: u64,
-    pub company_projects: u64,
-    pub company_services: u64,
-    pub vortex_items: u64,
-}
-
-impl LoadedCounts {
-    /// The counts a scale factor produces (at least one row per table).
-    pub fn for_scale(scale: f64) -> LoadedCounts {
-        let rows = |at_sf1: f64| ((at_sf1 * scale).round() as u64).max(1);
-        LoadedCounts {
-            companies: rows(COMPANIES_AT_SF1).max(MIN_COMPANIES),
-            company_projects: rows(PROJECTS_AT_SF1),
-            company_services: rows(SERVICES_AT_SF1),
-            vortex_items: rows(ITEMS_AT_SF1),
-        }
-    }
-}
 
 /// Why loading failed.
 #[derive(Debug, Error)]

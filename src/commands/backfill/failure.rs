@@ -16,7 +16,7 @@ use crate::pg::lsn::Lsn;
 use crate::progress::BackfillProgress;
 use crate::source::{publication, slot};
 
-use super::BackfillJob;
+use super::job::BackfillJob;
 
 /// How long recording why the backfill stopped (and removing what a first run made) may take:
 /// a stop request must end the process even when the target does not answer.

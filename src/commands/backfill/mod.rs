@@ -20,12 +20,10 @@ use tokio_postgres::Client;
 
 use crate::checkpoint::{self, Migration, MigrationStatus};
 use crate::pg::connect::connect;
-use crate::pg::conninfo::ConnInfo;
 use crate::pg::lsn::Lsn;
 use crate::pipeline::backfill::copy_chunks;
 use crate::pipeline::chunk_copy::ChunkContext;
-use crate::plan::{OnError, Plan};
-use crate::progress::{BackfillProgress, Display, DisplayMode};
+use crate::progress::{BackfillProgress, Display};
 use crate::sink::key_index;
 use crate::sink::lookup::LookupCache;
 use crate::source::chunks::{plan_chunks, table_size};
@@ -36,10 +34,12 @@ use crate::source::{identity, publication, slot, snapshot};
 use super::check::check_all;
 use super::signal::{Interrupted, Stop};
 use failure::{backend_pid, Made};
+pub use job::BackfillJob;
 use snapshot_wait::snapshot_wait;
 
 /// What a failed or stopped run keeps and removes.
 mod failure;
+mod job;
 /// Naming the transactions the slot's snapshot waits for, and bounding the wait.
 mod snapshot_wait;
 
@@ -48,19 +48,6 @@ const SLOT_POLL: Duration = Duration::from_secs(2);
 
 /// SQLSTATE duplicate_object: the slot was created by someone else after our check.
 const DUPLICATE_OBJECT: &str = "42710";
-
-/// A backfill as resolved from the command line (or built by the demo and the tests).
-pub struct BackfillJob {
-    pub plan: Arc<Plan>,
-    pub source: ConnInfo,
-    pub target: ConnInfo,
-    pub jobs: usize,
-    pub resume: bool,
-    pub on_error: OnError,
-    pub display: DisplayMode,
-    /// How long creating the slot may wait for open source transactions to end.
-    pub snapshot_timeout: Duration,
-}
 
 /// What a finished backfill reports.
 #[derive(Debug, Clone)]

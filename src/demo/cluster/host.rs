@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{io_error, ClusterError};
+use super::error::{io_error, ClusterError};
 
 /// Large enough for any passwd entry `getpwnam_r` returns.
 const PASSWD_BUFFER_BYTES: usize = 16 * 1024;

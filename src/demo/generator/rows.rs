@@ -3,7 +3,7 @@
 //! orphan and NULL references, sub-tasks, bodies big enough to be TOASTed.
 
 use super::copy_text::{CopyRow, Date, DateTime};
-use super::LoadedCounts;
+use super::counts::LoadedCounts;
 use crate::demo::prng::Prng;
 
 /// Top-level items pointing at a project that never existed: rare, yet present at every test
