@@ -32,7 +32,8 @@
 //! `sink`, `source` and `lag`, `checkpoint` and `plan`, `transform`, `pg`, with `error` below
 //! them all. The runtime never imports the config: `plan/` compiles the TOML into
 //! [`transform::program`], and nothing under `transform/` names `plan/`. No layer below the
-//! commands imports them. `tests/integration/layering.rs` checks all three from the source text.
+//! commands imports them, and no two files import each other through any chain.
+//! `tests/integration/layering.rs` checks all of it from the source text.
 
 pub mod checkpoint;
 pub mod cli;

@@ -2,8 +2,10 @@
 //!
 //! What `lib.rs`'s layout section promises, checked so that nobody has to re-read the tree:
 //! the runtime (`transform/`) never imports the config (`plan/`), no layer below the commands
-//! imports `commands/`, and no two top-level modules import each other through any chain.
-//! An import is any `crate::<module>` path outside comments and test code.
+//! imports `commands/`, no two top-level modules import each other through any chain, and no
+//! two files either. An import is any `crate::`, `super::` or `self::` path (or a `use` of a
+//! child module) outside comments and test code; a parent declaring its children (`mod x;`,
+//! `pub use x::Y;`) is not one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -142,5 +144,157 @@ fn no_two_top_level_modules_import_each_other() {
     assert!(
         cycles.is_empty(),
         "modules on an import cycle: {cycles:#?}\n{graph:#?}"
+    );
+}
+
+/// A module's path from `src/`: `src/sink/apply.rs` -> `["sink", "apply"]`,
+/// `src/cutover/access/mod.rs` -> `["cutover", "access"]`.
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts
+}
+
+/// File (as its module path) -> the files its non-test code imports.
+fn file_imports() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    collect(&src, &mut files);
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_path(&src, f)).collect();
+    // The longest prefix of `path` that is a file's module.
+    let resolve = |path: Vec<String>| -> Option<Vec<String>> {
+        (1..=path.len())
+            .rev()
+            .map(|k| path[..k].to_vec())
+            .find(|p| modules.contains(p))
+    };
+    let mut graph = BTreeMap::new();
+    for file in files.iter().filter(|f| !test_only(f)) {
+        let me = module_path(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut deps = BTreeSet::new();
+        for line in code_lines(&text) {
+            let declares_child = line.trim_start().starts_with("pub use ")
+                && !line.contains("crate::")
+                && !line.contains("super::");
+            if declares_child {
+                continue;
+            }
+            for path in paths(line, &me, &modules) {
+                if let Some(dep) = resolve(path) {
+                    if dep != me {
+                        deps.insert(dep);
+                    }
+                }
+            }
+        }
+        graph.insert(me, deps);
+    }
+    graph
+}
+
+/// The module paths a line names: `crate::a::b`, `super::x`, `self::y`, groups
+/// (`crate::a::{b, c::d}`) and `use child::...` of a child module.
+fn paths(line: &str, me: &[String], modules: &BTreeSet<Vec<String>>) -> Vec<Vec<String>> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = Vec::new();
+    let bytes: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest: String = bytes[i..].iter().collect();
+        let start_ok = i == 0 || !ident(bytes[i - 1]);
+        let root = ["crate::", "super::", "self::"]
+            .into_iter()
+            .find(|r| start_ok && rest.starts_with(r));
+        let Some(root) = root else {
+            i += 1;
+            continue;
+        };
+        // Read `a::b::super::c` segments, then an optional `{...}` group.
+        let mut base: Vec<String> = match root {
+            "crate::" => Vec::new(),
+            _ => me.to_vec(),
+        };
+        if root == "super::" {
+            base.pop();
+        }
+        let mut j = i + root.len();
+        loop {
+            let seg: String = bytes[j..].iter().take_while(|c| ident(**c)).collect();
+            j += seg.len();
+            if seg == "super" {
+                base.pop();
+            } else if !seg.is_empty() {
+                base.push(seg);
+            }
+            if bytes[j..].starts_with(&[':', ':']) {
+                j += 2;
+            } else {
+                break;
+            }
+        }
+        if bytes.get(j) == Some(&'{') {
+            let end = bytes[j..]
+                .iter()
+                .position(|c| *c == '}')
+                .map_or(bytes.len(), |e| j + e);
+            let group: String = bytes[j + 1..end].iter().collect();
+            for item in group.split(',') {
+                let item = item.split(" as ").next().unwrap().trim();
+                let mut path = base.clone();
+                path.extend(
+                    item.split("::")
+                        .filter(|s| !s.is_empty() && *s != "self")
+                        .map(str::to_owned),
+                );
+                out.push(path);
+            }
+            j = end;
+        } else {
+            out.push(base);
+        }
+        i = j.max(i + 1);
+    }
+    // `use child::...;` in a module that declares `child`.
+    if let Some(rest) = line.trim_start().strip_prefix("use ") {
+        let first: String = rest.chars().take_while(|c| ident(*c)).collect();
+        let mut child = me.to_vec();
+        child.push(first);
+        if rest.contains("::") && modules.contains(&child) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_two_files_import_each_other() {
+    let graph = file_imports();
+    let mut on_cycle = Vec::new();
+    for start in graph.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&Vec<String>> = graph[start].iter().collect();
+        while let Some(m) = stack.pop() {
+            if seen.insert(m.clone()) {
+                stack.extend(graph.get(m).into_iter().flatten());
+            }
+        }
+        if seen.contains(start) {
+            let next: Vec<String> = graph[start].iter().map(|m| m.join("::")).collect();
+            on_cycle.push(format!("{} -> {next:?}", start.join("::")));
+        }
+    }
+    assert!(
+        on_cycle.is_empty(),
+        "files on an import cycle (each with what it imports): {on_cycle:#?}"
     );
 }
