@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::checkpoint::ChunkStatus;
 use crate::pg::lsn::Lsn;
 use crate::plan::Plan;
 use crate::source::slot;
@@ -68,10 +69,14 @@ pub async fn sample(
                     coalesce(extract(epoch FROM now() - heartbeat_at)::float8 < $2::float8, false),
                     extract(epoch FROM now() - pending_since)::float8,
                     coalesce(applied_lsn >= consistent_lsn, false),
-                    (SELECT count(*) FILTER (WHERE status = 'done') FROM switchyard.chunks c WHERE c.migration = m.name),
+                    (SELECT count(*) FILTER (WHERE status = $3) FROM switchyard.chunks c WHERE c.migration = m.name),
                     (SELECT count(*) FROM switchyard.chunks c WHERE c.migration = m.name)
                FROM switchyard.migrations m WHERE name = $1",
-            &[&plan.name, &STALE_HEARTBEAT.as_secs_f64()],
+            &[
+                &plan.name,
+                &STALE_HEARTBEAT.as_secs_f64(),
+                &ChunkStatus::Done.as_str(),
+            ],
         )
         .await
         .map_err(LagError::Target)?
