@@ -28,9 +28,9 @@
 //!   demo/        throwaway clusters, the legacy data generator and a write load
 //! ```
 //!
-//! Imports go one way, downward, in this order: `commands`, `cutover`, `verify`, `pipeline`,
-//! `sink`, `source` and `lag`, `checkpoint` and `plan`, `transform`, `pg`, with `error` below
-//! them all. The runtime never imports the config: `plan/` compiles the TOML into
+//! Imports go one way, downward, in this order: `commands`, `cli`, `demo`, `cutover`, `verify`,
+//! `pipeline`, `progress`, `sink`, `lag`, `source`, `checkpoint`, `plan`, `transform`, `pg`, with
+//! `error` below them all. The runtime never imports the config: `plan/` compiles the TOML into
 //! [`transform::program`], and nothing under `transform/` names `plan/`. No layer below the
 //! commands imports them, and no two files import each other through any chain.
 //! `tests/integration/layering.rs` checks all of it from the source text.

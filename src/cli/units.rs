@@ -22,13 +22,20 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     if !(seconds.is_finite() && seconds >= 0.0) {
         return Err(format!("{text:?} is not a duration"));
     }
-    Duration::try_from_secs_f64(seconds).map_err(|_| {
-        format!(
-            "duration {text:?} is too long: the longest is {} s",
-            Duration::MAX.as_secs()
-        )
-    })
+    if seconds * 1e3 > LONGEST_MS as f64 {
+        return Err(format!(
+            "duration {text:?} is too long: the longest is {LONGEST_MS}ms (about 24 days), the \
+             longest timeout PostgreSQL takes"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
+
+/// Every duration the tool takes is a timeout, and the cutover's reach PostgreSQL as
+/// `statement_timeout`/`lock_timeout`, which are `int` milliseconds (their maximum is
+/// `INT_MAX` in `guc_tables.c`); anything longer would also overflow a deadline taken from
+/// `Instant::now()` long before it could matter.
+pub const LONGEST_MS: u64 = i32::MAX as u64;
 
 /// `<number><unit>` with unit `B`, `kB`, `MB`, `GB` (powers of 1024, as PostgreSQL reads
 /// them); a bare number is bytes. A fraction of a byte is dropped (`0.1kB` is 102 bytes); a
@@ -101,9 +108,20 @@ mod tests {
     fn refuses_durations_it_cannot_represent() {
         let err = duration("99999999999999999999999h").unwrap_err();
         assert!(err.contains("\"99999999999999999999999h\""), "{err}");
-        assert!(err.contains(&u64::MAX.to_string()), "{err}");
-        assert!(duration("18446744073709551616s").is_err());
-        assert_eq!(duration("1000000h"), Ok(Duration::from_secs(3_600_000_000)));
+        assert!(err.contains("2147483647ms"), "{err}");
+        for too_long in [
+            "18446744073709551616s",
+            "10000000000000000000s",
+            "1000000h",
+            "2147484s",
+        ] {
+            assert!(duration(too_long).is_err(), "{too_long}");
+        }
+        assert_eq!(
+            duration("2147483647ms"),
+            Ok(Duration::from_millis(2_147_483_647))
+        );
+        assert_eq!(duration("596h"), Ok(Duration::from_secs(596 * 3600)));
     }
 
     #[test]

@@ -102,6 +102,51 @@ fn the_runtime_never_imports_the_config() {
     );
 }
 
+/// The top-level modules from the top down: each may import only those after it. `lib.rs`'s
+/// layout section states the same order.
+const LAYERS: [&str; 17] = [
+    "main",
+    "lib",
+    "commands",
+    "cli",
+    "demo",
+    "cutover",
+    "verify",
+    "pipeline",
+    "progress",
+    "sink",
+    "lag",
+    "source",
+    "checkpoint",
+    "plan",
+    "transform",
+    "pg",
+    "error",
+];
+
+#[test]
+fn every_import_goes_down_the_layers() {
+    let graph = imports();
+    let rank = |m: &str| LAYERS.iter().position(|l| *l == m);
+    let mut upward = Vec::new();
+    for (from, to) in &graph {
+        let Some(from_rank) = rank(from) else {
+            upward.push(format!("{from} is not in LAYERS: place it"));
+            continue;
+        };
+        for m in to {
+            match rank(m) {
+                Some(r) if r > from_rank => {}
+                _ => upward.push(format!("{from} imports {m}")),
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports that go up the layers {LAYERS:?}: {upward:#?}"
+    );
+}
+
 #[test]
 fn no_layer_below_the_commands_imports_them() {
     let graph = imports();
