@@ -95,22 +95,17 @@ impl Dispatch {
             Msg::Type(_) => Step::Nothing,
             // Where a replayed transaction came from: its changes are applied all the same.
             Msg::Origin(_) => Step::Nothing,
-            Msg::StreamStart(_) | Msg::StreamStop | Msg::StreamCommit(_) | Msg::StreamAbort(_) => {
-                return Err(streamed(message))
-            }
+            Msg::StreamStart(_) => return Err(streamed("Stream Start")),
+            Msg::StreamStop => return Err(streamed("Stream Stop")),
+            Msg::StreamCommit(_) => return Err(streamed("Stream Commit")),
+            Msg::StreamAbort(_) => return Err(streamed("Stream Abort")),
         })
     }
 }
 
 /// A streamed in-progress transaction: its changes arrive before it commits, interleaved
 /// with other transactions, and would need buffering per xid until Stream Commit.
-fn streamed(message: &Msg) -> PipelineError {
-    let kind = match message {
-        Msg::StreamStart(_) => "Stream Start",
-        Msg::StreamStop => "Stream Stop",
-        Msg::StreamCommit(_) => "Stream Commit",
-        _ => "Stream Abort",
-    };
+fn streamed(kind: &'static str) -> PipelineError {
     StopReason::Streamed { kind }.into()
 }
 
