@@ -57,12 +57,23 @@ pub struct Sample {
     pub chunks_total: i64,
 }
 
-/// The migration's lag now; `None` when the target holds no such migration.
+/// The migration's lag now; `None` when the target holds no such migration (nor, before the
+/// first backfill, the tool's schema).
 pub async fn sample(
     source: &Client,
     target: &Client,
     plan: &Plan,
 ) -> Result<Option<Sample>, LagError> {
+    let started = target
+        .query_one(
+            "SELECT to_regclass('switchyard.migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(LagError::Target)?;
+    if !started.get::<_, bool>(0) {
+        return Ok(None);
+    }
     let Some(m) = target
         .query_opt(
             "SELECT status, applied_lsn, changes_applied,

@@ -149,3 +149,33 @@ fn a_segment_printed_twice_is_found() {
     assert!(twice.is_err());
     assert_each_cause_once("target: committing a chunk: db error: ERROR: x");
 }
+
+/// Before any backfill the target has no `switchyard` schema: `status` and `watch --once` say
+/// the migration has not started, instead of printing the missing relation.
+#[tokio::test(flavor = "multi_thread")]
+async fn before_any_backfill_status_and_watch_say_not_started() {
+    let cluster = crate::support::cluster();
+    let source = crate::support::seeded_source(&cluster, "legacy", 0.001).await;
+    drop(source);
+    cluster.create_database("app").await.unwrap();
+    let plan = seed_plan();
+    for extra in [&["--once"][..], &[]] {
+        let command = if extra.is_empty() { "status" } else { "watch" };
+        let out = crate::support::run_command(
+            command,
+            &plan,
+            &cluster.url("legacy"),
+            &cluster.url("app"),
+            extra,
+        );
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            printed.contains("not started") && !printed.contains("does not exist"),
+            "{command}: {printed}"
+        );
+    }
+}
