@@ -386,9 +386,10 @@ async fn record(plan: &Plan, state: &Client, report: &mut CutoverReport) {
         )
         .await
     {
-        report
-            .notes
-            .push(format!("the report was not recorded in the target: {e}"));
+        report.notes.push(format!(
+            "the report was not recorded in the target: {}",
+            Chain::new(&e)
+        ));
     }
 }
 

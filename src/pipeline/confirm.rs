@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{self, MigrationStatus};
+use crate::error::Chain;
 use crate::pg::lsn::Lsn;
 use crate::source::identity::{self, CheckError};
 
@@ -84,7 +85,8 @@ pub(super) async fn verify(ctx: &FollowContext) -> Result<Option<Verdict>, Pipel
         Ok(()) => Ok(Some(Verdict::Intact)),
         Err(CheckError::Catalog(e)) => {
             tracing::warn!(
-                "could not check the source tables in the catalog ({e}); the slot's confirmed position waits for the next check"
+                "could not check the source tables in the catalog ({}); the slot's confirmed position waits for the next check",
+                Chain::new(&e)
             );
             Ok(None)
         }

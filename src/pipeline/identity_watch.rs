@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
+use crate::error::Chain;
 use crate::pg::lsn::Lsn;
 use crate::plan::Plan;
 use crate::source::identity::{self, CheckError, IdentityError};
@@ -73,7 +74,8 @@ impl IdentityWatch {
                     }
                     Err(CheckError::Catalog(e)) => {
                         tracing::warn!(
-                            "could not check the source tables in the catalog ({e}); the slot's confirmed position waits for the next check"
+                            "could not check the source tables in the catalog ({}); the slot's confirmed position waits for the next check",
+                            Chain::new(&e)
                         );
                         Ok(())
                     }

@@ -13,6 +13,7 @@ use std::sync::RwLock;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
+use crate::error::Chain;
 use crate::pg::ident::quote_ident;
 use crate::plan::LookupPlan;
 use crate::transform::eval::{EvalError, Lookups};
@@ -87,7 +88,7 @@ async fn resolve(client: Client, statements: Vec<String>, mut misses: mpsc::Rece
             .query_one(&statements[miss.lookup], &[&miss.value])
             .await
             .map(|row| row.get::<_, i64>(0))
-            .map_err(|e| format!("creating lookup value {:?}: {e}", miss.value));
+            .map_err(|e| format!("creating lookup value {:?}: {}", miss.value, Chain::new(&e)));
         let _ = miss.reply.send(result);
     }
 }

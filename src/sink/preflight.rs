@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::{filled_columns, triggers};
+use crate::error::Chain;
 use crate::pg::ident::quote_ident;
 use crate::plan::Plan;
 use crate::source::catalog::{self, has_unique_key};
@@ -139,7 +140,7 @@ fn phase_failed(file: &crate::plan::SqlFile, phase: &str, e: &tokio_postgres::Er
             "GRANT it, e.g. GRANT CREATE ON SCHEMA public TO <switchyard role>; or run the SQL once as the schema owner",
         ),
         Some(db) => Finding::error(subject, format!("the {phase} SQL fails: {}", db.message()), "fix the SQL file"),
-        None => Finding::error(subject, format!("the {phase} SQL fails: {e}"), "fix the SQL file"),
+        None => Finding::error(subject, format!("the {phase} SQL fails: {}", Chain::new(e)), "fix the SQL file"),
     }
 }
 
