@@ -382,4 +382,66 @@ mod tests {
         let sub = run(&plan, 2, &make("2")).unwrap();
         assert!(sub[0].is_empty() && !sub[1].is_empty());
     }
+
+    /// The key handed out with an upsert is what a delete of the same row computes and what
+    /// the row holds at its key columns (split independently here): coalescing matches an
+    /// upsert and a later delete of one key only if all three agree.
+    #[test]
+    fn the_key_handed_out_with_a_row_is_the_key_a_delete_finds() {
+        use crate::transform::change::{change_ops, OutputOp, RowChange};
+        let plan = seed_plan();
+        let lookups = InMemoryLookups::default();
+        let env = Env {
+            maps: &plan.maps,
+            lookups: &lookups,
+        };
+        let src = &plan.sources[0];
+        let values: Vec<Value<'_>> = src
+            .columns
+            .iter()
+            .map(|col| match col.as_str() {
+                "id" => Value::Text("7".into()),
+                "company_id" => Value::Text("3".into()),
+                "name" => Value::Text("Roof\tand\nwalls".into()),
+                "budget" => Value::Text("10".into()),
+                "created_at" | "updated_at" => Value::Text("2024-03-01 10:00:00".into()),
+                "meta" | "start_date" => Value::Null,
+                _ => Value::Text("x".into()),
+            })
+            .collect();
+        let mut memo = Memo::new(src.derived.len());
+        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let insert = RowChange::Insert {
+            new: values.clone(),
+        };
+        change_ops(src, &env, &mut memo, &insert, &mut upserts).unwrap();
+        let delete = RowChange::Delete { old_key: values };
+        change_ops(src, &env, &mut memo, &delete, &mut deletes).unwrap();
+        let mut compared = 0;
+        for op in &upserts {
+            let OutputOp::Upsert { output, row, key } = op else {
+                panic!("an insert makes upserts: {op:?}");
+            };
+            let fields: Vec<&[u8]> = row[..row.len() - 1].split(|b| *b == b'\t').collect();
+            let mut split = src.outputs[*output]
+                .key_positions
+                .iter()
+                .map(|&p| fields[p])
+                .collect::<Vec<_>>()
+                .join(&b'\t');
+            split.push(b'\n');
+            assert_eq!(key, &split, "output {output}");
+            if let Some(OutputOp::Delete { key: deleted, .. }) = deletes
+                .iter()
+                .find(|d| matches!(d, OutputOp::Delete { output: o, .. } if o == output))
+            {
+                assert_eq!(key, deleted, "output {output}");
+                compared += 1;
+            }
+        }
+        assert!(
+            compared > 0,
+            "no upsert output is deleted by key: {deletes:?}"
+        );
+    }
 }
