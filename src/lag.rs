@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::checkpoint::ChunkStatus;
+use crate::checkpoint::{self, ChunkStatus};
 use crate::pg::lsn::Lsn;
 use crate::plan::Plan;
 use crate::source::slot;
@@ -64,14 +64,10 @@ pub async fn sample(
     target: &Client,
     plan: &Plan,
 ) -> Result<Option<Sample>, LagError> {
-    let started = target
-        .query_one(
-            "SELECT to_regclass('switchyard.migrations') IS NOT NULL",
-            &[],
-        )
+    if !checkpoint::state_exists(target)
         .await
-        .map_err(LagError::Target)?;
-    if !started.get::<_, bool>(0) {
+        .map_err(LagError::Target)?
+    {
         return Ok(None);
     }
     let Some(m) = target

@@ -90,16 +90,24 @@ pub struct Migration {
     pub message: Option<String>,
 }
 
-/// The migration's row, if `switchyard.migrations` exists and has it.
-pub async fn load(client: &Client, name: &str) -> Result<Option<Migration>, CheckpointError> {
-    let exists = client
+/// Whether the target holds the tool's state at all: before the first backfill it has no
+/// `switchyard.migrations`, and readers say "not started" instead of failing on the relation.
+pub async fn state_exists(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
         .query_one(
             "SELECT to_regclass('switchyard.migrations') IS NOT NULL",
             &[],
         )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The migration's row, if `switchyard.migrations` exists and has it.
+pub async fn load(client: &Client, name: &str) -> Result<Option<Migration>, CheckpointError> {
+    if !state_exists(client)
         .await
-        .map_err(ctx("looking for switchyard.migrations"))?;
-    if !exists.get::<_, bool>(0) {
+        .map_err(ctx("looking for switchyard.migrations"))?
+    {
         return Ok(None);
     }
     let row = client

@@ -21,7 +21,7 @@ pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Ch
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
     applied_fence, create, heartbeat, load, record_applied, record_fence, set_lsns, set_status,
-    Migration, MigrationStatus, FENCE_CHANNEL,
+    state_exists, Migration, MigrationStatus, FENCE_CHANNEL,
 };
 pub use source_relations::{record_source_relations, source_relations, SourceRelation};
 

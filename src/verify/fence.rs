@@ -102,14 +102,9 @@ impl Gate {
 /// source is frozen then, and there is nothing to wait for).
 async fn consumer_running(target: &Client, migration: &str) -> Result<bool, VerifyError> {
     let context = "looking for a running consumer in switchyard.migrations";
-    let has_state: bool = target
-        .query_one(
-            "SELECT to_regclass('switchyard.migrations') IS NOT NULL",
-            &[],
-        )
+    let has_state = crate::checkpoint::state_exists(target)
         .await
-        .map_err(VerifyError::target(context))?
-        .get(0);
+        .map_err(VerifyError::target(context))?;
     if !has_state {
         return Ok(false);
     }
