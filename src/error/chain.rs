@@ -1,10 +1,15 @@
 //! An error and its causes on one line, each cause once.
 //!
-//! anyhow's `{:#}` joins every link's message with ": ". Some links already end with their
-//! cause: `tokio_postgres::Error` prints "db error: ERROR: ..." *and* returns the `DbError`
-//! as its source, and so do errors of other crates. [`Chain`] prints a link only when the
-//! line so far does not already say it, so that "committing a chunk: connection reset:
-//! connection reset" reads "committing a chunk: connection reset".
+//! anyhow's `{:#}` joins every link's message with ": ". A link that also writes its cause
+//! into its own message (as ours did with `{source}`, and as some crates' errors do) would
+//! then name the cause twice. [`Chain`] prints a link only when the line so far does not
+//! already contain its text, so that "committing a chunk: connection reset: connection reset"
+//! reads "committing a chunk: connection reset". The other way round matters as much:
+//! `tokio_postgres::Error` (0.7.18) displays only "db error" and returns the server's message
+//! as its source, so `{e}` alone loses it; print such errors through [`Chain`].
+//!
+//! The rule is textual: a cause whose whole message already appears in the line is taken as
+//! said, even when an earlier link said it for another reason.
 
 use std::error::Error;
 use std::fmt;
