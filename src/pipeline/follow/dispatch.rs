@@ -112,7 +112,9 @@ fn streamed(kind: &'static str) -> PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::pgoutput::{InsertBody, StreamStartBody, TupleData};
+    use crate::pg::pgoutput::{
+        InsertBody, StreamAbortBody, StreamCommitBody, StreamStartBody, TupleData,
+    };
     use crate::pg::replication_message::PgTimestamp;
 
     fn begin(final_lsn: u64) -> Msg {
@@ -147,13 +149,51 @@ mod tests {
     }
 
     #[test]
-    fn a_streamed_transaction_stops_the_consumer() {
-        let mut dispatch = Dispatch::new(Lsn(0));
-        let start = Msg::StreamStart(StreamStartBody {
-            xid: 7,
-            first_segment: true,
-        });
-        let err = dispatch.step(&start, "m").unwrap_err().to_string();
-        assert!(err.contains("Stream Start"), "{err}");
+    fn every_streaming_message_stops_the_consumer_even_in_a_skipped_transaction() {
+        let messages = [
+            (
+                Msg::StreamStart(StreamStartBody {
+                    xid: 7,
+                    first_segment: true,
+                }),
+                "Stream Start",
+            ),
+            (Msg::StreamStop, "Stream Stop"),
+            (
+                Msg::StreamCommit(StreamCommitBody {
+                    xid: 7,
+                    flags: 0,
+                    commit_lsn: Lsn(10),
+                    end_lsn: Lsn(11),
+                    commit_timestamp: PgTimestamp(0),
+                }),
+                "Stream Commit",
+            ),
+            (
+                Msg::StreamAbort(StreamAbortBody {
+                    xid: 7,
+                    subxid: 7,
+                    abort_lsn: None,
+                    abort_timestamp: None,
+                }),
+                "Stream Abort",
+            ),
+        ];
+        for (message, kind) in &messages {
+            for skipping in [false, true] {
+                let mut dispatch = Dispatch::new(Lsn(100));
+                if skipping {
+                    dispatch.step(&begin(50), "m").unwrap();
+                }
+                let err = match dispatch.step(message, "m") {
+                    Err(e) => e.to_string(),
+                    Ok(_) => panic!("{kind} was let through (skipping: {skipping})"),
+                };
+                assert!(
+                    err.contains(kind) && err.contains("switchyard stops"),
+                    "{err}"
+                );
+            }
+        }
     }
 }
