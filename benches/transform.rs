@@ -97,6 +97,7 @@ fn bench(c: &mut Criterion) {
     let env = Env {
         maps: &plan.maps,
         lookups: &lookups,
+        formats: &[],
     };
     let mut group = c.benchmark_group("transform");
     group.throughput(Throughput::Elements(ROWS as u64));

@@ -10,6 +10,7 @@ use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
 use crate::sink;
+use crate::sink::preflight::TargetChecked;
 use crate::source::preflight::{self, Finding, Severity};
 use crate::source::unreplicated;
 
@@ -17,7 +18,10 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::load(&args.plan.plan)?;
     let source = ConnInfo::parse(&args.connections.source)?;
     let target = ConnInfo::parse(&args.connections.target)?;
-    let mut findings = check_all(&plan, &source, &target).await?;
+    let TargetChecked {
+        mut findings,
+        formats,
+    } = check_all(&plan, &source, &target).await?;
     // What the cutover will do to objects bound to the legacy tables: here, not in
     // `check_all`, since they block the cutover and not the backfill.
     findings.extend(dependents(&plan, &source, &target).await?);
@@ -29,6 +33,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for note in &access.notes {
         println!("note: {note}");
+    }
+    for line in formats.describe(plan.outputs().map(|(_, o)| o)) {
+        println!("note: COPY into {line}");
     }
     for f in &findings {
         println!("{f}");
@@ -49,12 +56,12 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Source and target checks, errors first.
+/// Source and target checks, errors first, and the COPY format of each output.
 pub async fn check_all(
     plan: &Plan,
     source: &ConnInfo,
     target: &ConnInfo,
-) -> anyhow::Result<Vec<Finding>> {
+) -> anyhow::Result<TargetChecked> {
     let source_client = connect(source, "switchyard check").await?;
     let mut target_client = connect(target, "switchyard check").await?;
     let mut findings = preflight::check(&source_client, plan)
@@ -73,15 +80,17 @@ pub async fn check_all(
     let types = sink::preflight::source_column_types(&source_client, plan)
         .await
         .context("reading source column types")?;
-    findings.extend(
-        sink::preflight::check(&mut target_client, plan, &types, async |tx| {
-            crate::cutover::sequences::check(tx, plan).await
-        })
-        .await
-        .context("checking the target")?,
-    );
+    let target_checked = sink::preflight::check(&mut target_client, plan, &types, async |tx| {
+        crate::cutover::sequences::check(tx, plan).await
+    })
+    .await
+    .context("checking the target")?;
+    findings.extend(target_checked.findings);
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    Ok(findings)
+    Ok(TargetChecked {
+        findings,
+        formats: target_checked.formats,
+    })
 }
 
 /// The objects bound to the legacy tables, each with what the plan does with it (see

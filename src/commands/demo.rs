@@ -89,9 +89,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let (source_info, target_info) = (ConnInfo::parse(&source_url)?, ConnInfo::parse(&target_url)?);
     println!("== switchyard check");
-    let findings = check_all(&plan, &source_info, &target_info).await?;
+    let checked = check_all(&plan, &source_info, &target_info).await?;
+    let findings = checked.findings;
     for f in &findings {
         println!("   {f}");
+    }
+    for line in checked.formats.describe(plan.outputs().map(|(_, o)| o)) {
+        println!("   note: COPY into {line}");
     }
     anyhow::ensure!(
         findings.iter().all(|f| f.severity != Severity::Error),

@@ -102,7 +102,7 @@ impl FollowJob {
         );
         let mut writers = Vec::new();
         for (_, output) in plan.outputs() {
-            writers.push(OutputWriter::new(&target, output, WriterMode::Follow).await?);
+            writers.push(OutputWriter::new(&target, output, WriterMode::Follow, false).await?);
         }
         let ctx = FollowContext {
             plan: Arc::clone(&plan),

@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod conninfo;
+pub mod copy_binary;
 pub mod copy_text;
 pub mod ident;
 pub mod lsn;

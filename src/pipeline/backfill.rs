@@ -21,6 +21,7 @@ use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::replication_role::set_replica;
+use crate::transform::copy_binary::RowFormat;
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 use super::error::PipelineError;
@@ -115,6 +116,10 @@ async fn output_writers(
                     } else {
                         WriterMode::FreshBackfill
                     },
+                    ctx.formats
+                        .get(output.number)
+                        .unwrap_or(&RowFormat::Text)
+                        .is_binary(),
                 )
                 .await?,
             );

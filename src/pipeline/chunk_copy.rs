@@ -19,6 +19,7 @@ use crate::sink::dead_letter::{DeadLetter, Rejects};
 use crate::sink::lookup::LookupCache;
 use crate::source::copy_out;
 use crate::transform::batch::{describe_origin, TransformedBatch};
+use crate::transform::copy_binary::RowFormat;
 
 use super::error::PipelineError;
 use super::transform_pool::{transform_on_pool, WorkerPanicked};
@@ -31,6 +32,8 @@ pub struct ChunkContext {
     pub lookups: Arc<LookupCache>,
     pub on_error: OnError,
     pub progress: Arc<BackfillProgress>,
+    /// Each output's COPY format, indexed by its number (see [`crate::sink::copy_format`]).
+    pub formats: Arc<[RowFormat]>,
 }
 
 /// What one worker owns: its snapshot reader, its target connection and its output writers
@@ -70,10 +73,15 @@ pub async fn copy_chunk(
             .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
         while let Some(batch) = next {
             let write = async {
-                let transformed =
-                    transform_on_pool(&ctx.plan, &ctx.lookups, source_index, batch.clone())
-                        .await
-                        .map_err(|WorkerPanicked| PipelineError::WorkerPanicked)?;
+                let transformed = transform_on_pool(
+                    &ctx.plan,
+                    &ctx.lookups,
+                    &ctx.formats,
+                    source_index,
+                    batch.clone(),
+                )
+                .await
+                .map_err(|WorkerPanicked| PipelineError::WorkerPanicked)?;
                 write_batch(ctx, source_index, writers, &tx, &batch, transformed).await
             };
             let (written, following) = tokio::join!(write, batches.next());
@@ -125,10 +133,21 @@ async fn write_batch(
         };
         rejects.push(source_index, letter);
     }
-    for (writer, rows) in writers.iter().zip(&batch.outputs) {
-        for (row, reason) in writer.write(tx, rows).await? {
+    let parts = writers.iter().zip(&batch.outputs).zip(&batch.text_rows);
+    for ((writer, rows), text_rows) in parts {
+        let refused = writer.write(tx, rows).await?;
+        let refused_as_text = writer.write_text(tx, text_rows).await?;
+        let origins = refused
+            .into_iter()
+            .map(|(row, reason)| (rows.origins[row], reason))
+            .chain(
+                refused_as_text
+                    .into_iter()
+                    .map(|(row, reason)| (text_rows.origins[row], reason)),
+            );
+        for (origin, reason) in origins {
             let letter = DeadLetter {
-                rejected: describe_origin(source, text, rows.origins[row], reason),
+                rejected: describe_origin(source, text, origin, reason),
                 output_table: Some(writer.table().to_owned()),
             };
             rejects.push(source_index, letter);

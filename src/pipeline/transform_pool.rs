@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::plan::Plan;
 use crate::transform::batch::{transform_batch, TransformedBatch};
+use crate::transform::copy_binary::RowFormat;
 use crate::transform::eval::Lookups;
 use crate::transform::row::Env;
 
@@ -17,10 +18,11 @@ use crate::transform::row::Env;
 pub struct WorkerPanicked;
 
 /// Transforms one batch of `plan.sources[source]` (whole COPY lines of its read columns) on
-/// the rayon pool.
+/// the rayon pool, each output in its format of `formats` (empty: all COPY text).
 pub async fn transform_on_pool<L>(
     plan: &Arc<Plan>,
     lookups: &Arc<L>,
+    formats: &Arc<[RowFormat]>,
     source: usize,
     batch: Bytes,
 ) -> Result<TransformedBatch, WorkerPanicked>
@@ -28,11 +30,12 @@ where
     L: Lookups + Send + 'static,
 {
     let (done, result) = oneshot::channel();
-    let (plan, lookups) = (Arc::clone(plan), Arc::clone(lookups));
+    let (plan, lookups, formats) = (Arc::clone(plan), Arc::clone(lookups), Arc::clone(formats));
     rayon::spawn(move || {
         let env = Env {
             maps: &plan.maps,
             lookups: &*lookups,
+            formats: &formats,
         };
         let _ = done.send(transform_batch(&plan.sources[source], &env, &batch));
     });

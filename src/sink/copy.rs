@@ -20,9 +20,21 @@ pub(super) async fn copy(
     statement: &str,
     data: &[u8],
 ) -> Result<u64, tokio_postgres::Error> {
+    copy_parts(tx, statement, &[data]).await
+}
+
+/// `COPY ... FROM STDIN` of `parts`, one after the other: a binary COPY's header, tuples and
+/// trailer, without first copying them into one buffer.
+pub(super) async fn copy_parts(
+    tx: &Transaction<'_>,
+    statement: &str,
+    parts: &[&[u8]],
+) -> Result<u64, tokio_postgres::Error> {
     let sink = tx.copy_in::<_, Bytes>(statement).await?;
     futures_util::pin_mut!(sink);
-    send_in_pieces(sink.as_mut(), data).await?;
+    for part in parts {
+        send_in_pieces(sink.as_mut(), part).await?;
+    }
     sink.finish().await
 }
 

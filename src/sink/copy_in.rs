@@ -27,11 +27,12 @@ use std::pin::Pin;
 
 use tokio_postgres::{Client, Transaction};
 
+use crate::pg::copy_binary;
 use crate::pg::ident::quote_ident;
 use crate::transform::batch::OutputRows;
 use crate::transform::program::{OutputPlan, WriteMode};
 
-use super::copy::{copy, is_row_error, row_error_message};
+use super::copy::{copy, copy_parts, is_row_error, row_error_message};
 use super::replay::{Op, ReplaySql, Replayed};
 
 /// Who writes, which decides how.
@@ -47,7 +48,12 @@ pub enum WriterMode {
 
 /// How one output is written; the SQL is built once per worker connection.
 pub struct OutputWriter {
+    /// The COPY of rows in the output's format.
     copy_sql: String,
+    /// The COPY of rows as text: the same as `copy_sql` for a text output; for a binary one,
+    /// the rows its encoder left to the target's input functions.
+    copy_text_sql: String,
+    binary: bool,
     staged: Option<StagedSql>,
     table: String,
 }
@@ -63,6 +69,14 @@ struct StagedSql {
     replay: Option<ReplaySql>,
 }
 
+/// How the rows handed to a write are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoded {
+    /// Binary COPY tuples, without the header and trailer (added per COPY).
+    Binary,
+    Text,
+}
+
 /// A row the target refused: its index in the batch and PostgreSQL's message.
 pub type Refused = (usize, String);
 
@@ -75,12 +89,14 @@ pub struct WriteError {
 }
 
 impl OutputWriter {
-    /// Prepares the writer; `staged` outputs get their temporary table on `client` now,
-    /// outside any transaction, so that it survives chunk rollbacks.
+    /// Prepares the writer of rows in binary COPY format when `binary`, else text; `staged`
+    /// outputs get their temporary table on `client` now, outside any transaction, so that it
+    /// survives chunk rollbacks.
     pub async fn new(
         client: &Client,
         output: &OutputPlan,
         mode: WriterMode,
+        binary: bool,
     ) -> Result<OutputWriter, WriteError> {
         let index = output.number;
         let (resumed, coalesced) = match mode {
@@ -100,9 +116,21 @@ impl OutputWriter {
             table: output.table.to_string(),
             source,
         };
+        let copy_into = |into: &str| {
+            let text = format!("COPY {into} ({columns}) FROM STDIN");
+            let formatted = if binary {
+                format!("{text} (FORMAT binary)")
+            } else {
+                text.clone()
+            };
+            (formatted, text)
+        };
         if direct {
+            let (copy_sql, copy_text_sql) = copy_into(&table);
             return Ok(OutputWriter {
-                copy_sql: format!("COPY {table} ({columns}) FROM STDIN"),
+                copy_sql,
+                copy_text_sql,
+                binary,
                 staged: None,
                 table: output.table.to_string(),
             });
@@ -169,8 +197,11 @@ impl OutputWriter {
         } else {
             None
         };
+        let (copy_sql, copy_text_sql) = copy_into(&stage);
         Ok(OutputWriter {
-            copy_sql: format!("COPY {stage} ({columns}) FROM STDIN"),
+            copy_sql,
+            copy_text_sql,
+            binary,
             staged: Some(StagedSql {
                 merge: format!(
                     "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE
@@ -219,7 +250,7 @@ impl OutputWriter {
                 tx.batch_execute(&staged.delete).await?;
             }
             if !upserts.is_empty() {
-                self.attempt(tx, upserts).await?;
+                self.attempt(tx, Encoded::Text, upserts).await?;
             }
             Ok::<(), tokio_postgres::Error>(())
         };
@@ -255,15 +286,40 @@ impl OutputWriter {
         })
     }
 
-    /// Writes `rows`, returning the rows the target refused (already rolled back).
+    /// Writes `rows`, in the output's format, returning the rows the target refused (already
+    /// rolled back).
     pub async fn write(
         &self,
         tx: &Transaction<'_>,
         rows: &OutputRows,
     ) -> Result<Vec<Refused>, WriteError> {
+        let encoded = if self.binary {
+            Encoded::Binary
+        } else {
+            Encoded::Text
+        };
+        self.write_encoded(tx, encoded, rows).await
+    }
+
+    /// Writes `rows` given as COPY text lines: a binary output's rows its encoder left to the
+    /// target's input functions ([`crate::transform::copy_binary`]).
+    pub async fn write_text(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &OutputRows,
+    ) -> Result<Vec<Refused>, WriteError> {
+        self.write_encoded(tx, Encoded::Text, rows).await
+    }
+
+    async fn write_encoded(
+        &self,
+        tx: &Transaction<'_>,
+        encoded: Encoded,
+        rows: &OutputRows,
+    ) -> Result<Vec<Refused>, WriteError> {
         let mut refused = Vec::new();
         if !rows.is_empty() {
-            self.write_range(tx, rows, 0..rows.len(), &mut refused)
+            self.write_range(tx, encoded, rows, 0..rows.len(), &mut refused)
                 .await?;
         }
         Ok(refused)
@@ -272,6 +328,7 @@ impl OutputWriter {
     fn write_range<'a>(
         &'a self,
         tx: &'a Transaction<'_>,
+        encoded: Encoded,
         rows: &'a OutputRows,
         range: Range<usize>,
         refused: &'a mut Vec<Refused>,
@@ -284,7 +341,7 @@ impl OutputWriter {
             tx.batch_execute("SAVEPOINT switchyard_batch")
                 .await
                 .map_err(err)?;
-            match self.attempt(tx, rows.slice(range.clone())).await {
+            match self.attempt(tx, encoded, rows.slice(range.clone())).await {
                 Ok(()) => {
                     tx.batch_execute("RELEASE SAVEPOINT switchyard_batch")
                         .await
@@ -300,9 +357,10 @@ impl OutputWriter {
                         return Ok(());
                     }
                     let mid = range.start + range.len() / 2;
-                    self.write_range(tx, rows, range.start..mid, refused)
+                    self.write_range(tx, encoded, rows, range.start..mid, refused)
                         .await?;
-                    self.write_range(tx, rows, mid..range.end, refused).await
+                    self.write_range(tx, encoded, rows, mid..range.end, refused)
+                        .await
                 }
                 Err(e) => Err(err(e)),
             }
@@ -312,9 +370,16 @@ impl OutputWriter {
     async fn attempt(
         &self,
         tx: &Transaction<'_>,
+        encoded: Encoded,
         data: &[u8],
     ) -> Result<(), tokio_postgres::Error> {
-        copy(tx, &self.copy_sql, data).await?;
+        match encoded {
+            Encoded::Binary => {
+                let parts = [copy_binary::HEADER, data, copy_binary::TRAILER];
+                copy_parts(tx, &self.copy_sql, &parts).await?
+            }
+            Encoded::Text => copy(tx, &self.copy_text_sql, data).await?,
+        };
         if let Some(staged) = &self.staged {
             tx.batch_execute(&staged.merge).await?;
         }

@@ -1,6 +1,7 @@
 //! Writes the target: output rows by COPY, lookup values, dead letters.
 pub mod apply;
 mod copy;
+pub mod copy_format;
 pub mod copy_in;
 pub mod dead_letter;
 pub mod fence;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
+use super::copy_format::{self, CopyFormats};
 use super::{filled_columns, triggers};
 use crate::error::Chain;
 use crate::pg::ident::quote_ident;
@@ -30,6 +31,13 @@ enum Family {
     Json,
 }
 
+/// What the target check found, and the COPY format chosen for each output.
+#[derive(Debug)]
+pub struct TargetChecked {
+    pub findings: Vec<Finding>,
+    pub formats: CopyFormats,
+}
+
 /// Checks the target; `source_types` maps each source table to its column types. `beside`
 /// runs the checks of layers above this one (the cutover's sequences) in the same
 /// transaction, on the target as the plan's before-backfill SQL leaves it.
@@ -38,15 +46,20 @@ pub async fn check(
     plan: &Plan,
     source_types: &HashMap<String, HashMap<String, String>>,
     beside: impl AsyncFnOnce(&Transaction<'_>) -> Result<Vec<Finding>, tokio_postgres::Error>,
-) -> Result<Vec<Finding>, tokio_postgres::Error> {
+) -> Result<TargetChecked, tokio_postgres::Error> {
     let mut found = Vec::new();
     let tx = client.transaction().await?;
     for file in &plan.phases.before_backfill {
         if let Err(e) = tx.batch_execute(&file.sql).await {
             found.push(phase_failed(file, "before-backfill", &e));
-            return Ok(found);
+            return Ok(TargetChecked {
+                findings: found,
+                formats: CopyFormats::text(plan.outputs().count()),
+            });
         }
     }
+    let formats = copy_format::choose(&tx, plan.outputs().map(|(_, o)| o)).await?;
+    let checked = |findings| TargetChecked { findings, formats };
     super::privileges::check(&tx, plan, &mut found).await?;
     found.extend(beside(&tx).await?);
     for lookup in &plan.lookups {
@@ -81,14 +94,14 @@ pub async fn check(
     if holds_rows(&tx, plan).await? {
         triggers::report(&copied_with, None, &mut found);
         tx.rollback().await?;
-        return Ok(found);
+        return Ok(checked(found));
     }
     for file in &plan.phases.after_backfill {
         if let Err(e) = tx.batch_execute(&file.sql).await {
             found.push(phase_failed(file, "after-backfill", &e));
             triggers::report(&copied_with, None, &mut found);
             tx.rollback().await?;
-            return Ok(found);
+            return Ok(checked(found));
         }
     }
     keys(&tx, plan, WriteMode::Upsert, &mut found).await?;
@@ -96,7 +109,7 @@ pub async fn check(
     let followed_with = triggers::read(&tx, plan).await?;
     triggers::report(&followed_with, Some(&copied_with), &mut found);
     tx.rollback().await?;
-    Ok(found)
+    Ok(checked(found))
 }
 
 /// Whether any upsert output table already has a row.

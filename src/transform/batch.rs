@@ -7,9 +7,9 @@ use crate::pg::copy_text::lines;
 use crate::transform::program::SourcePlan;
 
 use super::memo::Memo;
-use super::row::{describe, transform_copy_line, Env, Rejected, RowScratch};
+use super::row::{describe, transform_copy_line, Env, Rejected, RowOut, RowScratch};
 
-/// The rows one output received from a batch, as COPY text.
+/// The rows one output received from a batch, in one COPY format (see [`TransformedBatch`]).
 #[derive(Debug, Default)]
 pub struct OutputRows {
     pub data: Vec<u8>,
@@ -28,7 +28,7 @@ impl OutputRows {
         self.row_ends.is_empty()
     }
 
-    /// The COPY text of rows `range`.
+    /// The COPY data of rows `range`.
     pub fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
         let start = if range.start == 0 {
             0
@@ -47,8 +47,11 @@ impl OutputRows {
 /// The result of transforming one batch.
 #[derive(Debug, Default)]
 pub struct TransformedBatch {
-    /// One per output of the source, in plan order.
+    /// One per output of the source, in plan order, in the output's format.
     pub outputs: Vec<OutputRows>,
+    /// One per output: the rows of a binary output that go as COPY text, because a field could
+    /// not be written exactly in binary ([`super::copy_binary`]). Empty for text outputs.
+    pub text_rows: Vec<OutputRows>,
     pub rejected: Vec<Rejected>,
     pub source_rows: u64,
 }
@@ -59,25 +62,31 @@ pub fn transform_batch<'r>(
     env: &Env<'r>,
     text: &'r [u8],
 ) -> TransformedBatch {
-    let mut buffers: Vec<Vec<u8>> = (0..source.outputs.len())
-        .map(|_| Vec::with_capacity(text.len()))
-        .collect();
-    let mut outputs: Vec<OutputRows> = (0..source.outputs.len())
-        .map(|_| OutputRows::default())
-        .collect();
+    let n = source.outputs.len();
+    let mut buffers: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(text.len())).collect();
+    let mut text_buffers: Vec<Vec<u8>> = vec![Vec::new(); n];
+    let mut outputs: Vec<OutputRows> = (0..n).map(|_| OutputRows::default()).collect();
+    let mut text_rows: Vec<OutputRows> = (0..n).map(|_| OutputRows::default()).collect();
     let mut rejected = Vec::new();
     let mut source_rows = 0;
     let mut memo = Memo::new(source.derived.len());
     let mut scratch = RowScratch::default();
-    let mut before: Vec<usize> = Vec::with_capacity(buffers.len());
+    let mut before: Vec<usize> = Vec::with_capacity(2 * n);
     for line in lines(text) {
         source_rows += 1;
         let origin = (line.as_ptr() as usize - text.as_ptr() as usize) as u32;
         before.clear();
-        before.extend(buffers.iter().map(Vec::len));
-        match transform_copy_line(source, env, line, &mut memo, &mut scratch, &mut buffers) {
+        before.extend(buffers.iter().chain(&text_buffers).map(Vec::len));
+        let out = RowOut {
+            rows: &mut buffers,
+            text_rows: &mut text_buffers,
+            keys: None,
+        };
+        match transform_copy_line(source, env, line, &mut memo, &mut scratch, out) {
             Ok(()) => {
-                for ((buf, out), was) in buffers.iter().zip(outputs.iter_mut()).zip(&before) {
+                let written = buffers.iter().chain(&text_buffers);
+                let rows = outputs.iter_mut().chain(text_rows.iter_mut());
+                for ((buf, out), was) in written.zip(rows).zip(&before) {
                     if buf.len() != *was {
                         out.row_ends.push(buf.len() as u32);
                         out.origins.push(origin);
@@ -87,11 +96,13 @@ pub fn transform_batch<'r>(
             Err(r) => rejected.push(r),
         }
     }
-    for (buf, out) in buffers.into_iter().zip(outputs.iter_mut()) {
+    let filled = buffers.into_iter().chain(text_buffers);
+    for (buf, out) in filled.zip(outputs.iter_mut().chain(text_rows.iter_mut())) {
         out.data = buf;
     }
     TransformedBatch {
         outputs,
+        text_rows,
         rejected,
         source_rows,
     }

@@ -21,7 +21,7 @@ use crate::transform::program::{SourcePlan, WriteMode};
 
 use super::eval::{EvalError, Scope};
 use super::memo::Memo;
-use super::row::{encode_value, transform_values, Env, OutputKeys};
+use super::row::{encode_value, transform_values, Env, OutputKeys, RowOut};
 use super::value::Value;
 
 /// What to do to one output for one change.
@@ -111,16 +111,12 @@ fn upsert_ops(
     let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); source.outputs.len()];
     let (mut derived, mut marks) = (Vec::new(), Vec::new());
     let mut keys = OutputKeys::default();
-    transform_values(
-        source,
-        env,
-        new,
-        memo,
-        &mut derived,
-        &mut marks,
-        &mut buffers,
-        Some(&mut keys),
-    )?;
+    let out = RowOut {
+        rows: &mut buffers,
+        text_rows: &mut [],
+        keys: Some(&mut keys),
+    };
+    transform_values(source, env, new, memo, &mut derived, &mut marks, out)?;
     let mut unreached = Vec::new();
     for (output, (row, key)) in buffers.into_iter().zip(keys.keys).enumerate() {
         if !row.is_empty() {

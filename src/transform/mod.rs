@@ -7,6 +7,7 @@ pub mod batch;
 pub mod case_map;
 pub mod cast;
 pub mod change;
+pub mod copy_binary;
 pub mod eval;
 pub mod eval_error;
 pub mod expr;

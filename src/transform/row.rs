@@ -8,9 +8,11 @@
 
 use std::ops::Range;
 
+use crate::pg::copy_binary::{self as copy_binary_wire, BinaryType};
 use crate::pg::copy_text::{self, RawField};
-use crate::transform::program::SourcePlan;
+use crate::transform::program::{OutputPlan, SourcePlan};
 
+use super::copy_binary::{encode_field, RowFormat};
 use super::eval::{EvalError, Lookups, Scope, ValueMap};
 use super::memo::Memo;
 use super::value::Value;
@@ -29,6 +31,16 @@ pub struct Rejected {
 pub struct Env<'p> {
     pub maps: &'p [ValueMap],
     pub lookups: &'p dyn Lookups,
+    /// Each output's format, indexed by [`OutputPlan::number`]; empty writes every output as
+    /// COPY text.
+    pub formats: &'p [RowFormat],
+}
+
+impl Env<'_> {
+    /// The format of output `number`.
+    pub fn format(&self, number: usize) -> &RowFormat {
+        self.formats.get(number).unwrap_or(&RowFormat::Text)
+    }
 }
 
 /// Buffers reused from row to row of a batch, so that a row costs no allocation of its own.
@@ -40,15 +52,14 @@ pub struct RowScratch<'r> {
     marks: Vec<usize>,
 }
 
-/// Transforms one COPY text line (the plan's read columns, in order) into `outputs`, one COPY
-/// buffer per output of the source.
+/// Transforms one COPY text line (the plan's read columns, in order) into `out`.
 pub fn transform_copy_line<'r>(
     source: &'r SourcePlan,
     env: &Env<'r>,
     line: &'r [u8],
     memo: &mut Memo,
     scratch: &mut RowScratch<'r>,
-    outputs: &mut [Vec<u8>],
+    out: RowOut<'_>,
 ) -> Result<(), Rejected> {
     let RowScratch {
         fields,
@@ -74,7 +85,7 @@ pub fn transform_copy_line<'r>(
                 ),
             });
         }
-        transform_values(source, env, columns, memo, derived, marks, outputs, None)
+        transform_values(source, env, columns, memo, derived, marks, out)
     })();
     result.map_err(|e| reject(source, fields, e))
 }
@@ -90,9 +101,19 @@ pub struct OutputKeys {
     spans: Vec<Range<usize>>,
 }
 
+/// Where [`transform_values`] writes a row, per output of the source (in plan order).
+pub struct RowOut<'a> {
+    /// Each output's rows, in its [`RowFormat`] (see [`Env::formats`]).
+    pub rows: &'a mut [Vec<u8>],
+    /// The rows of binary outputs that had to go as COPY text (see [`super::copy_binary`]):
+    /// as long as `rows` when any output is binary, else may be empty.
+    pub text_rows: &'a mut [Vec<u8>],
+    /// With keys, each row written hands out its key; only for text outputs.
+    pub keys: Option<&'a mut OutputKeys>,
+}
+
 /// Transforms a row given as values (the follow path decodes pgoutput tuples into these).
-/// `derived` and `marks` are scratch space; with `keys`, each row written hands out its key.
-#[allow(clippy::too_many_arguments)]
+/// `derived` and `marks` are scratch space.
 pub fn transform_values<'r>(
     source: &'r SourcePlan,
     env: &Env<'r>,
@@ -100,11 +121,15 @@ pub fn transform_values<'r>(
     memo: &mut Memo,
     derived: &mut Vec<Value<'r>>,
     marks: &mut Vec<usize>,
-    outputs: &mut [Vec<u8>],
-    mut keys: Option<&mut OutputKeys>,
+    out: RowOut<'_>,
 ) -> Result<(), EvalError> {
+    let RowOut {
+        rows,
+        text_rows,
+        mut keys,
+    } = out;
     if let Some(keys) = keys.as_deref_mut() {
-        keys.keys.resize_with(outputs.len(), Vec::new);
+        keys.keys.resize_with(rows.len(), Vec::new);
     }
     derived.clear();
     for (i, (name, expr)) in source.derived.iter().enumerate() {
@@ -132,7 +157,7 @@ pub fn transform_values<'r>(
         derived.push(v);
     }
     marks.clear();
-    marks.extend(outputs.iter().map(Vec::len));
+    marks.extend(rows.iter().chain(text_rows.iter()).map(Vec::len));
     let scope = Scope {
         columns,
         derived,
@@ -140,7 +165,7 @@ pub fn transform_values<'r>(
         lookups: env.lookups,
     };
     let written = (|| {
-        for (number, (output, buf)) in source.outputs.iter().zip(outputs.iter_mut()).enumerate() {
+        for (number, (output, buf)) in source.outputs.iter().zip(rows.iter_mut()).enumerate() {
             if let Some(when) = &output.when {
                 match when.eval(&scope)? {
                     Value::Bool(true) => {}
@@ -154,23 +179,15 @@ pub fn transform_values<'r>(
                     }
                 }
             }
-            if let Some(keys) = keys.as_deref_mut() {
-                keys.spans.clear();
-            }
-            for (i, (name, expr)) in output.columns.iter().zip(&output.exprs).enumerate() {
-                if i > 0 {
-                    buf.push(b'\t');
+            if let RowFormat::Binary(types) = env.format(output.number) {
+                debug_assert!(keys.is_none(), "output keys are COPY text");
+                if !binary_row(output, types, &scope, buf)? {
+                    text_row(output, &scope, &mut text_rows[number], None)?;
                 }
-                let start = buf.len();
-                let v = expr
-                    .eval(&scope)
-                    .map_err(|e| EvalError::new(format!("{}.{name}: {e}", output.table.name)))?;
-                encode_value(&v, buf);
-                if let Some(keys) = keys.as_deref_mut() {
-                    keys.spans.push(start..buf.len());
-                }
+                continue;
             }
-            buf.push(b'\n');
+            let spans = keys.as_deref_mut().map(|k| &mut k.spans);
+            text_row(output, &scope, buf, spans)?;
             if let Some(OutputKeys { keys, spans }) = keys.as_deref_mut() {
                 let key = &mut keys[number];
                 key.clear();
@@ -188,11 +205,64 @@ pub fn transform_values<'r>(
         Ok(())
     })();
     if written.is_err() {
-        for (buf, mark) in outputs.iter_mut().zip(marks.iter()) {
+        for (buf, mark) in rows
+            .iter_mut()
+            .chain(text_rows.iter_mut())
+            .zip(marks.iter())
+        {
             buf.truncate(*mark);
         }
     }
     written
+}
+
+/// Appends one output row as a COPY text line; with `spans`, where each field lies in `buf`.
+fn text_row(
+    output: &OutputPlan,
+    scope: &Scope<'_, '_>,
+    buf: &mut Vec<u8>,
+    mut spans: Option<&mut Vec<Range<usize>>>,
+) -> Result<(), EvalError> {
+    if let Some(spans) = spans.as_deref_mut() {
+        spans.clear();
+    }
+    for (i, (name, expr)) in output.columns.iter().zip(&output.exprs).enumerate() {
+        if i > 0 {
+            buf.push(b'\t');
+        }
+        let start = buf.len();
+        let v = expr
+            .eval(scope)
+            .map_err(|e| EvalError::new(format!("{}.{name}: {e}", output.table.name)))?;
+        encode_value(&v, buf);
+        if let Some(spans) = spans.as_deref_mut() {
+            spans.push(start..buf.len());
+        }
+    }
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// Appends one output row as a binary COPY tuple; `false`, with `buf` as it was, when a field
+/// cannot be written exactly in binary and the row must go as text.
+fn binary_row(
+    output: &OutputPlan,
+    types: &[BinaryType],
+    scope: &Scope<'_, '_>,
+    buf: &mut Vec<u8>,
+) -> Result<bool, EvalError> {
+    let start = buf.len();
+    copy_binary_wire::begin_tuple(buf, output.columns.len() as u16);
+    for ((name, expr), ty) in output.columns.iter().zip(&output.exprs).zip(types) {
+        let v = expr
+            .eval(scope)
+            .map_err(|e| EvalError::new(format!("{}.{name}: {e}", output.table.name)))?;
+        if encode_field(&v, *ty, buf).is_err() {
+            buf.truncate(start);
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Appends one value in COPY text form.
@@ -273,19 +343,18 @@ mod tests {
         let env = Env {
             maps: &plan.maps,
             lookups: &lookups,
+            formats: &[],
         };
         let src = &plan.sources[source];
         let mut outputs = vec![Vec::new(); src.outputs.len()];
         let mut memo = Memo::new(src.derived.len());
         let mut scratch = RowScratch::default();
-        transform_copy_line(
-            src,
-            &env,
-            line.as_bytes(),
-            &mut memo,
-            &mut scratch,
-            &mut outputs,
-        )?;
+        let out = RowOut {
+            rows: &mut outputs,
+            text_rows: &mut [],
+            keys: None,
+        };
+        transform_copy_line(src, &env, line.as_bytes(), &mut memo, &mut scratch, out)?;
         Ok(outputs
             .into_iter()
             .map(|b| String::from_utf8(b).unwrap())
@@ -394,6 +463,7 @@ mod tests {
         let env = Env {
             maps: &plan.maps,
             lookups: &lookups,
+            formats: &[],
         };
         let src = &plan.sources[0];
         let values: Vec<Value<'_>> = src

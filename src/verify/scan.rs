@@ -25,6 +25,7 @@ use crate::plan::Plan;
 use crate::sink::dead_letter::{DeadLetter, Rejects};
 use crate::source::copy_out;
 use crate::transform::batch::TransformedBatch;
+use crate::transform::copy_binary::RowFormat;
 use crate::transform::row::Rejected;
 
 use super::error::VerifyError;
@@ -135,7 +136,9 @@ pub async fn scan_source(
         .map_err(VerifyError::source(reading.clone()))?;
     while let Some(batch) = next {
         let write = async {
-            let transformed = transform_on_pool(plan, lookups, source, batch)
+            // Verify's temporary tables take COPY text.
+            let text: Arc<[RowFormat]> = Arc::new([]);
+            let transformed = transform_on_pool(plan, lookups, &text, source, batch)
                 .await
                 .map_err(|WorkerPanicked| VerifyError::WorkerPanicked)?;
             write_batch(target, &statements, transformed).await

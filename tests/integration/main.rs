@@ -46,6 +46,10 @@ mod pgoutput_decode;
 /// The replication connection and `connect()`: logins, TLS modes, snapshot, stream, errors.
 mod replication_connection;
 
+/// The binary COPY writer against the server: same values as text, same refusals, a backfill
+/// that leaves what it cannot read exactly to the target.
+mod copy_binary;
+
 /// A migration of small hand-written tables: prepare, backfill and follow, compare as text and
 /// typed.
 mod small_migration;

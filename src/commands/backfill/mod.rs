@@ -65,11 +65,12 @@ impl BackfillJob {
     pub async fn run(self, stop: &Stop) -> anyhow::Result<BackfillSummary> {
         let started = Instant::now();
         let plan = Arc::clone(&self.plan);
-        let findings = stop
+        let checked = stop
             .unless_stopped(check_all(&plan, &self.source, &self.target))
             .await
             .ok_or_else(|| Interrupted("during the checks; nothing was created".into()))??;
-        let errors: Vec<String> = findings
+        let errors: Vec<String> = checked
+            .findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
             .map(ToString::to_string)
@@ -78,6 +79,9 @@ impl BackfillJob {
             bail!("the migration cannot start:\n{}", errors.join("\n"));
         }
         tracing::info!(elapsed = ?started.elapsed(), "checks passed");
+        for line in checked.formats.describe(plan.outputs().map(|(_, o)| o)) {
+            tracing::info!("COPY into {line}");
+        }
         let source = connect(&self.source, "switchyard backfill").await?;
         crate::source::ctype::use_source_ctype(&source).await?;
         let mut target = connect(&self.target, "switchyard backfill").await?;
@@ -126,6 +130,7 @@ impl BackfillJob {
             lookups,
             on_error: self.on_error,
             progress: Arc::clone(&progress),
+            formats: checked.formats.formats.into(),
         });
         let display = Display::start(Arc::clone(&progress), self.display);
         let poller = tokio::spawn(poll_slot(Arc::clone(&progress), source, plan.slot_name()));

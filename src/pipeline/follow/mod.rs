@@ -68,9 +68,11 @@ pub async fn follow(
     applied: Lsn,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<FollowEnd, PipelineError> {
+    // The follow writes COPY text: its coalescing works on text keys.
     let env = Env {
         maps: &ctx.plan.maps,
         lookups: &*ctx.lookups,
+        formats: &[],
     };
     let mut consumer = Consumer {
         ctx,
