@@ -50,31 +50,8 @@ const OUTPUT_TABLES: [&str; 7] = [
     "tasks",
     "sub_tasks",
 ];
-/// `expected.*` carries lookup names where the target has ids; this maps them, untimed.
-const BUILD_OUTPUT: &str = "
-    INSERT INTO output.project_stages (id, name) SELECT id, name FROM expected.project_stages;
-    INSERT INTO output.task_statuses (id, name) SELECT id, name FROM expected.task_statuses;
-    INSERT INTO output.teams (id, company_id, name) SELECT id, company_id, name FROM expected.teams;
-    INSERT INTO output.team_members (team_id, email) SELECT team_id, email FROM expected.team_members;
-    INSERT INTO output.projects (id, legacy_table, legacy_id, team_id, kind, name, stage_id, status,
-                                 owner_email, budget, start_date, created_at, updated_at, attributes)
-    SELECT p.id, legacy_table, legacy_id, team_id, kind, p.name, s.id, status,
-           owner_email, budget, start_date, created_at, updated_at, attributes
-    FROM expected.projects p LEFT JOIN expected.project_stages s ON s.name = p.stage
-    ORDER BY legacy_table, legacy_id;
-    INSERT INTO output.tasks (id, legacy_id, project_id, title, status_id, priority, assignee_email,
-                              due_date, description, created_at, updated_at)
-    SELECT t.id, legacy_id, project_id, title, s.id, priority, assignee_email,
-           due_date, description, created_at, updated_at
-    FROM expected.tasks t LEFT JOIN expected.task_statuses s ON s.name = t.status
-    ORDER BY legacy_id;
-    INSERT INTO output.sub_tasks (id, legacy_id, task_id, title, status_id, priority, assignee_email,
-                                  due_date, description, created_at, updated_at)
-    SELECT t.id, legacy_id, task_id, title, s.id, priority, assignee_email,
-           due_date, description, created_at, updated_at
-    FROM expected.sub_tasks t LEFT JOIN expected.task_statuses s ON s.name = t.status
-    ORDER BY legacy_id;
-    DROP SCHEMA expected CASCADE;";
+/// Fills `output.*` from `expected.*`, retyped like the target (untimed).
+const BUILD_OUTPUT: &str = include_str!("backfill/output.sql");
 
 fn main() {
     let scale: f64 = std::env::var("SWITCHYARD_BENCH_SCALE")
@@ -103,24 +80,34 @@ async fn run(scale: f64, jobs: &[usize]) {
         "scale {scale}: {rows} legacy rows ({} items), switchyard --jobs {jobs:?}",
         counts.vortex_items
     );
-    let source_url = bench.source_cluster.url("legacy");
-    let file = plan_file;
-    let mut results = Vec::new();
+    let mut results = raw_pipes(&bench, rows).await;
+    // The plain SQL migration runs first: its result is the limit's input.
+    let plain_sql = plain_sql_migration(&bench).await;
+    results.push(the_limit(&bench, rows).await);
+    results.push(plain_sql);
+    for &jobs in jobs {
+        results.push(switchyard_backfill(&bench, jobs, rows).await);
+    }
+    report::print(&results, rows);
+}
 
-    // 1. raw pipes of the legacy tables into identical tables.
+/// Contender 1: the legacy tables piped into identical tables on the target, in text and in
+/// binary.
+async fn raw_pipes(bench: &Bench, rows: u64) -> Vec<Measured> {
     let raw = [
         (Contender::RawTextOneByOne, "raw_text_one_by_one", "", false),
         (Contender::RawText, "raw_text", "", true),
         (Contender::RawBinary, "raw_binary", " (FORMAT binary)", true),
     ];
+    let mut results = Vec::new();
     for (contender, db, format, at_once) in raw {
-        let target_url = bench
-            .target_database(db, &[file("legacy_schema.sql")])
+        let target_url = (bench)
+            .target_database(db, &[plan_file("legacy_schema.sql")])
             .await;
-        let pipes = |table: &str| {
+        let pipe = |table: &str| {
             let copy = |direction| format!("COPY {table} {direction}{format}");
             Pipe::start(
-                &source_url,
+                &bench.source_url,
                 &copy("TO STDOUT"),
                 &target_url,
                 &copy("FROM STDIN"),
@@ -128,25 +115,31 @@ async fn run(scale: f64, jobs: &[usize]) {
         };
         let measured = bench
             .measure(contender, || match at_once {
-                true => Pipe::wait_all(LEGACY_TABLES.map(pipes)),
+                true => Pipe::wait_all(LEGACY_TABLES.map(pipe)),
                 false => (LEGACY_TABLES.iter())
-                    .fold(ChildUsage::default(), |sum, t| sum.plus(pipes(t).wait())),
+                    .fold(ChildUsage::default(), |sum, t| sum.plus(pipe(t).wait())),
             })
             .await;
         bench.assert_rows(db, &LEGACY_TABLES, rows).await;
         results.push(measured);
     }
+    results
+}
 
-    // 3. the plain SQL migration, which also makes the limit's input.
-    let measured = bench
-        .measure(Contender::PlainSql, || {
-            run_psql(psql(&source_url).arg("-f").arg(file("expected.sql")))
-        })
-        .await;
-    results.push(measured);
+/// Contender 3: expected.sql on the source, which leaves its result in schema `expected`.
+async fn plain_sql_migration(bench: &Bench) -> Measured {
+    let mut psql = psql(&bench.source_url);
+    psql.arg("-f").arg(plan_file("expected.sql"));
+    bench
+        .measure(Contender::PlainSql, || run_psql(&mut psql))
+        .await
+}
 
-    // 2. the limit: the output, already transformed, typed like the target, in binary.
-    let target_schema = std::fs::read_to_string(file("target_schema.sql")).unwrap();
+/// Contender 2, the limit: the plain SQL migration's result, retyped like the target in
+/// `output.*` (untimed), piped in binary into the index-less target tables, then
+/// after_backfill.sql.
+async fn the_limit(bench: &Bench, rows: u64) -> Measured {
+    let target_schema = std::fs::read_to_string(plan_file("target_schema.sql")).unwrap();
     (bench.source)
         .batch_execute(&format!(
             "CREATE SCHEMA output; SET search_path = output; {target_schema}; RESET search_path; \
@@ -157,61 +150,60 @@ async fn run(scale: f64, jobs: &[usize]) {
     bench
         .vacuum(&OUTPUT_TABLES.map(|t| format!("output.{t}")))
         .await;
-    let target_url = bench
-        .target_database("the_limit", &[file("target_schema.sql")])
+    let db = "the_limit";
+    let target_url = (bench)
+        .target_database(db, &[plan_file("target_schema.sql")])
         .await;
+    let mut after_backfill = psql(&target_url);
+    after_backfill
+        .arg("-f")
+        .arg(plan_file("after_backfill.sql"));
     let measured = bench
         .measure(Contender::Limit, || {
             let pipes = OUTPUT_TABLES.map(|table| {
                 Pipe::start(
-                    &source_url,
+                    &bench.source_url,
                     &format!("COPY output.{table} TO STDOUT (FORMAT binary)"),
                     &target_url,
                     &format!("COPY {table} FROM STDIN (FORMAT binary)"),
                 )
             });
-            let copied = Pipe::wait_all(pipes);
-            copied.plus(run_psql(
-                psql(&target_url).arg("-f").arg(file("after_backfill.sql")),
-            ))
+            Pipe::wait_all(pipes).plus(run_psql(&mut after_backfill))
         })
         .await;
     bench
-        .assert_rows("the_limit", &["projects", "tasks", "sub_tasks"], rows)
+        .assert_rows(db, &["projects", "tasks", "sub_tasks"], rows)
         .await;
     (bench.source)
         .batch_execute("DROP SCHEMA output CASCADE")
         .await
         .unwrap();
-    // The limit goes before the plain SQL migration in the table, as in the module docs.
-    results.insert(results.len() - 1, measured);
+    measured
+}
 
-    // 4. switchyard backfill, as a user runs it, into a fresh database each time.
-    for &jobs in jobs {
-        let db = format!("switchyard_jobs_{jobs}");
-        let target_url = bench.target_database(&db, &[]).await;
-        let plan = file("plan.toml");
-        let run = |args: &[&str]| switchyard(&plan, args, &source_url, &target_url);
-        let jobs_arg = jobs.to_string();
-        let measured = bench
-            .measure(Contender::Switchyard { jobs }, || {
-                let mut backfill = run(&["backfill", "--jobs", &jobs_arg, "--json", "--no-follow"]);
-                backfill.env("SWITCHYARD_LOG", "switchyard=info");
-                let (stderr, usage) = run_capturing_stderr(&mut backfill);
-                eprint!("{stderr}");
-                usage
-            })
-            .await;
-        bench
-            .assert_rows(&db, &["projects", "tasks", "sub_tasks"], rows)
-            .await;
-        // The slot and the publication would otherwise hold WAL and block the next run.
-        let status = run(&["abort"]).stdout(Stdio::null()).status().unwrap();
-        assert!(status.success(), "switchyard abort failed");
-        results.push(measured);
-    }
-
-    report::print(&results, rows);
+/// Contender 4: `switchyard backfill --no-follow`, as a user runs it, into a fresh database.
+async fn switchyard_backfill(bench: &Bench, jobs: usize, rows: u64) -> Measured {
+    let db = format!("switchyard_jobs_{jobs}");
+    let target_url = bench.target_database(&db, &[]).await;
+    let plan = plan_file("plan.toml");
+    let run = |args: &[&str]| switchyard(&plan, args, &bench.source_url, &target_url);
+    let jobs_arg = jobs.to_string();
+    let mut backfill = run(&["backfill", "--jobs", &jobs_arg, "--json", "--no-follow"]);
+    backfill.env("SWITCHYARD_LOG", "switchyard=info");
+    let measured = bench
+        .measure(Contender::Switchyard { jobs }, || {
+            let (stderr, usage) = run_capturing_stderr(&mut backfill);
+            eprint!("{stderr}");
+            usage
+        })
+        .await;
+    bench
+        .assert_rows(&db, &["projects", "tasks", "sub_tasks"], rows)
+        .await;
+    // The slot and the publication would otherwise hold WAL and block the next run.
+    let status = run(&["abort"]).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success(), "switchyard abort failed");
+    measured
 }
 
 fn plan_file(name: &str) -> PathBuf {
@@ -222,8 +214,11 @@ fn plan_file(name: &str) -> PathBuf {
 
 /// The two clusters, a session on each for the bench's own statements, and their CPU accounts.
 struct Bench {
-    source_cluster: Cluster,
+    /// Kept for its lifetime: dropping it stops the server.
+    _source_cluster: Cluster,
     target_cluster: Cluster,
+    /// The source database holding the legacy tables.
+    source_url: String,
     /// `legacy` on the source: the legacy tables, `expected.*` and `output.*`.
     source: Client,
     /// `postgres` on the target: creates and drops each contender's database.
@@ -241,7 +236,8 @@ impl Bench {
             target: target_cluster.connect("postgres").await.unwrap(),
             source_cpu: ClusterCpu::of(&source_cluster).unwrap(),
             target_cpu: ClusterCpu::of(&target_cluster).unwrap(),
-            source_cluster,
+            source_url: source_cluster.url("legacy"),
+            _source_cluster: source_cluster,
             target_cluster,
         }
     }
