@@ -362,8 +362,8 @@ fn run_psql(command: &mut Command) -> ChildUsage {
     usage
 }
 
-/// Run `command` to its end with stdout discarded; returns its stderr, panicking with it when
-/// the command fails.
+/// Run `command` to its end with stdout discarded, sampling its peak RSS; returns its stderr,
+/// panicking with it when the command fails.
 fn run_capturing_stderr(command: &mut Command) -> (String, ChildUsage) {
     let mut child = command
         .stdout(Stdio::null())
@@ -375,7 +375,7 @@ fn run_capturing_stderr(command: &mut Command) -> (String, ChildUsage) {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut text).map(|_| text)
     });
-    let (status, usage) = cpu::wait(child).unwrap();
+    let (status, usage) = cpu::wait_sampling_peak_rss(child).unwrap();
     let stderr = reader.join().unwrap().unwrap();
     assert!(status.success(), "{command:?} failed:\n{stderr}");
     (stderr, usage)

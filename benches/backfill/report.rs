@@ -65,6 +65,7 @@ pub fn print(results: &[Measured], rows: u64) {
         "RSS MB"
     );
     for m in results {
+        let peak_rss_mb = (m.client.peak_rss_kb).map_or("-".into(), |kb| (kb / 1024).to_string());
         println!(
             "{:<44} {:>7.2} | {:>6.2} {:>6.2} {:>6.2} {:>6.2} | {:>8.2} | {:>6}",
             m.contender.name(),
@@ -74,7 +75,7 @@ pub fn print(results: &[Measured], rows: u64) {
             m.target_cpu,
             m.total_cpu(),
             per_million_rows(m.total_cpu()),
-            m.client.max_rss_kb / 1024
+            peak_rss_mb
         );
     }
 
@@ -142,7 +143,7 @@ pub fn print(results: &[Measured], rows: u64) {
     );
     goal(
         "peak RSS of switchyard, MB",
-        &|s| s.client.max_rss_kb as f64 / 1024.0,
+        &|s| s.client.peak_rss_kb.unwrap_or(0) as f64 / 1024.0,
         &|mb| mb <= 256.0,
         "<= 256",
     );

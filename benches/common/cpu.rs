@@ -1,9 +1,18 @@
-//! CPU seconds by who spent them: the client processes a contender starts, and each cluster.
+//! CPU seconds by who spent them: the client processes a contender starts, and each cluster;
+//! and the peak memory of a client process.
 //!
 //! **Client processes** (psql, switchyard) are reaped with `wait4`, which returns the rusage of
-//! that one child (and of whatever it waited for itself): its user + system time and its own
-//! peak RSS, not the running maximum over every child this process ever had, as
-//! `getrusage(RUSAGE_CHILDREN).ru_maxrss` would be.
+//! that one child (and of whatever it waited for itself): its user + system CPU time, not the
+//! running total of every child this process ever had.
+//!
+//! **Peak RSS** is *not* taken from `ru_maxrss`: at `execve` the kernel folds the high-water
+//! RSS of the image the process leaves into it, and before the exec a child's image is ours
+//! (shared after `posix_spawn`, which std uses, copied after `fork`), so every child's
+//! `ru_maxrss` starts at this bench's own peak (every psql showed the bench's 26 MB at SF 1; a
+//! `/bin/true` spawned from a 300 MB process reports 300 MB, either way). Instead
+//! [`wait_sampling_peak_rss`] reads `VmHWM` of `/proc/<pid>/status` (the high-water mark of the
+//! new image alone, monotonic) every [`PEAK_RSS_POLL`] until the process exits; only growth in
+//! its last poll interval is missed.
 //!
 //! **A cluster** is its postmaster and the postmaster's children (backends, parallel workers,
 //! autovacuum, checkpointer, WAL writer, ...). The postmaster reaps every child that exits, so
@@ -31,16 +40,21 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ExitStatus};
+use std::time::Duration;
 
 use switchyard::demo::cluster::Cluster;
 
-/// What `wait4` reports about one client process.
+/// How often [`wait_sampling_peak_rss`] reads `VmHWM`: a read costs microseconds, and a run
+/// of seconds that grows its memory only in its last 10 ms is not what the figure is for.
+pub const PEAK_RSS_POLL: Duration = Duration::from_millis(10);
+
+/// What one client process, or several together, cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChildUsage {
     /// User plus system CPU seconds.
     pub cpu_seconds: f64,
-    /// Peak resident set size in KiB (`ru_maxrss`, which Linux counts in kilobytes).
-    pub max_rss_kb: i64,
+    /// Peak resident set size in KiB, when it was sampled ([`wait_sampling_peak_rss`]).
+    pub peak_rss_kb: Option<u64>,
 }
 
 impl ChildUsage {
@@ -48,37 +62,75 @@ impl ChildUsage {
     pub fn plus(self, other: ChildUsage) -> ChildUsage {
         ChildUsage {
             cpu_seconds: self.cpu_seconds + other.cpu_seconds,
-            max_rss_kb: self.max_rss_kb.max(other.max_rss_kb),
+            peak_rss_kb: self.peak_rss_kb.max(other.peak_rss_kb),
         }
     }
 }
 
-/// Wait for `child` with `wait4`, returning its exit status and its own resource usage.
+/// Wait for `child`, returning its exit status and CPU time; the peak RSS is not sampled.
 ///
 /// The child is reaped here, so `child` must not be waited for again; it is consumed.
 pub fn wait(child: Child) -> io::Result<(ExitStatus, ChildUsage)> {
     let pid = child.id() as libc::pid_t;
+    Ok(reap(pid, 0)?.expect("a blocking wait4 returns only once the child exited"))
+}
+
+/// [`wait`], sampling the child's peak RSS every [`PEAK_RSS_POLL`] while it runs.
+pub fn wait_sampling_peak_rss(child: Child) -> io::Result<(ExitStatus, ChildUsage)> {
+    let pid = child.id() as libc::pid_t;
+    let mut peak_rss_kb = 0;
+    loop {
+        // None once the child is a zombie (its memory is gone): the last read stands.
+        if let Some(kb) = vm_hwm_kb(pid) {
+            peak_rss_kb = peak_rss_kb.max(kb);
+        }
+        if let Some((status, usage)) = reap(pid, libc::WNOHANG)? {
+            let peak_rss_kb = Some(peak_rss_kb);
+            return Ok((
+                status,
+                ChildUsage {
+                    peak_rss_kb,
+                    ..usage
+                },
+            ));
+        }
+        std::thread::sleep(PEAK_RSS_POLL);
+    }
+}
+
+/// `wait4(pid, options)`: None while the child runs (with `WNOHANG`).
+fn reap(pid: libc::pid_t, options: libc::c_int) -> io::Result<Option<(ExitStatus, ChildUsage)>> {
     let mut status = 0;
     // SAFETY: `rusage` is plain integers; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
+    let reaped = loop {
         // SAFETY: wait4 writes into the status and the struct we own; `pid` is our child,
         // not yet reaped (std reaps only in `wait`/`try_wait`/`output`, which we do not call).
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
+        let reaped = unsafe { libc::wait4(pid, &mut status, options, &mut usage) };
+        if reaped >= 0 {
+            break reaped;
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
+    };
+    if reaped == 0 {
+        return Ok(None);
     }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let usage = ChildUsage {
         cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        max_rss_kb: usage.ru_maxrss,
+        peak_rss_kb: None,
     };
-    Ok((ExitStatus::from_raw(status), usage))
+    Ok(Some((ExitStatus::from_raw(status), usage)))
+}
+
+/// `VmHWM` of `/proc/<pid>/status` in KiB; None when the process has no memory any more.
+fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The CPU account of one running cluster.
