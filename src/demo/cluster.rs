@@ -305,7 +305,9 @@ impl Cluster {
             .map_err(|reason| self.start_error(reason))
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The data directory (`PGDATA`) inside [`Cluster::dir`]; its `postmaster.pid` names the
+    /// postmaster, which the backfill bench reads to account the cluster's CPU time.
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
