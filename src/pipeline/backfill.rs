@@ -22,6 +22,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::replication_role::set_replica;
 use crate::transform::copy_binary::RowFormat;
+use crate::transform::program::WriteMode;
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 use super::error::PipelineError;
@@ -41,12 +42,16 @@ pub async fn copy_chunks(
     let failed = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for reader in readers {
-        let target = connect(target, "switchyard backfill").await?;
+        let target_info = target;
+        let target = connect(target_info, "switchyard backfill").await?;
         set_replica(&target).await?;
-        let writers = output_writers(&target, &ctx, resumed).await?;
+        let shared_rows = connect(target_info, "switchyard backfill").await?;
+        set_replica(&shared_rows).await?;
+        let writers = output_writers(&target, &shared_rows, &ctx, resumed).await?;
         let mut worker = Worker {
             reader,
             target,
+            shared_rows,
             writers,
         };
         let (ctx, queue, failed) = (Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&failed));
@@ -96,10 +101,12 @@ pub async fn copy_chunks(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Writers for every output of every source, indexed like the plan; staging tables are named
-/// after the output's plan-wide number.
+/// Writers for every output of every source, indexed like the plan: insert-if-absent outputs
+/// on `shared_rows`, the others on `client` (see [`Worker`]); staging tables are named after the
+/// output's plan-wide number.
 async fn output_writers(
     client: &Client,
+    shared_rows: &Client,
     ctx: &ChunkContext,
     resumed: bool,
 ) -> Result<Vec<Vec<OutputWriter>>, PipelineError> {
@@ -107,9 +114,13 @@ async fn output_writers(
     for source in &ctx.plan.sources {
         let mut writers = Vec::new();
         for output in &source.outputs {
+            let on = match output.mode {
+                WriteMode::InsertIfAbsent => shared_rows,
+                WriteMode::Upsert => client,
+            };
             writers.push(
                 OutputWriter::new(
-                    client,
+                    on,
                     output,
                     if resumed {
                         WriterMode::ResumedBackfill

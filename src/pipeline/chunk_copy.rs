@@ -20,6 +20,7 @@ use crate::sink::lookup::LookupCache;
 use crate::source::copy_out;
 use crate::transform::batch::{describe_origin, TransformedBatch};
 use crate::transform::copy_binary::RowFormat;
+use crate::transform::program::WriteMode;
 
 use super::error::PipelineError;
 use super::transform_pool::{transform_on_pool, WorkerPanicked};
@@ -36,11 +37,19 @@ pub struct ChunkContext {
     pub formats: Arc<[RowFormat]>,
 }
 
-/// What one worker owns: its snapshot reader, its target connection and its output writers
+/// What one worker owns: its snapshot reader, its target connections and its output writers
 /// (indexed like the plan's sources and outputs).
 pub struct Worker {
     pub reader: Client,
+    /// Writes the chunk's transaction: its upsert outputs, dead letters and `done` mark.
     pub target: Client,
+    /// Writes insert-if-absent outputs (rows many source rows share, like teams), each batch's
+    /// in a short transaction of its own. In the chunk's transaction, two chunks inserting the
+    /// same shared keys batch after batch would lock them in no common order and deadlock;
+    /// committed at once, every transaction takes its keys in one sorted statement. Committing
+    /// them ahead of the chunk loses nothing: they are inserted if absent, so a chunk that
+    /// rolls back and is copied again finds them there and inserts nothing twice.
+    pub shared_rows: Client,
     pub writers: Vec<Vec<OutputWriter>>,
 }
 
@@ -55,6 +64,7 @@ pub async fn copy_chunk(
     let progress: &TableProgress = &ctx.progress.tables[source_index];
     let writers = &worker.writers[source_index];
     let (source, target) = (&worker.reader, &mut worker.target);
+    let shared_rows = &mut worker.shared_rows;
     // Rows shown in the progress display by this attempt; taken back if it fails, so that a
     // retried chunk is not counted twice.
     let mut shown = 0u64;
@@ -82,7 +92,11 @@ pub async fn copy_chunk(
                 )
                 .await
                 .map_err(|WorkerPanicked| PipelineError::WorkerPanicked)?;
-                write_batch(ctx, source_index, writers, &tx, &batch, transformed).await
+                let to = Targets {
+                    chunk: &tx,
+                    shared_rows: &mut *shared_rows,
+                };
+                write_batch(ctx, source_index, writers, to, &batch, transformed).await
             };
             let (written, following) = tokio::join!(write, batches.next());
             let (batch_rows, batch_rejected) = written?;
@@ -115,15 +129,22 @@ pub async fn copy_chunk(
     }
 }
 
+/// Where a batch is written: see [`Worker`].
+struct Targets<'a, 't> {
+    chunk: &'a Transaction<'t>,
+    shared_rows: &'a mut Client,
+}
+
 /// Writes a transformed batch and its rejects; returns (source rows, rejected rows).
 async fn write_batch(
     ctx: &ChunkContext,
     source_index: usize,
     writers: &[OutputWriter],
-    tx: &Transaction<'_>,
+    to: Targets<'_, '_>,
     text: &[u8],
     batch: TransformedBatch,
 ) -> Result<(u64, u64), PipelineError> {
+    let tx = to.chunk;
     let source = &ctx.plan.sources[source_index];
     let mut rejects = Rejects::new(ctx.on_error);
     for rejected in batch.rejected {
@@ -134,9 +155,29 @@ async fn write_batch(
         rejects.push(source_index, letter);
     }
     let parts = writers.iter().zip(&batch.outputs).zip(&batch.text_rows);
-    for ((writer, rows), text_rows) in parts {
-        let refused = writer.write(tx, rows).await?;
-        let refused_as_text = writer.write_text(tx, text_rows).await?;
+    for (((writer, rows), text_rows), output) in parts.zip(&source.outputs) {
+        if rows.is_empty() && text_rows.is_empty() {
+            continue;
+        }
+        let shared = output.mode == WriteMode::InsertIfAbsent;
+        let own = if shared {
+            Some(
+                to.shared_rows
+                    .transaction()
+                    .await
+                    .map_err(|e| PipelineError::target("starting a shared rows transaction", e))?,
+            )
+        } else {
+            None
+        };
+        let into = own.as_ref().unwrap_or(tx);
+        let refused = writer.write(into, rows).await?;
+        let refused_as_text = writer.write_text(into, text_rows).await?;
+        if let Some(own) = own {
+            own.commit()
+                .await
+                .map_err(|e| PipelineError::target("committing shared rows", e))?;
+        }
         let origins = refused
             .into_iter()
             .map(|(row, reason)| (rows.origins[row], reason))
