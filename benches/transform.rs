@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use switchyard::pg::copy_binary::BinaryType;
 use switchyard::plan::Plan;
 use switchyard::transform::batch::transform_batch;
+use switchyard::transform::copy_binary::RowFormat;
 use switchyard::transform::eval::{EvalError, Lookups};
 use switchyard::transform::row::Env;
 
@@ -94,15 +96,40 @@ fn bench(c: &mut Criterion) {
             .map(|_| RwLock::new(HashMap::new()))
             .collect(),
     );
-    let env = Env {
+    let text = Env {
         maps: &plan.maps,
         lookups: &lookups,
         formats: &[],
     };
+    // The seed's tasks and sub_tasks columns, as the target's catalog gives them.
+    let output_row = [
+        BinaryType::Uuid,
+        BinaryType::Int8,
+        BinaryType::Uuid,
+        BinaryType::Text,
+        BinaryType::Int2,
+        BinaryType::Int2,
+        BinaryType::Text,
+        BinaryType::Date,
+        BinaryType::Text,
+        BinaryType::TimestampTz,
+        BinaryType::TimestampTz,
+    ];
+    let mut formats = vec![RowFormat::Text; plan.outputs().count()];
+    for output in &source.outputs {
+        formats[output.number] = RowFormat::Binary(output_row.into());
+    }
+    let binary = Env {
+        formats: &formats,
+        ..text
+    };
     let mut group = c.benchmark_group("transform");
     group.throughput(Throughput::Elements(ROWS as u64));
-    group.bench_function("vortex_items rows", |b| {
-        b.iter(|| transform_batch(source, &env, &lines))
+    group.bench_function("vortex_items rows, COPY text out", |b| {
+        b.iter(|| transform_batch(source, &text, &lines))
+    });
+    group.bench_function("vortex_items rows, binary COPY out", |b| {
+        b.iter(|| transform_batch(source, &binary, &lines))
     });
     group.finish();
 }
