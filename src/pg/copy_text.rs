@@ -54,19 +54,22 @@ pub fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Decodes one raw field into text, borrowing when there is nothing to unescape.
 pub fn decode_field(raw: &[u8]) -> Result<Cow<'_, str>, CopyTextError> {
-    if memchr(b'\\', raw).is_none() {
+    let Some(first) = memchr(b'\\', raw) else {
         return std::str::from_utf8(raw)
             .map(Cow::Borrowed)
             .map_err(|_| CopyTextError::NotUtf8);
-    }
+    };
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
+    out.extend_from_slice(&raw[..first]);
+    let mut i = first;
     while i < raw.len() {
-        let b = raw[i];
-        if b != b'\\' {
-            out.push(b);
-            i += 1;
-            continue;
+        // Runs without a backslash are copied whole: a long text with a few escaped newlines
+        // costs a few copies, not a loop per byte.
+        let run = memchr(b'\\', &raw[i..]).unwrap_or(raw.len() - i);
+        out.extend_from_slice(&raw[i..i + run]);
+        i += run;
+        if i == raw.len() {
+            break;
         }
         let Some(&next) = raw.get(i + 1) else {
             return Err(CopyTextError::TrailingBackslash);

@@ -134,6 +134,7 @@ pub fn transform_values<'r>(
     derived.clear();
     for (i, (name, expr)) in source.derived.iter().enumerate() {
         let memo_input = match source.memo_columns[i].map(|c| &columns[c]) {
+            _ if !memo.remembers(i) => None,
             Some(Value::Null) => Some(None),
             Some(Value::Text(t)) => Some(Some(t.as_ref())),
             _ => None,
