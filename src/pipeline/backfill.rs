@@ -19,6 +19,7 @@ use crate::checkpoint::Chunk;
 use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
+use crate::sink::async_commit::commit_asynchronously;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::replication_role::set_replica;
 
@@ -42,6 +43,10 @@ pub async fn copy_chunks(
     for reader in readers {
         let target = connect(target, "switchyard backfill").await?;
         set_replica(&target).await?;
+        // Safe for chunks only: a chunk and its `done` mark are lost or kept together.
+        commit_asynchronously(&target)
+            .await
+            .map_err(|e| PipelineError::target("setting synchronous_commit = off", e))?;
         let writers = output_writers(&target, &ctx, resumed).await?;
         let mut worker = Worker {
             reader,
