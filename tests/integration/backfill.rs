@@ -335,8 +335,9 @@ async fn chunks_committed_asynchronously_survive_an_immediate_target_crash() {
     use switchyard::demo::cluster::{Cluster, ClusterOptions};
     let source_cluster = cluster();
     // Durable commits are this target's default, so only the chunk sessions' own setting makes
-    // theirs asynchronous; the WAL writer waits 10 s, so their last commits are still unflushed
-    // when the server crashes.
+    // theirs asynchronous (the recorded modes prove it). The WAL writer's rounds are 10 s apart,
+    // but an async commit also wakes it, so whether the crash finds unwritten commits is a race:
+    // the test holds whatever was lost, and prints how many chunks were.
     let mut target_cluster = Cluster::start(
         ClusterOptions::default()
             .with_setting("synchronous_commit", "on")
