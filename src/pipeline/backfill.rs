@@ -6,8 +6,9 @@
 //!               ──pull──> worker N
 //! ```
 //! Every worker owns one source connection inside the exported snapshot and one target
-//! connection (a replica session, as the follow's: [`crate::sink::replication_role`]); it pulls
-//! chunks until the queue is empty or another worker failed.
+//! connection (a replica session, as the follow's: [`crate::sink::replication_role`], that
+//! commits asynchronously: [`crate::sink::async_commit`]); it pulls chunks until the queue is
+//! empty or another worker failed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
