@@ -37,6 +37,7 @@ use common::{bench_cluster, switchyard};
 use report::{Contender, Measured};
 use switchyard::demo::cluster::Cluster;
 use switchyard::demo::generator::load_legacy;
+use switchyard::plan::Plan;
 
 const LEGACY_TABLES: [&str; 3] = ["company_projects", "company_services", "vortex_items"];
 /// The plan's outputs, small lookup tables first; `output.*` on the source holds them for the
@@ -136,8 +137,9 @@ async fn plain_sql_migration(bench: &Bench) -> Measured {
 }
 
 /// Contender 2, the limit: the plain SQL migration's result, retyped like the target in
-/// `output.*` (untimed), piped in binary into the index-less target tables, then
-/// after_backfill.sql.
+/// `output.*` (untimed), piped in binary into the index-less target tables, then the plan's
+/// after-backfill SQL as switchyard runs it: stage by stage, the files of a stage at once, each
+/// on its own session with the same `maintenance_work_mem`.
 async fn the_limit(bench: &Bench, rows: u64) -> Measured {
     let target_schema = std::fs::read_to_string(plan_file("target_schema.sql")).unwrap();
     (bench.source)
@@ -154,10 +156,7 @@ async fn the_limit(bench: &Bench, rows: u64) -> Measured {
     let target_url = (bench)
         .target_database(db, &[plan_file("target_schema.sql")])
         .await;
-    let mut after_backfill = psql(&target_url);
-    after_backfill
-        .arg("-f")
-        .arg(plan_file("after_backfill.sql"));
+    let plan = Plan::load(&plan_file("plan.toml")).unwrap();
     let measured = bench
         .measure(Contender::Limit, || {
             let pipes = OUTPUT_TABLES.map(|table| {
@@ -168,7 +167,27 @@ async fn the_limit(bench: &Bench, rows: u64) -> Measured {
                     &format!("COPY {table} FROM STDIN (FORMAT binary)"),
                 )
             });
-            Pipe::wait_all(pipes).plus(run_psql(&mut after_backfill))
+            let copied = Pipe::wait_all(pipes);
+            plan.phases.after_backfill.iter().fold(copied, |sum, stage| {
+                let files: Vec<Child> = (stage.files.iter())
+                    .map(|file| {
+                        let mut session = psql(&target_url);
+                        session
+                            .env(
+                                "PGOPTIONS",
+                                format!("{PSQL_OPTIONS} -c maintenance_work_mem={MAINTENANCE_WORK_MEM}"),
+                            )
+                            .arg("-f")
+                            .arg(&file.path);
+                        session.spawn().unwrap()
+                    })
+                    .collect();
+                files.into_iter().fold(sum, |sum, child| {
+                    let (status, usage) = cpu::wait(child).unwrap();
+                    assert!(status.success(), "an after-backfill file failed");
+                    sum.plus(usage)
+                })
+            })
         })
         .await;
     bench
@@ -346,13 +365,19 @@ impl Pipe {
     }
 }
 
-/// `psql` on `url`, quiet, stopping at the first error, without the caller's psqlrc or NOTICEs
-/// (after_backfill.sql reports the orphan rows of the legacy data as NOTICEs).
+/// Session options of every `psql`: no NOTICEs (the after-backfill SQL reports the orphan rows
+/// of the legacy data as NOTICEs).
+const PSQL_OPTIONS: &str = "-c client_min_messages=warning";
+
+/// What `switchyard backfill` gives its after-backfill sessions by default.
+const MAINTENANCE_WORK_MEM: &str = "256MB";
+
+/// `psql` on `url`, quiet, stopping at the first error, without the caller's psqlrc.
 fn psql(url: &str) -> Command {
     let mut command = Command::new("psql");
     command
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url])
-        .env("PGOPTIONS", "-c client_min_messages=warning");
+        .env("PGOPTIONS", PSQL_OPTIONS);
     command
 }
 

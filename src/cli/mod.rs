@@ -102,6 +102,33 @@ pub struct BackfillArgs {
     /// snapshot needs them finished); the sessions waited for are named every 5 s.
     #[arg(long, default_value = "10m", value_parser = units::duration)]
     pub snapshot_timeout: Duration,
+    /// maintenance_work_mem of each after-backfill session (index builds, foreign-key
+    /// validations); up to --jobs of them run at once. Never lowers the server's own setting.
+    #[arg(long, default_value_t = DEFAULT_MAINTENANCE_WORK_MEM, value_parser = maintenance_work_mem)]
+    pub maintenance_work_mem: i64,
+}
+
+/// 256 MB: PostgreSQL's 64 MB default makes the B-tree build of a table of a few million rows
+/// sort on disk; 256 MB sorts about four times as much in memory. Up to `--jobs` sessions use
+/// it at once, and `--jobs` defaults to the core count, so the total is 256 MB per core: 1 GB
+/// on a 4-core server, which such a server has several times over. pgcopydb gives each of its
+/// index jobs 1 GB; this stays a quarter of that because the target may be a shared server.
+pub const DEFAULT_MAINTENANCE_WORK_MEM: i64 = 256 << 20;
+
+/// PostgreSQL refuses a `maintenance_work_mem` below 1 MB.
+const MIN_MAINTENANCE_WORK_MEM: i64 = 1 << 20;
+
+/// More than 64 GB per session is a typo, not a setting (the server's own limit is 2 TB).
+const MAX_MAINTENANCE_WORK_MEM: i64 = 64 << 30;
+
+fn maintenance_work_mem(text: &str) -> Result<i64, String> {
+    let bytes = units::bytes(text)?;
+    if !(MIN_MAINTENANCE_WORK_MEM..=MAX_MAINTENANCE_WORK_MEM).contains(&bytes) {
+        return Err(format!(
+            "maintenance_work_mem {text:?} is out of range: 1MB to 64GB"
+        ));
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Args)]

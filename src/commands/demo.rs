@@ -108,6 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         source: source_info,
         target: target_info,
         jobs: args.jobs,
+        maintenance_work_mem: crate::cli::DEFAULT_MAINTENANCE_WORK_MEM,
         resume: false,
         snapshot_timeout: Duration::from_secs(600),
         on_error: plan.on_error,

@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 source: ConnInfo::parse(&args.connections.source)?,
                 target: ConnInfo::parse(&args.connections.target)?,
                 jobs: args.jobs.max(1),
+                maintenance_work_mem: args.maintenance_work_mem,
                 resume: args.resume,
                 snapshot_timeout: args.snapshot_timeout,
                 display: if args.json {

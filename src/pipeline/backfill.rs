@@ -6,8 +6,9 @@
 //!               ──pull──> worker N
 //! ```
 //! Every worker owns one source connection inside the exported snapshot and one target
-//! connection (a replica session, as the follow's: [`crate::sink::replication_role`]); it pulls
-//! chunks until the queue is empty or another worker failed.
+//! connection (a replica session, as the follow's: [`crate::sink::replication_role`], that
+//! commits asynchronously: [`crate::sink::async_commit`]); it pulls chunks until the queue is
+//! empty or another worker failed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use crate::checkpoint::Chunk;
 use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
+use crate::sink::async_commit::commit_asynchronously;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::replication_role::set_replica;
 use crate::transform::copy_binary::RowFormat;
@@ -45,8 +47,17 @@ pub async fn copy_chunks(
         let target_info = target;
         let target = connect(target_info, "switchyard backfill").await?;
         set_replica(&target).await?;
+        // Safe for chunks only: a chunk and its `done` mark are lost or kept together.
+        commit_asynchronously(&target)
+            .await
+            .map_err(|e| PipelineError::target("setting synchronous_commit = off", e))?;
         let shared_rows = connect(target_info, "switchyard backfill").await?;
         set_replica(&shared_rows).await?;
+        // Safe too: a batch's shared rows commit before its chunk, earlier in the WAL, so a
+        // chunk whose commit survives a crash has its shared rows; a lost chunk is copied again.
+        commit_asynchronously(&shared_rows)
+            .await
+            .map_err(|e| PipelineError::target("setting synchronous_commit = off", e))?;
         let writers = output_writers(&target, &shared_rows, &ctx, resumed).await?;
         let mut worker = Worker {
             reader,

@@ -15,9 +15,9 @@ use crate::transform::program::{OutputPlan, SourcePlan};
 use crate::transform::value::Value;
 
 use super::compile_expr::{canonical_sql, compile, Names};
-use super::compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile};
+use super::compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile, Stage};
 use super::diagnostics::Collector;
-use super::file::{self, Disposition};
+use super::file::{self, Disposition, StageFile};
 use super::{duplicate_sources, transaction_control};
 
 /// One compile pass over a parsed plan file: every problem goes to `diags`, and compiling goes
@@ -69,7 +69,7 @@ impl Compile<'_, '_> {
                 &f.phases.before_backfill,
                 &mut checksum,
             ),
-            after_backfill: self.sql_files(
+            after_backfill: self.stages(
                 "phases.after_backfill",
                 &f.phases.after_backfill,
                 &mut checksum,
@@ -200,20 +200,71 @@ impl Compile<'_, '_> {
         paths: &[toml::Spanned<String>],
         checksum: &mut Sha256,
     ) -> Vec<SqlFile> {
-        let mut out = Vec::new();
-        for p in paths {
-            let path = self.dir.join(p.get_ref());
-            match std::fs::read_to_string(&path) {
-                Ok(sql) => {
-                    checksum.update(sql.as_bytes());
-                    out.push(SqlFile { path, sql });
-                }
-                Err(e) => self.diags.at(
-                    p.span().start,
-                    field,
-                    format!("cannot read {}: {e}", path.display()),
-                ),
+        paths
+            .iter()
+            .filter_map(|p| self.sql_file(field, p.span().start, p.get_ref(), checksum))
+            .collect()
+    }
+
+    fn sql_file(
+        &mut self,
+        field: &str,
+        at: usize,
+        name: &str,
+        checksum: &mut Sha256,
+    ) -> Option<SqlFile> {
+        let path = self.dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(sql) => {
+                checksum.update(sql.as_bytes());
+                Some(SqlFile { path, sql })
             }
+            Err(e) => {
+                self.diags
+                    .at(at, field, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// `phases.after_backfill`: each entry a stage, a file alone or a list run together.
+    fn stages(
+        &mut self,
+        field: &str,
+        stages: &[toml::Spanned<StageFile>],
+        checksum: &mut Sha256,
+    ) -> Vec<Stage> {
+        let mut out = Vec::new();
+        for stage in stages {
+            let files = match stage.get_ref() {
+                StageFile::One(name) => self
+                    .sql_file(field, stage.span().start, name, checksum)
+                    .into_iter()
+                    .collect(),
+                StageFile::Together(names) => {
+                    if names.is_empty() {
+                        self.diags.at(
+                            stage.span().start,
+                            field,
+                            "a stage lists no file: name the files that run together, or remove the []",
+                        );
+                    }
+                    for (i, name) in names.iter().enumerate() {
+                        if names[..i].iter().any(|n| n.get_ref() == name.get_ref()) {
+                            self.diags.at(
+                                name.span().start,
+                                field,
+                                format!(
+                                    "{} is listed twice in one stage: it would run on two sessions at once",
+                                    name.get_ref()
+                                ),
+                            );
+                        }
+                    }
+                    self.sql_files(field, names, checksum)
+                }
+            };
+            out.push(Stage { files });
         }
         out
     }

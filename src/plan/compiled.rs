@@ -84,9 +84,25 @@ pub struct Dependents {
 #[derive(Debug, Default)]
 pub struct Phases {
     pub before_backfill: Vec<SqlFile>,
-    pub after_backfill: Vec<SqlFile>,
+    pub after_backfill: Vec<Stage>,
     pub cutover: Vec<SqlFile>,
     pub rollback: Vec<SqlFile>,
+}
+
+impl Phases {
+    /// Every after-backfill file in the order a single session runs them: stage by stage, and
+    /// in each stage in the plan's order.
+    pub fn after_backfill_files(&self) -> impl Iterator<Item = &SqlFile> {
+        self.after_backfill.iter().flat_map(|s| &s.files)
+    }
+}
+
+/// A stage of the after-backfill SQL: its files run at the same time, each on its own session
+/// (up to `--jobs` at once), and the next stage starts once all of them committed. A plan that
+/// names a file on its own makes a stage of one.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub files: Vec<SqlFile>,
 }
 
 #[derive(Debug, Clone)]

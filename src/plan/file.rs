@@ -58,12 +58,47 @@ pub enum OnError {
 pub struct PhasesFile {
     #[serde(default)]
     pub before_backfill: Vec<Spanned<String>>,
+    /// Stages run one after another; the files of one stage run at the same time.
     #[serde(default)]
-    pub after_backfill: Vec<Spanned<String>>,
+    pub after_backfill: Vec<Spanned<StageFile>>,
     #[serde(default)]
     pub cutover: Vec<Spanned<String>>,
     #[serde(default)]
     pub rollback: Vec<Spanned<String>>,
+}
+
+/// One entry of `phases.after_backfill`: a file, which is a stage of its own, or a list of
+/// files that run at the same time, each on its own session.
+#[derive(Debug)]
+pub enum StageFile {
+    One(String),
+    Together(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for StageFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StageFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a file name, or a list of file names that run at the same time")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StageFile, E> {
+                Ok(StageFile::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StageFile, A::Error> {
+                let mut files = Vec::new();
+                while let Some(file) = seq.next_element::<Spanned<String>>()? {
+                    files.push(file);
+                }
+                Ok(StageFile::Together(files))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// How the cutover ends the migration.

@@ -22,7 +22,7 @@ mod never_panics;
 #[cfg(test)]
 use std::path::Path;
 
-pub use compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile};
+pub use compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile, Stage};
 pub use file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal};
 pub use load::PlanLoadError;
 
@@ -67,6 +67,53 @@ id = "lookup('missing', a)"
             "{}",
             rendered[2]
         );
+    }
+
+    #[test]
+    fn after_backfill_entries_are_files_or_lists_of_files_run_together() {
+        let dir = std::env::temp_dir().join(format!("switchyard-stages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.sql", "b.sql", "c.sql"] {
+            std::fs::write(dir.join(f), format!("-- {f}")).unwrap();
+        }
+        let text = "name = \"x\"\n[phases]\nafter_backfill = [\"a.sql\", [\"b.sql\", \"c.sql\"]]\n";
+        let plan = Plan::parse(&dir.join("p.toml"), text).unwrap();
+        let stages: Vec<Vec<&str>> = plan
+            .phases
+            .after_backfill
+            .iter()
+            .map(|s| s.files.iter().map(|f| f.sql.as_str()).collect())
+            .collect();
+        assert_eq!(stages, [vec!["-- a.sql"], vec!["-- b.sql", "-- c.sql"]]);
+        let flat: Vec<&str> = plan
+            .phases
+            .after_backfill_files()
+            .map(|f| f.sql.as_str())
+            .collect();
+        assert_eq!(flat, ["-- a.sql", "-- b.sql", "-- c.sql"]);
+
+        // An empty stage, a file twice in one stage, a missing file, a list in a list: each
+        // named with its line and field.
+        let text = "name = \"x\"\n[phases]\nafter_backfill = [\n  [],\n  [\"a.sql\", \"a.sql\"],\n  [\"nope.sql\"],\n]\n";
+        let errors = Plan::parse(&dir.join("p.toml"), text).unwrap_err().0;
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 3, "{rendered:#?}");
+        assert_eq!(
+            (errors[0].line, errors[0].field.as_str()),
+            (4, "phases.after_backfill")
+        );
+        assert!(errors[0].message.contains("lists no file"), "{rendered:?}");
+        assert_eq!(errors[1].line, 5);
+        assert!(
+            errors[1].message.contains("a.sql is listed twice"),
+            "{rendered:?}"
+        );
+        assert_eq!(errors[2].line, 6);
+        assert!(errors[2].message.contains("nope.sql"), "{rendered:?}");
+        let text = "name = \"x\"\n[phases]\nafter_backfill = [[[\"a.sql\"]]]\n";
+        let errors = Plan::parse(&dir.join("p.toml"), text).unwrap_err().0;
+        assert_eq!(errors[0].line, 3, "{}", errors[0]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

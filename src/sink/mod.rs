@@ -1,5 +1,6 @@
 //! Writes the target: output rows by COPY, lookup values, dead letters.
 pub mod apply;
+pub mod async_commit;
 mod copy;
 pub mod copy_format;
 pub mod copy_in;

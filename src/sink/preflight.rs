@@ -96,7 +96,7 @@ pub async fn check(
         tx.rollback().await?;
         return Ok(checked(found));
     }
-    for file in &plan.phases.after_backfill {
+    for file in plan.phases.after_backfill_files() {
         if let Err(e) = tx.batch_execute(&file.sql).await {
             found.push(phase_failed(file, "after-backfill", &e));
             triggers::report(&copied_with, None, &mut found);

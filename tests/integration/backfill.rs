@@ -327,6 +327,135 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
     );
 }
 
+/// The chunk sessions commit with `synchronous_commit = off`. A crash of the target server
+/// (immediate shutdown: no flush of the WAL buffers) may lose the last chunks that committed, but
+/// a chunk's rows and its `done` mark go together, so the resume copies every lost chunk again.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_committed_asynchronously_survive_an_immediate_target_crash() {
+    use switchyard::demo::cluster::{Cluster, ClusterOptions};
+    let source_cluster = cluster();
+    // Durable commits are this target's default, so only the chunk sessions' own setting makes
+    // theirs asynchronous (the recorded modes prove it). The WAL writer's rounds are 10 s apart,
+    // but an async commit also wakes it, so whether the crash finds unwritten commits is a race:
+    // the test holds whatever was lost, and prints how many chunks were.
+    let mut target_cluster = Cluster::start(
+        ClusterOptions::default()
+            .with_setting("synchronous_commit", "on")
+            .with_setting("wal_writer_delay", "10s"),
+    )
+    .unwrap();
+    let source = seeded_source(&source_cluster, "legacy", 0.02).await;
+    target_cluster.create_database("app").await.unwrap();
+    let target = target_cluster.connect("app").await.unwrap();
+    let stalled = crate::support::middle_top_level_item(&source).await;
+    crate::support::stall_tasks(&target, stalled, 1).await;
+    // Each session that copies into tasks records its commit mode (ENABLE ALWAYS: the copy
+    // runs as a replica session).
+    target
+        .batch_execute(
+            "CREATE TABLE commit_modes (pid int PRIMARY KEY, mode text NOT NULL);
+             CREATE FUNCTION record_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 INSERT INTO commit_modes VALUES (pg_backend_pid(), current_setting('synchronous_commit'))
+                 ON CONFLICT DO NOTHING;
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER record_mode AFTER INSERT ON tasks FOR EACH STATEMENT EXECUTE FUNCTION record_mode();
+             ALTER TABLE tasks ENABLE ALWAYS TRIGGER record_mode;",
+        )
+        .await
+        .unwrap();
+    let plan = seed_plan();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "backfill",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--source",
+            &source_cluster.url("legacy"),
+            "--target",
+            &target_cluster.url("app"),
+            "--jobs",
+            "2",
+            "--no-follow",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &target,
+        "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') = count(*) - 1 FROM switchyard.chunks",
+        &mut child,
+    )
+    .await;
+    let done_seen = done_chunks(&target).await;
+    let modes: Vec<String> = target
+        .query("SELECT DISTINCT mode FROM commit_modes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(modes, ["off"], "the chunk sessions commit asynchronously");
+    drop(target);
+
+    target_cluster.restart_immediate().unwrap();
+    // The crash ended the backfill's sessions: it records why and exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.wait().unwrap();
+    let target = target_cluster.connect("app").await.unwrap();
+    let done_kept = done_chunks(&target).await;
+    eprintln!(
+        "chunks done: {done_seen} seen before the crash, {done_kept} after it (lost whole: {})",
+        done_seen - done_kept
+    );
+    assert!(done_kept <= done_seen);
+    crate::support::lift_stall(&target).await;
+    target
+        .batch_execute("DROP TRIGGER record_mode ON tasks")
+        .await
+        .unwrap();
+
+    backfill(
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &["--resume"],
+    );
+    assert_target_matches_expected(&source, &target).await;
+    let (done, total): (i64, i64) = {
+        let r = target
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        done, total,
+        "every chunk lost in the crash was copied again"
+    );
+}
+
+async fn done_chunks(target: &Client) -> i64 {
+    target
+        .query_one(
+            "SELECT count(*) FROM switchyard.chunks WHERE status = 'done'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_says_what_was_removed(
 ) {

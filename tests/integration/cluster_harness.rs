@@ -17,8 +17,6 @@ const TEST_SCALE: f64 = 0.002;
 const EXPECTED_SQL: &str = include_str!("../../transforms/legacy_to_projects/expected.sql");
 const TARGET_SCHEMA_SQL: &str =
     include_str!("../../transforms/legacy_to_projects/target_schema.sql");
-const AFTER_BACKFILL_SQL: &str =
-    include_str!("../../transforms/legacy_to_projects/after_backfill.sql");
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -207,11 +205,11 @@ fn target_sql_is_rerunnable_and_orphans_leave_foreign_keys_not_valid() {
             .await
             .unwrap();
         target
-            .batch_execute(AFTER_BACKFILL_SQL)
+            .batch_execute(&crate::support::seed_after_backfill_sql())
             .await
             .expect("after backfill");
         target
-            .batch_execute(AFTER_BACKFILL_SQL)
+            .batch_execute(&crate::support::seed_after_backfill_sql())
             .await
             .expect("after backfill again");
         let not_valid = names(

@@ -15,6 +15,9 @@ mod tls;
 /// dead letters, resume after SIGKILL.
 mod backfill;
 
+/// The after-backfill SQL in stages: concurrent files, ordered stages, a failing file named.
+mod after_backfill;
+
 /// `check`: broken plans, missing settings and keys, each with its fix.
 mod check;
 

@@ -441,7 +441,7 @@ fn seed_sql(file: &str) -> String {
 
 /// What the DBA runs before the migration, as the owner of everything: the target tables
 /// (`target_schema.sql`) and the keys the upserts need, but not the foreign keys, which the
-/// backfill's children-before-parents copy would trip (they come with `after_backfill.sql`).
+/// backfill's children-before-parents copy would trip (they come with the after-backfill stages).
 const OWNER_KEYS_SQL: &str = "
     ALTER TABLE projects ADD PRIMARY KEY (id), ADD CONSTRAINT projects_legacy_key UNIQUE (legacy_table, legacy_id);
     ALTER TABLE tasks ADD PRIMARY KEY (id), ADD CONSTRAINT tasks_legacy_id_key UNIQUE (legacy_id);
@@ -530,7 +530,7 @@ async fn least_privileged_roles_are_told_every_missing_grant_then_migrate_and_co
     assert!(ok, "backfill: {out}");
     // The owner's after-backfill step: foreign keys, indexes, validation.
     target
-        .batch_execute(&seed_sql("after_backfill.sql"))
+        .batch_execute(&crate::support::seed_after_backfill_sql())
         .await
         .unwrap();
 

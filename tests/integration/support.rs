@@ -16,6 +16,17 @@ pub fn seed_plan() -> PathBuf {
     repo().join("transforms/legacy_to_projects/plan.toml")
 }
 
+/// The seed plan's after-backfill files, stage by stage, as one script for one session (what
+/// a DBA running them by hand, or `check`, runs).
+pub fn seed_after_backfill_sql() -> String {
+    let plan = switchyard::plan::Plan::load(&seed_plan()).expect("the seed plan loads");
+    plan.phases
+        .after_backfill_files()
+        .map(|f| f.sql.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn cluster() -> Cluster {
     Cluster::start(ClusterOptions::default()).expect("start a throwaway cluster")
 }

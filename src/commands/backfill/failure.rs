@@ -37,17 +37,18 @@ impl BackfillJob {
     /// the slot and the finished chunks, and says so in the migration's message (shown by
     /// `status`) as well as in the error.
     ///
-    /// `in_flight` is the backend of the job's own target session: a stop cancels the statement
-    /// it may still run (an index build, the after-backfill SQL), which the server would
-    /// otherwise carry on with, holding its locks, until it noticed the client gone.
+    /// `in_flight` are the backends of the job's own target sessions: a stop cancels the
+    /// statements they may still run (an index build, the after-backfill SQL), which the
+    /// server would otherwise carry on with, holding their locks, until it noticed the client
+    /// gone.
     pub(super) async fn resumable<T>(
         &self,
         outcome: Option<anyhow::Result<T>>,
         interrupted: &str,
-        in_flight: Option<i32>,
+        in_flight: &[i32],
     ) -> anyhow::Result<T> {
         let plan = &self.plan;
-        let cancel = in_flight.filter(|_| outcome.is_none());
+        let cancel = if outcome.is_none() { in_flight } else { &[] };
         let go_on = "`switchyard backfill --resume` goes on, `switchyard abort` removes the slot and the publication";
         let (message, error) = match outcome {
             Some(Ok(value)) => return Ok(value),
@@ -70,9 +71,9 @@ impl BackfillJob {
         // Only an interrupted backfill's message is written; any other state stays as it is.
         let recorded = tokio::time::timeout(RECORD_TIMEOUT, async {
             let target = connect(&self.target, "switchyard backfill").await?;
-            if let Some(pid) = cancel {
+            for pid in cancel {
                 target
-                    .execute("SELECT pg_cancel_backend($1)", &[&pid])
+                    .execute("SELECT pg_cancel_backend($1)", &[pid])
                     .await?;
             }
             let status = checkpoint::load(&target, &plan.name)

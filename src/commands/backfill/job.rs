@@ -18,6 +18,9 @@ pub struct BackfillJob {
     pub resume: bool,
     pub on_error: OnError,
     pub display: DisplayMode,
+    /// `maintenance_work_mem` (bytes) of each after-backfill session, unless the server's is
+    /// larger.
+    pub maintenance_work_mem: i64,
     /// How long creating the slot may wait for open source transactions to end.
     pub snapshot_timeout: Duration,
 }

@@ -33,10 +33,13 @@ use crate::source::{identity, publication, slot, snapshot};
 
 use super::check::check_all;
 use super::signal::{Interrupted, Stop};
+use after_backfill::{run_stages, AfterBackfillState};
 use failure::{backend_pid, Made};
 pub use job::BackfillJob;
 use snapshot_wait::snapshot_wait;
 
+/// The after-backfill SQL's stages on several sessions.
+mod after_backfill;
 /// What a failed or stopped run keeps and removes.
 mod failure;
 mod job;
@@ -104,7 +107,7 @@ impl BackfillJob {
                 self.resumable(
                     resumed,
                     "while resuming; nothing new was copied",
-                    session,
+                    &Vec::from_iter(session),
                 )
                 .await?
             }
@@ -151,18 +154,17 @@ impl BackfillJob {
         self.resumable(
             copied.map(|c| c.map_err(anyhow::Error::new)),
             &interrupted,
-            None,
+            &[],
         )
         .await?;
 
         tracing::info!(elapsed = ?started.elapsed(), rows = progress.total_rows(), "chunks copied");
-        let finished = stop.unless_stopped(self.finish(&target)).await;
+        let after = AfterBackfillState::default();
+        let finished = stop.unless_stopped(self.finish(&target, &after)).await;
+        let mut in_flight: Vec<i32> = session.into_iter().collect();
+        in_flight.extend(after.pids());
         let reports = self
-            .resumable(
-                finished,
-                "during the after-backfill SQL, which was rolled back; every chunk is copied",
-                session,
-            )
+            .resumable(finished, &after.describe_stop(), &in_flight)
             .await?;
         tracing::info!(elapsed = ?started.elapsed(), "after-backfill SQL and reports done");
         Ok(BackfillSummary {
@@ -175,17 +177,23 @@ impl BackfillJob {
     }
 
     /// The end of the backfill: helper indexes out, the after-backfill SQL, the reports.
-    async fn finish(&self, target: &Client) -> anyhow::Result<Vec<(String, i64)>> {
+    async fn finish(
+        &self,
+        target: &Client,
+        after: &AfterBackfillState,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
         let plan = &self.plan;
         for output in plan.sources.iter().flat_map(|s| &s.outputs) {
             key_index::drop_helper(target, &output.table).await?;
         }
-        for file in &plan.phases.after_backfill {
-            target
-                .batch_execute(&file.sql)
-                .await
-                .with_context(|| format!("running {}", file.path.display()))?;
-        }
+        run_stages(
+            &plan.phases.after_backfill,
+            &self.target,
+            self.jobs,
+            self.maintenance_work_mem,
+            after,
+        )
+        .await?;
         let mut reports = Vec::new();
         for (name, sql) in &plan.reports {
             let count: i64 = target

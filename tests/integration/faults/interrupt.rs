@@ -273,7 +273,7 @@ async fn sigint_during_the_after_backfill_sql_cancels_it_and_the_resume_runs_it_
     // The after-backfill SQL sleeps once the chunks are copied, while table sleep_here exists.
     let plan = plan_with(
         source_cluster.dir(),
-        "after_backfill.sql",
+        "validate_tasks.sql",
         "DO $$ BEGIN IF EXISTS (SELECT FROM tasks) AND to_regclass('public.sleep_here') IS NOT NULL THEN PERFORM pg_sleep(600); END IF; END $$;",
     );
     target

@@ -181,7 +181,7 @@ async fn a_backfill_stopped_after_its_slot_exists_keeps_it_and_abort_removes_it(
     // tables, where it passes).
     let broken = plan_with(
         source_cluster.dir(),
-        "after_backfill.sql",
+        "validate_tasks.sql",
         "DO $$ BEGIN IF EXISTS (SELECT FROM tasks) THEN RAISE EXCEPTION 'tasks are not welcome'; END IF; END $$;",
     );
     let out = failing_backfill(&source_cluster, &target_cluster, "app", &broken, &[]).await;
