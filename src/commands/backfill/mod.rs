@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures_util::{StreamExt, TryStreamExt};
 use tokio_postgres::Client;
 
 use crate::checkpoint::{self, Migration, MigrationStatus};
@@ -194,15 +195,20 @@ impl BackfillJob {
             after,
         )
         .await?;
-        let mut reports = Vec::new();
-        for (name, sql) in &plan.reports {
-            let count: i64 = target
-                .query_one(sql.as_str(), &[])
-                .await
-                .with_context(|| format!("report {name:?}"))?
-                .get(0);
-            reports.push((name.clone(), count));
-        }
+        // The reports are independent counts: up to --jobs at a time, each on its own session.
+        let reports = futures_util::stream::iter(&plan.reports)
+            .map(|(name, sql)| async move {
+                let session = connect(&self.target, "switchyard backfill").await?;
+                let count: i64 = session
+                    .query_one(sql.as_str(), &[])
+                    .await
+                    .with_context(|| format!("report {name:?}"))?
+                    .get(0);
+                Ok::<_, anyhow::Error>((name.clone(), count))
+            })
+            .buffered(self.jobs.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
         checkpoint::set_status(target, &plan.name, MigrationStatus::Backfilled, None).await?;
         Ok(reports)
     }
