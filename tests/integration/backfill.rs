@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
 
 use crate::support::{
@@ -265,29 +266,8 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
     // worker finishes every other chunk, and that is a deterministic point to kill at.
     let stalled = crate::support::middle_top_level_item(&source).await;
     crate::support::stall_tasks(&target, stalled, 1).await;
-    let plan = seed_plan();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "backfill",
-            "--plan",
-            plan.to_str().unwrap(),
-            "--source",
-            &source_cluster.url("legacy"),
-            "--target",
-            &target_cluster.url("app"),
-            "--jobs",
-            "2",
-            "--no-follow",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &target,
-        "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') = count(*) - 1 FROM switchyard.chunks",
-        &mut child,
-    )
-    .await;
+    let mut child =
+        backfill_until_one_chunk_is_left(&source_cluster, &target_cluster, &target).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     crate::support::lift_stall(&target).await;
@@ -332,7 +312,7 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
 /// a chunk's rows and its `done` mark go together, so the resume copies every lost chunk again.
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_committed_asynchronously_survive_an_immediate_target_crash() {
-    use switchyard::demo::cluster::{Cluster, ClusterOptions};
+    use switchyard::demo::cluster::ClusterOptions;
     let source_cluster = cluster();
     // Durable commits are this target's default, so only the chunk sessions' own setting makes
     // theirs asynchronous (the recorded modes prove it). The WAL writer's rounds are 10 s apart,
@@ -364,30 +344,8 @@ async fn chunks_committed_asynchronously_survive_an_immediate_target_crash() {
         )
         .await
         .unwrap();
-    let plan = seed_plan();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "backfill",
-            "--plan",
-            plan.to_str().unwrap(),
-            "--source",
-            &source_cluster.url("legacy"),
-            "--target",
-            &target_cluster.url("app"),
-            "--jobs",
-            "2",
-            "--no-follow",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &target,
-        "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') = count(*) - 1 FROM switchyard.chunks",
-        &mut child,
-    )
-    .await;
+    let mut child =
+        backfill_until_one_chunk_is_left(&source_cluster, &target_cluster, &target).await;
     let done_seen = done_chunks(&target).await;
     let modes: Vec<String> = target
         .query("SELECT DISTINCT mode FROM commit_modes", &[])
@@ -519,4 +477,38 @@ async fn a_slot_snapshot_blocked_by_an_open_transaction_names_it_times_out_and_s
     }
     assert_eq!(left.1, 0, "the publication this run made is gone:\n{text}");
     holder.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// Starts `backfill --jobs 2 --no-follow` of the seed plan from `legacy` into `app` and returns
+/// once every chunk but one (the one stalled by the caller) is done.
+async fn backfill_until_one_chunk_is_left(
+    source_cluster: &Cluster,
+    target_cluster: &Cluster,
+    target: &Client,
+) -> std::process::Child {
+    let plan = seed_plan();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "backfill",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--source",
+            &source_cluster.url("legacy"),
+            "--target",
+            &target_cluster.url("app"),
+            "--jobs",
+            "2",
+            "--no-follow",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        target,
+        "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') = count(*) - 1 FROM switchyard.chunks",
+        &mut child,
+    )
+    .await;
+    child
 }
