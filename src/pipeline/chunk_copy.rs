@@ -4,12 +4,13 @@
 //! ```text
 //!   source (snapshot tx)         rayon pool              target (one tx per chunk)
 //!   COPY ... TO STDOUT ──batch──> transform_batch ──rows──> COPY / staged upsert per output
-//!        reads batch k+1    while     batch k is transformed and written
+//!   reads and transforms batch k+1          while           batch k is written
 //! ```
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio_postgres::{Client, Transaction};
 
 use crate::checkpoint::{self, Chunk};
@@ -77,36 +78,43 @@ pub async fn copy_chunk(
             .await
             .map_err(|e| PipelineError::target("starting a chunk transaction", e))?;
         let (mut rows, mut rejected) = (0i64, 0i64);
-        let mut next = batches
-            .next()
+        let reading = |e| PipelineError::source(format!("COPY out of {}", plan_source.table), e);
+        let transform = |batch: Bytes| async move {
+            let transformed = transform_on_pool(
+                &ctx.plan,
+                &ctx.lookups,
+                &ctx.formats,
+                source_index,
+                batch.clone(),
+            )
             .await
-            .map_err(|e| PipelineError::source(format!("COPY out of {}", plan_source.table), e))?;
-        while let Some(batch) = next {
-            let write = async {
-                let transformed = transform_on_pool(
-                    &ctx.plan,
-                    &ctx.lookups,
-                    &ctx.formats,
-                    source_index,
-                    batch.clone(),
-                )
-                .await
-                .map_err(|WorkerPanicked| PipelineError::WorkerPanicked)?;
-                let to = Targets {
-                    chunk: &tx,
-                    shared_rows: &mut *shared_rows,
-                };
-                write_batch(ctx, source_index, writers, to, &batch, transformed).await
+            .map_err(|WorkerPanicked| PipelineError::WorkerPanicked)?;
+            Ok::<_, PipelineError>((batch, transformed))
+        };
+        let mut next = match batches.next().await.map_err(reading)? {
+            Some(batch) => Some(transform(batch).await?),
+            None => None,
+        };
+        while let Some((batch, transformed)) = next {
+            let to = Targets {
+                chunk: &tx,
+                shared_rows: &mut *shared_rows,
             };
-            let (written, following) = tokio::join!(write, batches.next());
+            let write = write_batch(ctx, source_index, writers, to, &batch, transformed);
+            // The next batch is read and transformed while this one is written.
+            let following = async {
+                match batches.next().await.map_err(reading)? {
+                    Some(batch) => transform(batch).await.map(Some),
+                    None => Ok::<_, PipelineError>(None),
+                }
+            };
+            let (written, following) = tokio::join!(write, following);
             let (batch_rows, batch_rejected) = written?;
             rows += batch_rows as i64;
             rejected += batch_rejected as i64;
             progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
             shown += batch_rows;
-            next = following.map_err(|e| {
-                PipelineError::source(format!("COPY out of {}", plan_source.table), e)
-            })?;
+            next = following?;
         }
         checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
         tx.commit()
