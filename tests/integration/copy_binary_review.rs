@@ -749,3 +749,126 @@ ratio = "ratio"
         assert_eq!(expected, three_columns(&m.target, target).await, "{target}");
     }
 }
+
+/// Typed expression values (not text) into binary columns of their own or another type, each
+/// beside the same expression into a `text` column, which holds what the text path sent: every
+/// typed row holds what text COPY makes of that text, or is dead-lettered where it refuses.
+#[tokio::test]
+async fn typed_expression_values_land_as_their_text_would() {
+    const EXPRS: [(&str, &str, &str); 12] = [
+        ("i2", "int2", "id * 1000"),
+        ("num52", "numeric(5,2)", "n::numeric"),
+        ("i4", "int4", "n::numeric"),
+        ("i8", "int8", "n::numeric * 100000000000000000"),
+        ("b", "bool", "id % 3 = 0"),
+        ("date", "date", "at::date"),
+        ("tz", "timestamptz", "d::date"),
+        ("ts", "timestamp", "at::timestamptz"),
+        ("jb", "jsonb", "(id * 2)::text"),
+        ("div", "numeric", "n::numeric / 3"),
+        ("price", "price", "n::numeric"),
+        ("vc3", "varchar(3)", "id * 11"),
+    ];
+    const SOURCE: &str = "CREATE TABLE exprs (id int PRIMARY KEY, n text, at text, d text);
+        INSERT INTO exprs SELECT i,
+            (ARRAY['1', '12.5', '123.455', 'NaN', 'Infinity', '-0', '1e3', '99999.999', NULL,
+                   '0.0000001', '-12.994999'])[i % 11 + 1],
+            (ARRAY['2024-03-01 12:00:00', '2024-03-01 23:59:59.9999999', 'infinity',
+                   '0044-03-15 12:00 BC', '294276-12-31 23:59:59', NULL])[i % 6 + 1],
+            (ARRAY['2024-02-29', 'infinity', '4714-11-24 BC', '-infinity'])[i % 4 + 1]
+          FROM generate_series(1, 132) i;";
+    let mut target = String::from(TARGET_TYPES);
+    let mut plan = String::from(
+        "name = \"hostile\"\non_error = \"dead_letter\"\n[[sources]]\ntable = \"exprs\"\nkey = [\"id\"]\n",
+    );
+    for (suffix, ty, expr) in EXPRS {
+        target += &format!(
+            "CREATE TABLE t_{suffix} (id int PRIMARY KEY, v {ty});
+             CREATE TABLE s_{suffix} (id int PRIMARY KEY, v text);"
+        );
+        for table in [format!("t_{suffix}"), format!("s_{suffix}")] {
+            plan += &format!(
+                "[[sources.outputs]]\ntable = \"{table}\"\nkey = [\"id\"]\n\
+                 [sources.outputs.columns]\nid = \"id\"\nv = {expr:?}\n"
+            );
+        }
+    }
+    let m = Migration::prepare(SOURCE, &target, &plan).await;
+    let (ok, report) = m.check();
+    assert!(ok, "{report}");
+    let (finished, success, err) = backfill_within(&m, &["--jobs", "2"], Duration::from_secs(120));
+    assert!(finished && success, "{err}");
+    let mut wrong = Vec::new();
+    for (suffix, _, expr) in EXPRS {
+        m.target
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE probe_{suffix} (LIKE t_{suffix})"
+            ))
+            .await
+            .unwrap();
+        let sent = m
+            .target
+            .query(&format!("SELECT id, v FROM s_{suffix} ORDER BY id"), &[])
+            .await
+            .unwrap();
+        for row in sent {
+            let (id, v): (i32, Option<String>) = (row.get(0), row.get(1));
+            let mut line = format!("{id}\t").into_bytes();
+            encode_value(&v.as_deref().map_or(Value::Null, Value::text), &mut line);
+            line.push(b'\n');
+            let copied = async {
+                let sink = m
+                    .target
+                    .copy_in::<_, Bytes>(&format!("COPY probe_{suffix} (id, v) FROM STDIN"))
+                    .await?;
+                futures_util::pin_mut!(sink);
+                sink.send(Bytes::from(line)).await?;
+                sink.finish().await
+            };
+            let want: Option<Option<String>> = match copied.await {
+                Err(_) => None,
+                Ok(_) => Some(
+                    m.target
+                        .query_one(
+                            &format!("SELECT v::text FROM probe_{suffix} WHERE id = $1"),
+                            &[&id],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0),
+                ),
+            };
+            let got: Option<Option<String>> = m
+                .target
+                .query_opt(
+                    &format!("SELECT v::text FROM t_{suffix} WHERE id = $1"),
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get(0));
+            let lettered: bool = m
+                .target
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM switchyard.dead_letters
+                      WHERE (source_key->>'id')::int = $1 AND output_table LIKE $2)",
+                    &[&id, &format!("%t_{suffix}")],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if got != want || (got.is_none() != lettered) {
+                wrong.push(format!(
+                    "t_{suffix} = {expr} id {id}: text path sent {v:?}, text COPY gives {want:?}, \
+                     the target holds {got:?} (dead-lettered: {lettered})"
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
