@@ -24,7 +24,6 @@ use crate::sink::async_commit::commit_asynchronously;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::replication_role::set_replica;
 use crate::transform::copy_binary::RowFormat;
-use crate::transform::program::WriteMode;
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Worker};
 use super::error::PipelineError;
@@ -112,8 +111,8 @@ pub async fn copy_chunks(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Writers for every output of every source, indexed like the plan: insert-if-absent outputs
-/// on `shared_rows`, the others on `client` (see [`Worker`]); staging tables are named after the
+/// Writers for every output of every source, indexed like the plan: the outputs
+/// [`crate::plan::Plan::writes_apart`] names on `shared_rows`, the others on `client` (see [`Worker`]); staging tables are named after the
 /// output's plan-wide number.
 async fn output_writers(
     client: &Client,
@@ -125,9 +124,10 @@ async fn output_writers(
     for source in &ctx.plan.sources {
         let mut writers = Vec::new();
         for output in &source.outputs {
-            let on = match output.mode {
-                WriteMode::InsertIfAbsent => shared_rows,
-                WriteMode::Upsert => client,
+            let on = if ctx.plan.writes_apart(output) {
+                shared_rows
+            } else {
+                client
             };
             writers.push(
                 OutputWriter::new(

@@ -21,7 +21,6 @@ use crate::sink::lookup::LookupCache;
 use crate::source::copy_out;
 use crate::transform::batch::{describe_origin, TransformedBatch};
 use crate::transform::copy_binary::RowFormat;
-use crate::transform::program::WriteMode;
 
 use super::error::PipelineError;
 use super::transform_pool::{transform_on_pool, WorkerPanicked};
@@ -49,7 +48,9 @@ pub struct Worker {
     /// same shared keys batch after batch would lock them in no common order and deadlock;
     /// committed at once, every transaction takes its keys in one sorted statement. Committing
     /// them ahead of the chunk loses nothing: they are inserted if absent, so a chunk that
-    /// rolls back and is copied again finds them there and inserts nothing twice.
+    /// rolls back and is copied again finds them there and inserts nothing twice. Not an
+    /// insert-if-absent output whose table an upsert output also writes: see
+    /// [`Plan::writes_apart`].
     pub shared_rows: Client,
     pub writers: Vec<Vec<OutputWriter>>,
 }
@@ -167,7 +168,7 @@ async fn write_batch(
         if rows.is_empty() && text_rows.is_empty() {
             continue;
         }
-        let shared = output.mode == WriteMode::InsertIfAbsent;
+        let shared = ctx.plan.writes_apart(output);
         let own = if shared {
             Some(
                 to.shared_rows

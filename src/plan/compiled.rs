@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::pg::ident::TableName;
 use crate::transform::eval::ValueMap;
 use crate::transform::expr::Expr;
-use crate::transform::program::{OutputPlan, SourcePlan};
+use crate::transform::program::{OutputPlan, SourcePlan, WriteMode};
 
 use super::file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal};
 
@@ -127,6 +127,19 @@ impl Plan {
             .iter()
             .enumerate()
             .flat_map(|(i, s)| s.outputs.iter().map(move |o| (i, o)))
+    }
+
+    /// Whether the backfill writes `output` on each worker's second connection, batch by batch
+    /// in short transactions of its own: insert-if-absent outputs, unless an upsert output
+    /// writes the same table. Such an upsert's rows sit uncommitted in the chunk's transaction,
+    /// and an insert of the same key on the other connection would wait for that transaction,
+    /// which waits for the worker waiting for the insert: no server sees that cycle, and the
+    /// backfill hangs. Those outputs stay in the chunk's transaction, as before.
+    pub fn writes_apart(&self, output: &OutputPlan) -> bool {
+        output.mode == WriteMode::InsertIfAbsent
+            && !self
+                .outputs()
+                .any(|(_, o)| o.mode == WriteMode::Upsert && o.table == output.table)
     }
 
     /// The lookup tables the rows of source table `table` go through (its derives, output

@@ -53,6 +53,9 @@ mod replication_connection;
 /// that leaves what it cannot read exactly to the target.
 mod copy_binary;
 
+/// A reviewer's attempts to break the binary COPY backfill with hostile data.
+mod copy_binary_review;
+
 /// A migration of small hand-written tables: prepare, backfill and follow, compare as text and
 /// typed.
 mod small_migration;
