@@ -30,17 +30,21 @@ impl CopyFormats {
     }
 
     /// One line per output table, for `check` and the backfill's log: `projects: binary`,
-    /// `things: text (column tags is integer[], which switchyard has no binary writer for)`.
+    /// `things: text (column tags is integer[], which switchyard has no binary writer for)`;
+    /// a table that several outputs write is described once when they agree.
     pub fn describe<'p>(&self, outputs: impl Iterator<Item = &'p OutputPlan>) -> Vec<String> {
-        outputs
-            .map(
-                |o| match (&self.formats.get(o.number), self.text_because.get(o.number)) {
-                    (Some(RowFormat::Binary(_)), _) => format!("{}: binary", o.table),
-                    (_, Some(Some(why))) => format!("{}: text ({why})", o.table),
-                    _ => format!("{}: text", o.table),
-                },
-            )
-            .collect()
+        let mut lines: Vec<String> = Vec::new();
+        for o in outputs {
+            let line = match (&self.formats.get(o.number), self.text_because.get(o.number)) {
+                (Some(RowFormat::Binary(_)), _) => format!("{}: binary", o.table),
+                (_, Some(Some(why))) => format!("{}: text ({why})", o.table),
+                _ => format!("{}: text", o.table),
+            };
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+        lines
     }
 }
 
