@@ -112,8 +112,8 @@ pub async fn copy_chunks(
 }
 
 /// Writers for every output of every source, indexed like the plan: the outputs
-/// [`crate::plan::Plan::writes_apart`] names on `shared_rows`, the others on `client` (see [`Worker`]); staging tables are named after the
-/// output's plan-wide number.
+/// [`crate::plan::Plan::writes_apart`] names on `shared_rows`, the others on `client` (see
+/// [`Worker`]); staging tables are named after the output's plan-wide number.
 async fn output_writers(
     client: &Client,
     shared_rows: &Client,

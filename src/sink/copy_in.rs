@@ -13,6 +13,10 @@
 //! still land. The follow's coalesced writes are not split: a refused one is replayed in source
 //! order instead ([`super::apply`], [`super::replay`]).
 //!
+//! Rows come in the output's COPY format ([`super::copy_format`]): binary tuples, to which each
+//! COPY adds the header and trailer, or text lines. A binary output's rows that its encoder left
+//! to the target's input functions come as text and go in a COPY of their own, the same way.
+//!
 //! `OVERRIDING SYSTEM VALUE`: the direct COPY writes a key into a `GENERATED ALWAYS` identity
 //! column, so the staged insert must too.
 //!
