@@ -272,16 +272,7 @@ async fn resumes_after_sigkill_mid_backfill_with_the_right_rows() {
     child.wait().unwrap();
     crate::support::lift_stall(&target).await;
 
-    let (done, total): (i64, i64) = {
-        let r = target
-            .query_one(
-                "SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks",
-                &[],
-            )
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (done, total) = chunks_done_of_total(&target).await;
     assert!(
         done > 0 && done < total,
         "killed mid-backfill: {done} of {total} chunks done"
@@ -387,16 +378,7 @@ async fn chunks_committed_asynchronously_survive_an_immediate_target_crash() {
         &["--resume"],
     );
     assert_target_matches_expected(&source, &target).await;
-    let (done, total): (i64, i64) = {
-        let r = target
-            .query_one(
-                "SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks",
-                &[],
-            )
-            .await
-            .unwrap();
-        (r.get(0), r.get(1))
-    };
+    let (done, total) = chunks_done_of_total(&target).await;
     assert_eq!(
         done, total,
         "every chunk lost in the crash was copied again"
@@ -412,6 +394,18 @@ async fn done_chunks(target: &Client) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// (chunks done, chunks in all) of the migration.
+async fn chunks_done_of_total(target: &Client) -> (i64, i64) {
+    let r = target
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM switchyard.chunks",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
 }
 
 #[tokio::test(flavor = "multi_thread")]
