@@ -128,9 +128,10 @@ fn numeric(n: &Numeric, buf: &mut Vec<u8>) -> Result<(), NotExact> {
 }
 
 fn finite_numeric(d: &bigdecimal::BigDecimal, buf: &mut Vec<u8>) -> Result<(), NotExact> {
-    let (mut mantissa, mut scale) = d.as_bigint_and_exponent();
+    // Borrowed: no copy of the digits per value.
+    let (mut mantissa, mut scale) = d.as_bigint_and_scale();
     if scale < 0 {
-        mantissa *= BigInt::from(10).pow(scale.unsigned_abs() as u32);
+        *mantissa.to_mut() *= BigInt::from(10).pow(scale.unsigned_abs() as u32);
         scale = 0;
     }
     let dscale = u16::try_from(scale)
