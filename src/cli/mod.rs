@@ -104,7 +104,7 @@ pub struct BackfillArgs {
     pub snapshot_timeout: Duration,
     /// maintenance_work_mem of each after-backfill session (index builds, foreign-key
     /// validations); up to --jobs of them run at once. Never lowers the server's own setting.
-    #[arg(long, default_value_t = DEFAULT_MAINTENANCE_WORK_MEM, value_parser = maintenance_work_mem)]
+    #[arg(long, default_value = DEFAULT_MAINTENANCE_WORK_MEM_TEXT, value_parser = maintenance_work_mem)]
     pub maintenance_work_mem: i64,
 }
 
@@ -114,6 +114,8 @@ pub struct BackfillArgs {
 /// on a 4-core server, which such a server has several times over. pgcopydb gives each of its
 /// index jobs 1 GB; this stays a quarter of that because the target may be a shared server.
 pub const DEFAULT_MAINTENANCE_WORK_MEM: i64 = 256 << 20;
+/// [`DEFAULT_MAINTENANCE_WORK_MEM`] as `--help` shows it.
+const DEFAULT_MAINTENANCE_WORK_MEM_TEXT: &str = "256MB";
 
 /// PostgreSQL refuses a `maintenance_work_mem` below 1 MB.
 const MIN_MAINTENANCE_WORK_MEM: i64 = 1 << 20;
@@ -257,4 +259,17 @@ pub struct VerifyArgs {
     /// How long to wait for the consumer to apply verify's fence before comparing anyway.
     #[arg(long, default_value = "30s", value_parser = units::duration)]
     pub fence_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maintenance_work_mem_default_shown_is_the_one_used() {
+        assert_eq!(
+            maintenance_work_mem(DEFAULT_MAINTENANCE_WORK_MEM_TEXT),
+            Ok(DEFAULT_MAINTENANCE_WORK_MEM)
+        );
+    }
 }

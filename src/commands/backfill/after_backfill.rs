@@ -202,7 +202,7 @@ impl StageFailed {
             }
         };
         anyhow::anyhow!(
-            "after-backfill stage {} of {}: {}; committed: {}; not run: {}. The files are re-runnable: running the backfill again runs every stage again from the first",
+            "after-backfill stage {} of {}: {}; committed: {}; not run: {}. The files are re-runnable: `switchyard backfill --resume` runs every stage again from the first",
             number + 1,
             stages.len(),
             failed.join("; "),
