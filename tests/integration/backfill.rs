@@ -5,7 +5,7 @@ use tokio_postgres::Client;
 
 use crate::support::{
     assert_target_matches_expected, backfill, cluster, prepare_target, seed_plan, seeded_source,
-    switchyard, wait_for,
+    wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,34 +171,26 @@ async fn bad_rows_land_in_the_dead_letter_table_and_nothing_else_is_lost() {
 
     // --on-error stop: the run stops and names the row.
     target_cluster.create_database("stop").await.unwrap();
-    let plan = seed_plan();
-    let out = switchyard(&[
+    let out = crate::support::run_command(
         "backfill",
-        "--plan",
-        plan.to_str().unwrap(),
-        "--source",
+        &seed_plan(),
         &source_cluster.url("legacy"),
-        "--target",
         &target_cluster.url("stop"),
-        "--on-error",
-        "stop",
-        "--no-follow",
-    ]);
+        &["--on-error", "stop", "--no-follow"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "--on-error stop must fail");
     assert!(
         stderr.contains("rejected") && stderr.contains("--on-error stop"),
         "{stderr}"
     );
-    let out = switchyard(&[
+    let out = crate::support::run_command(
         "abort",
-        "--plan",
-        plan.to_str().unwrap(),
-        "--source",
+        &seed_plan(),
         &source_cluster.url("legacy"),
-        "--target",
         &target_cluster.url("stop"),
-    ]);
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -480,24 +472,17 @@ async fn backfill_until_one_chunk_is_left(
     target_cluster: &Cluster,
     target: &Client,
 ) -> std::process::Child {
-    let plan = seed_plan();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "backfill",
-            "--plan",
-            plan.to_str().unwrap(),
-            "--source",
-            &source_cluster.url("legacy"),
-            "--target",
-            &target_cluster.url("app"),
-            "--jobs",
-            "2",
-            "--no-follow",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::command(
+        "backfill",
+        &seed_plan(),
+        &source_cluster.url("legacy"),
+        &target_cluster.url("app"),
+        &["--jobs", "2", "--no-follow"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     wait_for(
         target,
         "SELECT count(*) > 0 AND count(*) FILTER (WHERE status = 'done') = count(*) - 1 FROM switchyard.chunks",

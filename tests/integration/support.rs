@@ -58,6 +58,19 @@ pub fn switchyard(args: &[&str]) -> Output {
         .expect("run switchyard")
 }
 
+/// `switchyard <command> --plan <plan> --source <source> --target <target> <extra>`, not yet
+/// started, without the connection variables of the test's environment.
+pub fn command(command: &str, plan: &Path, source: &str, target: &str, extra: &[&str]) -> Command {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    child
+        .args([command, "--plan", plan.to_str().unwrap()])
+        .args(["--source", source, "--target", target])
+        .args(extra)
+        .env_remove("SWITCHYARD_SOURCE")
+        .env_remove("SWITCHYARD_TARGET");
+    child
+}
+
 /// Runs `switchyard <command> --plan <plan> --source <source> --target <target> <extra>`.
 pub fn run_command(
     command: &str,
@@ -66,17 +79,9 @@ pub fn run_command(
     target: &str,
     extra: &[&str],
 ) -> Output {
-    let mut args = vec![
-        command,
-        "--plan",
-        plan.to_str().unwrap(),
-        "--source",
-        source,
-        "--target",
-        target,
-    ];
-    args.extend_from_slice(extra);
-    switchyard(&args)
+    self::command(command, plan, source, target, extra)
+        .output()
+        .expect("run switchyard")
 }
 
 pub fn backfill(source: &str, target: &str, extra: &[&str]) -> Output {
