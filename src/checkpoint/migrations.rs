@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use tokio_postgres::{Client, GenericClient};
 
-use super::{chunks, ctx, source_relations, CheckpointError};
+use super::{apply_lanes, chunks, ctx, source_relations, CheckpointError};
 use crate::pg::lsn::Lsn;
 use crate::pg::replication_message::PgTimestamp;
 
@@ -151,6 +151,7 @@ pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointErro
         .map_err(ctx("recording the migration"))?;
     chunks::clear(client, &m.name).await?;
     source_relations::clear(client, &m.name).await?;
+    apply_lanes::clear(client, &m.name).await?;
     Ok(())
 }
 

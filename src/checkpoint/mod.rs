@@ -7,9 +7,12 @@
 //!                          transaction that writes its rows, so a chunk lands exactly once
 //! switchyard.source_relations  the source tables' OIDs the backfill copied, which the
 //!                          consumer follows by identity
+//! switchyard.apply_lanes   per apply lane of the WAL consumer, the LSN it applied up to,
+//!                          written in the same target transaction as the lane's changes
 //! switchyard.dead_letters  rows a transform rejected or the target refused, with key and reason
 //! ```
 
+mod apply_lanes;
 mod chunks;
 mod dead_letters;
 mod migrations;
@@ -17,6 +20,7 @@ mod source_relations;
 
 use tokio_postgres::Client;
 
+pub use apply_lanes::{lane_positions, record_lane, reset_lanes, summarize};
 pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk, ChunkStatus};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
@@ -81,6 +85,15 @@ CREATE TABLE IF NOT EXISTS switchyard.source_relations (
 -- Its row in the publication (`pg_publication_rel.oid`), NULL when the publication holds it
 -- otherwise: another row later means it left the publication and came back.
 ALTER TABLE switchyard.source_relations ADD COLUMN IF NOT EXISTS publication_rel oid;
+-- How far each apply lane of the WAL consumer applied the stream (see apply_lanes.rs).
+CREATE TABLE IF NOT EXISTS switchyard.apply_lanes (
+    migration         text NOT NULL REFERENCES switchyard.migrations (name) ON DELETE CASCADE,
+    lane              int NOT NULL,
+    applied_lsn       pg_lsn NOT NULL,
+    applied_commit_at timestamptz,
+    changes_applied   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (migration, lane)
+);
 CREATE TABLE IF NOT EXISTS switchyard.dead_letters (
     id            bigserial PRIMARY KEY,
     migration     text NOT NULL,

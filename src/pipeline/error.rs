@@ -50,6 +50,18 @@ pub enum PipelineError {
     Stopped(#[from] StopReason),
     #[error("replication stream")]
     Stream(#[from] crate::source::wal_stream::WalStreamError),
+    /// Apply lane `lane`'s share of a group met an order between lanes the source never had
+    /// (two rows exchanging a unique value through different lanes, a lock one lane waits for
+    /// while another holds it): the consumer starts again from the lanes' positions and
+    /// applies every source commit up to `through` in one transaction per group, in source
+    /// order (see `pipeline::follow::lane`).
+    #[error("apply lane {lane}: {}{reason}; applying up to {through} again in one transaction per group", .table.as_ref().map(|t| format!("writing into {t}: ")).unwrap_or_default())]
+    LaneConflict {
+        lane: usize,
+        table: Option<String>,
+        reason: String,
+        through: crate::pg::lsn::Lsn,
+    },
     /// The server ended the stream (CopyDone): it is shutting down or the walsender was told
     /// to stop.
     #[error("the server ended the replication stream")]
@@ -84,7 +96,9 @@ impl Classify for PipelineError {
             PipelineError::Connect(c) => c.class(),
             PipelineError::ReplicationRole(r) => r.class(),
             PipelineError::Stream(s) => s.class(),
-            PipelineError::StreamEnded => ErrorClass::Transient,
+            PipelineError::StreamEnded | PipelineError::LaneConflict { .. } => {
+                ErrorClass::Transient
+            }
             PipelineError::BadRow { .. } => ErrorClass::Input,
             PipelineError::WorkerPanicked | PipelineError::Stopped(_) => ErrorClass::Definite,
         }

@@ -30,6 +30,26 @@ use crate::transform::program::{SourcePlan, WriteMode};
 use super::copy_in::{OutputWriter, WriteError};
 use super::replay::{Op, Replayed};
 
+/// What to do when the target refuses an output's set-based write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRefused {
+    /// Replay the output's operations in source order, and return the rows still refused.
+    ReplayInSourceOrder,
+    /// Return at once: the operations are a share of a group (an apply lane's), and only the
+    /// whole group in one transaction can be replayed in source order.
+    Report,
+}
+
+/// What a flush did.
+#[derive(Debug)]
+pub enum Flushed {
+    /// Everything was written, except the rows the target refused as (plan-wide output,
+    /// origin, reason).
+    Applied { refused: Vec<(usize, u32, String)> },
+    /// Under [`OnRefused::Report`]: the target refused the set-based write into `table`.
+    Refused { table: String, reason: String },
+}
+
 /// The operations of one output in a group.
 #[derive(Debug, Default)]
 struct OutputOps {
@@ -67,34 +87,41 @@ impl ApplyBatch {
     /// Adds one change's operations (`ops` name the source's outputs by their index in it).
     pub fn add(&mut self, source: &SourcePlan, ops: Vec<OutputOp>, origin: u32) {
         for op in ops {
-            match op {
-                OutputOp::Upsert { output, row, key } => {
-                    let plan = &source.outputs[output];
-                    self.bytes += row.len() + 2 * key.len();
-                    let slot = &mut self.outputs[plan.number];
-                    if plan.mode == WriteMode::InsertIfAbsent && slot.last.contains_key(&key) {
-                        continue;
-                    }
-                    slot.last.insert(key, slot.log.len());
-                    slot.log.push(Op::Upsert { row, origin });
+            self.add_op(source, op, origin);
+        }
+    }
+
+    /// Adds one operation of a change of `source`.
+    pub fn add_op(&mut self, source: &SourcePlan, op: OutputOp, origin: u32) {
+        match op {
+            OutputOp::Upsert { output, row, key } => {
+                let plan = &source.outputs[output];
+                self.bytes += row.len() + 2 * key.len();
+                let slot = &mut self.outputs[plan.number];
+                if plan.mode == WriteMode::InsertIfAbsent && slot.last.contains_key(&key) {
+                    return;
                 }
-                OutputOp::Delete { output, key } => {
-                    self.bytes += 2 * key.len();
-                    let slot = &mut self.outputs[source.outputs[output].number];
-                    slot.last.insert(key.clone(), slot.log.len());
-                    slot.log.push(Op::Delete { key, origin });
-                }
+                slot.last.insert(key, slot.log.len());
+                slot.log.push(Op::Upsert { row, origin });
+            }
+            OutputOp::Delete { output, key } => {
+                self.bytes += 2 * key.len();
+                let slot = &mut self.outputs[source.outputs[output].number];
+                slot.last.insert(key.clone(), slot.log.len());
+                slot.log.push(Op::Delete { key, origin });
             }
         }
     }
 
     /// Writes everything into `tx` and empties the batch. Returns the refused rows as
-    /// (plan-wide output, origin, reason).
+    /// (plan-wide output, origin, reason); under [`OnRefused::Report`], the first refused
+    /// set-based write instead, with the batch left as it was (the caller rolls back).
     pub async fn flush(
         &mut self,
         tx: &Transaction<'_>,
         writers: &[OutputWriter],
-    ) -> Result<Vec<(usize, u32, String)>, WriteError> {
+        on_refused: OnRefused,
+    ) -> Result<Flushed, WriteError> {
         let mut refused = Vec::new();
         for (number, ops) in self.outputs.iter_mut().enumerate() {
             if ops.log.is_empty() {
@@ -118,6 +145,12 @@ impl ApplyBatch {
             };
             let writer = &writers[number];
             if let Some(reason) = writer.apply_set(tx, &deletes, upserts).await? {
+                if on_refused == OnRefused::Report {
+                    return Ok(Flushed::Refused {
+                        table: writer.table().to_owned(),
+                        reason,
+                    });
+                }
                 tracing::debug!(table = writer.table(), %reason, ops = ops.log.len(), "set-based write refused; replaying in source order");
                 let Replayed { refused: failed } = writer.replay(tx, &ops.log).await?;
                 // Only a key's last operation is the row the target must hold; an earlier
@@ -134,6 +167,6 @@ impl ApplyBatch {
             ops.last.clear();
         }
         self.bytes = 0;
-        Ok(refused)
+        Ok(Flushed::Applied { refused })
     }
 }

@@ -1,25 +1,30 @@
-//! One group of source transactions, applied in one target transaction: the row changes go
-//! through the same transforms as the backfill into coalesced operations, flushed into the
-//! transaction whenever they hold [`GROUP_BYTES`]; at the group's end, the applied LSN (and a
-//! fence met) is recorded in the same transaction before it commits.
+//! One group of source transactions: the row changes go through the same transforms as the
+//! backfill into coalesced operations, each routed to the apply lane of its output key
+//! ([`super::routing`]) and sent to it whenever the group holds [`GROUP_BYTES`]; at the
+//! group's end, every lane commits its share with its applied LSN ([`super::lane`]).
+//!
+//! A serial group goes through lane 0 alone, in one transaction for every lane: always with
+//! one lane, and after a restart until every lane is past the furthest lane's position (a
+//! transaction applied by some lanes and not others) or past a conflict between lanes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, Transaction};
-
-use crate::checkpoint;
 use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::CommitBody;
 use crate::plan::{OnError, Plan};
 use crate::sink::apply::ApplyBatch;
-use crate::sink::copy_in::OutputWriter;
 use crate::sink::dead_letter::{DeadLetter, Rejects};
 use crate::source::row_change::SourceChange;
 use crate::transform::batch::describe_origin;
-use crate::transform::change::{change_ops, rejected_ops, RowChange};
+use crate::transform::change::{change_ops, rejected_ops, OutputOp, RowChange};
 use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 
+use super::context::FollowContext;
+use super::lane::{Commit, Ops, Record, Work};
+use super::lanes::{InFlight, Lanes};
+use super::routing::{lane_of, Positions};
 use crate::pipeline::error::PipelineError;
 
 /// Bytes of coalesced operations held before they are written into the open target
@@ -38,7 +43,7 @@ pub(super) struct Transforms<'p> {
     env: Env<'p>,
     on_error: OnError,
     /// Per plan-wide output, its source.
-    owner: Vec<usize>,
+    pub(super) owner: Vec<usize>,
     memos: Vec<Memo>,
 }
 
@@ -69,13 +74,38 @@ pub(super) enum InGroup {
     CutOver,
 }
 
-/// One group of source transactions being applied.
-pub(super) struct Group<'c> {
-    tx: Transaction<'c>,
+/// How a group is applied, decided when it opens.
+#[derive(Debug, Clone)]
+pub(super) struct Routing {
+    /// Through lane 0 alone, in one transaction for every lane.
+    pub(super) serial: bool,
+    /// The lanes keys are assigned to (for skipping what a lane applied before a restart):
+    /// the lanes the positions were recorded under, until a serial group sets them up anew.
+    pub(super) lanes: usize,
+    /// The lanes' positions when the consumer started, while some lane may hold a
+    /// transaction the group reads.
+    pub(super) positions: Option<Arc<Positions>>,
+    /// A serial group that ends past every position sets up this many lanes.
+    pub(super) relane: Option<usize>,
+}
+
+/// One lane's share of the open group.
+struct Share {
     batch: ApplyBatch,
+    rejects: Rejects,
+    /// Source changes counted as this lane's.
+    changes: i64,
+}
+
+/// One group of source transactions being applied.
+pub(super) struct Group {
+    routing: Routing,
+    /// Per lane the group goes to (one when serial).
+    shares: Vec<Share>,
     /// The changes as COPY lines of their plan columns, for dead letters.
     descriptors: Vec<u8>,
-    rejects: Rejects,
+    /// Per assigned lane, whether it applied the transaction being read (after a restart).
+    skip: Vec<bool>,
     changes: i64,
     last_end: Option<Lsn>,
     last_commit_micros: i64,
@@ -86,29 +116,45 @@ pub(super) struct Group<'c> {
     fence: Option<String>,
 }
 
-impl<'c> Group<'c> {
-    /// Opens the group's target transaction.
-    pub(super) async fn open(
-        target: &'c mut Client,
+impl Group {
+    /// Opens a group applied as `routing` says, on `lanes` lanes; `final_lsn` is the commit of
+    /// the transaction it starts in.
+    pub(super) fn open(
         transforms: &Transforms<'_>,
+        routing: Routing,
+        lanes: usize,
+        final_lsn: Lsn,
         first_commit_micros: Option<i64>,
-    ) -> Result<Group<'c>, PipelineError> {
-        let tx = target
-            .transaction()
-            .await
-            .map_err(|e| PipelineError::target("starting an apply transaction", e))?;
-        Ok(Group {
-            tx,
-            batch: ApplyBatch::new(transforms.owner.len()),
+    ) -> Group {
+        let shares = if routing.serial { 1 } else { lanes };
+        let mut group = Group {
+            shares: (0..shares)
+                .map(|_| Share {
+                    batch: ApplyBatch::new(transforms.owner.len()),
+                    rejects: Rejects::new(transforms.on_error),
+                    changes: 0,
+                })
+                .collect(),
+            skip: vec![false; routing.lanes],
+            routing,
             descriptors: Vec::new(),
-            rejects: Rejects::new(transforms.on_error),
             changes: 0,
             last_end: None,
             last_commit_micros: 0,
             first_commit_micros,
             started: Instant::now(),
             fence: None,
-        })
+        };
+        group.begin(final_lsn);
+        group
+    }
+
+    /// A source transaction committed at `final_lsn` starts: which lanes applied it before.
+    pub(super) fn begin(&mut self, final_lsn: Lsn) {
+        match &self.routing.positions {
+            Some(p) if final_lsn < p.max() => self.skip = p.applied_before(final_lsn),
+            _ => self.skip.iter_mut().for_each(|s| *s = false),
+        }
     }
 
     /// Whether a transaction of the group committed, so the group may end now.
@@ -121,9 +167,11 @@ impl<'c> Group<'c> {
     pub(super) fn commit_seen(&mut self, commit: &CommitBody) -> bool {
         self.last_end = Some(commit.end_lsn);
         self.last_commit_micros = commit.commit_timestamp.0;
-        self.fence.is_some()
-            || self.started.elapsed() >= GROUP_AGE
-            || self.batch.bytes() >= GROUP_BYTES
+        self.fence.is_some() || self.started.elapsed() >= GROUP_AGE || self.bytes() >= GROUP_BYTES
+    }
+
+    fn bytes(&self) -> usize {
+        self.shares.iter().map(|s| s.batch.bytes()).sum()
     }
 
     /// The group holds this migration's fence: it ends at this transaction's commit.
@@ -131,7 +179,8 @@ impl<'c> Group<'c> {
         self.fence = Some(id.to_owned());
     }
 
-    /// Turns one row change into coalesced operations (or a dead letter).
+    /// Turns one row change into coalesced operations (or a dead letter), each in its lane's
+    /// share; what a lane applied before a restart is left out of it.
     pub(super) fn add(
         &mut self,
         transforms: &mut Transforms<'_>,
@@ -160,91 +209,131 @@ impl<'c> Group<'c> {
         let memo = &mut transforms.memos[*index];
         let transformed =
             tokio::task::block_in_place(|| change_ops(source, env, memo, change, &mut ops));
-        match transformed {
-            Ok(()) => self.batch.add(source, ops, origin),
+        let letter = match transformed {
+            Ok(()) => None,
             Err(e) => {
                 let rejected = describe_origin(source, &self.descriptors, origin, e.message);
-                let letter = DeadLetter {
-                    rejected,
-                    output_table: None,
-                };
-                self.rejects.push(*index, letter);
-                self.rejects.check(&transforms.plan.sources)?;
                 // The rejected version has no output rows: its key leaves the outputs, in order
                 // with the group's other operations. A key that cannot be computed either leaves
                 // only the dead letter.
-                let mut deletes = Vec::new();
-                if rejected_ops(source, env, change, &mut deletes).is_ok() {
-                    self.batch.add(source, deletes, origin);
+                ops.clear();
+                if rejected_ops(source, env, change, &mut ops).is_err() {
+                    ops.clear();
                 }
+                Some(DeadLetter {
+                    rejected,
+                    output_table: None,
+                })
+            }
+        };
+        // The change counts (and its dead letter lands) in the lane of its first operation.
+        let home = ops.first().map_or(0, |op| self.lane_of(source, op));
+        for op in ops {
+            let lane = self.lane_of(source, &op);
+            if !self.skip[lane] {
+                let share = if self.routing.serial { 0 } else { lane };
+                self.shares[share].batch.add_op(source, op, origin);
+            }
+        }
+        if !self.skip[home] {
+            let share = &mut self.shares[if self.routing.serial { 0 } else { home }];
+            share.changes += 1;
+            if let Some(letter) = letter {
+                share.rejects.push(*index, letter);
+                share.rejects.check(&transforms.plan.sources)?;
             }
         }
         Ok(())
     }
 
-    /// Writes the operations held when they reach [`GROUP_BYTES`].
+    /// The lane an operation of `source` belongs to.
+    fn lane_of(&self, source: &crate::transform::program::SourcePlan, op: &OutputOp) -> usize {
+        let (output, key) = match op {
+            OutputOp::Upsert { output, key, .. } | OutputOp::Delete { output, key } => (output, key),
+        };
+        lane_of(source.outputs[*output].number, key, self.routing.lanes)
+    }
+
+    /// Sends the operations held to their lanes when they reach [`GROUP_BYTES`].
     pub(super) async fn flush_if_full(
         &mut self,
+        ctx: &FollowContext,
         transforms: &Transforms<'_>,
-        writers: &[OutputWriter],
+        lanes: &mut Lanes,
     ) -> Result<(), PipelineError> {
-        if self.batch.bytes() >= GROUP_BYTES {
-            self.flush(transforms, writers).await?;
+        if self.bytes() >= GROUP_BYTES {
+            self.flush(ctx, transforms, lanes).await?;
         }
         Ok(())
     }
 
-    /// Writes the operations held, and the dead letters, into the group's transaction.
+    /// Sends every share's operations and dead letters to its lane.
     async fn flush(
         &mut self,
+        ctx: &FollowContext,
         transforms: &Transforms<'_>,
-        writers: &[OutputWriter],
+        lanes: &mut Lanes,
     ) -> Result<(), PipelineError> {
-        let sources = &transforms.plan.sources;
-        for (number, origin, reason) in self.batch.flush(&self.tx, writers).await? {
-            let index = transforms.owner[number];
-            let rejected = describe_origin(&sources[index], &self.descriptors, origin, reason);
-            let letter = DeadLetter {
-                rejected,
-                output_table: Some(writers[number].table().to_owned()),
+        let descriptors = Arc::new(std::mem::take(&mut self.descriptors));
+        for (lane, share) in self.shares.iter_mut().enumerate() {
+            if share.batch.is_empty() && share.rejects.count() == 0 {
+                continue;
+            }
+            let ops = Ops {
+                batch: std::mem::replace(&mut share.batch, ApplyBatch::new(transforms.owner.len())),
+                rejects: std::mem::replace(&mut share.rejects, Rejects::new(transforms.on_error)),
+                descriptors: Arc::clone(&descriptors),
+                serial: self.routing.serial,
             };
-            self.rejects.push(index, letter);
+            lanes.send(ctx, lane, Work::Ops(ops)).await?;
         }
-        self.rejects.check(sources)?;
-        self.rejects
-            .write(&self.tx, &transforms.plan.name, "follow", sources)
-            .await
-            .map_err(|e| PipelineError::target("writing dead letters", e))?;
-        self.descriptors.clear();
         Ok(())
     }
 
-    /// Ends the group at its last commit: flushes, records the applied LSN (and the fence) in
-    /// the same transaction, and commits it. Returns the applied LSN.
+    /// Ends the group at its last commit: sends what is held, then every lane's commit (each
+    /// records its applied LSN in the same transaction); returns without waiting for them.
     pub(super) async fn commit(
         mut self,
+        ctx: &FollowContext,
         transforms: &Transforms<'_>,
-        writers: &[OutputWriter],
-    ) -> Result<Lsn, PipelineError> {
+        lanes: &mut Lanes,
+    ) -> Result<(), PipelineError> {
         let end = self.last_end.expect("a group ends at a commit");
-        self.flush(transforms, writers).await?;
-        let migration = &transforms.plan.name;
-        checkpoint::record_applied(
-            &self.tx,
-            migration,
+        self.flush(ctx, transforms, lanes).await?;
+        let serial = self.routing.serial;
+        let fence = self.fence.take();
+        let mut in_flight = InFlight {
             end,
-            self.last_commit_micros,
-            self.changes,
-        )
-        .await?;
-        if let Some(id) = &self.fence {
-            checkpoint::record_fence(&self.tx, migration, id, end).await?;
+            commit_micros: self.last_commit_micros,
+            first_commit_micros: self.first_commit_micros,
+            waiting: self.shares.len(),
+            fence: None,
+        };
+        let record = |fence: Option<String>| {
+            if serial {
+                Record::Serial {
+                    relane: self.routing.relane,
+                    fence,
+                }
+            } else {
+                Record::Lane
+            }
+        };
+        let fence_in_lane = if serial { fence.clone() } else { None };
+        for (lane, share) in self.shares.iter().enumerate() {
+            let commit = Commit {
+                end,
+                commit_micros: self.last_commit_micros,
+                changes: share.changes,
+                record: record(fence_in_lane.clone()),
+            };
+            lanes.send(ctx, lane, Work::Commit(commit)).await?;
         }
-        self.tx
-            .commit()
-            .await
-            .map_err(|e| PipelineError::target("committing an applied group", e))?;
-        tracing::debug!(applied = %end, changes = self.changes, "group applied");
-        Ok(end)
+        if !serial {
+            in_flight.fence = fence;
+        }
+        tracing::debug!(applied = %end, changes = self.changes, serial, "group sent");
+        lanes.sent(in_flight);
+        Ok(())
     }
 }

@@ -1,38 +1,45 @@
-//! The WAL consumer: source commits in order, grouped into target transactions.
+//! The WAL consumer: source commits in order, grouped, applied by parallel lanes.
 //!
 //! ```text
-//!  WalPump ───msg──> Begin: skip if already applied (final_lsn < applied_lsn)
+//!  WalPump ───msg──> Begin: skip if every lane applied it (final_lsn < the smallest position)
 //!                     Relation: map onto the plan (DDL on a read column stops the consumer)
-//!                     Insert/Update/Delete: same transforms as the backfill -> ApplyBatch
-//!                         (coalesced per key; flushed into the open target transaction
-//!                          whenever it holds GROUP_BYTES, so a huge source transaction
-//!                          never sits in memory)
+//!                     Insert/Update/Delete: same transforms as the backfill -> operations,
+//!                         each to the lane of hash(output, key) (coalesced per key; sent to
+//!                         the lanes whenever the group holds GROUP_BYTES, so a huge source
+//!                         transaction never sits in memory)
 //!                     Truncate: stop, the target cannot follow it by key
 //!                     Message switchyard.fence: the group ends at this transaction's commit
 //!                     Commit: the group ends at a commit boundary when it is old or big
 //!                          enough or the stream goes idle
 //!                     Stream Start/Stop/Commit/Abort: stop, never asked for
-//!  group end: flush, record applied_lsn (and the fence) in the same target transaction,
-//!             COMMIT, then report the commit's end LSN to the server (confirmed_flush_lsn)
+//!  group end: every lane commits its share with its applied LSN in the same transaction;
+//!             meanwhile the next group is decoded and transformed
+//!  every lane committed the group: report its end to the server (confirmed_flush_lsn)
 //! ```
-//! A fence (see [`crate::source::fence`]) is applied without waiting for more commits: the
-//! cutover holds its write lock until it is, so every millisecond here is write-blocked time.
-//! Exactly once: applied_lsn and the changes commit together; a restart streams from
-//! applied_lsn and skips any source transaction that committed before it. A shutdown request
-//! is honoured between groups, so a clean stop never leaves a group half applied.
+//! All operations on one output key stay in one lane, in commit order; between two groups
+//! every lane committed, the target may show part of a source transaction (as with any online
+//! copier), never a key out of order. A fence (see [`crate::source::fence`]) is recorded once
+//! every lane committed everything before it, without waiting for more commits: the cutover
+//! holds its write lock until then. Exactly once, per lane: a lane's position and its changes
+//! commit together; a restart streams from the smallest position and each lane skips the
+//! transactions it applied (serially, one transaction per group, until every lane is past the
+//! furthest one). A shutdown request is honoured between groups, once every lane committed.
 //! This file only wires: [`dispatch`] says what a message means, [`upstream`] reads the next
-//! one, [`crate::source::row_change`] makes a row change of it, [`group`] applies it.
+//! one, [`crate::source::row_change`] makes a row change of it, [`group`] routes it,
+//! [`lanes`] and [`lane`] apply it.
 
 pub mod context;
 mod dispatch;
 mod group;
+mod lane;
+mod lanes;
 mod relation;
+mod routing;
 mod upstream;
 
-use tokio_postgres::Client;
+use std::sync::Arc;
 
 use crate::pg::lsn::Lsn;
-use crate::sink::copy_in::OutputWriter;
 use crate::source::current_row::CurrentRows;
 use crate::source::relations::Relations;
 use crate::source::row_change::row_change;
@@ -40,12 +47,16 @@ use crate::transform::row::Env;
 
 use super::error::PipelineError;
 use dispatch::{Dispatch, Step};
-use group::{Group, InGroup, Transforms};
+use group::{Group, InGroup, Routing, Transforms};
+use lane::LaneShared;
+use lanes::Lanes;
 use relation::{relation, truncate};
-use upstream::Feed;
+use routing::Positions;
+use upstream::{Feed, Pending};
 
 pub use context::{FollowContext, IDLE_COMMIT};
 pub use group::{GROUP_AGE, GROUP_BYTES};
+pub use lane::LaneSession;
 pub use upstream::Upstream;
 
 /// Why a consumer ended without an error.
@@ -57,15 +68,24 @@ pub enum FollowEnd {
     CutOver,
 }
 
+/// Where the lanes stand when the consumer starts.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// Per lane (as recorded), its applied LSN; the stream starts at the smallest.
+    pub positions: Vec<Lsn>,
+    /// Apply every group that starts at or before this LSN in one transaction (after a
+    /// conflict between lanes).
+    pub serial_through: Option<Lsn>,
+}
+
 /// Runs until `shutdown` turns true (a clean stop between groups), the migration is cut over,
-/// or an error.
+/// or an error; one lane per session in `sessions`.
 pub async fn follow(
     ctx: &FollowContext,
-    target: &mut Client,
-    writers: &[OutputWriter],
+    sessions: Vec<LaneSession>,
     relations: Relations,
     upstream: Upstream,
-    applied: Lsn,
+    start: Start,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<FollowEnd, PipelineError> {
     // The follow writes COPY text: its coalescing works on text keys.
@@ -74,66 +94,53 @@ pub async fn follow(
         lookups: &*ctx.lookups,
         formats: &[],
     };
+    let positions = Positions::new(start.positions);
+    let applied = positions.min();
+    let transforms = Transforms::new(&ctx.plan, env, ctx.on_error);
+    let shared = LaneShared {
+        plan: Arc::clone(&ctx.plan),
+        owner: transforms.owner.clone(),
+    };
+    let lanes = Lanes::start(sessions, shared, applied);
     let mut consumer = Consumer {
         ctx,
-        writers,
         feed: Feed::start(upstream, applied),
         dispatch: Dispatch::new(applied),
         relations,
         current: CurrentRows::new(&ctx.source, &ctx.key_types),
-        transforms: Transforms::new(&ctx.plan, env, ctx.on_error),
+        transforms,
         first_commit_micros: None,
+        final_lsn: applied,
+        routing: Routing {
+            serial: false,
+            lanes: positions.lanes(),
+            positions: None,
+            relane: None,
+        },
+        lanes,
     };
-    // Between groups, without a target transaction: wait for the first change to apply.
-    loop {
-        // A stop is honoured here, between groups: nothing is half applied, and the last
-        // group's LSN is already recorded and reported.
-        if *shutdown.borrow() || consumer.feed.cut_over {
-            let cut_over = consumer.feed.cut_over;
-            consumer.feed.close().await?;
-            return Ok(if cut_over {
-                FollowEnd::CutOver
-            } else {
-                FollowEnd::Stopped
-            });
+    // Serial until every lane is past the furthest position (and past a conflict), and until
+    // the lanes match the sessions.
+    let relane = positions.lanes() != consumer.lanes.count()
+        || positions.min() != positions.max()
+        || start.serial_through.is_some();
+    let serial_through = relane.then(|| positions.max().max(start.serial_through.unwrap_or_default()));
+    let positions = Arc::new(positions);
+    let end = consumer.run(&positions, serial_through, shutdown).await;
+    let Consumer { feed, lanes, .. } = consumer;
+    lanes.close().await;
+    match end {
+        Ok(end) => {
+            feed.close().await?;
+            Ok(end)
         }
-        let Some(message) = consumer.feed.next(ctx, None).await? else {
-            continue;
-        };
-        match consumer.dispatch.step(&message, &ctx.plan.name)? {
-            Step::Begin(b) => {
-                consumer.dispatch.trace_begin(b);
-                consumer.first_commit_micros = Some(b.commit_timestamp.0);
-            }
-            Step::Relation(r) => {
-                consumer.feed.cut_over |= relation(ctx, &mut consumer.relations, r).await?;
-            }
-            // Nothing of this transaction touched the plan's tables.
-            Step::Commit { body, skipped } => {
-                consumer.feed.received = body.end_lsn;
-                if !skipped {
-                    consumer.feed.done(body.end_lsn);
-                }
-            }
-            Step::Nothing => {}
-            first @ (Step::Change(_) | Step::Truncate(_) | Step::Fence(_)) => {
-                match consumer.group(target, first).await? {
-                    Some(applied) => {
-                        consumer.feed.done(applied);
-                        consumer.dispatch = Dispatch::new(applied);
-                        consumer.first_commit_micros = None;
-                    }
-                    None => return Ok(FollowEnd::CutOver),
-                }
-            }
-        }
+        Err(e) => Err(e),
     }
 }
 
 /// The consumer between two messages.
 struct Consumer<'a> {
     ctx: &'a FollowContext,
-    writers: &'a [OutputWriter],
     feed: Feed,
     dispatch: Dispatch,
     relations: Relations,
@@ -141,27 +148,135 @@ struct Consumer<'a> {
     transforms: Transforms<'a>,
     /// When the transaction a group would start in committed on the source.
     first_commit_micros: Option<i64>,
+    /// The commit LSN of the transaction being read.
+    final_lsn: Lsn,
+    /// How the last group was applied.
+    routing: Routing,
+    lanes: Lanes,
 }
 
 impl Consumer<'_> {
-    /// Applies one group of source transactions, from its first change; returns the LSN it
-    /// applied up to, or `None` when the migration was cut over meanwhile.
-    async fn group(
+    async fn run(
         &mut self,
-        target: &mut Client,
-        first: Step<'_>,
-    ) -> Result<Option<Lsn>, PipelineError> {
-        let mut group = Group::open(target, &self.transforms, self.first_commit_micros).await?;
+        positions: &Arc<Positions>,
+        serial_through: Option<Lsn>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<FollowEnd, PipelineError> {
+        let ctx = self.ctx;
+        // Between groups: wait for the first change to apply.
+        loop {
+            if let Some(done) = self.lanes.collect(ctx, false).await? {
+                self.feed.done(done);
+            }
+            // A stop is honoured here, between groups: nothing is half applied once every
+            // lane committed what it was sent.
+            if *shutdown.borrow() || self.feed.cut_over {
+                if let Some(done) = self.lanes.drain(ctx).await? {
+                    self.feed.done(done);
+                }
+                return Ok(if self.feed.cut_over {
+                    FollowEnd::CutOver
+                } else {
+                    FollowEnd::Stopped
+                });
+            }
+            let pending = Pending {
+                open: false,
+                committed: false,
+                first_commit_micros: self.lanes.oldest_pending_micros(),
+                quiet: self.lanes.idle(),
+            };
+            let Some(message) = self.feed.next(ctx, pending).await? else {
+                continue;
+            };
+            match self.dispatch.step(&message, &ctx.plan.name)? {
+                Step::Begin(b) => {
+                    self.dispatch.trace_begin(b);
+                    self.first_commit_micros = Some(b.commit_timestamp.0);
+                    self.final_lsn = b.final_lsn;
+                }
+                Step::Relation(r) => {
+                    self.feed.cut_over |= relation(ctx, &mut self.relations, r).await?;
+                }
+                // Nothing of this transaction touched the plan's tables.
+                Step::Commit { body, skipped } => {
+                    self.feed.received = body.end_lsn;
+                    self.lanes.received = body.end_lsn;
+                    if !skipped {
+                        if let Some(done) = self.lanes.quiet_until(body.end_lsn) {
+                            self.feed.done(done);
+                        }
+                    }
+                }
+                Step::Nothing => {}
+                first @ (Step::Change(_) | Step::Truncate(_) | Step::Fence(_)) => {
+                    self.open(positions, serial_through).await?;
+                    if !self.group(first).await? {
+                        return Ok(FollowEnd::CutOver);
+                    }
+                    self.first_commit_micros = None;
+                }
+            }
+        }
+    }
+
+    /// Decides how the group about to open is applied; between a serial group and parallel
+    /// ones, waits for the lanes to commit everything sent (a key's operations must not pass
+    /// each other on two sessions).
+    async fn open(
+        &mut self,
+        positions: &Arc<Positions>,
+        serial_through: Option<Lsn>,
+    ) -> Result<(), PipelineError> {
+        let from = self.lanes.last_sent;
+        let lanes = self.lanes.count();
+        let serial = lanes == 1 || serial_through.is_some_and(|t| from <= t);
+        let catching_up = from < positions.max();
+        let routing = Routing {
+            serial,
+            lanes: self.routing.lanes,
+            positions: catching_up.then(|| Arc::clone(positions)),
+            relane: None,
+        };
+        if serial != self.routing.serial && !self.lanes.idle() {
+            if let Some(done) = self.lanes.drain(self.ctx).await? {
+                self.feed.done(done);
+            }
+        }
+        self.routing = routing;
+        Ok(())
+    }
+
+    /// Applies one group of source transactions, from its first change; `false` when the
+    /// migration was cut over meanwhile.
+    async fn group(&mut self, first: Step<'_>) -> Result<bool, PipelineError> {
+        let ctx = self.ctx;
+        let mut group = Group::open(
+            &self.transforms,
+            self.routing.clone(),
+            self.lanes.count(),
+            self.final_lsn,
+            self.first_commit_micros,
+        );
         let mut next = self.apply(&mut group, first).await?;
         loop {
             match next {
                 InGroup::More => {}
                 InGroup::End => break,
-                InGroup::CutOver => return Ok(None),
+                InGroup::CutOver => return Ok(false),
             }
-            next = match self.feed.next(self.ctx, Some(&group)).await? {
+            let pending = Pending {
+                open: true,
+                committed: group.committed(),
+                first_commit_micros: self
+                    .lanes
+                    .oldest_pending_micros()
+                    .or(group.first_commit_micros),
+                quiet: false,
+            };
+            next = match self.feed.next(ctx, pending).await? {
                 Some(message) => {
-                    let step = self.dispatch.step(&message, &self.ctx.plan.name)?;
+                    let step = self.dispatch.step(&message, &ctx.plan.name)?;
                     self.apply(&mut group, step).await?
                 }
                 // The stream is idle: commit what is pending now.
@@ -169,17 +284,34 @@ impl Consumer<'_> {
                 None => InGroup::More,
             };
         }
-        group.commit(&self.transforms, self.writers).await.map(Some)
+        let fenced = group.fenced();
+        // A serial group that ends past every lane's position sets up the lanes anew: the
+        // furthest lane's transactions are all behind it.
+        if self.routing.serial && self.routing.relane.is_none() {
+            group.relane_if_past(self.lanes.count());
+        }
+        group.commit(ctx, &self.transforms, &mut self.lanes).await?;
+        if group_relaned(&self.routing, &self.lanes) {
+            self.routing.lanes = self.lanes.count();
+        }
+        // The cutover holds its write lock until the fence is recorded: no waiting for more.
+        if fenced {
+            if let Some(done) = self.lanes.drain(ctx).await? {
+                self.feed.done(done);
+            }
+        }
+        self.dispatch = Dispatch::new(self.lanes.last_sent);
+        Ok(true)
     }
 
     /// One message in the open group.
-    async fn apply(
-        &mut self,
-        group: &mut Group<'_>,
-        step: Step<'_>,
-    ) -> Result<InGroup, PipelineError> {
+    async fn apply(&mut self, group: &mut Group, step: Step<'_>) -> Result<InGroup, PipelineError> {
         match step {
-            Step::Begin(_) | Step::Nothing => {}
+            Step::Nothing => {}
+            Step::Begin(b) => {
+                self.final_lsn = b.final_lsn;
+                group.begin(b.final_lsn);
+            }
             Step::Relation(r) => {
                 if relation(self.ctx, &mut self.relations, r).await? {
                     return Ok(InGroup::CutOver);
@@ -204,12 +336,15 @@ impl Consumer<'_> {
             Step::Fence(id) => group.fence(id),
             Step::Commit { body, skipped } => {
                 self.feed.received = body.end_lsn;
+                self.lanes.received = body.end_lsn;
                 if !skipped && group.commit_seen(body) {
                     return Ok(InGroup::End);
                 }
             }
         }
-        group.flush_if_full(&self.transforms, self.writers).await?;
+        group
+            .flush_if_full(self.ctx, &self.transforms, &mut self.lanes)
+            .await?;
         Ok(InGroup::More)
     }
 }

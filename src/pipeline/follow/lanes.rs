@@ -1,0 +1,238 @@
+//! The consumer's side of the apply lanes ([`super::lane`]): starts them, hands each its share
+//! of a group, and tracks which groups every lane committed: that is how far the slot may be
+//! confirmed.
+//!
+//! ```text
+//!   group g sent ──> in flight: g waits for its lanes ──(each Done)──> g done
+//!   front of the queue done ──> confirmed up to its end; the summary row says so (fence too)
+//! ```
+//! Lanes commit at their own pace: lane 1 may have committed g+1 while lane 0 still writes g.
+//! The slot is confirmed only up to a group every lane committed, and a restart streams from
+//! the smallest lane position, each lane skipping what it applied.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::checkpoint;
+use crate::pg::lsn::Lsn;
+
+use super::context::FollowContext;
+use super::lane::{self, LaneError, LaneSession, LaneShared, Report, Work};
+use crate::pipeline::error::PipelineError;
+
+/// Messages queued per lane: two groups (operations and commit) ahead of the lane.
+const QUEUE: usize = 4;
+
+/// With parallel lanes, the summary row is written at most this often (and at every fence).
+const SUMMARY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A group sent to the lanes, not yet committed by all of them.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    pub(super) end: Lsn,
+    pub(super) commit_micros: i64,
+    /// When the group's first transaction committed on the source, if known.
+    pub(super) first_commit_micros: Option<i64>,
+    /// Lanes yet to report it done.
+    pub(super) waiting: usize,
+    /// A fence met in a parallel group: recorded once every lane committed the group.
+    pub(super) fence: Option<String>,
+}
+
+pub(super) struct Lanes {
+    senders: Vec<mpsc::Sender<Work>>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    tasks: Vec<JoinHandle<()>>,
+    in_flight: VecDeque<InFlight>,
+    /// Confirmable once nothing is in flight: a commit that needed nothing, seen after every
+    /// group in flight was sent.
+    quiet: Option<Lsn>,
+    /// The end of the last group sent.
+    pub(super) last_sent: Lsn,
+    /// The end of the last source commit received, for a conflict's serial stretch.
+    pub(super) received: Lsn,
+    /// The last group every lane committed, not yet in the summary row.
+    unsummarized: Option<(Lsn, i64)>,
+    summarized_at: Instant,
+}
+
+impl Lanes {
+    /// Starts a lane per session.
+    pub(super) fn start(sessions: Vec<LaneSession>, shared: LaneShared, start: Lsn) -> Lanes {
+        let shared = Arc::new(shared);
+        let (report, reports) = mpsc::unbounded_channel();
+        let mut senders = Vec::with_capacity(sessions.len());
+        let mut tasks = Vec::with_capacity(sessions.len());
+        for (index, session) in sessions.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            senders.push(tx);
+            tasks.push(tokio::spawn(lane::run(
+                index,
+                session,
+                Arc::clone(&shared),
+                rx,
+                report.clone(),
+            )));
+        }
+        Lanes {
+            senders,
+            reports,
+            tasks,
+            in_flight: VecDeque::new(),
+            quiet: None,
+            last_sent: start,
+            received: start,
+            unsummarized: None,
+            summarized_at: Instant::now(),
+        }
+    }
+
+    /// How many lanes apply.
+    pub(super) fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Nothing sent and not yet committed.
+    pub(super) fn idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    /// When the oldest source commit not yet applied by every lane committed.
+    pub(super) fn oldest_pending_micros(&self) -> Option<i64> {
+        self.in_flight.front().and_then(|g| g.first_commit_micros)
+    }
+
+    /// Sends `work` to lane `lane`; a lane that stopped answers with its failure.
+    pub(super) async fn send(
+        &mut self,
+        ctx: &FollowContext,
+        lane: usize,
+        work: Work,
+    ) -> Result<(), PipelineError> {
+        if self.senders[lane].send(work).await.is_ok() {
+            return Ok(());
+        }
+        // The lane ended, which it does only after reporting a failure.
+        loop {
+            self.collect(ctx, true).await?;
+        }
+    }
+
+    /// A group was sent, to `waiting` lanes.
+    pub(super) fn sent(&mut self, group: InFlight) {
+        self.last_sent = group.end;
+        self.in_flight.push_back(group);
+    }
+
+    /// A commit at `lsn` needed nothing from the lanes: the position to confirm now, if
+    /// nothing is in flight.
+    pub(super) fn quiet_until(&mut self, lsn: Lsn) -> Option<Lsn> {
+        if self.in_flight.is_empty() {
+            return Some(lsn);
+        }
+        self.quiet = Some(self.quiet.map_or(lsn, |q| q.max(lsn)));
+        None
+    }
+
+    /// Takes the lanes' reports (waiting for one when `wait` and a group is in flight);
+    /// returns how far every lane committed, when that moved.
+    pub(super) async fn collect(
+        &mut self,
+        ctx: &FollowContext,
+        wait: bool,
+    ) -> Result<Option<Lsn>, PipelineError> {
+        let mut first = if wait && !self.in_flight.is_empty() {
+            self.reports.recv().await
+        } else {
+            None
+        };
+        loop {
+            let report = match first.take() {
+                Some(r) => r,
+                None => match self.reports.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            match report {
+                Report::Done { end, .. } => {
+                    if let Some(g) = self.in_flight.iter_mut().find(|g| g.end == end) {
+                        g.waiting -= 1;
+                    }
+                }
+                Report::Failed { lane, error } => return Err(self.failure(lane, error)),
+            }
+        }
+        let mut done = None;
+        let mut fence = None;
+        while self.in_flight.front().is_some_and(|g| g.waiting == 0) {
+            let g = self.in_flight.pop_front().expect("a front group");
+            done = Some(g.end);
+            self.unsummarized = Some((g.end, g.commit_micros));
+            fence = g.fence.or(fence);
+        }
+        if self.count() > 1 {
+            self.summarize(ctx, fence.as_deref()).await?;
+        }
+        if self.in_flight.is_empty() {
+            if let Some(q) = self.quiet.take() {
+                done = Some(done.map_or(q, |d| d.max(q)));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Waits until every lane committed every group sent; returns how far that is, when it
+    /// moved.
+    pub(super) async fn drain(&mut self, ctx: &FollowContext) -> Result<Option<Lsn>, PipelineError> {
+        let mut done = None;
+        while !self.in_flight.is_empty() {
+            if let Some(d) = self.collect(ctx, true).await? {
+                done = Some(d);
+            }
+        }
+        if let Some(q) = self.quiet.take() {
+            done = Some(done.map_or(q, |d| d.max(q)));
+        }
+        Ok(done)
+    }
+
+    /// Parallel lanes: writes the summary row when a fence was met, or now and then.
+    async fn summarize(&mut self, ctx: &FollowContext, fence: Option<&str>) -> Result<(), PipelineError> {
+        let due = fence.is_some() || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
+        let Some((end, commit_micros)) = self.unsummarized.filter(|_| due) else {
+            return Ok(());
+        };
+        checkpoint::summarize(&ctx.monitor, &ctx.plan.name, end, commit_micros, fence).await?;
+        self.unsummarized = None;
+        self.summarized_at = Instant::now();
+        Ok(())
+    }
+
+    /// A lane's failure as the consumer's error.
+    fn failure(&self, lane: usize, error: LaneError) -> PipelineError {
+        match error {
+            LaneError::Failed(e) => e,
+            LaneError::Conflict(c) => PipelineError::LaneConflict {
+                lane,
+                table: c.table,
+                reason: c.reason,
+                // Everything sent or received so far goes through one transaction again.
+                through: self.last_sent.max(self.received),
+            },
+        }
+    }
+
+    /// Closes the lanes' queues and waits for them to end: a lane mid-group rolls back, and
+    /// none commits anything after this returns (a restart reads their positions next).
+    pub(super) async fn close(self) {
+        drop(self.senders);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
