@@ -79,7 +79,7 @@ pub async fn record_lane(
             SET applied_lsn = greatest(applied_lsn, $3),
                 applied_commit_at = greatest(applied_commit_at, $4),
                 changes_applied = changes_applied
-                    + CASE WHEN lane = coalesce($2, 0) THEN $5 ELSE 0 END
+                    + CASE WHEN lane = coalesce($2::int, 0) THEN $5::bigint ELSE 0 END
           WHERE migration = $1 AND ($2::int IS NULL OR lane = $2)",
         &[
             &migration,
@@ -134,7 +134,10 @@ pub async fn summarize(
 }
 
 /// Forgets the lanes of a migration being backfilled again.
-pub(super) async fn clear(client: &impl GenericClient, migration: &str) -> Result<(), CheckpointError> {
+pub(super) async fn clear(
+    client: &impl GenericClient,
+    migration: &str,
+) -> Result<(), CheckpointError> {
     client
         .execute(
             "DELETE FROM switchyard.apply_lanes WHERE migration = $1",

@@ -98,6 +98,9 @@ pub struct BackfillArgs {
     /// Stop when the copy is done instead of going on with the WAL consumer.
     #[arg(long)]
     pub no_follow: bool,
+    /// Apply lanes of the WAL consumer that follows the copy (see `follow --apply-jobs`).
+    #[arg(long, default_value_t = DEFAULT_APPLY_JOBS, value_parser = apply_jobs)]
+    pub apply_jobs: usize,
     /// How long creating the slot may wait for open source transactions to end (its
     /// snapshot needs them finished); the sessions waited for are named every 5 s.
     #[arg(long, default_value = "10m", value_parser = units::duration)]
@@ -142,6 +145,21 @@ pub struct FollowArgs {
     /// Overrides the plan's on_error.
     #[arg(long, value_enum)]
     pub on_error: Option<OnErrorArg>,
+    /// Apply lanes: target sessions applying in parallel, each output key always in the same
+    /// lane. 1 applies each group of source transactions in one target transaction.
+    #[arg(long, default_value_t = DEFAULT_APPLY_JOBS, value_parser = apply_jobs)]
+    pub apply_jobs: usize,
+}
+
+/// Apply lanes by default: see `benches/follow.rs` for the measurements behind it.
+pub const DEFAULT_APPLY_JOBS: usize = 2;
+
+/// Each lane is a target session: more than 64 is a typo, not a setting.
+fn apply_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("apply jobs {text:?}: a number from 1 to 64")),
+    }
 }
 
 #[derive(Debug, Args)]

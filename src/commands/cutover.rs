@@ -98,6 +98,8 @@ async fn start_consumer_if_idle(
         source: source.clone(),
         target: target.clone(),
         on_error: plan.on_error,
+        apply_jobs: crate::cli::DEFAULT_APPLY_JOBS,
+        serial_through: None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Some((stop, tokio::spawn(job.run(stopped)))))

@@ -130,6 +130,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             source: ConnInfo::parse(&source_url)?,
             target: ConnInfo::parse(&target_url)?,
             on_error: plan.on_error,
+            apply_jobs: crate::cli::DEFAULT_APPLY_JOBS,
+            serial_through: None,
         }
         .run(consumer_stop),
     );

@@ -12,8 +12,9 @@ use crate::checkpoint::{self, MigrationStatus};
 use crate::error::{Chain, Classify, ErrorClass};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
+use crate::pg::lsn::Lsn;
 use crate::pipeline::error::{PipelineError, StopReason};
-use crate::pipeline::follow::{follow, FollowContext, FollowEnd, Upstream};
+use crate::pipeline::follow::{follow, FollowContext, FollowEnd, LaneSession, Start, Upstream};
 use crate::pipeline::heartbeat::slot_health;
 use crate::pipeline::identity_watch::{Followed, IdentityWatch};
 use crate::plan::{OnError, Plan};
@@ -31,6 +32,11 @@ pub struct FollowJob {
     pub source: ConnInfo,
     pub target: ConnInfo,
     pub on_error: OnError,
+    /// Apply lanes: target sessions applying in parallel (1: one transaction per group).
+    pub apply_jobs: usize,
+    /// After a conflict between lanes: apply every group that starts at or before this LSN
+    /// in one transaction (set by the restart, never by a user).
+    pub serial_through: Option<Lsn>,
 }
 
 impl FollowJob {
@@ -40,19 +46,7 @@ impl FollowJob {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<FollowEnd> {
         let plan = Arc::clone(&self.plan);
-        let mut target = connect(&self.target, "switchyard follow").await?;
-        // Native logical replication's apply workers do the same: the new tables' foreign keys
-        // and ordinary triggers must not refuse what the legacy application was allowed to do
-        // (delete a parent and leave its children); the source is the authority until the
-        // cutover. The backfill's sessions do it too, so triggers act alike on both paths.
-        set_replica(&target).await?;
-        // The key tables of a group have no statistics; without this the planner may join them
-        // to a large output table by hashing the whole table, once per group. Deletes by key
-        // must probe the key index instead.
-        target
-            .batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
-            .await
-            .context("configuring the apply session")?;
+        let target = connect(&self.target, "switchyard follow").await?;
         let Some(m) = checkpoint::load(&target, &plan.name).await? else {
             bail!(
                 "there is no migration {}: run `switchyard backfill` first",
@@ -72,10 +66,9 @@ impl FollowJob {
         if m.plan_checksum != plan.checksum {
             bail!("the plan or its SQL files changed since the backfill: the stream would be transformed differently from the copy");
         }
-        let start = m
-            .applied_lsn
-            .or(m.snapshot_lsn)
-            .context("the migration has no snapshot LSN")?;
+        let lanes = self.apply_jobs.max(1);
+        let positions = lane_positions(&target, &plan.name, &m, lanes).await?;
+        let start = positions.iter().copied().min().expect("at least one lane");
         let source = connect(&self.source, "switchyard follow").await?;
         crate::source::ctype::use_source_ctype(&source).await?;
         let (oids, publication_rels) = followed(&source, &target, &plan, &m.publication).await?;
@@ -100,9 +93,9 @@ impl FollowJob {
             )
             .await?,
         );
-        let mut writers = Vec::new();
-        for (_, output) in plan.outputs() {
-            writers.push(OutputWriter::new(&target, output, WriterMode::Follow, false).await?);
+        let mut sessions = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            sessions.push(apply_session(&self.target, &plan, lane).await?);
         }
         let ctx = FollowContext {
             plan: Arc::clone(&plan),
@@ -155,11 +148,13 @@ impl FollowJob {
         );
         let result = follow(
             &ctx,
-            &mut target,
-            &writers,
+            sessions,
             Relations::new(catalog),
             Upstream { stream, identity },
-            start,
+            Start {
+                positions,
+                serial_through: self.serial_through,
+            },
             shutdown,
         )
         .await;
@@ -168,6 +163,51 @@ impl FollowJob {
             Err(e) => Err(stopped(&ctx, e).await.into()),
         }
     }
+}
+
+/// Where each apply lane stands, as the target records it. A migration no consumer followed
+/// yet (or whose state predates lanes) gets `lanes` lanes at its applied LSN, or at the
+/// backfill's snapshot.
+async fn lane_positions(
+    target: &Client,
+    migration: &str,
+    m: &checkpoint::Migration,
+    lanes: usize,
+) -> anyhow::Result<Vec<Lsn>> {
+    // Older state lacks the lanes table: created here, idempotently.
+    checkpoint::ensure_schema(target).await?;
+    let recorded = checkpoint::lane_positions(target, migration).await?;
+    if !recorded.is_empty() {
+        return Ok(recorded);
+    }
+    let start = m
+        .applied_lsn
+        .or(m.snapshot_lsn)
+        .context("the migration has no snapshot LSN")?;
+    checkpoint::reset_lanes(target, migration, lanes, start).await?;
+    Ok(vec![start; lanes])
+}
+
+/// A target session for one apply lane, with its writers.
+async fn apply_session(target: &ConnInfo, plan: &Plan, lane: usize) -> anyhow::Result<LaneSession> {
+    let client = connect(target, &format!("switchyard follow lane {lane}")).await?;
+    // Native logical replication's apply workers do the same: the new tables' foreign keys
+    // and ordinary triggers must not refuse what the legacy application was allowed to do
+    // (delete a parent and leave its children); the source is the authority until the
+    // cutover. The backfill's sessions do it too, so triggers act alike on both paths.
+    set_replica(&client).await?;
+    // The key tables of a group have no statistics; without this the planner may join them
+    // to a large output table by hashing the whole table, once per group. Deletes by key
+    // must probe the key index instead.
+    client
+        .batch_execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
+        .await
+        .context("configuring the apply session")?;
+    let mut writers = Vec::new();
+    for (_, output) in plan.outputs() {
+        writers.push(OutputWriter::new(&client, output, WriterMode::Follow, false).await?);
+    }
+    Ok(LaneSession { client, writers })
 }
 
 /// Records why the consumer ended in error: a lost connection leaves the migration

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command, OnErrorArg};
 use crate::error::{Chain, ErrorClass};
 use crate::pg::conninfo::ConnInfo;
-use crate::pipeline::error::class_of;
+use crate::pipeline::error::{class_of, PipelineError};
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
 use crate::progress::DisplayMode;
@@ -50,6 +50,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 source: job.source.clone(),
                 target: job.target.clone(),
                 on_error: job.on_error,
+                apply_jobs: args.apply_jobs,
+                serial_through: None,
             };
             let stop = Stop::on_signals();
             let summary = match job.run(&stop).await {
@@ -76,6 +78,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 plan: Arc::new(plan),
                 source: ConnInfo::parse(&args.connections.source)?,
                 target: ConnInfo::parse(&args.connections.target)?,
+                apply_jobs: args.apply_jobs,
+                serial_through: None,
             };
             run_follow(job, Stop::on_signals()).await
         }
@@ -102,13 +106,18 @@ fn on_error(arg: Option<OnErrorArg>, plan: &Plan) -> OnError {
 /// replayed by the next start), the cutover, or an error that needs a person. A lost
 /// connection is not one: the consumer starts over from the applied LSN the target recorded,
 /// after a pause that doubles from 1 s up to 30 s while the connection stays lost.
-async fn run_follow(job: follow::FollowJob, stop: Stop) -> anyhow::Result<ExitCode> {
+async fn run_follow(mut job: follow::FollowJob, stop: Stop) -> anyhow::Result<ExitCode> {
     let mut stopped = stop.requested.clone();
     let mut pause = RECONNECT_FIRST;
     let end = loop {
         let started = std::time::Instant::now();
         match job.clone().run(stopped.clone()).await {
             Ok(end) => break end,
+            Err(e) if lane_conflict(&e).is_some() && !*stopped.borrow() => {
+                let through = lane_conflict(&e).expect("a lane conflict");
+                tracing::info!("{}", Chain::from(&e));
+                job.serial_through = Some(job.serial_through.map_or(through, |t| t.max(through)));
+            }
             Err(e) if class_of(&e) == ErrorClass::Transient && !*stopped.borrow() => {
                 if started.elapsed() > RECONNECT_LAST * 2 {
                     pause = RECONNECT_FIRST;
@@ -135,6 +144,15 @@ async fn run_follow(job: follow::FollowJob, stop: Stop) -> anyhow::Result<ExitCo
         FollowEnd::CutOver => println!("the migration was cut over: the consumer's work is done"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stretch to apply in one transaction per group after a conflict between apply lanes.
+fn lane_conflict(e: &anyhow::Error) -> Option<crate::pg::lsn::Lsn> {
+    e.chain()
+        .find_map(|link| match link.downcast_ref::<PipelineError>() {
+            Some(PipelineError::LaneConflict { through, .. }) => Some(*through),
+            _ => None,
+        })
 }
 
 /// The consumer's first pause after a lost connection, and the longest.

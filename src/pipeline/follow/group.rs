@@ -21,7 +21,6 @@ use crate::transform::change::{change_ops, rejected_ops, OutputOp, RowChange};
 use crate::transform::memo::Memo;
 use crate::transform::row::{encode_value, Env};
 
-use super::context::FollowContext;
 use super::lane::{Commit, Ops, Record, Work};
 use super::lanes::{InFlight, Lanes};
 use super::routing::{lane_of, Positions};
@@ -85,8 +84,6 @@ pub(super) struct Routing {
     /// The lanes' positions when the consumer started, while some lane may hold a
     /// transaction the group reads.
     pub(super) positions: Option<Arc<Positions>>,
-    /// A serial group that ends past every position sets up this many lanes.
-    pub(super) relane: Option<usize>,
 }
 
 /// One lane's share of the open group.
@@ -179,6 +176,16 @@ impl Group {
         self.fence = Some(id.to_owned());
     }
 
+    /// Whether the group holds this migration's fence.
+    pub(super) fn fenced(&self) -> bool {
+        self.fence.is_some()
+    }
+
+    /// The end of the group's last commit.
+    pub(super) fn end(&self) -> Lsn {
+        self.last_end.expect("a group ends at a commit")
+    }
+
     /// Turns one row change into coalesced operations (or a dead letter), each in its lane's
     /// share; what a lane applied before a restart is left out of it.
     pub(super) fn add(
@@ -249,7 +256,9 @@ impl Group {
     /// The lane an operation of `source` belongs to.
     fn lane_of(&self, source: &crate::transform::program::SourcePlan, op: &OutputOp) -> usize {
         let (output, key) = match op {
-            OutputOp::Upsert { output, key, .. } | OutputOp::Delete { output, key } => (output, key),
+            OutputOp::Upsert { output, key, .. } | OutputOp::Delete { output, key } => {
+                (output, key)
+            }
         };
         lane_of(source.outputs[*output].number, key, self.routing.lanes)
     }
@@ -257,12 +266,11 @@ impl Group {
     /// Sends the operations held to their lanes when they reach [`GROUP_BYTES`].
     pub(super) async fn flush_if_full(
         &mut self,
-        ctx: &FollowContext,
         transforms: &Transforms<'_>,
         lanes: &mut Lanes,
     ) -> Result<(), PipelineError> {
         if self.bytes() >= GROUP_BYTES {
-            self.flush(ctx, transforms, lanes).await?;
+            self.flush(transforms, lanes).await?;
         }
         Ok(())
     }
@@ -270,7 +278,6 @@ impl Group {
     /// Sends every share's operations and dead letters to its lane.
     async fn flush(
         &mut self,
-        ctx: &FollowContext,
         transforms: &Transforms<'_>,
         lanes: &mut Lanes,
     ) -> Result<(), PipelineError> {
@@ -285,21 +292,22 @@ impl Group {
                 descriptors: Arc::clone(&descriptors),
                 serial: self.routing.serial,
             };
-            lanes.send(ctx, lane, Work::Ops(ops)).await?;
+            lanes.send(lane, Work::Ops(ops)).await?;
         }
         Ok(())
     }
 
     /// Ends the group at its last commit: sends what is held, then every lane's commit (each
-    /// records its applied LSN in the same transaction); returns without waiting for them.
+    /// records its applied LSN in the same transaction; a serial group sets up `relane` lanes
+    /// when given); returns without waiting for them.
     pub(super) async fn commit(
         mut self,
-        ctx: &FollowContext,
         transforms: &Transforms<'_>,
         lanes: &mut Lanes,
+        relane: Option<usize>,
     ) -> Result<(), PipelineError> {
-        let end = self.last_end.expect("a group ends at a commit");
-        self.flush(ctx, transforms, lanes).await?;
+        let end = self.end();
+        self.flush(transforms, lanes).await?;
         let serial = self.routing.serial;
         let fence = self.fence.take();
         let mut in_flight = InFlight {
@@ -311,10 +319,7 @@ impl Group {
         };
         let record = |fence: Option<String>| {
             if serial {
-                Record::Serial {
-                    relane: self.routing.relane,
-                    fence,
-                }
+                Record::Serial { relane, fence }
             } else {
                 Record::Lane
             }
@@ -327,7 +332,7 @@ impl Group {
                 changes: share.changes,
                 record: record(fence_in_lane.clone()),
             };
-            lanes.send(ctx, lane, Work::Commit(commit)).await?;
+            lanes.send(lane, Work::Commit(commit)).await?;
         }
         if !serial {
             in_flight.fence = fence;

@@ -88,7 +88,7 @@ pub(super) enum Record {
 
 /// What a lane tells the consumer.
 pub(super) enum Report {
-    Done { lane: usize, end: Lsn },
+    Done { end: Lsn },
     Failed { lane: usize, error: LaneError },
 }
 
@@ -142,7 +142,7 @@ pub(super) async fn run(
             .group(&mut session.client, first, &mut work, &mut recorded)
             .await
         {
-            Ok(Some(end)) => Report::Done { lane: index, end },
+            Ok(Some(end)) => Report::Done { end },
             // The consumer stopped mid-group: the transaction rolls back.
             Ok(None) => return,
             Err(error) => Report::Failed { lane: index, error },
@@ -276,17 +276,22 @@ impl Lane<'_> {
                     if let Some(lanes) = relane {
                         checkpoint::reset_lanes(&tx, migration, *lanes, c.end).await?;
                     }
-                    checkpoint::record_lane(&tx, migration, None, c.end, c.commit_micros, c.changes)
-                        .await?;
+                    checkpoint::record_lane(
+                        &tx,
+                        migration,
+                        None,
+                        c.end,
+                        c.commit_micros,
+                        c.changes,
+                    )
+                    .await?;
                     checkpoint::summarize(&tx, migration, c.end, c.commit_micros, fence.as_deref())
                         .await?;
                 }
             }
             Ok::<(), checkpoint::CheckpointError>(())
         };
-        record
-            .await
-            .map_err(|e| classify(e.into(), serial))?;
+        record.await.map_err(|e| classify(e.into(), serial))?;
         tx.commit().await.map_err(|e| {
             // A deferred constraint is checked here: in a parallel group, possibly against
             // another lane's share not yet committed.

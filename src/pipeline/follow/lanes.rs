@@ -11,9 +11,11 @@
 //! the smallest lane position, each lane skipping what it applied.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -70,13 +72,15 @@ impl Lanes {
         for (index, session) in sessions.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(QUEUE);
             senders.push(tx);
-            tasks.push(tokio::spawn(lane::run(
-                index,
-                session,
-                Arc::clone(&shared),
-                rx,
-                report.clone(),
-            )));
+            let lane = lane::run(index, session, Arc::clone(&shared), rx, report.clone());
+            let report = report.clone();
+            tasks.push(tokio::spawn(async move {
+                // A panic is reported like any failure: the consumer never waits on a lane gone.
+                if AssertUnwindSafe(lane).catch_unwind().await.is_err() {
+                    let error = LaneError::Failed(PipelineError::WorkerPanicked);
+                    let _ = report.send(Report::Failed { lane: index, error });
+                }
+            }));
         }
         Lanes {
             senders,
@@ -107,18 +111,24 @@ impl Lanes {
     }
 
     /// Sends `work` to lane `lane`; a lane that stopped answers with its failure.
-    pub(super) async fn send(
-        &mut self,
-        ctx: &FollowContext,
-        lane: usize,
-        work: Work,
-    ) -> Result<(), PipelineError> {
+    pub(super) async fn send(&mut self, lane: usize, work: Work) -> Result<(), PipelineError> {
         if self.senders[lane].send(work).await.is_ok() {
             return Ok(());
         }
-        // The lane ended, which it does only after reporting a failure.
+        // The lane ended, which it does only after reporting a failure (or in a panic).
         loop {
-            self.collect(ctx, true).await?;
+            match self.reports.recv().await {
+                Some(Report::Failed { lane, error }) => return Err(self.failure(lane, error)),
+                Some(Report::Done { end }) => self.done(end),
+                None => return Err(PipelineError::WorkerPanicked),
+            }
+        }
+    }
+
+    /// A lane committed the group that ends at `end`.
+    fn done(&mut self, end: Lsn) {
+        if let Some(g) = self.in_flight.iter_mut().find(|g| g.end == end) {
+            g.waiting -= 1;
         }
     }
 
@@ -146,7 +156,10 @@ impl Lanes {
         wait: bool,
     ) -> Result<Option<Lsn>, PipelineError> {
         let mut first = if wait && !self.in_flight.is_empty() {
-            self.reports.recv().await
+            match self.reports.recv().await {
+                Some(r) => Some(r),
+                None => return Err(PipelineError::WorkerPanicked),
+            }
         } else {
             None
         };
@@ -159,11 +172,7 @@ impl Lanes {
                 },
             };
             match report {
-                Report::Done { end, .. } => {
-                    if let Some(g) = self.in_flight.iter_mut().find(|g| g.end == end) {
-                        g.waiting -= 1;
-                    }
-                }
+                Report::Done { end } => self.done(end),
                 Report::Failed { lane, error } => return Err(self.failure(lane, error)),
             }
         }
@@ -188,7 +197,10 @@ impl Lanes {
 
     /// Waits until every lane committed every group sent; returns how far that is, when it
     /// moved.
-    pub(super) async fn drain(&mut self, ctx: &FollowContext) -> Result<Option<Lsn>, PipelineError> {
+    pub(super) async fn drain(
+        &mut self,
+        ctx: &FollowContext,
+    ) -> Result<Option<Lsn>, PipelineError> {
         let mut done = None;
         while !self.in_flight.is_empty() {
             if let Some(d) = self.collect(ctx, true).await? {
@@ -202,7 +214,11 @@ impl Lanes {
     }
 
     /// Parallel lanes: writes the summary row when a fence was met, or now and then.
-    async fn summarize(&mut self, ctx: &FollowContext, fence: Option<&str>) -> Result<(), PipelineError> {
+    async fn summarize(
+        &mut self,
+        ctx: &FollowContext,
+        fence: Option<&str>,
+    ) -> Result<(), PipelineError> {
         let due = fence.is_some() || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
         let Some((end, commit_micros)) = self.unsummarized.filter(|_| due) else {
             return Ok(());

@@ -115,16 +115,18 @@ pub async fn follow(
             serial: false,
             lanes: positions.lanes(),
             positions: None,
-            relane: None,
         },
+        relane_at: None,
         lanes,
     };
-    // Serial until every lane is past the furthest position (and past a conflict), and until
-    // the lanes match the sessions.
-    let relane = positions.lanes() != consumer.lanes.count()
-        || positions.min() != positions.max()
-        || start.serial_through.is_some();
-    let serial_through = relane.then(|| positions.max().max(start.serial_through.unwrap_or_default()));
+    // Lanes at different positions, or not as many as the sessions: serial until a group ends
+    // past the furthest, which sets them up anew. After a conflict: serial past it.
+    let relane = positions.lanes() != consumer.lanes.count() || positions.min() != positions.max();
+    consumer.relane_at = relane.then(|| positions.max());
+    let serial_through = match (consumer.relane_at, start.serial_through) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     let positions = Arc::new(positions);
     let end = consumer.run(&positions, serial_through, shutdown).await;
     let Consumer { feed, lanes, .. } = consumer;
@@ -152,6 +154,8 @@ struct Consumer<'a> {
     final_lsn: Lsn,
     /// How the last group was applied.
     routing: Routing,
+    /// The lanes are set up anew by the first serial group that ends at or past this.
+    relane_at: Option<Lsn>,
     lanes: Lanes,
 }
 
@@ -183,8 +187,8 @@ impl Consumer<'_> {
             let pending = Pending {
                 open: false,
                 committed: false,
+                in_flight: !self.lanes.idle(),
                 first_commit_micros: self.lanes.oldest_pending_micros(),
-                quiet: self.lanes.idle(),
             };
             let Some(message) = self.feed.next(ctx, pending).await? else {
                 continue;
@@ -236,7 +240,6 @@ impl Consumer<'_> {
             serial,
             lanes: self.routing.lanes,
             positions: catching_up.then(|| Arc::clone(positions)),
-            relane: None,
         };
         if serial != self.routing.serial && !self.lanes.idle() {
             if let Some(done) = self.lanes.drain(self.ctx).await? {
@@ -265,14 +268,17 @@ impl Consumer<'_> {
                 InGroup::End => break,
                 InGroup::CutOver => return Ok(false),
             }
+            if let Some(done) = self.lanes.collect(ctx, false).await? {
+                self.feed.done(done);
+            }
             let pending = Pending {
                 open: true,
                 committed: group.committed(),
+                in_flight: !self.lanes.idle(),
                 first_commit_micros: self
                     .lanes
                     .oldest_pending_micros()
                     .or(group.first_commit_micros),
-                quiet: false,
             };
             next = match self.feed.next(ctx, pending).await? {
                 Some(message) => {
@@ -285,13 +291,17 @@ impl Consumer<'_> {
             };
         }
         let fenced = group.fenced();
-        // A serial group that ends past every lane's position sets up the lanes anew: the
+        // A serial group that ends past every lane's position sets the lanes up anew: the
         // furthest lane's transactions are all behind it.
-        if self.routing.serial && self.routing.relane.is_none() {
-            group.relane_if_past(self.lanes.count());
-        }
-        group.commit(ctx, &self.transforms, &mut self.lanes).await?;
-        if group_relaned(&self.routing, &self.lanes) {
+        let relane = match self.relane_at {
+            Some(at) if self.routing.serial && group.end() >= at => Some(self.lanes.count()),
+            _ => None,
+        };
+        group
+            .commit(&self.transforms, &mut self.lanes, relane)
+            .await?;
+        if relane.is_some() {
+            self.relane_at = None;
             self.routing.lanes = self.lanes.count();
         }
         // The cutover holds its write lock until the fence is recorded: no waiting for more.
@@ -343,7 +353,7 @@ impl Consumer<'_> {
             }
         }
         group
-            .flush_if_full(self.ctx, &self.transforms, &mut self.lanes)
+            .flush_if_full(&self.transforms, &mut self.lanes)
             .await?;
         Ok(InGroup::More)
     }

@@ -2,14 +2,13 @@
 //! that says whether the migration was cut over, and the identity checks' news, which say how
 //! far the slot may be confirmed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::LogicalReplicationMessage as Msg;
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
 
 use super::context::{FollowContext, IDLE_COMMIT};
-use super::group::Group;
 use crate::pipeline::confirm::{unless_cut_over, Confirmed};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::heartbeat::beat;
@@ -21,6 +20,23 @@ use crate::pipeline::wal_pump::WalPump;
 pub struct Upstream {
     pub stream: WalStream,
     pub identity: IdentityWatch,
+}
+
+/// With groups sent to the lanes and not yet committed, the stream's silence is cut this
+/// short to take the lanes' reports (the fence and the slot wait on them).
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(10);
+
+/// What the consumer holds unapplied, which decides how long a silence of the stream lasts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
+    /// A group is open.
+    pub(super) open: bool,
+    /// A transaction of the open group committed: it may end now.
+    pub(super) committed: bool,
+    /// Groups were sent to the lanes and not yet committed by all of them.
+    pub(super) in_flight: bool,
+    /// When the oldest source commit not yet applied committed.
+    pub(super) first_commit_micros: Option<i64>,
 }
 
 /// The stream as the consumer follows it.
@@ -49,23 +65,25 @@ impl Feed {
         }
     }
 
-    /// The next message; `None` when the stream is idle or caught up. `group` is the group
-    /// being applied: with one of its transactions committed, a short silence is idle.
+    /// The next message; `None` when the stream is idle or caught up. With a transaction of
+    /// the open group committed, a short silence is idle; with groups in flight, the lanes'
+    /// reports are looked at again soon.
     pub(super) async fn next(
         &mut self,
         ctx: &FollowContext,
-        group: Option<&Group<'_>>,
+        pending: Pending,
     ) -> Result<Option<Msg>, PipelineError> {
         if self.last_heartbeat.elapsed() >= STATUS_INTERVAL {
-            let first_commit_micros = group.and_then(|g| g.first_commit_micros);
-            self.cut_over = beat(ctx, self.received, first_commit_micros).await?;
+            self.cut_over = beat(ctx, self.received, pending.first_commit_micros).await?;
             self.last_heartbeat = Instant::now();
         }
         if !self.cut_over {
             self.cut_over = self.checked(ctx).await?;
         }
-        let idle = if group.is_some_and(Group::committed) {
+        let idle = if pending.committed {
             IDLE_COMMIT
+        } else if pending.in_flight {
+            IN_FLIGHT_POLL
         } else {
             STATUS_INTERVAL
         };
@@ -80,7 +98,7 @@ impl Feed {
             WalEvent::Ended => Err(PipelineError::StreamEnded),
             WalEvent::CaughtUp { wal_end } => {
                 self.received = self.received.max(wal_end);
-                if group.is_none() {
+                if !pending.open && !pending.in_flight {
                     // Between transactions, with nothing applied still pending: all done up to it.
                     self.done(wal_end);
                 }
