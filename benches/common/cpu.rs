@@ -133,6 +133,13 @@ fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User plus system CPU seconds one live process (not necessarily our child) has spent so far,
+/// from `/proc/<pid>/stat`; an error once it has exited.
+pub fn process_seconds(pid: i32) -> io::Result<f64> {
+    let stat = ProcStat::read(pid)?;
+    Ok((stat.utime + stat.stime) as f64 / clock_ticks_per_second())
+}
+
 /// The CPU account of one running cluster.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterCpu {

@@ -1,7 +1,7 @@
 //! What the end-to-end benchmarks share: clusters with the baseline settings, the binary under
 //! test, run as a user runs it, and the CPU account of both (`cpu`).
 
-// Only the backfill bench accounts CPU so far; the other benches include this module too.
+// The backfill and follow benches account CPU; the other benches include this module too.
 #[allow(dead_code)]
 pub mod cpu;
 

@@ -10,6 +10,11 @@
 //!   10%  DELETE FROM vortex_items                     by random id
 //! ```
 //!
+//! Ids are drawn uniformly from every id so far, unless `hot_items` skews the item updates: then
+//! a share of them (80% in [`HotItems::SKEWED`]) goes to a fixed hot set, ids `1..=n` with `n` a
+//! fraction (1%) of the highest item id at the start, and the rest stays uniform. Inserts,
+//! deletes and project updates are uniform either way.
+//!
 //! Counters can be read while it runs. With `record_acks`, every write the server acknowledged
 //! with at least one row is logged, so a test can check that each one reached the target.
 //! The log is in the order the acknowledgements arrived; two connections writing the same row
@@ -57,6 +62,36 @@ pub struct WriteLoadOptions {
     /// Keep the log of acknowledged writes (see [`WriteLoadReport::acked`]).
     pub record_acks: bool,
     pub seed: u64,
+    /// Send a share of the item updates to a few hot rows; `None` (the default): uniform.
+    pub hot_items: Option<HotItems>,
+}
+
+/// Which item updates hit hot rows: `share_of_updates` of them go to ids `1..=n`, `n` being
+/// `fraction_of_items` of the highest item id when the load starts (at least one row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HotItems {
+    /// The hot set's size, as a fraction of the items at the start (0.01: 1%).
+    pub fraction_of_items: f64,
+    /// The fraction of item updates that hit the hot set (0.8: 80%).
+    pub share_of_updates: f64,
+}
+
+impl HotItems {
+    /// 80% of the item updates on 1% of the items.
+    pub const SKEWED: HotItems = HotItems {
+        fraction_of_items: 0.01,
+        share_of_updates: 0.8,
+    };
+
+    /// The hot set's size, for `max_item_id` at the start.
+    fn hot_count(self, max_item_id: i64) -> u64 {
+        ((max_item_id.max(1) as f64 * self.fraction_of_items.clamp(0.0, 1.0)).ceil() as u64).max(1)
+    }
+
+    /// `share_of_updates` in millionths, for one draw of [`Prng::below`].
+    fn share_per_million(self) -> u64 {
+        (self.share_of_updates.clamp(0.0, 1.0) * 1e6).round() as u64
+    }
 }
 
 impl Default for WriteLoadOptions {
@@ -66,6 +101,7 @@ impl Default for WriteLoadOptions {
             target_rate: None,
             record_acks: false,
             seed: DEFAULT_SEED,
+            hot_items: None,
         }
     }
 }
@@ -251,6 +287,10 @@ impl WriteLoad {
             acks: options.record_acks.then(|| Mutex::new(Vec::new())),
             ..Shared::default()
         });
+        let hot = options.hot_items.map(|hot| HotSet {
+            count: hot.hot_count(shared.max_item_id.load(Ordering::Relaxed)),
+            share_per_million: hot.share_per_million(),
+        });
         // Each worker paces itself to its share of the target rate.
         let period = options
             .target_rate
@@ -269,6 +309,7 @@ impl WriteLoad {
                 client,
                 statements,
                 shared: Arc::clone(&shared),
+                hot,
                 rng: Prng::new(options.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             };
             workers.push(tokio::spawn(worker.run(period, stopped.clone())));
@@ -337,10 +378,19 @@ impl Statements {
     }
 }
 
+/// [`HotItems`] resolved against the ids at the start.
+#[derive(Debug, Clone, Copy)]
+struct HotSet {
+    /// Hot ids are `1..=count`.
+    count: u64,
+    share_per_million: u64,
+}
+
 struct Worker {
     client: Client,
     statements: Statements,
     shared: Arc<Shared>,
+    hot: Option<HotSet>,
     rng: Prng,
 }
 
@@ -383,6 +433,12 @@ impl Worker {
         let touched = |rows: u64, id: i64| (rows > 0).then_some(id);
         match roll {
             0..=59 => {
+                let item_id = match self.hot {
+                    Some(hot) if rng.below(1_000_000) < hot.share_per_million => {
+                        1 + rng.below(hot.count) as i64
+                    }
+                    _ => item_id,
+                };
                 let status = rng.pick(ITEM_STATUSES);
                 let result = self
                     .client
@@ -442,5 +498,19 @@ impl Worker {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skewed_hot_set_is_one_percent_of_the_ids_and_eighty_percent_of_the_updates() {
+        assert_eq!(HotItems::SKEWED.hot_count(200_000), 2_000);
+        assert_eq!(HotItems::SKEWED.hot_count(150), 2);
+        // An empty table still has a hot id to miss.
+        assert_eq!(HotItems::SKEWED.hot_count(0), 1);
+        assert_eq!(HotItems::SKEWED.share_per_million(), 800_000);
     }
 }
