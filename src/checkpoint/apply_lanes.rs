@@ -147,3 +147,11 @@ pub(super) async fn clear(
         .map_err(ctx("clearing the apply lanes"))?;
     Ok(())
 }
+
+/// Makes the commit of `tx` wait for its WAL flush, in a session that commits asynchronously
+/// otherwise: a fence is announced at that commit.
+pub async fn commit_synchronously(tx: &impl GenericClient) -> Result<(), CheckpointError> {
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await
+        .map_err(ctx("making a fence's commit synchronous"))
+}

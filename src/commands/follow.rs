@@ -18,6 +18,7 @@ use crate::pipeline::follow::{follow, FollowContext, FollowEnd, LaneSession, Sta
 use crate::pipeline::heartbeat::slot_health;
 use crate::pipeline::identity_watch::{Followed, IdentityWatch};
 use crate::plan::{OnError, Plan};
+use crate::sink::async_commit::commit_asynchronously;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::lookup::LookupCache;
 use crate::sink::replication_role::set_replica;
@@ -103,7 +104,7 @@ impl FollowJob {
             on_error: self.on_error,
             source,
             key_types,
-            monitor: connect(&self.target, "switchyard monitor").await?,
+            monitor: monitor_session(&self.target).await?,
             oids,
             publication_rels,
             publication: m.publication.clone(),
@@ -188,6 +189,18 @@ async fn lane_positions(
     Ok(vec![start; lanes])
 }
 
+/// The consumer's own target session: heartbeats, and the summary row whose synchronous
+/// commit makes the lanes' asynchronous ones durable before the slot is confirmed, whatever
+/// the role's or database's `synchronous_commit`.
+async fn monitor_session(target: &ConnInfo) -> anyhow::Result<Client> {
+    let client = connect(target, "switchyard monitor").await?;
+    client
+        .batch_execute("SET synchronous_commit = on")
+        .await
+        .context("configuring the monitor session")?;
+    Ok(client)
+}
+
 /// A target session for one apply lane, with its writers.
 async fn apply_session(target: &ConnInfo, plan: &Plan, lane: usize) -> anyhow::Result<LaneSession> {
     let client = connect(target, &format!("switchyard follow lane {lane}")).await?;
@@ -196,6 +209,11 @@ async fn apply_session(target: &ConnInfo, plan: &Plan, lane: usize) -> anyhow::R
     // (delete a parent and leave its children); the source is the authority until the
     // cutover. The backfill's sessions do it too, so triggers act alike on both paths.
     set_replica(&client).await?;
+    // Lane commits are made durable by the consumer's synchronous commits on its monitor
+    // session before the slot is confirmed (see `pipeline::follow::lanes`).
+    commit_asynchronously(&client)
+        .await
+        .context("configuring the apply session")?;
     // The key tables of a group have no statistics; without this the planner may join them
     // to a large output table by hashing the whole table, once per group. Deletes by key
     // must probe the key index instead.

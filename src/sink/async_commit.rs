@@ -12,9 +12,11 @@
 //! chunk is copied again. The integration test `chunks_committed_asynchronously_survive_an_
 //! immediate_target_crash` crashes the target mid-backfill and checks the result row for row.
 //!
-//! Only the chunk-copy sessions do this. The WAL consumer confirms an LSN to the source once its
-//! apply committed; a lost apply would then be gone from the slot too. The cutover and the
-//! migration's state are written by sessions that keep the server's setting.
+//! The WAL consumer's apply lanes do it too, as native logical replication's apply worker
+//! does; the consumer confirms an LSN to the source only after a synchronous commit on its own
+//! session flushed every lane commit before it (see `pipeline::follow::lanes`), so a lost
+//! apply is never gone from the slot. The cutover and the migration's state are written by
+//! sessions that keep the server's setting.
 //!
 //! <https://www.postgresql.org/docs/current/wal-async-commit.html>
 

@@ -273,6 +273,10 @@ impl Lane<'_> {
                     .await?
                 }
                 Record::Serial { relane, fence } => {
+                    // The cutover goes on once the fence is announced: it must be on disk.
+                    if fence.is_some() {
+                        checkpoint::commit_synchronously(&tx).await?;
+                    }
                     if let Some(lanes) = relane {
                         checkpoint::reset_lanes(&tx, migration, *lanes, c.end).await?;
                     }

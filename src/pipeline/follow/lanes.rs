@@ -9,6 +9,14 @@
 //! Lanes commit at their own pace: lane 1 may have committed g+1 while lane 0 still writes g.
 //! The slot is confirmed only up to a group every lane committed, and a restart streams from
 //! the smallest lane position, each lane skipping what it applied.
+//!
+//! The lanes commit with `synchronous_commit = off`, as native logical replication's apply
+//! worker does: a commit returns before its WAL is flushed, so a lane never waits for the disk.
+//! A target crash may then lose the last lane commits, each whole with its applied LSN, so the
+//! lane applies them again; what must never happen is a slot confirmed past them, since the
+//! source would drop that WAL. So the position goes to the server only after a synchronous
+//! commit on the monitor session (the summary row, every [`SYNC_INTERVAL`]): WAL is flushed in
+//! order, so that flush covers every lane commit that returned before it.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -29,8 +37,9 @@ use crate::pipeline::error::PipelineError;
 /// Messages queued per lane: two groups (operations and commit) ahead of the lane.
 const QUEUE: usize = 4;
 
-/// With parallel lanes, the summary row is written at most this often (and at every fence).
-const SUMMARY_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the lanes' asynchronous commits are made durable and confirmed (and at every
+/// fence, and when the consumer stops).
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A group sent to the lanes, not yet committed by all of them.
 #[derive(Debug)]
@@ -57,9 +66,10 @@ pub(super) struct Lanes {
     pub(super) last_sent: Lsn,
     /// The end of the last source commit received, for a conflict's serial stretch.
     pub(super) received: Lsn,
-    /// The last group every lane committed, not yet in the summary row.
-    unsummarized: Option<(Lsn, i64)>,
-    summarized_at: Instant,
+    /// The last group every lane committed, not yet known to be flushed: its end and when it
+    /// committed on the source.
+    unsynced: Option<(Lsn, i64)>,
+    synced_at: Instant,
 }
 
 impl Lanes {
@@ -90,8 +100,8 @@ impl Lanes {
             quiet: None,
             last_sent: start,
             received: start,
-            unsummarized: None,
-            summarized_at: Instant::now(),
+            unsynced: None,
+            synced_at: Instant::now(),
         }
     }
 
@@ -100,9 +110,9 @@ impl Lanes {
         self.senders.len()
     }
 
-    /// Nothing sent and not yet committed.
-    pub(super) fn idle(&self) -> bool {
-        self.in_flight.is_empty()
+    /// Nothing sent and not yet committed durably.
+    pub(super) fn settled(&self) -> bool {
+        self.in_flight.is_empty() && self.unsynced.is_none()
     }
 
     /// When the oldest source commit not yet applied by every lane committed.
@@ -139,9 +149,9 @@ impl Lanes {
     }
 
     /// A commit at `lsn` needed nothing from the lanes: the position to confirm now, if
-    /// nothing is in flight.
+    /// nothing is in flight or waiting for its flush.
     pub(super) fn quiet_until(&mut self, lsn: Lsn) -> Option<Lsn> {
-        if self.in_flight.is_empty() {
+        if self.settled() {
             return Some(lsn);
         }
         self.quiet = Some(self.quiet.map_or(lsn, |q| q.max(lsn)));
@@ -149,11 +159,13 @@ impl Lanes {
     }
 
     /// Takes the lanes' reports (waiting for one when `wait` and a group is in flight);
-    /// returns how far every lane committed, when that moved.
+    /// returns how far every lane committed durably, when that moved: at a fence, when
+    /// `force`d, or every [`SYNC_INTERVAL`].
     pub(super) async fn collect(
         &mut self,
         ctx: &FollowContext,
         wait: bool,
+        force: bool,
     ) -> Result<Option<Lsn>, PipelineError> {
         let mut first = if wait && !self.in_flight.is_empty() {
             match self.reports.recv().await {
@@ -176,16 +188,30 @@ impl Lanes {
                 Report::Failed { lane, error } => return Err(self.failure(lane, error)),
             }
         }
-        let mut done = None;
         let mut fence = None;
         while self.in_flight.front().is_some_and(|g| g.waiting == 0) {
             let g = self.in_flight.pop_front().expect("a front group");
-            done = Some(g.end);
-            self.unsummarized = Some((g.end, g.commit_micros));
+            self.unsynced = Some((g.end, g.commit_micros));
             fence = g.fence.or(fence);
         }
-        if self.count() > 1 {
-            self.summarize(ctx, fence.as_deref()).await?;
+        let mut done = None;
+        if let Some((end, commit_micros)) = self.unsynced {
+            if !(force || fence.is_some() || self.synced_at.elapsed() >= SYNC_INTERVAL) {
+                return Ok(None);
+            }
+            // The lanes commit asynchronously; this commit waits for its WAL to be flushed,
+            // and with it every lane commit before it (see the module doc).
+            checkpoint::summarize(
+                &ctx.monitor,
+                &ctx.plan.name,
+                end,
+                commit_micros,
+                fence.as_deref(),
+            )
+            .await?;
+            self.unsynced = None;
+            self.synced_at = Instant::now();
+            done = Some(end);
         }
         if self.in_flight.is_empty() {
             if let Some(q) = self.quiet.take() {
@@ -195,38 +221,22 @@ impl Lanes {
         Ok(done)
     }
 
-    /// Waits until every lane committed every group sent; returns how far that is, when it
-    /// moved.
+    /// Waits until every lane committed every group sent, durably; returns how far that is,
+    /// when it moved.
     pub(super) async fn drain(
         &mut self,
         ctx: &FollowContext,
     ) -> Result<Option<Lsn>, PipelineError> {
         let mut done = None;
         while !self.in_flight.is_empty() {
-            if let Some(d) = self.collect(ctx, true).await? {
+            if let Some(d) = self.collect(ctx, true, false).await? {
                 done = Some(d);
             }
         }
-        if let Some(q) = self.quiet.take() {
-            done = Some(done.map_or(q, |d| d.max(q)));
+        if let Some(d) = self.collect(ctx, false, true).await? {
+            done = Some(d);
         }
         Ok(done)
-    }
-
-    /// Parallel lanes: writes the summary row when a fence was met, or now and then.
-    async fn summarize(
-        &mut self,
-        ctx: &FollowContext,
-        fence: Option<&str>,
-    ) -> Result<(), PipelineError> {
-        let due = fence.is_some() || self.summarized_at.elapsed() >= SUMMARY_INTERVAL;
-        let Some((end, commit_micros)) = self.unsummarized.filter(|_| due) else {
-            return Ok(());
-        };
-        checkpoint::summarize(&ctx.monitor, &ctx.plan.name, end, commit_micros, fence).await?;
-        self.unsummarized = None;
-        self.summarized_at = Instant::now();
-        Ok(())
     }
 
     /// A lane's failure as the consumer's error.

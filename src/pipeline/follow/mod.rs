@@ -169,7 +169,7 @@ impl Consumer<'_> {
         let ctx = self.ctx;
         // Between groups: wait for the first change to apply.
         loop {
-            if let Some(done) = self.lanes.collect(ctx, false).await? {
+            if let Some(done) = self.lanes.collect(ctx, false, false).await? {
                 self.feed.done(done);
             }
             // A stop is honoured here, between groups: nothing is half applied once every
@@ -187,7 +187,7 @@ impl Consumer<'_> {
             let pending = Pending {
                 open: false,
                 committed: false,
-                in_flight: !self.lanes.idle(),
+                in_flight: !self.lanes.settled(),
                 first_commit_micros: self.lanes.oldest_pending_micros(),
             };
             let Some(message) = self.feed.next(ctx, pending).await? else {
@@ -241,7 +241,7 @@ impl Consumer<'_> {
             lanes: self.routing.lanes,
             positions: catching_up.then(|| Arc::clone(positions)),
         };
-        if serial != self.routing.serial && !self.lanes.idle() {
+        if serial != self.routing.serial && !self.lanes.settled() {
             if let Some(done) = self.lanes.drain(self.ctx).await? {
                 self.feed.done(done);
             }
@@ -268,13 +268,13 @@ impl Consumer<'_> {
                 InGroup::End => break,
                 InGroup::CutOver => return Ok(false),
             }
-            if let Some(done) = self.lanes.collect(ctx, false).await? {
+            if let Some(done) = self.lanes.collect(ctx, false, false).await? {
                 self.feed.done(done);
             }
             let pending = Pending {
                 open: true,
                 committed: group.committed(),
-                in_flight: !self.lanes.idle(),
+                in_flight: !self.lanes.settled(),
                 first_commit_micros: self
                     .lanes
                     .oldest_pending_micros()
