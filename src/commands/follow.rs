@@ -245,7 +245,15 @@ async fn stopped(ctx: &FollowContext, e: PipelineError) -> PipelineError {
             _ => e,
         }
     };
-    let (status, message) = if e.class() == ErrorClass::Transient {
+    let (status, message) = if matches!(e, PipelineError::LaneConflict { .. }) {
+        (
+            MigrationStatus::Following,
+            format!(
+                "consumer starting again after a conflict between apply lanes: {}",
+                Chain::new(&e)
+            ),
+        )
+    } else if e.class() == ErrorClass::Transient {
         (
             MigrationStatus::Following,
             format!(

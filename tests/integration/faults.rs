@@ -98,6 +98,9 @@ impl Logs {
             .join(format!("{}-{}.log", self.files.len(), args[0]));
         let out = std::fs::File::create(&path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            // Consumers under test apply through two lanes (the default is one): the parallel
+            // path gets every fault and convergence test; `--apply-jobs` given wins.
+            .env("SWITCHYARD_APPLY_JOBS", "2")
             .args(args)
             .arg("--plan")
             .arg(plan)

@@ -126,6 +126,9 @@ fn spawn(args: &[&str], source: &Cluster, target: &Cluster) -> Child {
     let plan = seed_plan();
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
+        // Consumers under test apply through two lanes (the default is one): the parallel
+        // path gets every convergence test; `--apply-jobs` given wins.
+        .env("SWITCHYARD_APPLY_JOBS", "2")
         .args([
             "--plan",
             plan.to_str().unwrap(),
