@@ -89,6 +89,10 @@ async fn kill_and_restart(f: &mut Following, logs: &mut Logs, jobs: &str) {
     f.consumer.kill().unwrap();
     f.consumer.wait().unwrap();
     sessions_gone(f).await;
+    println!(
+        "killed; the lanes stand at {:?}, restarting with {jobs}",
+        lanes(&f.target).await
+    );
     tokio::time::sleep(Duration::from_millis(200)).await; // the load goes on meanwhile
     f.consumer = logs.spawn(
         &["follow", "--apply-jobs", jobs],
@@ -357,6 +361,28 @@ async fn key_changes_and_moves_between_outputs_cross_lanes_and_converge() {
 async fn a_fence_under_load_waits_for_every_lane() {
     let mut logs = Logs::default();
     let mut f = following(0.005, "4", &mut logs).await;
+    // At the moment each fence is recorded (in the transaction that records it), the lanes'
+    // rows as that transaction sees them: every lane must have committed up to the fence.
+    f.target
+        .batch_execute(
+            "CREATE SCHEMA audit;
+             CREATE TABLE audit.fences (fence_lsn pg_lsn, lanes int8, behind int8, positions text);
+             CREATE FUNCTION audit.fence() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+             BEGIN
+               IF NEW.fence_id IS DISTINCT FROM OLD.fence_id THEN
+                 INSERT INTO audit.fences
+                 SELECT NEW.fence_lsn, count(*), count(*) FILTER (WHERE applied_lsn < NEW.fence_lsn),
+                        string_agg(lane || ':' || applied_lsn, ' ' ORDER BY lane)
+                   FROM switchyard.apply_lanes WHERE migration = NEW.name;
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER fence_audit BEFORE UPDATE ON switchyard.migrations
+                 FOR EACH ROW EXECUTE FUNCTION audit.fence();
+             ALTER TABLE switchyard.migrations ENABLE ALWAYS TRIGGER fence_audit;",
+        )
+        .await
+        .unwrap();
     let load = load(&f, 7).await;
     f.wait_for("SELECT changes_applied > 100 FROM switchyard.migrations")
         .await;
@@ -406,6 +432,29 @@ async fn a_fence_under_load_waits_for_every_lane() {
         lanes(&f.target).await
     );
     assert!(row.get::<_, bool>(4));
+    let fences: Vec<(String, i64, i64, String)> = f
+        .target
+        .query(
+            "SELECT fence_lsn::text, lanes, behind, positions FROM audit.fences",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert!(!fences.is_empty(), "verify's fences were recorded");
+    for fence in &fences {
+        assert_eq!(
+            (fence.1, fence.2),
+            (4, 0),
+            "a fence recorded before every lane committed up to it: {fences:#?}"
+        );
+    }
+    println!(
+        "{} fences, each recorded after all 4 lanes: {fences:?}",
+        fences.len()
+    );
     let report = load.stop().await.unwrap();
     f.assert_converged().await;
     let _ = changes_of(&report);
