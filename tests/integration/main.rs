@@ -64,6 +64,11 @@ mod small_migration;
 /// tables, each backfilled and followed unchanged.
 mod hostile_input;
 
+/// The WAL consumer's parallel apply lanes (issue 13): SIGKILL with four lanes, moves between
+/// outputs and lanes, fences that wait for every lane, unique-value exchanges between lanes,
+/// the lane count changed across restarts.
+mod apply_lanes;
+
 /// Faults: seeded SIGKILLs, server restarts, Ctrl-C, nothing left behind, a memory soak.
 mod faults;
 

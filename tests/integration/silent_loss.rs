@@ -16,7 +16,7 @@ mod unpublished_column;
 mod triggers;
 
 /// Rows that exchange a unique value inside one source transaction.
-mod unique_swap;
+pub(crate) mod unique_swap;
 
 /// Sequences an output table's defaults use, owned by a column or not, set by the cutover.
 mod sequences;

@@ -7,7 +7,7 @@
 
 use crate::small_migration::{Migration, Pair};
 
-const SOURCE: &str = r#"
+pub(crate) const SOURCE: &str = r#"
 CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL UNIQUE);
 INSERT INTO users SELECT g, 'u' || g FROM generate_series(10, 40) g;
 CREATE TABLE seats (id int PRIMARY KEY, room int NOT NULL, seat int NOT NULL, UNIQUE (room, seat));
@@ -21,7 +21,7 @@ INSERT INTO slots SELECT g, g FROM generate_series(1, 10) g;
 
 /// The same unique rules on the target, some spelled differently (an expression and partial
 /// index, a second output with its own unique column).
-const TARGET: &str = r#"
+pub(crate) const TARGET: &str = r#"
 CREATE TABLE accounts (id bigint PRIMARY KEY, email text UNIQUE);
 CREATE UNIQUE INDEX accounts_lower_email ON accounts (lower(email)) WHERE email <> '';
 CREATE TABLE logins (login_id bigint PRIMARY KEY, handle text NOT NULL UNIQUE);
@@ -31,7 +31,7 @@ CREATE TABLE reservations (id int PRIMARY KEY, during int4range,
 CREATE TABLE positions (id int PRIMARY KEY, pos int UNIQUE DEFERRABLE INITIALLY DEFERRED);
 "#;
 
-const PLAN: &str = r#"
+pub(crate) const PLAN: &str = r#"
 name = "hostile"
 
 [[sources]]
@@ -82,7 +82,7 @@ id = "id"
 pos = "pos"
 "#;
 
-const PAIRS: &[Pair] = &[
+pub(crate) const PAIRS: &[Pair] = &[
     ("users", &["id", "email"], "accounts", &["id", "email"]),
     (
         "users",
@@ -106,7 +106,7 @@ const PAIRS: &[Pair] = &[
 ];
 
 /// Every member of the kind, sent at once so that the consumer takes them as one group.
-const EXCHANGES: &str = r#"
+pub(crate) const EXCHANGES: &str = r#"
 -- two rows swap through a temporary value, in one transaction
 BEGIN;
 UPDATE users SET email = 'tmp' WHERE id = 11;
