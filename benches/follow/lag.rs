@@ -15,7 +15,7 @@
 //! that is a blind spot of its definition, not a measurement: it is `now() - pending_since`,
 //! where `pending_since` is the first commit of the group the consumer holds open, written only
 //! by the heartbeat (once a second, `STATUS_INTERVAL`) and set back to NULL by every applied
-//! group (`checkpoint::record_applied`). Groups commit every few milliseconds, so a sample
+//! group (`checkpoint::summarize`). Groups commit every few milliseconds, so a sample
 //! almost always finds NULL, which reads 0 while a consumer runs; and transactions still in the
 //! walsender, the network or the consumer's queue count in neither case.
 

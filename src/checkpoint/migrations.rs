@@ -196,54 +196,9 @@ pub async fn set_lsns(
     Ok(())
 }
 
-/// Records an applied group, inside the target transaction that applied it: this is what makes
-/// the apply exactly once (a restart skips source commits at or below `applied_lsn`).
-pub async fn record_applied(
-    tx: &impl GenericClient,
-    migration: &str,
-    applied: Lsn,
-    commit_micros_since_2000: i64,
-    changes: i64,
-) -> Result<(), CheckpointError> {
-    tx.execute(
-        "UPDATE switchyard.migrations
-            SET applied_lsn = $2, applied_commit_at = $3,
-                changes_applied = changes_applied + $4, pending_since = NULL, updated_at = now()
-          WHERE name = $1",
-        &[
-            &migration,
-            &applied,
-            &PgTimestamp(commit_micros_since_2000),
-            &changes,
-        ],
-    )
-    .await
-    .map_err(ctx("recording the applied LSN"))?;
-    Ok(())
-}
-
 /// The notification channel on which the consumer announces each applied fence; the payload
 /// is the migration's name.
 pub const FENCE_CHANNEL: &str = "switchyard_fence";
-
-/// Records that everything before fence `id` is applied, inside the target transaction that
-/// applied it, and notifies [`FENCE_CHANNEL`] (delivered when that transaction commits).
-pub async fn record_fence(
-    tx: &impl GenericClient,
-    migration: &str,
-    id: &str,
-    lsn: Lsn,
-) -> Result<(), CheckpointError> {
-    tx.execute(
-        "WITH f AS (UPDATE switchyard.migrations SET fence_id = $2, fence_lsn = $3
-                     WHERE name = $1 RETURNING name)
-         SELECT pg_notify($4, name) FROM f",
-        &[&migration, &id, &lsn, &FENCE_CHANNEL],
-    )
-    .await
-    .map_err(ctx("recording an applied fence"))?;
-    Ok(())
-}
 
 /// The id of the last fence the consumer applied.
 pub async fn applied_fence(

@@ -24,8 +24,8 @@ pub use apply_lanes::{commit_synchronously, lane_positions, record_lane, reset_l
 pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk, ChunkStatus};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
-    applied_fence, create, heartbeat, load, record_applied, record_fence, set_lsns, set_status,
-    state_exists, Migration, MigrationStatus, FENCE_CHANNEL,
+    applied_fence, create, heartbeat, load, set_lsns, set_status, state_exists, Migration,
+    MigrationStatus, FENCE_CHANNEL,
 };
 pub use source_relations::{record_source_relations, source_relations, SourceRelation};
 

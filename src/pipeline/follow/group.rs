@@ -234,14 +234,16 @@ impl Group {
             }
         };
         // The change counts (and its dead letter lands) in the lane of its first operation.
-        let home = ops.first().map_or(0, |op| self.lane_of(source, op));
+        let mut home = None;
         for op in ops {
             let lane = self.lane_of(source, &op);
+            home.get_or_insert(lane);
             if !self.skip[lane] {
                 let share = if self.routing.serial { 0 } else { lane };
                 self.shares[share].batch.add_op(source, op, origin);
             }
         }
+        let home = home.unwrap_or(0);
         if !self.skip[home] {
             let share = &mut self.shares[if self.routing.serial { 0 } else { home }];
             share.changes += 1;
