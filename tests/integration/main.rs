@@ -36,6 +36,11 @@ mod cutover;
 /// A cutover that leaves the application working (issue 18), one module per kind.
 mod cutover_safety;
 
+/// The cutover's row counts refuse a target changed behind the consumer's back, before it or
+/// while it waits for its lock (DELETE, INSERT, TRUNCATE, a replica-role session), with two
+/// servers or one database, under the write mix (issue 14).
+mod cutover_counts;
+
 /// `verify`: a clean target passes; tampered, deleted and extra rows are listed by key; lookups
 /// are never written.
 mod verify;
