@@ -46,6 +46,10 @@ pub async fn abort(plan: &Plan, source: &ConnInfo, target: &ConnInfo) -> anyhow:
     let publication_dropped = publication::drop(&source, &plan.publication_name())
         .await
         .context("dropping the publication")?;
+    // A cutover that died leaves its row tally's triggers on the new tables.
+    crate::cutover::tally::remove_leftovers(&target, plan)
+        .await
+        .context("dropping the cutover's row-tally triggers")?;
     if checkpoint::load(&target, &plan.name).await?.is_some() {
         checkpoint::set_status(
             &target,

@@ -131,7 +131,34 @@ fn print_report(r: &CutoverReport, json: bool) {
         }
     );
     for s in &r.steps {
-        println!("  {:<55} {:>8.1} ms", s.step.describe(), s.ms);
+        // The steps under the lock say what they read: a constant, the changed rows, or (in
+        // capitals) the table's size, which makes the window grow with the data.
+        match &s.reads {
+            Some(reads) => println!(
+                "  {:<55} {:>8.1} ms  reads {reads}",
+                s.step.describe(),
+                s.ms
+            ),
+            None => println!("  {:<55} {:>8.1} ms", s.step.describe(), s.ms),
+        }
+    }
+    let sized: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|s| {
+            s.reads
+                .as_deref()
+                .is_some_and(|x| x.starts_with("TABLE SIZE"))
+        })
+        .map(|s| s.step.describe())
+        .collect();
+    if sized.is_empty() {
+        println!("  scaling: no step under the lock reads in proportion to a table's size");
+    } else {
+        println!(
+            "  scaling: the window grows with the tables' size at: {}",
+            sized.join("; ")
+        );
     }
     for c in &r.counts {
         let mark = if c.expected == c.actual {

@@ -1,5 +1,7 @@
 //! The cutover's count check: every output table holds as many rows as the source rows that
-//! feed it. Run under the lock, when neither side can change any more.
+//! feed it, at the fence under the lock. Neither side is scanned there: both are counted
+//! before the lock and carried forward (see [`super::baseline`]); this module holds the
+//! queries, a full count and a count of the rows under a set of keys.
 //!
 //! An output's expected count is the sum, over the sources that write it, of the source rows
 //! its `when` lets through (counted by PostgreSQL on the source, so the `when` must be plain
@@ -13,19 +15,69 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::pg::ident::TableName;
+use crate::pg::ident::{quote_ident, TableName};
 use crate::plan::Plan;
 use crate::transform::program::WriteMode;
 
 /// What to count.
 #[derive(Debug, Clone)]
 pub struct CountPlan {
-    /// One query per source table, returning one count per entry of `feeds`.
-    pub source_queries: Vec<(String, Vec<String>)>,
+    /// One per source table, counting one number per entry of its `feeds`.
+    pub source_queries: Vec<SourceCount>,
     /// Target tables whose count is compared, and the query counting them.
     pub target_queries: Vec<(String, String)>,
     /// Outputs left out, with why.
     pub unchecked: Vec<(String, &'static str)>,
+}
+
+/// The counts one source table feeds.
+#[derive(Debug, Clone)]
+pub struct SourceCount {
+    pub table: TableName,
+    /// The select list: one `count(*)`, filtered by the output's `when`, per feed.
+    counts: String,
+    /// The output tables counted, in the select list's order.
+    pub feeds: Vec<String>,
+}
+
+impl SourceCount {
+    /// Counts the whole table: a scan, in proportion to its size.
+    pub fn scan_sql(&self) -> String {
+        format!("SELECT {} FROM {}", self.counts, self.table.quoted())
+    }
+
+    /// Counts the rows under the keys bound as one `text[]` parameter per key column (in the
+    /// order of `key`: name and type): one index lookup per key, whatever the table's size.
+    /// The subquery is kept apart (`OFFSET 0`) so the planner cannot turn the lookups into a
+    /// hash join over the whole table.
+    pub fn lookup_sql(&self, key: &[(String, String)]) -> String {
+        let arrays: Vec<String> = (1..=key.len()).map(|i| format!("${i}::text[]")).collect();
+        let aliases: Vec<String> = (1..=key.len())
+            .map(|i| format!("switchyard_key_{i}"))
+            .collect();
+        let matches: Vec<String> = key
+            .iter()
+            .zip(&aliases)
+            .map(|((column, ty), alias)| format!("t.{} = k.{alias}::{ty}", quote_ident(column)))
+            .collect();
+        format!(
+            "SELECT {counts} FROM unnest({arrays}) AS k({aliases})
+               CROSS JOIN LATERAL (SELECT * FROM {table} t WHERE {matches} OFFSET 0) AS t",
+            counts = self.counts,
+            arrays = arrays.join(", "),
+            aliases = aliases.join(", "),
+            table = self.table.quoted(),
+            matches = matches.join(" AND "),
+        )
+    }
+
+    /// Adds the counts of `row` (as `scan_sql` or `lookup_sql` return them) to `into`, each
+    /// multiplied by `sign`.
+    pub fn add(&self, row: &tokio_postgres::Row, sign: i64, into: &mut BTreeMap<String, i64>) {
+        for (i, table) in self.feeds.iter().enumerate() {
+            *into.entry(table.clone()).or_insert(0) += sign * row.get::<_, i64>(i);
+        }
+    }
 }
 
 /// One output table's counts.
@@ -69,14 +121,11 @@ impl CountPlan {
                 feeds.push(name);
             }
             if !feeds.is_empty() {
-                source_queries.push((
-                    format!(
-                        "SELECT {} FROM {}",
-                        filters.join(", "),
-                        source.table.quoted()
-                    ),
+                source_queries.push(SourceCount {
+                    table: source.table.clone(),
+                    counts: filters.join(", "),
                     feeds,
-                ));
+                });
             }
         }
         CountPlan {
@@ -89,8 +138,9 @@ impl CountPlan {
         }
     }
 
-    /// Expected rows per output table, counted on the source. The queries run concurrently,
-    /// one session each, so the slowest table sets the time.
+    /// Expected rows per output table, counted on the source by scanning every source
+    /// table. The queries run concurrently, one session each, so the slowest table sets the
+    /// time.
     pub async fn count_source(
         &self,
         sessions: &[Client],
@@ -99,14 +149,12 @@ impl CountPlan {
             self.source_queries
                 .iter()
                 .zip(sessions)
-                .map(|((sql, _), s)| s.query_one(sql.as_str(), &[])),
+                .map(|(q, s)| async move { s.query_one(q.scan_sql().as_str(), &[]).await }),
         )
         .await?;
         let mut expected = BTreeMap::new();
-        for ((_, feeds), row) in self.source_queries.iter().zip(counted) {
-            for (i, table) in feeds.iter().enumerate() {
-                *expected.entry(table.clone()).or_insert(0) += row.get::<_, i64>(i);
-            }
+        for (q, row) in self.source_queries.iter().zip(counted) {
+            q.add(&row, 1, &mut expected);
         }
         Ok(expected)
     }
@@ -174,10 +222,18 @@ mod tests {
         assert_eq!(unchecked, ["public.team_members", "public.teams"]);
         let items = &counts.source_queries[2];
         assert!(
-            items.0.contains("FILTER (WHERE (parent_item_id IS NULL))"),
+            items
+                .scan_sql()
+                .contains("FILTER (WHERE (parent_item_id IS NULL))"),
             "{}",
-            items.0
+            items.scan_sql()
         );
-        assert_eq!(items.1, ["public.tasks", "public.sub_tasks"]);
+        assert_eq!(items.feeds, ["public.tasks", "public.sub_tasks"]);
+        let lookup = items.lookup_sql(&[("id".into(), "bigint".into())]);
+        assert!(
+            lookup.contains("unnest($1::text[]) AS k(switchyard_key_1)")
+                && lookup.contains("t.id = k.switchyard_key_1::bigint OFFSET 0"),
+            "{lookup}"
+        );
     }
 }

@@ -24,6 +24,8 @@
 //! and names the step; the consumer keeps running, so the cutover can simply be issued again.
 
 pub mod access;
+pub mod baseline;
+pub mod changed_keys;
 pub mod counts;
 pub mod dependents;
 pub mod in_place;
@@ -32,6 +34,7 @@ pub mod read_only;
 pub mod sequences;
 pub mod standbys;
 pub mod swap_lock;
+pub mod tally;
 pub mod window;
 pub mod write_lock;
 pub mod writes_since;

@@ -48,4 +48,7 @@ pub struct CutoverReport {
 pub struct StepTime {
     pub step: Step,
     pub ms: f64,
+    /// What the step read beyond a constant: `changed rows: ...` or `TABLE SIZE: ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<String>,
 }

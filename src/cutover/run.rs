@@ -16,6 +16,7 @@ use crate::source::fence;
 use crate::source::{publication, slot};
 
 use super::access;
+use super::baseline::{self, Baselines};
 use super::counts::CountPlan;
 use super::deadlock_timeout;
 use super::dependents;
@@ -27,12 +28,40 @@ use super::sequences;
 use super::sessions::{open_sessions, same_database, wait_for_lag, Sessions};
 use super::standbys;
 use super::swap_lock;
+use super::tally;
 use super::under_lock::{locked, Aborted, Job};
 use super::window::{Step, Window};
 use super::write_lock::{self, Attempt, Blocker, Mode};
+use super::writes_since;
 
 /// Runs the cutover. `say` receives progress lines for the operator.
 pub async fn cutover(
+    plan: &Arc<Plan>,
+    source: &ConnInfo,
+    target: &ConnInfo,
+    options: &CutoverOptions,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<CutoverReport, CutoverError> {
+    let result = attempt(plan, source, target, options, say).await;
+    // The window drops the tally's triggers once the counts are checked; whatever is left
+    // (any other end, or a drop that did not get its locks in time) goes here.
+    {
+        if let Err(e) = drop_tally(plan, target).await {
+            say(format!(
+                "warning: the cutover's row-tally triggers were not dropped ({e:#}): `switchyard abort` or the next cutover drops them"
+            ));
+        }
+    }
+    result
+}
+
+async fn drop_tally(plan: &Plan, target: &ConnInfo) -> anyhow::Result<()> {
+    let client = connect(target, "switchyard cutover").await?;
+    tally::remove_leftovers(&client, plan).await?;
+    Ok(())
+}
+
+async fn attempt(
     plan: &Arc<Plan>,
     source: &ConnInfo,
     target: &ConnInfo,
@@ -79,8 +108,18 @@ pub async fn cutover(
     // Grants and row-level security of the legacy tables: refused here, before any lock.
     let access = access::before_lock(plan, &s.lock, say).await?;
 
-    // 1. Catch up and rehearse, without any lock.
-    rehearse(plan, &mut s, &state, &counts, options, &mut window, say).await?;
+    // 1. Catch up, rehearse and take the count baselines, without any lock.
+    let baselines = rehearse(
+        plan,
+        source,
+        &mut s,
+        &state,
+        &counts,
+        options,
+        &mut window,
+        say,
+    )
+    .await?;
     // Catalog only, so outside the window; the values are read under the lock.
     let inventory = sequences::inventory(&state, &sequences::tables_of(plan))
         .await
@@ -139,6 +178,7 @@ pub async fn cutover(
             source,
             target,
             counts: &counts,
+            baselines: &baselines,
             tables: &tables,
             inventory: &inventory,
             access: &access,
@@ -181,6 +221,11 @@ pub async fn cutover(
         .map(|(step, took)| StepTime {
             step: *step,
             ms: took.as_secs_f64() * 1e3,
+            reads: window
+                .reads
+                .iter()
+                .find(|(s, _)| s == step)
+                .map(|(_, r)| r.clone()),
         })
         .collect();
     match outcome {
@@ -210,16 +255,18 @@ pub async fn cutover(
 }
 
 /// Everything before the lock: the lag under `--max-lag`, a fence the consumer applies, and
-/// the count queries run once (which also warms the caches they read).
+/// the count baselines the lock's check carries forward (see [`super::baseline`]).
+#[allow(clippy::too_many_arguments)]
 async fn rehearse(
     plan: &Plan,
+    source: &ConnInfo,
     s: &mut Sessions,
     state: &Client,
     counts: &CountPlan,
     options: &CutoverOptions,
     window: &mut Window,
     say: &(dyn Fn(String) + Sync),
-) -> Result<(), CutoverError> {
+) -> Result<Baselines, CutoverError> {
     let started = Instant::now();
     wait_for_lag(plan, s, state, options, say).await?;
     window.finished(Step::WaitForLag, started.elapsed()).ok();
@@ -238,17 +285,45 @@ async fn rehearse(
         "consumer caught up (rehearsal fence applied in {:.0} ms); counting once without the lock",
         started.elapsed().as_secs_f64() * 1e3
     ));
-    // Also proves every count query runs before one runs under the lock.
-    counts
-        .count_source(&s.source_counters)
+    // The target first: its triggers must tally every write after its baseline.
+    let tables = writes_since::tables_of(plan);
+    let untallied = tally::install(&s.target_counters[0], &plan.name, &tables)
         .await
-        .map_err(db(Step::Rehearsal, "counting source rows (rehearsal)"))?;
-    counts
-        .count_target(&s.target_counters)
-        .await
-        .map_err(db(Step::Rehearsal, "counting target rows (rehearsal)"))?;
+        .map_err(db(
+            Step::Rehearsal,
+            "installing the row tally on the target",
+        ))?;
+    for (table, why) in &untallied {
+        say(format!(
+            "warning: {table} gets no row tally ({why}): it is counted by a scan under the lock"
+        ));
+    }
+    let tallied: Vec<TableName> = tables
+        .iter()
+        .filter(|t| !untallied.iter().any(|(u, _)| u == *t))
+        .cloned()
+        .collect();
+    let (slot, publication) = (baseline::temporary_slot_name(), plan.publication_name());
+    let (source_baseline, target_baseline) = tokio::join!(
+        baseline::source(source, &s.fencer, counts, &slot, &publication, &plan.name),
+        tally::baseline(&s.target_counters, &plan.name, &tallied)
+    );
+    let target = target_baseline.map_err(db(Step::Rehearsal, "counting target rows (baseline)"))?;
+    let source = match source_baseline {
+        Ok(b) => Some(b),
+        Err(why) => {
+            say(format!(
+                "warning: no source baseline ({why}): the source is counted by a scan under the lock"
+            ));
+            None
+        }
+    };
     window.finished(Step::Rehearsal, started.elapsed()).ok();
-    Ok(())
+    Ok(Baselines {
+        source,
+        target,
+        tables,
+    })
 }
 
 /// The lock attempts made so far, and what stood in the way.

@@ -22,9 +22,10 @@ pub(super) struct Sessions {
     pub lock: Client,
     /// Writes fences (each in its own committed transaction).
     pub fencer: Client,
-    /// One per source count query.
+    /// One per source count query: the baseline's key lookups under the lock, or its scan.
     pub source_counters: Vec<Client>,
-    /// One per target count query; the first also runs the target's part of the swap.
+    /// One per table the target's counts cover; the first also runs the target's part of
+    /// the swap.
     pub target_counters: Vec<Client>,
     pub listener: FenceListener,
 }
@@ -39,8 +40,10 @@ pub(super) async fn open_sessions(
     for _ in &counts.source_queries {
         source_counters.push(connect(source, "switchyard cutover").await?);
     }
+    // One per table the tally carries (any may need a scan), and at least one.
+    let tables = super::writes_since::tables_of(plan).len();
     let mut target_counters = Vec::new();
-    for _ in 0..counts.target_queries.len().max(1) {
+    for _ in 0..counts.target_queries.len().max(tables).max(1) {
         target_counters.push(connect(target, "switchyard cutover").await?);
     }
     Ok(Sessions {

@@ -18,7 +18,8 @@ use crate::source::fence::{self, Fence};
 use crate::verify::{verify, VerifyOptions};
 
 use super::access;
-use super::counts::{compare, CountPlan};
+use super::baseline::{self, Baselines, Carried};
+use super::counts::{compare, CountPlan, CountResult};
 use super::dependents;
 use super::error::{db, CutoverError};
 use super::options::CutoverOptions;
@@ -28,6 +29,7 @@ use super::report::CutoverReport;
 use super::sequences;
 use super::sessions::Sessions;
 use super::swap_lock::{self, Upgrade};
+use super::tally;
 use super::window::{Overrun, Step, Window};
 use super::write_lock::{Blocker, Mode};
 use super::writes_since;
@@ -59,6 +61,7 @@ pub(super) struct Job<'a> {
     pub source: &'a ConnInfo,
     pub target: &'a ConnInfo,
     pub counts: &'a CountPlan,
+    pub baselines: &'a Baselines,
     pub tables: &'a [TableName],
     pub inventory: &'a sequences::Inventory,
     pub access: &'a access::Access,
@@ -79,6 +82,7 @@ pub(super) async fn locked(
         source,
         target: target_info,
         counts,
+        baselines,
         tables,
         inventory,
         access,
@@ -104,32 +108,92 @@ pub(super) async fn locked(
             result
         }};
     }
-    // The fence, and the source counts meanwhile: the source can no longer change.
-    let fence_and_counts = async {
-        let source_counts = counts.count_source(source_counters);
-        let fenced = async {
-            let f: Fence = fence::emit(fencer, &plan.name)
-                .await
-                .map_err(db(Step::Fence, "writing the fence"))?;
-            let wait = listener.wait(&f, options.max_blocked).await?;
-            Ok::<_, CutoverError>((f, wait))
-        };
-        tokio::join!(source_counts, fenced)
+    // The fence: the consumer applies everything committed before the lock.
+    let fenced = async {
+        let f: Fence = fence::emit(fencer, &plan.name)
+            .await
+            .map_err(db(Step::Fence, "writing the fence"))?;
+        let wait = listener.wait(&f, options.max_blocked).await?;
+        Ok::<_, CutoverError>((f, wait))
     };
-    let (expected, fenced) = within!(Step::Fence, fence_and_counts);
-    let (f, wait) = fenced?;
+    let (f, wait) = within!(Step::Fence, fenced)?;
     if wait == FenceWait::TimedOut {
         return Err(Aborted::Overrun(window.overrun_at(Step::Fence)));
     }
     report.fence_lsn = Some(f.lsn.to_string());
-    let expected = expected.map_err(db(Step::Counts, "counting source rows"))?;
-    let actual: BTreeMap<String, i64> = within!(Step::Counts, counts.count_target(target_counters))
-        .map_err(db(Step::Counts, "counting target rows"))?;
+    // The counts at the fence, carried from the baselines (see `baseline`): no scan unless
+    // something could not be carried, which the step's `reads` then names.
+    let mut carried = Carried::default();
+    let limit = window.remaining();
+    let counted = within!(Step::Counts, async {
+        let source_side = async {
+            match &baselines.source {
+                Some(b) => b.at_fence(counts, source_counters, &f, limit).await,
+                None => counts.count_source(source_counters).await.map(|e| {
+                    let scanned = counts
+                        .source_queries
+                        .iter()
+                        .map(|q| (q.table.to_string(), "no baseline".to_owned()))
+                        .collect();
+                    (e, Carried { keys: 0, scanned })
+                }),
+            }
+        };
+        let mut target_carried = Carried::default();
+        let target_side = baseline::target_at_fence(
+            &target_counters[0],
+            target_counters,
+            &plan.name,
+            &baselines.tables,
+            &baselines.target,
+            &mut target_carried,
+        );
+        let (source_side, target_side) = tokio::join!(source_side, target_side);
+        Ok::<_, tokio_postgres::Error>((source_side?, target_side?, target_carried))
+    })
+    .map_err(db(Step::Counts, "counting rows at the fence"))?;
+    let ((expected, source_carried), rows, target_carried) = counted;
+    carried.keys = source_carried.keys;
+    carried.scanned = source_carried.scanned;
+    carried.scanned.extend(target_carried.scanned);
+    window.reads.push((Step::Counts, carried.describe()));
+    let actual: BTreeMap<String, i64> = counts
+        .target_queries
+        .iter()
+        .filter_map(|(t, _)| rows.get(t).map(|n| (t.clone(), *n)))
+        .collect();
     let (all, bad) = compare(&expected, &actual);
     report.counts = all;
     if !bad.is_empty() {
         return Err(CutoverError::CountsDiffer(bad).into());
     }
+    // The tally has served: its triggers go now, in a transaction of their own on the target
+    // (in the swap's, the target session would hold the new tables' locks against the swap's
+    // own SQL when both are one database). Only the consumer, idle after the fence, writes
+    // these tables yet. Left in place, they are dropped after the commit.
+    let started = Instant::now();
+    let wait = options
+        .lock_timeout
+        .min(window.remaining())
+        .as_millis()
+        .max(1);
+    let tally_session = &target_counters[0];
+    let dropped = async {
+        tally_session
+            .batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {wait}"))
+            .await?;
+        tally::remove(tally_session, &plan.name, &baselines.tables).await?;
+        tally_session.batch_execute("COMMIT").await
+    }
+    .await;
+    if let Err(e) = dropped {
+        let _ = tally_session.batch_execute("ROLLBACK").await;
+        report.notes.push(format!(
+            "the row tally's triggers were not dropped under the lock ({}); dropped after it",
+            crate::error::Chain::new(&e)
+        ));
+    }
+    window.finished(Step::Tally, started.elapsed())?;
     if options.verify {
         let verified = within!(
             Step::Verify,
@@ -145,6 +209,9 @@ pub(super) async fn locked(
             )
         )
         .map_err(CutoverError::Verify)?;
+        window
+            .reads
+            .push((Step::Verify, "TABLE SIZE: every row compared".to_owned()));
         if verified.diverged() {
             return Err(CutoverError::Diverged(verified.render()).into());
         }
@@ -176,9 +243,17 @@ pub(super) async fn locked(
     // which a rollback would leave behind (see `writes_since`). Read outside the target's
     // transaction, whose locks last until the commit: with one database the cutover SQL may
     // alter these tables, and would wait for a lock held by our own target session.
+    let known: Vec<CountResult> = rows
+        .iter()
+        .map(|(table, n)| CountResult {
+            table: table.clone(),
+            expected: *n,
+            actual: *n,
+        })
+        .collect();
     let boundary = within!(
         Step::WritesBoundary,
-        writes_since::take(target, &writes_since::tables_of(plan), &report.counts)
+        writes_since::take(target, &writes_since::tables_of(plan), &known)
     )
     .map_err(db(Step::WritesBoundary, "recording the writes boundary"))?;
     report.writes_boundary = Some(boundary);

@@ -15,6 +15,8 @@ pub enum Step {
     Lock,
     Fence,
     Counts,
+    /// The row tally's triggers dropped (see `tally`).
+    Tally,
     Verify,
     /// The swap's ACCESS EXCLUSIVE lock (reads wait too); see `swap_lock`.
     SwapLock,
@@ -30,10 +32,11 @@ impl Step {
     pub fn describe(self) -> &'static str {
         match self {
             Step::WaitForLag => "waiting for the lag to fall under --max-lag",
-            Step::Rehearsal => "rehearsal fence (consumer responsive)",
+            Step::Rehearsal => "rehearsal fence, count baseline (no lock)",
             Step::Lock => "acquiring the write lock",
             Step::Fence => "fence: consumer applying everything before the lock",
-            Step::Counts => "row counts, source against target",
+            Step::Counts => "row counts, carried from the baseline to the fence",
+            Step::Tally => "row-tally triggers dropped from the new tables",
             Step::Verify => "verify under the lock",
             Step::SwapLock => "the swap's ACCESS EXCLUSIVE lock (reads wait too)",
             Step::WritesBoundary => "writes boundary for rollback (uncounted tables)",
@@ -52,6 +55,9 @@ pub struct Window {
     limit: Duration,
     granted: Option<Instant>,
     pub steps: Vec<(Step, Duration)>,
+    /// What a step read when it is more than a constant, e.g. the keys the counts looked up
+    /// or the tables they scanned (`--dry-run` shows how the window scales with size).
+    pub reads: Vec<(Step, String)>,
 }
 
 /// The window would exceed its limit at `step`.
@@ -67,6 +73,7 @@ impl Window {
             limit,
             granted: None,
             steps: Vec::new(),
+            reads: Vec::new(),
         }
     }
 
@@ -79,6 +86,8 @@ impl Window {
     pub fn released(&mut self) {
         self.granted = None;
         self.steps
+            .retain(|(s, _)| matches!(s, Step::WaitForLag | Step::Rehearsal));
+        self.reads
             .retain(|(s, _)| matches!(s, Step::WaitForLag | Step::Rehearsal));
     }
 

@@ -70,6 +70,7 @@ pub async fn read(
             .query(
                 "SELECT tgname::text, tgenabled::text, tgtype, tgconstraint <> 0
                    FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal
+                    AND tgname::text NOT LIKE 'switchyard\\_tally\\_%'
                  UNION ALL
                  SELECT rulename::text, ev_enabled::text, NULL, false
                    FROM pg_rewrite WHERE ev_class = to_regclass($1) AND rulename <> '_RETURN'

@@ -72,6 +72,17 @@ impl WalStream {
         start: Lsn,
     ) -> Result<WalStream, WalStreamError> {
         let connection = ReplicationConnection::connect(info).await?;
+        WalStream::start_on(connection, slot, publication, start).await
+    }
+
+    /// As [`WalStream::start`], on a connection already open: the one that created a
+    /// temporary slot, which no other connection may stream.
+    pub async fn start_on(
+        connection: ReplicationConnection,
+        slot: &str,
+        publication: &str,
+        start: Lsn,
+    ) -> Result<WalStream, WalStreamError> {
         let publications = format!("\"{}\"", publication.replace('"', "\"\""));
         let stream = connection
             .start_logical_replication(

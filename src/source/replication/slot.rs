@@ -58,8 +58,27 @@ where
         &mut self,
         slot: &str,
     ) -> Result<CreatedSlot, ReplicationError> {
+        self.create_slot_exporting_snapshot(slot, "").await
+    }
+
+    /// As [`Self::create_logical_slot_exporting_snapshot`], but `TEMPORARY`: the slot lives
+    /// only as long as this connection (and is dropped on any error), so a process that dies
+    /// leaves nothing holding WAL. Stream it on this same connection.
+    pub async fn create_temporary_slot_exporting_snapshot(
+        &mut self,
+        slot: &str,
+    ) -> Result<CreatedSlot, ReplicationError> {
+        self.create_slot_exporting_snapshot(slot, " TEMPORARY")
+            .await
+    }
+
+    async fn create_slot_exporting_snapshot(
+        &mut self,
+        slot: &str,
+        temporary: &str,
+    ) -> Result<CreatedSlot, ReplicationError> {
         let command = format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL {OUTPUT_PLUGIN} (SNAPSHOT 'export')",
+            "CREATE_REPLICATION_SLOT {}{temporary} LOGICAL {OUTPUT_PLUGIN} (SNAPSHOT 'export')",
             quote_identifier(slot)
         );
         let rows = self.simple_query(&command).await?;
