@@ -232,7 +232,7 @@ mod tests {
         let lookup = items.lookup_sql(&[("id".into(), "bigint".into())]);
         assert!(
             lookup.contains("unnest($1::text[]) AS k(switchyard_key_1)")
-                && lookup.contains("t.id = k.switchyard_key_1::bigint OFFSET 0"),
+                && lookup.contains("t.\"id\" = k.switchyard_key_1::bigint OFFSET 0"),
             "{lookup}"
         );
     }
