@@ -27,13 +27,19 @@
 //! Memory stays bounded: the probe's samples are dropped after each run, and acknowledgements
 //! are kept only for the real cutover's load.
 //!
-//! How long it takes on 2 cores (measured with `SWITCHYARD_BENCH_SCALES=0.05,0.2`, 3 dry runs):
-//! per size, starting the clusters 6 s, the 10 s calibration, about 3.5 s per cutover, 8 s for
-//! the real one and its checks, 5 s to remove the clusters; the load and the backfill grow with
-//! the data, 5 s at SF 0.05 and 11 s at SF 0.2, so about 43 s per SF. With 10 dry runs that
-//! makes about 1.2 min for SF 0.1, 1.8 min for SF 1 and 5 min for SF 5 (a little more: the
-//! row counts under the lock grow too): about 8 min for the default run, well under 20. The
-//! summary prints the same estimate for SF 5 from whatever sizes ran.
+//! How long it takes on 2 shared cores, measured (seconds; each size on its own, 10 dry runs):
+//!
+//! ```text
+//!   size    clusters  load  backfill  calibration  dry runs  cutover  teardown  total
+//!   SF 1        4      10      17         10          33         9        9        92
+//!   SF 5        4      65      91         10         110        23       13       315
+//! ```
+//! The cutovers grow with the data too (at SF 5 the rehearsal, the lock and the window take
+//! 8 s or more per dry run). The default run (SF 0.1, 1, 5) takes about 7.5 min, well under
+//! 20; at 0.05 and 0.2 with 3 dry runs, 35 s and 45 s. The summary extrapolates SF 5's total
+//! from the sizes that ran (from 0.05 and 0.2, three runs: 3.3 to 5.8 min; the cores are
+//! shared, so single phases vary by 2x between runs). The two SF 5 clusters hold
+//! about 12 GB of disk; the last line prints this process's peak RSS (23 MB).
 
 #[path = "cutover/acked.rs"]
 mod acked;
@@ -82,4 +88,14 @@ fn main() {
         sizes.push(size);
     }
     report::print_summary(&sizes);
+    if let Some(kb) = peak_rss_kb() {
+        println!("this process's peak RSS: {} MB", kb / 1024);
+    }
+}
+
+/// `VmHWM` of this process, in KiB: the bench keeps no sample beyond a run, so it stays small.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
