@@ -27,23 +27,28 @@
 //! Memory stays bounded: the probe's samples are dropped after each run, and acknowledgements
 //! are kept only for the real cutover's load.
 //!
-//! How long it takes on 2 shared cores, measured (seconds; each size on its own, 10 dry runs):
+//! How long it takes on 2 shared cores: the default run, measured (seconds, 10 dry runs):
 //!
 //! ```text
 //!   size    clusters  load  backfill  calibration  dry runs  cutover  teardown  total
-//!   SF 1        4      10      17         10          33         9        9        92
-//!   SF 5        4      65      91         10         110        23       13       315
+//!   SF 0.1      6       2       4         10          27         8        5        62
+//!   SF 1        4      16      18         10          34        31        8       121
+//!   SF 5        7      73     122         10         284        37       15       548
 //! ```
-//! The cutovers grow with the data too (at SF 5 the rehearsal, the lock and the window take
-//! 8 s or more per dry run). The default run (SF 0.1, 1, 5) takes about 7.5 min, well under
-//! 20; at 0.05 and 0.2 with 3 dry runs, 35 s and 45 s. The summary extrapolates SF 5's total
-//! from the sizes that ran (from 0.05 and 0.2, three runs: 3.3 to 5.8 min; the cores are
-//! shared, so single phases vary by 2x between runs). The two SF 5 clusters hold
-//! about 12 GB of disk; the last line prints this process's peak RSS (23 MB).
+//! 12 min in all, under 20. The cores are shared, so phases vary by up to 2x between runs (SF 5
+//! alone, earlier: load 65, backfill 91, dry runs 110, 315 s in all). The cutovers grow with the
+//! data too: at SF 5 the rehearsal, the lock wait and the window take 8 to 40 s per dry run,
+//! and two of ten overran `--max-blocked` (5 s) in the row counts; a failed run is printed and
+//! left out of the window's percentiles. The summary prints a lower bound for SF 5 from the
+//! largest size that ran (load and backfill scaled with the data; from SF 0.2: 3.2 to 5.1
+//! min). The two SF 5 clusters hold about 12 GB of disk; the last line prints this process's
+//! peak RSS (114 MB over the default run, 23 MB over 0.05 and 0.2).
 
 #[path = "cutover/acked.rs"]
 mod acked;
 mod common;
+#[path = "cutover/migration.rs"]
+mod migration;
 #[path = "cutover/probe.rs"]
 mod probe;
 #[path = "cutover/report.rs"]

@@ -1,28 +1,21 @@
-//! One size, on clusters of its own: load, backfill, follow, find the rate the migration
-//! sustains, then the dry runs and the real cutover under the write mix at a fraction of it.
+//! One size: a migration of its own ready for the cutover (`migration.rs`), then the dry runs
+//! and the real cutover under the write mix at a fraction of the rate it sustains.
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::cutover::{cutover, CutoverOptions, CutoverReport};
-use switchyard::demo::generator::load_legacy;
 use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 use switchyard::pg::conninfo::ConnInfo;
 use switchyard::plan::Plan;
-use tokio_postgres::Client;
 
 use crate::acked::{self, AckedCheck};
 use crate::common::cpu::{self, ChildUsage, ClusterCpu};
-use crate::common::{bench_cluster, switchyard};
+use crate::migration::{Migration, Phases, MAX_LAG_BYTES};
 use crate::probe::Probe;
 
-/// How long the unthrottled mix runs to find the rate the migration sustains.
-const CALIBRATION: Duration = Duration::from_secs(10);
-/// The lag the consumer must be under before the measured mix starts, and that a cutover
-/// waits for before it asks for the lock (`--max-lag`).
-const MAX_LAG_BYTES: i64 = 1 << 20;
 /// The mix runs this long before the first cutover, so that it is in its stride.
 const WARM_UP: Duration = Duration::from_secs(3);
 /// The pause after each cutover: the probe's last write comes back, the lag settles.
@@ -67,97 +60,32 @@ pub struct Size {
     /// None when the real cutover failed (the source is then not final).
     pub acked: Option<AckedCheck>,
     /// Cutovers that returned an error (an overrun of `max_blocked`, a lock not granted):
-    /// left out of the percentiles.
-    pub failures: Vec<String>,
+    /// left out of the window's percentiles, not of the probe's.
+    pub failures: Vec<Failed>,
 }
 
-/// Times the phases of one size.
-struct Phases {
-    started: Instant,
-    done: Vec<(&'static str, f64)>,
-}
-
-impl Phases {
-    fn new() -> Phases {
-        Phases {
-            started: Instant::now(),
-            done: Vec::new(),
-        }
-    }
-
-    fn end(&mut self, phase: &'static str) {
-        let seconds = self.started.elapsed().as_secs_f64();
-        println!("  [{phase}: {seconds:.1} s]");
-        self.done.push((phase, seconds));
-        self.started = Instant::now();
-    }
+/// A cutover that returned an error, and the stall the probe felt meanwhile.
+pub struct Failed {
+    pub error: String,
+    pub worst_probe_ms: f64,
 }
 
 pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -> Size {
-    let plan = Arc::new(Plan::load(plan_path).unwrap());
     let mut phases = Phases::new();
-    let (source_cluster, target_cluster) = (bench_cluster(), bench_cluster());
-    source_cluster.create_database("legacy").await.unwrap();
-    target_cluster.create_database("app").await.unwrap();
-    let (source_url, target_url) = (source_cluster.url("legacy"), target_cluster.url("app"));
-    let source = source_cluster.connect("legacy").await.unwrap();
-    phases.end("clusters");
-
-    let counts = load_legacy(&source, scale).await.unwrap();
-    phases.end("load");
-
-    let backfill = switchyard(
-        plan_path,
-        &["backfill", "--no-follow"],
-        &source_url,
-        &target_url,
-    )
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let (status, backfill) = tokio::task::spawn_blocking(|| cpu::wait_sampling_peak_rss(backfill))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "backfill failed: {status}");
-    phases.end("backfill");
-
-    let consumer = switchyard(plan_path, &["follow"], &source_url, &target_url)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let target = target_cluster.connect("app").await.unwrap();
-    // The highest rate the migration sustains: what the source commits unthrottled, capped by
-    // what the consumer applies (a cutover waits for the lag to converge, so a faster load
-    // would only measure the wait).
-    let before = lag(&source, &target, &plan).await.changes_applied;
-    let calibrating = Instant::now();
-    let unthrottled = WriteLoad::start(&source_url, WriteLoadOptions::default())
-        .await
-        .unwrap();
-    tokio::time::sleep(CALIBRATION).await;
-    let committed = unthrottled.stop().await.unwrap().counts.committed() as f64;
-    let seconds = calibrating.elapsed().as_secs_f64();
-    let applied = lag(&source, &target, &plan).await.changes_applied - before;
-    let (source_tx_per_s, consumer_changes_per_s) = (committed / seconds, applied as f64 / seconds);
-    let rate = fraction * source_tx_per_s.min(consumer_changes_per_s);
+    let mut m = Migration::start(plan_path, scale, &mut phases).await;
+    let rate = fraction * m.sustained_rate();
     println!(
-        "  unthrottled mix: source {source_tx_per_s:.0} tx/s, consumer {consumer_changes_per_s:.0} changes/s; the mix runs at {rate:.0} tx/s"
+        "  unthrottled mix: source {:.0} tx/s, consumer {:.0} changes/s; the mix runs at {rate:.0} tx/s",
+        m.source_tx_per_s, m.consumer_changes_per_s
     );
-    phases.end("calibration");
-    while lag(&source, &target, &plan).await.bytes_behind.unwrap_or(0) > MAX_LAG_BYTES {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    phases.end("catch-up");
-
     let mix = |record_acks| WriteLoadOptions {
         target_rate: Some(rate),
         record_acks,
         ..WriteLoadOptions::default()
     };
     let (source_info, target_info) = (
-        ConnInfo::parse(&source_url).unwrap(),
-        ConnInfo::parse(&target_url).unwrap(),
+        ConnInfo::parse(&m.source_url).unwrap(),
+        ConnInfo::parse(&m.target_url).unwrap(),
     );
     let mut options = CutoverOptions {
         max_blocked: Duration::from_secs(5),
@@ -168,9 +96,10 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
         dry_run: true,
         verify: false,
     };
+    let consumer = m.consumer.take().expect("the consumer runs");
     let clusters_cpu = (
-        ClusterCpu::of(&source_cluster).unwrap(),
-        ClusterCpu::of(&target_cluster).unwrap(),
+        ClusterCpu::of(&m.source_cluster).unwrap(),
+        ClusterCpu::of(&m.target_cluster).unwrap(),
     );
     let cpu_before = [
         clusters_cpu.0.seconds().unwrap(),
@@ -179,24 +108,24 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
         cpu::process_seconds(std::process::id() as i32).unwrap(),
     ];
     let probe = Probe::start(
-        source_cluster.connect("legacy").await.unwrap(),
-        counts.company_services,
+        m.source_cluster.connect("legacy").await.unwrap(),
+        m.counts.company_services,
     );
 
     // The dry runs: one load throughout, acknowledgements not kept.
-    let load = WriteLoad::start(&source_url, mix(false)).await.unwrap();
+    let load = WriteLoad::start(&m.source_url, mix(false)).await.unwrap();
     tokio::time::sleep(WARM_UP).await;
     let (mut measured, mut failures) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let label = format!("dry run {:>2}", i + 1);
-        match one_cutover(&plan, &source_info, &target_info, &options, &probe).await {
+        match one_cutover(&m.plan, &source_info, &target_info, &options, &probe).await {
             Ok(run) => {
                 print_run(&label, &run);
                 measured.push(run);
             }
-            Err(e) => {
-                println!("  {label}: FAILED: {e}");
-                failures.push(e);
+            Err(failed) => {
+                print_failed(&label, &failed);
+                failures.push(failed);
             }
         }
     }
@@ -204,18 +133,18 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
     phases.end("dry runs");
 
     // The real one, under a load of its own that keeps every acknowledgement.
-    let load = WriteLoad::start(&source_url, mix(true)).await.unwrap();
+    let load = WriteLoad::start(&m.source_url, mix(true)).await.unwrap();
     tokio::time::sleep(WARM_UP).await;
     options.dry_run = false;
-    let committed = match one_cutover(&plan, &source_info, &target_info, &options, &probe).await {
+    let committed = match one_cutover(&m.plan, &source_info, &target_info, &options, &probe).await {
         Ok(run) => {
             print_run("cutover   ", &run);
             measured.push(run);
             true
         }
-        Err(e) => {
-            println!("  cutover   : FAILED: {e}");
-            failures.push(e);
+        Err(failed) => {
+            print_failed("cutover   ", &failed);
+            failures.push(failed);
             false
         }
     };
@@ -229,7 +158,7 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
         bench: cpu::process_seconds(std::process::id() as i32).unwrap() - cpu_before[3],
     };
     let acked = match committed {
-        true => Some(acked::check(&source, &target, &real.acked).await),
+        true => Some(acked::check(&m.source, &m.target, &real.acked).await),
         false => None,
     };
     if let Some(acked) = &acked {
@@ -237,12 +166,13 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
     }
     phases.end("cutover");
 
-    drop((source, target));
-    drop((source_cluster, target_cluster));
+    let (items, backfill) = (m.counts.vortex_items, m.backfill);
+    let (source_tx_per_s, consumer_changes_per_s) = (m.source_tx_per_s, m.consumer_changes_per_s);
+    drop(m);
     phases.end("teardown");
     Size {
         scale,
-        items: counts.vortex_items,
+        items,
         phases: phases.done,
         source_tx_per_s,
         consumer_changes_per_s,
@@ -257,13 +187,6 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
     }
 }
 
-async fn lag(source: &Client, target: &Client, plan: &Plan) -> switchyard::lag::Sample {
-    switchyard::lag::sample(source, target, plan)
-        .await
-        .unwrap()
-        .expect("the migration's state is in the target")
-}
-
 /// One cutover call and the worst probe write sent while it ran; the error, with its chain,
 /// when the cutover failed.
 async fn one_cutover(
@@ -272,18 +195,22 @@ async fn one_cutover(
     target: &ConnInfo,
     options: &CutoverOptions,
     probe: &Probe,
-) -> Result<Run, String> {
+) -> Result<Run, Failed> {
     let started = Instant::now();
     let report = cutover(plan, source, target, options, &|_: String| {}).await;
     let ended = Instant::now();
     tokio::time::sleep(BETWEEN_RUNS).await;
     let (worst, probe_writes) = probe.worst_between(started, ended);
-    let report = report.map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
+    let worst_probe_ms = worst.as_secs_f64() * 1e3;
+    let report = report.map_err(|e| Failed {
+        error: format!("{:#}", anyhow::Error::new(e)),
+        worst_probe_ms,
+    })?;
     Ok(Run {
         dry_run: options.dry_run,
         window_ms: report.window_ms,
         lock_attempts: report.lock_attempts,
-        worst_probe_ms: worst.as_secs_f64() * 1e3,
+        worst_probe_ms,
         probe_writes,
         steps: steps_by_name(&report),
     })
@@ -320,6 +247,13 @@ fn print_run(label: &str, run: &Run) {
         run.worst_probe_ms,
         run.probe_writes,
         steps.join(", ")
+    );
+}
+
+fn print_failed(label: &str, failed: &Failed) {
+    println!(
+        "  {label}: FAILED, worst probe {:>7.1} ms: {}",
+        failed.worst_probe_ms, failed.error
     );
 }
 
