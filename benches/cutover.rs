@@ -42,7 +42,9 @@
 //! left out of the window's percentiles. The summary prints a lower bound for SF 5 from the
 //! largest size that ran (load and backfill scaled with the data; from SF 0.2: 3.2 to 5.1
 //! min). The two SF 5 clusters hold about 12 GB of disk; the last line prints this process's
-//! peak RSS (114 MB over the default run, 23 MB over 0.05 and 0.2).
+//! peak RSS: 23 MB over 0.05 and 0.2, 114 MB over the default run, for the legacy loader keeps
+//! 16 bytes per top-level item while it loads (`demo::generator`, 4 M of them at SF 5); what the
+//! bench keeps itself lasts one run.
 
 #[path = "cutover/acked.rs"]
 mod acked;
