@@ -95,14 +95,7 @@ fn main() {
         sizes.push(size);
     }
     report::print_summary(&sizes);
-    if let Some(kb) = peak_rss_kb() {
+    if let Some(kb) = common::cpu::vm_hwm_kb(std::process::id() as libc::pid_t) {
         println!("this process's peak RSS: {} MB", kb / 1024);
     }
-}
-
-/// `VmHWM` of this process, in KiB: the bench keeps no sample beyond a run, so it stays small.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -20,6 +20,14 @@ use crate::probe::Probe;
 const WARM_UP: Duration = Duration::from_secs(3);
 /// The pause after each cutover: the probe's last write comes back, the lag settles.
 const BETWEEN_RUNS: Duration = Duration::from_secs(1);
+/// The cutover's options, as an operator would set them: a window over `MAX_BLOCKED` is rolled
+/// back (the run fails and is counted as failed); a lock attempt waits at most `LOCK_TIMEOUT`
+/// (writers queue behind it meanwhile), `LOCK_ATTEMPTS` times; the lag must fall under
+/// `MAX_LAG_BYTES` within `CATCH_UP_TIMEOUT`, generous for the largest size.
+const MAX_BLOCKED: Duration = Duration::from_secs(5);
+const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+const LOCK_ATTEMPTS: u32 = 10;
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the consumer may take to stop by itself after the real cutover.
 const CONSUMER_STOP: Duration = Duration::from_secs(60);
 
@@ -41,6 +49,17 @@ pub struct MeasuredCpu {
     pub consumer: f64,
     /// This process: the write mix, the probe and the cutover itself.
     pub bench: f64,
+}
+
+impl MeasuredCpu {
+    fn since(&self, before: &MeasuredCpu) -> MeasuredCpu {
+        MeasuredCpu {
+            source: self.source - before.source,
+            target: self.target - before.target,
+            consumer: self.consumer - before.consumer,
+            bench: self.bench - before.bench,
+        }
+    }
 }
 
 /// Everything one size produced.
@@ -88,11 +107,11 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
         ConnInfo::parse(&m.target_url).unwrap(),
     );
     let mut options = CutoverOptions {
-        max_blocked: Duration::from_secs(5),
+        max_blocked: MAX_BLOCKED,
         max_lag: MAX_LAG_BYTES,
-        catch_up_timeout: Duration::from_secs(120),
-        lock_timeout: Duration::from_millis(500),
-        lock_attempts: 10,
+        catch_up_timeout: CATCH_UP_TIMEOUT,
+        lock_timeout: LOCK_TIMEOUT,
+        lock_attempts: LOCK_ATTEMPTS,
         dry_run: true,
         verify: false,
     };
@@ -101,12 +120,14 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
         ClusterCpu::of(&m.source_cluster).unwrap(),
         ClusterCpu::of(&m.target_cluster).unwrap(),
     );
-    let cpu_before = [
-        clusters_cpu.0.seconds().unwrap(),
-        clusters_cpu.1.seconds().unwrap(),
-        cpu::process_seconds(consumer.id() as i32).unwrap(),
-        cpu::process_seconds(std::process::id() as i32).unwrap(),
-    ];
+    // CPU seconds so far; the consumer's come from `/proc` now, from `wait4` once it exited.
+    let cpu_now = |consumer| MeasuredCpu {
+        source: clusters_cpu.0.seconds().unwrap(),
+        target: clusters_cpu.1.seconds().unwrap(),
+        consumer,
+        bench: cpu::process_seconds(std::process::id() as i32).unwrap(),
+    };
+    let cpu_before = cpu_now(cpu::process_seconds(consumer.id() as i32).unwrap());
     let probe = Probe::start(
         m.source_cluster.connect("legacy").await.unwrap(),
         m.counts.company_services,
@@ -151,12 +172,7 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
     probe.stop().await;
     let real = load.stop().await.unwrap();
     let consumer = stopped(consumer, committed).await;
-    let cpu = MeasuredCpu {
-        source: clusters_cpu.0.seconds().unwrap() - cpu_before[0],
-        target: clusters_cpu.1.seconds().unwrap() - cpu_before[1],
-        consumer: consumer.cpu_seconds - cpu_before[2],
-        bench: cpu::process_seconds(std::process::id() as i32).unwrap() - cpu_before[3],
-    };
+    let cpu = cpu_now(consumer.cpu_seconds).since(&cpu_before);
     let acked = match committed {
         true => Some(acked::check(&m.source, &m.target, &real.acked).await),
         false => None,
