@@ -127,7 +127,7 @@ fn reap(pid: libc::pid_t, options: libc::c_int) -> io::Result<Option<(ExitStatus
 }
 
 /// `VmHWM` of `/proc/<pid>/status` in KiB; None when the process has no memory any more.
-fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
+pub fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
