@@ -94,6 +94,34 @@ pub async fn record_lane(
     Ok(())
 }
 
+/// Brings every lane whose row is behind `applied` up to it, before [`summarize`] says
+/// `applied`: no lane's row is then behind the summary, and a restart streams from there
+/// rather than from far back. Only once every lane committed every group up to `applied`: a
+/// lane still behind it had empty shares since it last recorded (it reports those done
+/// without a transaction), so it holds everything up to `applied`. A row its lane is writing
+/// is left to that lane (`SKIP LOCKED`), which records a later position as it commits: the
+/// consumer never waits for a lane here.
+pub async fn raise_idle_lanes(
+    client: &impl GenericClient,
+    migration: &str,
+    applied: Lsn,
+    commit_micros_since_2000: i64,
+) -> Result<(), CheckpointError> {
+    client
+        .execute(
+            "UPDATE switchyard.apply_lanes l
+                SET applied_lsn = $2, applied_commit_at = greatest(l.applied_commit_at, $3)
+               FROM (SELECT lane FROM switchyard.apply_lanes
+                      WHERE migration = $1 AND applied_lsn < $2
+                        FOR UPDATE SKIP LOCKED) behind
+              WHERE l.migration = $1 AND l.lane = behind.lane",
+            &[&migration, &applied, &PgTimestamp(commit_micros_since_2000)],
+        )
+        .await
+        .map_err(ctx("bringing idle apply lanes up to the summary"))?;
+    Ok(())
+}
+
 /// Writes the summary of the lanes into `switchyard.migrations`: everything up to `applied`
 /// is applied by every lane (the source commit there committed at `commit_micros_since_2000`),
 /// and the changes every lane applied; with `fence`, the fence every lane applied, announced on

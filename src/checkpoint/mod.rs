@@ -20,7 +20,9 @@ mod source_relations;
 
 use tokio_postgres::Client;
 
-pub use apply_lanes::{commit_synchronously, lane_positions, record_lane, reset_lanes, summarize};
+pub use apply_lanes::{
+    commit_synchronously, lane_positions, raise_idle_lanes, record_lane, reset_lanes, summarize,
+};
 pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk, ChunkStatus};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{

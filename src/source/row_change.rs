@@ -36,6 +36,19 @@ pub struct SourceChange<'m> {
     pub change: RowChange<'m>,
 }
 
+/// What a change message is to the consumer.
+#[derive(Debug)]
+pub enum RowChangeOf<'m> {
+    /// A row change of a plan source.
+    Change(SourceChange<'m>),
+    /// A change of a table the plan does not read.
+    NotFollowed,
+    /// An update whose values the stream does not carry, of a row the source no longer holds
+    /// (deleted since, or its key changed): nothing to apply, a later change of the stream
+    /// supersedes it. It is still one source change consumed, and counts as one.
+    Superseded,
+}
+
 /// Why a change cannot be turned into a row change: each stops the consumer, except a failed
 /// read, which a restart may get past.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +71,7 @@ pub enum KeyMissing {
     NotSent { table: String, column: String },
 }
 
-/// The row change of `message`; `Ok(None)` for a table the plan does not read, and for a row
-/// the source no longer holds (deleted since, or its key changed: that change follows).
+/// The row change of `message`, or why there is none to apply (see [`RowChangeOf`]).
 /// Values borrow from the message, or from the current row read into `fetched`: no copy per
 /// column.
 pub async fn row_change<'m>(
@@ -68,7 +80,7 @@ pub async fn row_change<'m>(
     current: &mut CurrentRows<'_>,
     message: ChangeMessage<'m>,
     fetched: &'m mut Option<CurrentRow>,
-) -> Result<Option<SourceChange<'m>>, RowChangeError> {
+) -> Result<RowChangeOf<'m>, RowChangeError> {
     let (relation_id, old, new): (u32, Option<&'m OldTuple>, Option<&'m TupleData>) = match message
     {
         ChangeMessage::Insert(i) => (i.relation_id, None, Some(&i.new_tuple)),
@@ -76,7 +88,7 @@ pub async fn row_change<'m>(
         ChangeMessage::Delete(d) => (d.relation_id, Some(&d.old_tuple), None),
     };
     let Some(relation) = relations.get(relation_id)? else {
-        return Ok(None);
+        return Ok(RowChangeOf::NotFollowed);
     };
     let source = &plan.sources[relation.source];
     let table = source.table.to_string();
@@ -138,7 +150,8 @@ pub async fn row_change<'m>(
                 .map_err(RowChangeError::Read)?;
             match row {
                 Some(row) => fetched_row = Some(fetched.insert(row)),
-                None => return Ok(None), // deleted since (or its key changed); that change follows
+                // Deleted since (or its key changed): that change follows.
+                None => return Ok(RowChangeOf::Superseded),
             }
         }
     }
@@ -167,9 +180,9 @@ pub async fn row_change<'m>(
             old_key: values(old, None),
         },
         // An insert and an update always carry a new tuple, a delete an old one.
-        _ => return Ok(None),
+        _ => return Ok(RowChangeOf::NotFollowed),
     };
-    Ok(Some(SourceChange {
+    Ok(RowChangeOf::Change(SourceChange {
         source: relation.source,
         change,
     }))

@@ -105,6 +105,9 @@ pub(super) struct Group {
     skip: Vec<bool>,
     changes: i64,
     last_end: Option<Lsn>,
+    /// A source transaction of the group began and has not committed yet: the group cannot
+    /// end here, its position would not cover the changes already added.
+    in_transaction: bool,
     last_commit_micros: i64,
     /// When the group's first transaction committed on the source, if its Begin was seen.
     pub(super) first_commit_micros: Option<i64>,
@@ -137,6 +140,7 @@ impl Group {
             descriptors: Vec::new(),
             changes: 0,
             last_end: None,
+            in_transaction: true,
             last_commit_micros: 0,
             first_commit_micros,
             started: Instant::now(),
@@ -148,20 +152,29 @@ impl Group {
 
     /// A source transaction committed at `final_lsn` starts: which lanes applied it before.
     pub(super) fn begin(&mut self, final_lsn: Lsn) {
+        self.in_transaction = true;
         match &self.routing.positions {
             Some(p) if final_lsn < p.max() => self.skip = p.applied_before(final_lsn),
             _ => self.skip.iter_mut().for_each(|s| *s = false),
         }
     }
 
-    /// Whether a transaction of the group committed, so the group may end now.
+    /// Whether the group may end now: a transaction of it committed, and none is open. A
+    /// group ended inside a transaction would commit part of it in the lanes with a position
+    /// before it, so a restart from that position would apply that part again.
     pub(super) fn committed(&self) -> bool {
-        self.last_end.is_some()
+        self.last_end.is_some() && !self.in_transaction
+    }
+
+    /// A transaction the group skipped (applied before) commits.
+    pub(super) fn skipped_commit_seen(&mut self) {
+        self.in_transaction = false;
     }
 
     /// A transaction of the group commits; `true` when the group should end at it (a fence,
     /// or old or big enough).
     pub(super) fn commit_seen(&mut self, commit: &CommitBody) -> bool {
+        self.in_transaction = false;
         self.last_end = Some(commit.end_lsn);
         self.last_commit_micros = commit.commit_timestamp.0;
         self.fence.is_some() || self.started.elapsed() >= GROUP_AGE || self.bytes() >= GROUP_BYTES
@@ -253,6 +266,15 @@ impl Group {
             }
         }
         Ok(())
+    }
+
+    /// Counts a change that has nothing to apply (its row is gone on the source, a later
+    /// change supersedes it), like a change with no operations: in lane 0's share.
+    pub(super) fn add_superseded(&mut self) {
+        self.changes += 1;
+        if !self.skip[0] {
+            self.shares[0].changes += 1;
+        }
     }
 
     /// The lane an operation of `source` belongs to.

@@ -9,7 +9,8 @@
 //! ```
 //! A lane whose share of a group is empty reports it done without a transaction, unless its
 //! row has not moved for [`IDLE_RECORD`]: a restart streams from the smallest row, so a lane
-//! idle for long would make it read far back.
+//! idle for long would make it read far back. The consumer also brings such a row up to the
+//! summary before writing it (`checkpoint::raise_idle_lanes`), so no row is behind the summary.
 //!
 //! In a parallel group a refused set-based write, a deadlock, a serialization failure or a
 //! lock wait longer than [`LOCK_TIMEOUT`] is a [`Conflict`]: an order between lanes that the

@@ -199,6 +199,9 @@ impl Lanes {
             if !(force || fence.is_some() || self.synced_at.elapsed() >= SYNC_INTERVAL) {
                 return Ok(None);
             }
+            // A lane that had nothing to apply since it last recorded is behind `end` in its
+            // row: brought up to it first, so the summary is behind no lane.
+            checkpoint::raise_idle_lanes(&ctx.monitor, &ctx.plan.name, end, commit_micros).await?;
             // The lanes commit asynchronously; this commit waits for its WAL to be flushed,
             // and with it every lane commit before it (see the module doc).
             checkpoint::summarize(

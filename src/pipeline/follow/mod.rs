@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crate::pg::lsn::Lsn;
 use crate::source::current_row::CurrentRows;
 use crate::source::relations::Relations;
-use crate::source::row_change::row_change;
+use crate::source::row_change::{row_change, RowChangeOf};
 use crate::transform::row::Env;
 
 use super::error::PipelineError;
@@ -338,8 +338,10 @@ impl Consumer<'_> {
                     &mut fetched,
                 )
                 .await?;
-                if let Some(change) = change {
-                    group.add(&mut self.transforms, &change)?;
+                match change {
+                    RowChangeOf::Change(change) => group.add(&mut self.transforms, &change)?,
+                    RowChangeOf::Superseded => group.add_superseded(),
+                    RowChangeOf::NotFollowed => {}
                 }
             }
             Step::Truncate(t) => truncate(self.ctx, &self.relations, t)?,
@@ -347,7 +349,9 @@ impl Consumer<'_> {
             Step::Commit { body, skipped } => {
                 self.feed.received = body.end_lsn;
                 self.lanes.received = body.end_lsn;
-                if !skipped && group.commit_seen(body) {
+                if skipped {
+                    group.skipped_commit_seen();
+                } else if group.commit_seen(body) {
                     return Ok(InGroup::End);
                 }
             }
