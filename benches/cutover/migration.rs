@@ -60,6 +60,8 @@ pub struct Migration {
     /// What the unthrottled mix committed, and what the consumer applied meanwhile.
     pub source_tx_per_s: f64,
     pub consumer_changes_per_s: f64,
+    /// Row changes per transaction of the mix, measured with the rates.
+    pub changes_per_tx: f64,
 }
 
 impl Migration {
@@ -107,6 +109,7 @@ impl Migration {
             backfill,
             source_tx_per_s: 0.0,
             consumer_changes_per_s: 0.0,
+            changes_per_tx: 1.0,
         };
         migration.calibrate().await;
         phases.end("calibration");
@@ -120,12 +123,29 @@ impl Migration {
     /// The highest rate the migration sustains: what the source commits unthrottled, capped by
     /// what the consumer applies (a cutover waits for the lag to converge, so a faster load
     /// would only measure the wait).
+    /// The consumer's capacity is counted in row changes and the mix's rate in transactions:
+    /// a transaction of the mix changes `changes_per_tx` rows on average.
     pub fn sustained_rate(&self) -> f64 {
-        self.source_tx_per_s.min(self.consumer_changes_per_s)
+        self.source_tx_per_s
+            .min(self.consumer_changes_per_s / self.changes_per_tx.max(1.0))
+    }
+
+    /// Rows inserted, updated and deleted in the source database, as its statistics count them
+    /// (a backend reports its counts at the latest when it exits).
+    async fn source_row_changes(&self) -> i64 {
+        self.source
+            .query_one(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 FROM pg_stat_user_tables",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
     }
 
     async fn calibrate(&mut self) {
         let before = self.lag().await.changes_applied;
+        let rows_before = self.source_row_changes().await;
         let started = Instant::now();
         let unthrottled = WriteLoad::start(&self.source_url, WriteLoadOptions::default())
             .await
@@ -136,6 +156,10 @@ impl Migration {
         let applied = self.lag().await.changes_applied - before;
         self.source_tx_per_s = committed as f64 / seconds;
         self.consumer_changes_per_s = applied as f64 / seconds;
+        // The mix's sessions have closed, so their statistics are in.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rows = self.source_row_changes().await - rows_before;
+        self.changes_per_tx = rows as f64 / committed.max(1) as f64;
     }
 
     async fn lag(&self) -> switchyard::lag::Sample {

@@ -94,8 +94,8 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
     let mut m = Migration::start(plan_path, scale, &mut phases).await;
     let rate = fraction * m.sustained_rate();
     println!(
-        "  unthrottled mix: source {:.0} tx/s, consumer {:.0} changes/s; the mix runs at {rate:.0} tx/s",
-        m.source_tx_per_s, m.consumer_changes_per_s
+        "  unthrottled mix: source {:.0} tx/s, consumer {:.0} changes/s ({:.2} changes per tx); the mix runs at {rate:.0} tx/s",
+        m.source_tx_per_s, m.consumer_changes_per_s, m.changes_per_tx
     );
     let mix = |record_acks| WriteLoadOptions {
         target_rate: Some(rate),

@@ -25,7 +25,9 @@ use super::options::CutoverOptions;
 use super::read_only;
 use super::report::{CutoverReport, StepTime};
 use super::sequences;
-use super::sessions::{open_sessions, same_database, wait_for_lag, Sessions};
+use super::sessions::{
+    open_sessions, same_database, wait_for_lag, wait_for_short_backlog, Sessions,
+};
 use super::standbys;
 use super::swap_lock;
 use super::tally;
@@ -391,6 +393,10 @@ async fn acquire(
                 ))?;
         // Autovacuum gives way to a waiting lock; anything else would make the application queue.
         let granted = if blockers.iter().all(|b| b.autovacuum) {
+            // Every byte the consumer has not applied at the lock is applied inside the window.
+            wait_for_short_backlog(plan, s, state)
+                .await
+                .map_err(db(Step::Lock, "reading the consumer's backlog"))?;
             let attempt = write_lock::lock(&s.lock, tables, options.lock_timeout)
                 .await
                 .map_err(db(Step::Lock, "locking the source tables"))?;

@@ -117,3 +117,42 @@ pub(super) async fn wait_for_lag(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The consumer's backlog below which the lock is requested: about 30 ms of a busy source's
+/// WAL. Every byte of backlog at the lock is applied inside the window (the fence step).
+pub const LOCK_AT_BACKLOG: u64 = 16 * 1024;
+
+/// How long to watch for that moment before locking anyway.
+pub const LOCK_AT_BACKLOG_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (at most [`LOCK_AT_BACKLOG_WAIT`]) for a moment when the consumer's furthest lane has
+/// committed to within [`LOCK_AT_BACKLOG`] of the source's WAL, polling every 5 ms. Only a
+/// choice of moment: the fence proves the catch-up. Returns the smallest backlog seen.
+pub(super) async fn wait_for_short_backlog(
+    plan: &Plan,
+    s: &Sessions,
+    state: &Client,
+) -> Result<u64, tokio_postgres::Error> {
+    let started = Instant::now();
+    let mut smallest = u64::MAX;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&plan.name];
+    loop {
+        let (source, target) = tokio::try_join!(
+            s.fencer.query_one("SELECT pg_current_wal_lsn()", &[]),
+            state.query_one(
+                "SELECT max(applied_lsn) FROM switchyard.apply_lanes WHERE migration = $1",
+                &params,
+            )
+        )?;
+        let current: crate::pg::lsn::Lsn = source.get(0);
+        let applied: Option<crate::pg::lsn::Lsn> = target.get(0);
+        let backlog = applied.map_or(u64::MAX, |a| {
+            u64::from(current).saturating_sub(u64::from(a))
+        });
+        smallest = smallest.min(backlog);
+        if backlog <= LOCK_AT_BACKLOG || started.elapsed() >= LOCK_AT_BACKLOG_WAIT {
+            return Ok(smallest);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
