@@ -118,23 +118,31 @@ pub(super) async fn wait_for_lag(
     }
 }
 
-/// The consumer's backlog below which the lock is requested: about 30 ms of a busy source's
-/// WAL. Every byte of backlog at the lock is applied inside the window (the fence step).
+/// The consumer's backlog at or below which the lock is requested at once: about 15 ms of a
+/// busy source's WAL. Every byte of backlog at the lock is applied inside the window (the
+/// fence step).
 pub const LOCK_AT_BACKLOG: u64 = 16 * 1024;
 
-/// How long to watch for that moment before locking anyway.
-pub const LOCK_AT_BACKLOG_WAIT: Duration = Duration::from_secs(2);
+/// How long the backlog is watched before a lock attempt: a few of the consumer's group
+/// commits (100 ms apart under load), so its smallest value is the trough after a commit.
+pub const BACKLOG_WATCH: Duration = Duration::from_millis(300);
 
-/// Waits (at most [`LOCK_AT_BACKLOG_WAIT`]) for a moment when the consumer's furthest lane has
-/// committed to within [`LOCK_AT_BACKLOG`] of the source's WAL, polling every 5 ms. Only a
-/// choice of moment: the fence proves the catch-up. Returns the smallest backlog seen.
+/// How long, after the watch, to wait for the backlog to come back to its trough before
+/// locking anyway.
+pub const BACKLOG_WAIT: Duration = Duration::from_secs(1);
+
+/// Picks the moment of a lock attempt: when the consumer's furthest lane has committed to
+/// within [`LOCK_AT_BACKLOG`] of the source's WAL, or else back to the smallest backlog seen
+/// while watching for [`BACKLOG_WATCH`] (the trough right after a group commit), polling every
+/// 5 ms; after [`BACKLOG_WAIT`] more, at once. Only a choice of moment: the fence proves the
+/// catch-up. Returns the backlog at the chosen moment, in bytes.
 pub(super) async fn wait_for_short_backlog(
     plan: &Plan,
     s: &Sessions,
     state: &Client,
 ) -> Result<u64, tokio_postgres::Error> {
     let started = Instant::now();
-    let mut smallest = u64::MAX;
+    let mut trough = u64::MAX;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&plan.name];
     loop {
         let (source, target) = tokio::try_join!(
@@ -149,9 +157,15 @@ pub(super) async fn wait_for_short_backlog(
         let backlog = applied.map_or(u64::MAX, |a| {
             u64::from(current).saturating_sub(u64::from(a))
         });
-        smallest = smallest.min(backlog);
-        if backlog <= LOCK_AT_BACKLOG || started.elapsed() >= LOCK_AT_BACKLOG_WAIT {
-            return Ok(smallest);
+        let watching = started.elapsed() < BACKLOG_WATCH;
+        if backlog <= LOCK_AT_BACKLOG
+            || (!watching && backlog <= trough.saturating_add(trough / 10))
+            || started.elapsed() >= BACKLOG_WATCH + BACKLOG_WAIT
+        {
+            return Ok(backlog);
+        }
+        if watching {
+            trough = trough.min(backlog);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
