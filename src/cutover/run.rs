@@ -47,12 +47,10 @@ pub async fn cutover(
     let result = attempt(plan, source, target, options, say).await;
     // The window drops the tally's triggers once the counts are checked; whatever is left
     // (any other end, or a drop that did not get its locks in time) goes here.
-    {
-        if let Err(e) = drop_tally(plan, target).await {
-            say(format!(
-                "warning: the cutover's row-tally triggers were not dropped ({e:#}): `switchyard abort` or the next cutover drops them"
-            ));
-        }
+    if let Err(e) = drop_tally(plan, target).await {
+        say(format!(
+            "warning: could not look for (or drop) the cutover's row-tally triggers ({e:#}): `switchyard abort` or the next cutover drops any left"
+        ));
     }
     result
 }

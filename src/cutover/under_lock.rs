@@ -123,7 +123,6 @@ pub(super) async fn locked(
     report.fence_lsn = Some(f.lsn.to_string());
     // The counts at the fence, carried from the baselines (see `baseline`): no scan unless
     // something could not be carried, which the step's `reads` then names.
-    let mut carried = Carried::default();
     let limit = window.remaining();
     let counted = within!(Step::Counts, async {
         let source_side = async {
@@ -153,9 +152,10 @@ pub(super) async fn locked(
     })
     .map_err(db(Step::Counts, "counting rows at the fence"))?;
     let ((expected, source_carried), rows, target_carried) = counted;
-    carried.keys = source_carried.keys;
-    carried.scanned = source_carried.scanned;
-    carried.scanned.extend(target_carried.scanned);
+    let carried = Carried {
+        keys: source_carried.keys,
+        scanned: [source_carried.scanned, target_carried.scanned].concat(),
+    };
     window.reads.push((Step::Counts, carried.describe()));
     let actual: BTreeMap<String, i64> = counts
         .target_queries
@@ -170,7 +170,7 @@ pub(super) async fn locked(
     // The tally has served: its triggers go now, in a transaction of their own on the target
     // (in the swap's, the target session would hold the new tables' locks against the swap's
     // own SQL when both are one database). Only the consumer, idle after the fence, writes
-    // these tables yet. Left in place, they are dropped after the commit.
+    // these tables yet. Left in place, `cutover` drops them as it ends.
     let started = Instant::now();
     let wait = options
         .lock_timeout
@@ -189,7 +189,7 @@ pub(super) async fn locked(
     if let Err(e) = dropped {
         let _ = tally_session.batch_execute("ROLLBACK").await;
         report.notes.push(format!(
-            "the row tally's triggers were not dropped under the lock ({}); dropped after it",
+            "the row tally's triggers were not dropped under the lock ({}); the cutover drops them as it ends, or warns",
             crate::error::Chain::new(&e)
         ));
     }
