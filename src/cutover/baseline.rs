@@ -20,16 +20,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::error::Chain;
+use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
+use crate::pg::ident::{quote_literal, TableName};
+use crate::source::fence::Fence;
 use crate::source::replication::ReplicationConnection;
-use crate::source::snapshot;
 use crate::source::wal_stream::WalStream;
 
 use super::changed_keys::{ChangedKeys, KeyColumns, TableKeys};
 use super::counts::CountPlan;
 use super::tally;
-use crate::pg::ident::TableName;
-use crate::source::fence::Fence;
 
 /// How long the temporary slot may take to become consistent (it waits for the transactions
 /// running when it is created). Past it, the source is counted by a scan under the lock.
@@ -116,19 +116,27 @@ pub async fn source(
         format!("a temporary slot did not become consistent within {SLOT_TIMEOUT:?} (a long transaction is open on the source)")
     })?
     .map_err(|e| format!("creating a temporary slot: {}", Chain::new(&e)))?;
-    let holder = snapshot::open_readers(info, 1, &created.snapshot_name)
+    let holder = connect(info, "switchyard cutover snapshot")
         .await
-        .map_err(|e| Chain::new(&e).to_string())?
-        .remove(0);
-    let exported: String = holder
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .await
-        .map_err(|e| format!("exporting the slot's snapshot again: {}", Chain::new(&e)))?
-        .get(0);
+        .map_err(|e| Chain::new(&e).to_string())?;
+    let exported: String = async {
+        holder
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(&created.snapshot_name)
+            ))
+            .await?;
+        holder
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map(|r| r.get(0))
+    }
+    .await
+    .map_err(|e| format!("holding the slot's snapshot: {}", Chain::new(&e)))?;
     let mut snapshots = Vec::new();
     for _ in &counts.source_queries {
         snapshots.push(
-            crate::pg::connect::connect(info, "switchyard cutover")
+            connect(info, "switchyard cutover")
                 .await
                 .map_err(|e| Chain::new(&e).to_string())?,
         );
@@ -246,7 +254,7 @@ async fn in_snapshot(
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-            crate::pg::ident::quote_literal(snapshot)
+            quote_literal(snapshot)
         ))
         .await?;
     let row = client.query_one(sql, params).await;
