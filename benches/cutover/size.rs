@@ -222,6 +222,13 @@ async fn one_cutover(
         error: format!("{:#}", anyhow::Error::new(e)),
         worst_probe_ms,
     })?;
+    // What the steps under the lock read (changed keys, or a table scanned), as the report
+    // says it: the first thing to look at when a step grows with size.
+    for step in &report.steps {
+        if let Some(reads) = &step.reads {
+            println!("    {:?} reads {reads}", step.step);
+        }
+    }
     Ok(Run {
         dry_run: options.dry_run,
         window_ms: report.window_ms,
