@@ -40,10 +40,11 @@ pub(super) async fn open_sessions(
     for _ in &counts.source_queries {
         source_counters.push(connect(source, "switchyard cutover").await?);
     }
-    // One per table the tally carries (any may need a scan), and at least one.
+    // One per output and lookup table (any may need a scan; the counted outputs are among
+    // them), and at least one.
     let tables = super::writes_since::tables_of(plan).len();
     let mut target_counters = Vec::new();
-    for _ in 0..counts.target_queries.len().max(tables).max(1) {
+    for _ in 0..tables.max(1) {
         target_counters.push(connect(target, "switchyard cutover").await?);
     }
     Ok(Sessions {

@@ -158,9 +158,9 @@ pub(super) async fn locked(
     };
     window.reads.push((Step::Counts, carried.describe()));
     let actual: BTreeMap<String, i64> = counts
-        .target_queries
+        .checked
         .iter()
-        .filter_map(|(t, _)| rows.get(t).map(|n| (t.clone(), *n)))
+        .filter_map(|t| rows.get(t).map(|n| (t.clone(), *n)))
         .collect();
     let (all, bad) = compare(&expected, &actual);
     report.counts = all;
