@@ -298,10 +298,15 @@ async fn key_columns(
 pub fn temporary_slot_name() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(
-        "switchyard_cutover_{}_{}",
-        std::process::id(),
+        "{}{}",
+        temporary_slot_prefix(),
         COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
+}
+
+/// What every temporary slot of this process's name starts with.
+pub fn temporary_slot_prefix() -> String {
+    format!("switchyard_cutover_{}_", std::process::id())
 }
 
 /// Rows per table at the fence on the target: the baseline carried forward by the tally, or a

@@ -47,12 +47,40 @@ pub async fn cutover(
     let result = attempt(plan, source, target, options, say).await;
     // The window drops the tally's triggers once the counts are checked; whatever is left
     // (any other end, or a drop that did not get its locks in time) goes here.
+    // The temporary slot goes with its connection, closed as the attempt returned; the
+    // walsender lets go of it a moment later. Wait for that, so the cutover leaves no slot.
+    if let Err(e) = temporary_slot_gone(source).await {
+        say(format!("warning: {e:#}"));
+    }
     if let Err(e) = drop_tally(plan, target).await {
         say(format!(
             "warning: could not look for (or drop) the cutover's row-tally triggers ({e:#}): `switchyard abort` or the next cutover drops any left"
         ));
     }
     result
+}
+
+/// Waits (at most 5 s) until this process's temporary slots are gone from the source.
+async fn temporary_slot_gone(source: &ConnInfo) -> anyhow::Result<()> {
+    let client = connect(source, "switchyard cutover").await?;
+    let prefix = baseline::temporary_slot_prefix();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE starts_with(slot_name::text, $1)",
+                &[&prefix],
+            )
+            .await?
+            .get(0);
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the cutover's temporary slot ({prefix}*) is still there after 5 s; it goes when its walsender exits");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn drop_tally(plan: &Plan, target: &ConnInfo) -> anyhow::Result<()> {
