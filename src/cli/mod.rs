@@ -41,6 +41,10 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
     Demo(DemoArgs),
+    /// Print a shell completion script: `switchyard completions bash > /etc/bash_completion.d/switchyard`.
+    Completions(CompletionsArgs),
+    /// Write the man pages (switchyard(1) and one per subcommand), or print switchyard(1).
+    Man(ManArgs),
 }
 
 /// Where the data comes from and goes to.
@@ -281,6 +285,21 @@ pub struct VerifyArgs {
     /// How long to wait for the consumer to apply verify's fence before comparing anyway.
     #[arg(long, default_value = "30s", value_parser = units::duration)]
     pub fence_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write switchyard.1 and switchyard-<command>.1 here (e.g. /usr/local/share/man/man1)
+    /// instead of printing switchyard.1 to stdout.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::cli::DemoArgs;
 use crate::cutover::{cutover, CutoverOptions};
 use crate::demo::cluster::{Cluster, ClusterOptions};
 use crate::demo::generator::load_legacy;
+use crate::demo::prerequisites;
 use crate::demo::verify::{compare, Exclusions};
 use crate::demo::write_load::{AckedWrite, WriteKind, WriteLoad, WriteLoadOptions};
 use crate::lag;
@@ -43,7 +44,9 @@ const CUTOVER_MAX_BLOCKED: Duration = Duration::from_secs(5);
 const SEED_PLAN: &str = "transforms/legacy_to_projects/plan.toml";
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let plan_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SEED_PLAN);
+    let repo_root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    prerequisites::ensure(repo_root)?;
+    let plan_path = repo_root.join(SEED_PLAN);
     let plan = Arc::new(Plan::load(&plan_path)?);
 
     println!("== starting throwaway source and target clusters");

@@ -3,6 +3,7 @@
 pub mod abort;
 pub mod backfill;
 pub mod check;
+pub mod completions;
 pub mod cutover;
 pub mod demo;
 pub mod follow;
@@ -90,6 +91,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => rollback::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 

@@ -142,6 +142,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Whether this machine can start a cluster at all: the server binaries, and the
+    /// `postgres` user to run them as when we are root. The first thing missing is the error.
+    pub fn machine_ready() -> Result<(), ClusterError> {
+        find_bin_dir()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            postgres_user()?;
+        }
+        Ok(())
+    }
+
     /// initdb a fresh cluster in a temp dir and start it; returns once it accepts connections.
     pub fn start(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         let bin_dir = find_bin_dir()?;

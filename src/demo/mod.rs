@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod generator;
+pub mod prerequisites;
 pub mod prng;
 pub mod verify;
 pub mod write_load;

@@ -85,3 +85,7 @@ mod error_chain;
 
 /// Shapes that made other tools lose changes silently (issue 10), one module per kind.
 mod silent_loss;
+
+/// What a new machine and a shell get: completions and man pages from the clap definition, the
+/// install script `.ci/run` and the demo share.
+mod setup;
