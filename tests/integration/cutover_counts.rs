@@ -23,3 +23,8 @@ mod before;
 /// lock: a DELETE, a TRUNCATE, a DELETE from a session with `session_replication_role =
 /// replica`.
 mod during;
+
+/// Source changes the counts carry forward by key while the cutover waits for its lock (a key
+/// change, a delete and re-insert of one key, an insert deleted in its own transaction, a row
+/// moved between outputs), and a source table whose replica identity is FULL.
+mod source_changes;

@@ -3,13 +3,9 @@
 //! lock is granted. An open transaction on the source holds the cutover there: it holds a lock
 //! that conflicts with the write lock, so the cutover backs off and retries, and says so.
 
-use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-
 use super::harness::{
     assert_committed, assert_no_trigger_left, assert_nothing_changed, assert_refused_naming,
-    cutover, cutover_command, status, transient_objects, SCALE,
+    cutover, cutover_changing_while_it_waits, status, transient_objects, SCALE,
 };
 use crate::follow::Following;
 
@@ -19,10 +15,6 @@ const DELETE_A_LEAF_TASK: &str = "CREATE TEMP TABLE saved AS
       ORDER BY legacy_id LIMIT 1;
      DELETE FROM tasks WHERE id IN (SELECT id FROM saved)";
 
-/// How long the test's own statements wait for a lock before failing the test: a change
-/// that the cutover blocks would otherwise hold the cutover (and the test) until it gives up.
-const CHANGE_LOCK_TIMEOUT: &str = "SET lock_timeout = '10s'";
-
 /// Starts a cutover, waits until it reports a lock attempt (its steps before the lock are
 /// done), runs `change` on the target from a plain session, then lets the lock through. The
 /// cutover must refuse naming `table` and change nothing; after `repair` on the same session
@@ -31,49 +23,8 @@ async fn refused_when_changed_while_waiting_for_the_lock(change: &str, repair: &
     let mut f = Following::start(SCALE).await;
     let (source, target) = (f.source_cluster.url("legacy"), f.target_cluster.url("app"));
     let before = transient_objects(&f.source, &f.target).await;
-    // ROW SHARE conflicts with the write lock's EXCLUSIVE. No transaction id is assigned, so
-    // nothing that waits for running transactions (a slot exporting a snapshot) waits for it.
-    let holder = f.source_cluster.connect("legacy").await.unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE vortex_items IN ROW SHARE MODE")
-        .await
-        .unwrap();
-    let mut child = cutover_command(
-        &source,
-        &target,
-        &["--lock-timeout", "200ms", "--lock-attempts", "30"],
-    )
-    .spawn()
-    .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut out = String::new();
-    let waiting = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            out.push_str(&line);
-            out.push('\n');
-            if line.contains("lock attempt") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    if waiting != Ok(true) {
-        let _ = child.kill().await;
-        panic!("the cutover never reported waiting for its lock:\n{out}");
-    }
     let dba = f.target_cluster.connect("app").await.unwrap();
-    dba.batch_execute(&format!("{CHANGE_LOCK_TIMEOUT}; {change}"))
-        .await
-        .unwrap_or_else(|e| panic!("the change behind the back failed: {e:?}\n{out}"));
-    holder.batch_execute("COMMIT").await.unwrap();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let mut stderr = child.stderr.take().unwrap();
-    stderr.read_to_string(&mut out).await.unwrap();
-    let code = child.wait().await.unwrap().code();
+    let (code, out) = cutover_changing_while_it_waits(&f, &[], &dba, change).await;
     assert_refused_naming(code, &out, table);
     assert_nothing_changed(&mut f, &before).await;
 

@@ -3,6 +3,9 @@
 //! was.
 
 use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
@@ -51,6 +54,77 @@ pub(super) async fn cutover(source: &str, target: &str, extra: &[&str]) -> (Opti
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code(), text)
+}
+
+/// How long the test's own statements wait for a lock before failing the test: a change
+/// that the cutover blocks would otherwise hold the cutover (and the test) until it gives up.
+const CHANGE_LOCK_TIMEOUT: &str = "SET lock_timeout = '10s'";
+
+/// Runs a cutover of `f`'s migration to its end, holding it before its write lock: once it
+/// reports a lock attempt (every step before the lock is done, the counts' baselines taken),
+/// each of `source_changes` runs on the source in a transaction of its own, then
+/// `target_change` on `target_db`, and only then is the lock let through. An open transaction on the source
+/// holds the cutover there: its lock conflicts with the write lock, so the cutover backs off
+/// and retries, and says so. (exit code, stdout + stderr).
+pub(super) async fn cutover_changing_while_it_waits(
+    f: &Following,
+    source_changes: &[&str],
+    target_db: &Client,
+    target_change: &str,
+) -> (Option<i32>, String) {
+    let (source, target) = (f.source_cluster.url("legacy"), f.target_cluster.url("app"));
+    // ROW SHARE conflicts with the write lock's EXCLUSIVE. No transaction id is assigned, so
+    // nothing that waits for running transactions (a slot exporting a snapshot) waits for it.
+    let holder = f.source_cluster.connect("legacy").await.unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE vortex_items IN ROW SHARE MODE")
+        .await
+        .unwrap();
+    let mut child = cutover_command(
+        &source,
+        &target,
+        &["--lock-timeout", "200ms", "--lock-attempts", "30"],
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    let waiting = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            out.push_str(&line);
+            out.push('\n');
+            if line.contains("lock attempt") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if waiting != Ok(true) {
+        let _ = child.kill().await;
+        panic!("the cutover never reported waiting for its lock:\n{out}");
+    }
+    let changes = source_changes.iter().map(|c| (&f.source, *c));
+    for (db, change) in changes.chain([(target_db, target_change)]) {
+        if change.is_empty() {
+            continue;
+        }
+        if let Err(e) = db
+            .batch_execute(&format!("{CHANGE_LOCK_TIMEOUT}; {change}"))
+            .await
+        {
+            let _ = child.kill().await;
+            panic!("the change `{change}` failed: {e:?}\n{out}");
+        }
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let mut stderr = child.stderr.take().unwrap();
+    stderr.read_to_string(&mut out).await.unwrap();
+    (child.wait().await.unwrap().code(), out)
 }
 
 /// The cutover failed, saying the counts differ and naming `table` in that message.
