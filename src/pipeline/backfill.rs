@@ -67,6 +67,9 @@ pub async fn copy_chunks(
         let (ctx, queue, failed) = (Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&failed));
         workers.push(tokio::spawn(async move {
             loop {
+                // Paused: the chunk just copied is committed; the next waits. The snapshot
+                // stays importable meanwhile: its exporting session is kept open.
+                ctx.gate.unpaused().await;
                 if failed.load(Ordering::Relaxed) {
                     return Ok(());
                 }
