@@ -39,10 +39,7 @@ pub struct Control {
 /// state made by an older switchyard, read by `watch` or `status`, which create nothing).
 pub async fn control(client: &Client, migration: &str) -> Result<Control, CheckpointError> {
     let row = client
-        .query_one(
-            "SELECT to_regclass('switchyard.control') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('switchyard.control') IS NOT NULL", &[])
         .await
         .map_err(ctx("looking for switchyard.control"))?;
     if !row.get::<_, bool>(0) {

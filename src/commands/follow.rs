@@ -101,9 +101,7 @@ impl FollowJob {
             None,
         )
         .await?;
-        let _announced = AbortOnDrop(tokio::spawn(super::control::announce(
-            controls.subscribe(),
-        )));
+        let _announced = AbortOnDrop(tokio::spawn(super::control::announce(controls.subscribe())));
         let mut sessions = Vec::with_capacity(lanes);
         for lane in 0..lanes {
             sessions.push(apply_session(&self.target, &plan, lane).await?);

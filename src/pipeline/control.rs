@@ -234,15 +234,6 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate nothing ever closes, for work run without controls.
-    pub fn open() -> Gate {
-        let (_, state) = watch::channel(ControlState::default());
-        Gate {
-            state,
-            pace: Arc::default(),
-        }
-    }
-
     /// Paused now; never once the poll task is gone (the run is ending, and a wait for a
     /// resume nobody would publish must not spin or hang).
     pub fn paused(&self) -> bool {
@@ -254,6 +245,14 @@ impl Gate {
         let mut state = self.state.clone();
         // An error means the poll task is gone (the run is ending): nothing to wait for.
         let _ = state.wait_for(|s| s.paused.is_none()).await;
+    }
+
+    /// Returns once neither paused nor held back by the source's load: before a chunk.
+    pub async fn clear(&self) {
+        let mut state = self.state.clone();
+        let _ = state
+            .wait_for(|s| s.paused.is_none() && s.slow_down.is_none())
+            .await;
     }
 
     /// Called after `units` (rows, changes) were done: waits while the source's load says

@@ -1,13 +1,18 @@
 //! A rate cap as a schedule, with no clock of its own (the caller passes `now`), so that it is
 //! tested without sleeping. Work is paid for after it is done: each batch moves the time the
-//! next may start by `units / rate`, and the caller waits until then. Idle time earns no
-//! credit (a cap that allowed bursts after a pause would not be a cap).
+//! next may start by `units / rate`, and the caller waits until then. Idle time earns no more
+//! than [`CATCH_UP`] of credit (a cap that allowed bursts after a pause would not be a cap).
 //!
 //! ```text
 //!   batch of 500 rows at 1000 rows/s done at t ──> next batch not before max(due, t) + 0.5 s
 //! ```
 
 use std::time::{Duration, Instant};
+
+/// How far behind its schedule the work may be and still catch up: a sleep ends late, and the
+/// work between two waits takes time; without this credit every such delay would be lost and
+/// a consumer paced change by change would run well under its cap. More would allow bursts.
+const CATCH_UP: Duration = Duration::from_millis(100);
 
 /// When the next unit of work may start, under a rate cap.
 #[derive(Debug, Default)]
@@ -25,10 +30,11 @@ impl Pace {
             self.rate = Some(rate);
             self.due = None;
         }
-        let from = self.due.map_or(now, |due| due.max(now));
+        let earliest = now.checked_sub(CATCH_UP).unwrap_or(now);
+        let from = self.due.map_or(now, |due| due.max(earliest));
         let due = from + Duration::from_secs_f64(units as f64 / rate.max(1) as f64);
         self.due = Some(due);
-        due - now
+        due.saturating_duration_since(now)
     }
 }
 
@@ -43,9 +49,19 @@ mod tests {
         assert_eq!(pace.after(t, 500, 1000), Duration::from_millis(500));
         // Done again at once (another worker): it waits for both batches.
         assert_eq!(pace.after(t, 500, 1000), Duration::from_millis(1000));
-        // Done after the schedule: idle time earns nothing.
+        // Done after the schedule: idle time earns no more than the catch-up credit.
         let late = t + Duration::from_secs(5);
-        assert_eq!(pace.after(late, 100, 1000), Duration::from_millis(100));
+        assert_eq!(pace.after(late, 300, 1000), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_late_wake_up_is_made_up_by_the_next_wait() {
+        let mut pace = Pace::default();
+        let t = Instant::now();
+        assert_eq!(pace.after(t, 10, 1000), Duration::from_millis(10));
+        // Woke 4 ms late: the next batch waits 4 ms less.
+        let woke = t + Duration::from_millis(14);
+        assert_eq!(pace.after(woke, 10, 1000), Duration::from_millis(6));
     }
 
     #[test]

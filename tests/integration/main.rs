@@ -85,3 +85,7 @@ mod error_chain;
 
 /// Shapes that made other tools lose changes silently (issue 10), one module per kind.
 mod silent_loss;
+
+/// Runtime control (issue 15): pause, resume and throttle of a backfill and of the consumer
+/// from another process, within a second and within 20% of the cap; the source-load throttle.
+mod control;
