@@ -39,6 +39,8 @@ pub enum LagError {
     Target(#[source] tokio_postgres::Error),
     #[error("reading the migration's slot on the source")]
     Source(#[source] tokio_postgres::Error),
+    #[error("reading the migration's pause and throttle in the target")]
+    Control(#[source] checkpoint::CheckpointError),
 }
 
 /// One reading of the migration's state.
@@ -55,6 +57,12 @@ pub struct Sample {
     pub consistent: bool,
     pub chunks_done: i64,
     pub chunks_total: i64,
+    /// Who paused the migration and when, while it is paused (`switchyard pause`).
+    pub paused: Option<checkpoint::SetBy>,
+    /// The operator's cap (`switchyard throttle`), while one is set.
+    pub throttle_rows_per_sec: Option<i64>,
+    /// Who set the cap and when.
+    pub throttled: Option<checkpoint::SetBy>,
 }
 
 /// The migration's lag now; `None` when the target holds no such migration (nor, before the
@@ -94,6 +102,9 @@ pub async fn sample(
     let slot = slot::state(source, &plan.slot_name())
         .await
         .map_err(LagError::Source)?;
+    let control = checkpoint::control(target, &plan.name)
+        .await
+        .map_err(LagError::Control)?;
     let running: bool = m.get(3);
     let pending: Option<f64> = m.get(4);
     let bytes_behind = slot.as_ref().map(|s| bytes_behind(s, applied));
@@ -112,6 +123,9 @@ pub async fn sample(
         consistent: m.get(5),
         chunks_done: m.get(6),
         chunks_total: m.get(7),
+        paused: control.paused,
+        throttle_rows_per_sec: control.rows_per_sec,
+        throttled: control.throttled,
     }))
 }
 

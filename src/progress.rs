@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -32,6 +32,8 @@ pub struct BackfillProgress {
     pub rejected: AtomicU64,
     /// WAL the slot holds on the source, in bytes; -1 until first measured.
     pub slot_retained_bytes: AtomicI64,
+    /// Why the workers wait (a pause, the source's load, a rate cap), while they do.
+    waiting: Mutex<Option<String>>,
 }
 
 impl BackfillProgress {
@@ -49,7 +51,17 @@ impl BackfillProgress {
                 .collect(),
             rejected: AtomicU64::new(0),
             slot_retained_bytes: AtomicI64::new(-1),
+            waiting: Mutex::new(None),
         })
+    }
+
+    /// Says why the workers wait, or that they no longer do (`None`).
+    pub fn set_waiting(&self, why: Option<String>) {
+        *self.waiting.lock().expect("progress poisoned") = why;
+    }
+
+    fn waiting(&self) -> Option<String> {
+        self.waiting.lock().expect("progress poisoned").clone()
     }
 
     pub fn total_rows(&self) -> u64 {
@@ -110,6 +122,8 @@ enum View {
     Lines {
         last: Instant,
         json: bool,
+        /// The wait last printed: a new one is printed at once, not at the next line.
+        waiting: Option<String>,
     },
     Quiet,
 }
@@ -121,10 +135,12 @@ impl View {
             DisplayMode::Json => View::Lines {
                 last: Instant::now(),
                 json: true,
+                waiting: None,
             },
             DisplayMode::Auto if !std::io::stdout().is_terminal() => View::Lines {
                 last: Instant::now(),
                 json: false,
+                waiting: None,
             },
             DisplayMode::Auto => {
                 let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
@@ -153,6 +169,7 @@ impl View {
         let rate = total_rows as f64 / elapsed.as_secs_f64().max(0.001);
         let slot = progress.slot_retained_bytes.load(Ordering::Relaxed);
         let rejected = progress.rejected.load(Ordering::Relaxed);
+        let waiting = progress.waiting();
         match self {
             View::Quiet => {}
             View::Bars { bars, total } => {
@@ -165,8 +182,9 @@ impl View {
                     }
                 }
                 total.set_message(format!(
-                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}",
-                    human_bytes(slot)
+                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}{}",
+                    human_bytes(slot),
+                    waiting.map(|w| format!("; {w}")).unwrap_or_default()
                 ));
                 if done {
                     total.finish();
@@ -174,7 +192,23 @@ impl View {
                     total.tick();
                 }
             }
-            View::Lines { last, json } => {
+            View::Lines {
+                last,
+                json,
+                waiting: shown,
+            } => {
+                if waiting != *shown {
+                    let line = waiting.as_deref().unwrap_or("no longer waiting");
+                    if *json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"event": "backfill_waiting", "waiting": waiting})
+                        );
+                    } else {
+                        println!("backfill {line}");
+                    }
+                    *shown = waiting;
+                }
                 if !done && last.elapsed() < LOG_EVERY {
                     return;
                 }

@@ -109,7 +109,8 @@ pub async fn pending_chunks(
         .collect())
 }
 
-/// Marks a chunk done; called inside the transaction that wrote its rows.
+/// Marks a chunk done; called inside the transaction that wrote its rows, at its end:
+/// `finished_at` is the clock then (`now()` would be when the chunk's transaction began).
 pub async fn finish_chunk(
     tx: &impl GenericClient,
     migration: &str,
@@ -119,7 +120,7 @@ pub async fn finish_chunk(
 ) -> Result<(), CheckpointError> {
     tx.execute(
         "UPDATE switchyard.chunks SET status = $6, row_count = $4, rejected_count = $5,
-                finished_at = now()
+                finished_at = clock_timestamp()
           WHERE migration = $1 AND source_table = $2 AND chunk_no = $3",
         &[
             &migration,

@@ -10,10 +10,12 @@
 //! switchyard.apply_lanes   per apply lane of the WAL consumer, the LSN it applied up to,
 //!                          written in the same target transaction as the lane's changes
 //! switchyard.dead_letters  rows a transform rejected or the target refused, with key and reason
+//! switchyard.control       per migration, a pause or a throttle an operator set, by whom, when
 //! ```
 
 mod apply_lanes;
 mod chunks;
+mod control;
 mod dead_letters;
 mod migrations;
 mod source_relations;
@@ -24,6 +26,7 @@ pub use apply_lanes::{
     commit_synchronously, lane_positions, raise_idle_lanes, record_lane, reset_lanes, summarize,
 };
 pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk, ChunkStatus};
+pub use control::{control, set_paused, set_throttle, Control, SetBy};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
     applied_fence, create, heartbeat, load, set_lsns, set_status, state_exists, Migration,
@@ -106,6 +109,16 @@ CREATE TABLE IF NOT EXISTS switchyard.dead_letters (
     row_data      jsonb,
     reason        text NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
+);
+-- What an operator asked of a running migration: `pause`, `resume`, `throttle` (see control.rs).
+CREATE TABLE IF NOT EXISTS switchyard.control (
+    migration     text PRIMARY KEY,
+    paused        boolean NOT NULL DEFAULT false,
+    paused_by     text,
+    paused_at     timestamptz,
+    rows_per_sec  bigint CHECK (rows_per_sec > 0),
+    throttle_by   text,
+    throttle_at   timestamptz
 );
 "#;
 

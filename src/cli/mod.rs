@@ -39,6 +39,12 @@ pub enum Command {
     /// Undo what a cutover put in place on the source, whatever the recorded status (the plan's
     /// rollback SQL, the read-only triggers); with nothing in place and no cutover, abort.
     Rollback(RollbackArgs),
+    /// Pause a running backfill (after the chunks in flight) or consumer, from any machine.
+    Pause(ControlArgs),
+    /// Lift a pause.
+    Resume(ControlArgs),
+    /// Cap a running backfill's rows/s (all workers together) or the consumer's changes/s.
+    Throttle(ThrottleArgs),
     /// Run the whole story on throwaway clusters: legacy data, a write load, check, backfill.
     Demo(DemoArgs),
     /// Print a shell completion script: `switchyard completions bash > /etc/bash_completion.d/switchyard`.
@@ -113,6 +119,14 @@ pub struct BackfillArgs {
     /// validations); up to --jobs of them run at once. Never lowers the server's own setting.
     #[arg(long, default_value = DEFAULT_MAINTENANCE_WORK_MEM_TEXT, value_parser = maintenance_work_mem)]
     pub maintenance_work_mem: i64,
+    /// Wait between batches while more than this many sessions run a statement on the source
+    /// (`pg_stat_activity`, switchyard's own left out); checked every second.
+    #[arg(long)]
+    pub max_source_sessions: Option<i64>,
+    /// Wait between batches while this SQL, run on the source every second, returns true
+    /// (e.g. "SELECT count(*) > 40 FROM pg_stat_activity WHERE state = 'active'").
+    #[arg(long)]
+    pub throttle_query: Option<String>,
 }
 
 /// 256 MB: PostgreSQL's 64 MB default makes the B-tree build of a table of a few million rows
@@ -210,6 +224,34 @@ pub struct AbortArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connections: Connections,
+}
+
+/// Where the control state lives: the target (the source is accepted, as every command takes
+/// it, and not used).
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    /// Target database, where switchyard keeps its state.
+    #[arg(long, env = "SWITCHYARD_TARGET", hide_env_values = true)]
+    pub target: String,
+    /// Source database (not needed: the controls live in the target).
+    #[arg(long, env = "SWITCHYARD_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("cap").required(true).args(["rows_per_sec", "off"])))]
+pub struct ThrottleArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Rows per second of the backfill (source rows, all workers together), or changes per
+    /// second of the consumer.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub rows_per_sec: Option<i64>,
+    /// Lift the cap.
+    #[arg(long)]
+    pub off: bool,
 }
 
 #[derive(Debug, Args)]

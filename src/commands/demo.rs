@@ -116,6 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         snapshot_timeout: Duration::from_secs(600),
         on_error: plan.on_error,
         display: DisplayMode::Auto,
+        load: Default::default(),
     }
     .run(&super::signal::Stop::never())
     .await?;

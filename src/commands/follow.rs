@@ -13,6 +13,7 @@ use crate::error::{Chain, Classify, ErrorClass};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::pg::lsn::Lsn;
+use crate::pipeline::control::Controls;
 use crate::pipeline::error::{PipelineError, StopReason};
 use crate::pipeline::follow::{follow, FollowContext, FollowEnd, LaneSession, Start, Upstream};
 use crate::pipeline::heartbeat::slot_health;
@@ -94,6 +95,13 @@ impl FollowJob {
             )
             .await?,
         );
+        let controls = Controls::start(
+            connect(&self.target, "switchyard control").await?,
+            &plan.name,
+            None,
+        )
+        .await?;
+        let _announced = AbortOnDrop(tokio::spawn(super::control::announce(controls.subscribe())));
         let mut sessions = Vec::with_capacity(lanes);
         for lane in 0..lanes {
             sessions.push(apply_session(&self.target, &plan, lane).await?);
@@ -108,6 +116,7 @@ impl FollowJob {
             oids,
             publication_rels,
             publication: m.publication.clone(),
+            gate: controls.gate(),
         };
         // Before a single change: the tables are still those the backfill copied, published
         // in full, and the slot is usable.
@@ -163,6 +172,15 @@ impl FollowJob {
             Ok(end) => Ok(end),
             Err(e) => Err(stopped(&ctx, e).await.into()),
         }
+    }
+}
+
+/// Ends a task when the consumer ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -4,6 +4,7 @@ pub mod abort;
 pub mod backfill;
 pub mod check;
 pub mod completions;
+pub mod control;
 pub mod cutover;
 pub mod demo;
 pub mod follow;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command, OnErrorArg};
 use crate::error::{Chain, ErrorClass};
 use crate::pg::conninfo::ConnInfo;
+use crate::pipeline::control::SourceLoad;
 use crate::pipeline::error::{class_of, PipelineError};
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
@@ -43,6 +45,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     DisplayMode::Json
                 } else {
                     DisplayMode::Auto
+                },
+                load: SourceLoad {
+                    max_sessions: args.max_source_sessions,
+                    throttle_query: args.throttle_query.clone(),
                 },
             };
             let json = args.json;
@@ -89,6 +95,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Abort(args) => abort::run(args).await,
         Command::Cutover(args) => cutover::run(args).await,
         Command::Rollback(args) => rollback::run(args).await,
+        Command::Pause(args) => control::pause(args, true).await,
+        Command::Resume(args) => control::pause(args, false).await,
+        Command::Throttle(args) => control::throttle(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Completions(args) => completions::completions(args),

@@ -19,6 +19,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let chunks = checkpoint::chunk_progress(&target, &plan.name).await?;
+    let control = checkpoint::control(&target, &plan.name).await?;
     let dead = checkpoint::dead_letter_count(&target, &plan.name).await?;
     let slot_state = match &args.source {
         Some(s) => {
@@ -46,6 +47,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "slot": slot_state.as_ref().map(|s| serde_json::json!({
                     "active": s.active, "retained_bytes": s.retained_bytes().unwrap_or(0), "wal_status": s.wal_status})),
                 "message": m.message,
+                "paused": control.paused, "throttle_rows_per_sec": control.rows_per_sec,
+                "throttled": control.throttled,
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -53,6 +56,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("migration {}: {}", m.name, m.status);
     if let Some(msg) = &m.message {
         println!("  message: {msg}");
+    }
+    if let Some(p) = &control.paused {
+        println!(
+            "  PAUSED by {} at {} (`switchyard resume` goes on)",
+            p.by, p.at
+        );
+    }
+    if let (Some(r), Some(t)) = (control.rows_per_sec, &control.throttled) {
+        println!("  throttled to {r} rows/s by {} at {}", t.by, t.at);
     }
     let lsn = |l: Option<crate::pg::lsn::Lsn>| l.map_or("-".to_owned(), |l| l.to_string());
     println!("  slot {} / publication {}", m.slot_name, m.publication);

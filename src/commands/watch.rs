@@ -75,6 +75,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                     String::new()
                 }
             );
+            if let Some(line) = controls_line(&now) {
+                println!("  {line}");
+            }
         }
         if args.once {
             return Ok(ExitCode::SUCCESS);
@@ -84,5 +87,27 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         if stop.unless_stopped(pause).await.is_none() {
             return Ok(ExitCode::SUCCESS);
         }
+    }
+}
+
+/// The pause and the cap, with who set them and when; `None` when neither is set.
+fn controls_line(now: &Sample) -> Option<String> {
+    let paused = now.paused.as_ref().map(|p| {
+        format!(
+            "PAUSED by {} at {} ({:.0} s ago)",
+            p.by, p.at, p.seconds_ago
+        )
+    });
+    let throttled = now.throttle_rows_per_sec.map(|r| {
+        let by = now.throttled.as_ref();
+        format!(
+            "throttled to {r} rows/s by {} at {}",
+            by.map_or("?", |t| &t.by),
+            by.map_or("?", |t| &t.at)
+        )
+    });
+    match (paused, throttled) {
+        (None, None) => None,
+        (p, t) => Some(p.into_iter().chain(t).collect::<Vec<_>>().join("; ")),
     }
 }

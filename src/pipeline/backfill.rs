@@ -67,6 +67,9 @@ pub async fn copy_chunks(
         let (ctx, queue, failed) = (Arc::clone(&ctx), Arc::clone(&queue), Arc::clone(&failed));
         workers.push(tokio::spawn(async move {
             loop {
+                // Paused (or the source is busy): the chunk just copied is committed; the next
+                // waits. The snapshot stays meanwhile: each reader's transaction holds it.
+                ctx.gate.clear().await;
                 if failed.load(Ordering::Relaxed) {
                     return Ok(());
                 }

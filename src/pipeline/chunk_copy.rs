@@ -22,6 +22,7 @@ use crate::source::copy_out;
 use crate::transform::batch::{describe_origin, TransformedBatch};
 use crate::transform::copy_binary::RowFormat;
 
+use super::control::Gate;
 use super::error::PipelineError;
 use super::transform_pool::{transform_on_pool, WorkerPanicked};
 use crate::progress::{BackfillProgress, TableProgress};
@@ -35,6 +36,8 @@ pub struct ChunkContext {
     pub progress: Arc<BackfillProgress>,
     /// Each output's COPY format, indexed by its number (see [`crate::sink::copy_format`]).
     pub formats: Arc<[RowFormat]>,
+    /// Pause, rate cap and source load: see [`super::control`].
+    pub gate: Gate,
 }
 
 /// What one worker owns: its snapshot reader, its target connections and its output writers
@@ -116,6 +119,9 @@ pub async fn copy_chunk(
             progress.rows.fetch_add(batch_rows, Ordering::Relaxed);
             shown += batch_rows;
             next = following?;
+            // Inside the chunk, not only between chunks: a chunk is 8 MB of heap, seconds of
+            // work at a low cap, and a busy source should not wait that long.
+            ctx.gate.pace(batch_rows).await;
         }
         checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
         tx.commit()

@@ -2,9 +2,11 @@
 pub mod backfill;
 pub mod chunk_copy;
 mod confirm;
+pub mod control;
 pub mod error;
 pub mod follow;
 pub mod heartbeat;
 pub mod identity_watch;
+pub mod pace;
 pub mod transform_pool;
 pub mod wal_pump;

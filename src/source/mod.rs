@@ -8,6 +8,7 @@ pub mod ctype;
 pub mod current_row;
 pub mod fence;
 pub mod identity;
+pub mod load;
 pub mod preflight;
 pub mod publication;
 pub mod relations;

@@ -89,3 +89,7 @@ mod silent_loss;
 /// What a new machine and a shell get: completions and man pages from the clap definition, the
 /// install script `.ci/run` and the demo share.
 mod setup;
+
+/// Runtime control (issue 15): pause, resume and throttle of a backfill and of the consumer
+/// from another process, within a second and within 20% of the cap; the source-load throttle.
+mod control;

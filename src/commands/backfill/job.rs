@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pg::conninfo::ConnInfo;
+use crate::pipeline::control::SourceLoad;
 use crate::plan::{OnError, Plan};
 use crate::progress::DisplayMode;
 
@@ -23,4 +24,7 @@ pub struct BackfillJob {
     pub maintenance_work_mem: i64,
     /// How long creating the slot may wait for open source transactions to end.
     pub snapshot_timeout: Duration,
+    /// When to wait for the source between batches (`--max-source-sessions`,
+    /// `--throttle-query`).
+    pub load: SourceLoad,
 }

@@ -24,6 +24,7 @@ use crate::pg::connect::connect;
 use crate::pg::lsn::Lsn;
 use crate::pipeline::backfill::copy_chunks;
 use crate::pipeline::chunk_copy::ChunkContext;
+use crate::pipeline::control::{ControlState, Controls};
 use crate::progress::{BackfillProgress, Display};
 use crate::sink::key_index;
 use crate::sink::lookup::LookupCache;
@@ -92,6 +93,8 @@ impl BackfillJob {
         // Read now: once a stop leaves a statement running on it, this session cannot answer.
         let session = backend_pid(&target).await;
         checkpoint::ensure_schema(&target).await?;
+        // Before anything is made: a throttle query that cannot be used stops the run here.
+        let controls = self.controls().await?;
         let existing = checkpoint::load(&target, &plan.name).await?;
         let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
 
@@ -135,13 +138,17 @@ impl BackfillJob {
             on_error: self.on_error,
             progress: Arc::clone(&progress),
             formats: checked.formats.formats.into(),
+            gate: controls.gate(),
         });
         let display = Display::start(Arc::clone(&progress), self.display);
+        let shown = tokio::spawn(show_waiting(controls.subscribe(), Arc::clone(&progress)));
         let poller = tokio::spawn(poll_slot(Arc::clone(&progress), source, plan.slot_name()));
         let copied = stop
             .unless_stopped(copy_chunks(ctx, chunks, readers, &self.target, self.resume))
             .await;
         poller.abort();
+        shown.abort();
+        drop(controls);
         display.finish().await;
         let (done, total) = progress.tables.iter().fold((0, 0), |(d, t), table| {
             (
@@ -175,6 +182,19 @@ impl BackfillJob {
             consistent_lsn,
             reports,
         })
+    }
+
+    /// The pause, throttle and load controls of this run, on sessions of their own.
+    async fn controls(&self) -> anyhow::Result<Controls> {
+        let target = connect(&self.target, "switchyard control").await?;
+        let load = match self.load.is_set() {
+            true => Some((
+                connect(&self.source, "switchyard control").await?,
+                self.load.clone(),
+            )),
+            false => None,
+        };
+        Ok(Controls::start(target, &self.plan.name, load).await?)
     }
 
     /// The end of the backfill: helper indexes out, the after-backfill SQL, the reports.
@@ -410,5 +430,18 @@ async fn poll_slot(progress: Arc<BackfillProgress>, source: Client, slot_name: S
                 .store(state.retained_bytes().unwrap_or(0), Ordering::Relaxed);
         }
         tokio::time::sleep(SLOT_POLL).await;
+    }
+}
+
+/// Keeps the display's "waiting: ..." line up to date with the controls.
+async fn show_waiting(
+    mut state: tokio::sync::watch::Receiver<ControlState>,
+    progress: Arc<BackfillProgress>,
+) {
+    loop {
+        progress.set_waiting(state.borrow_and_update().waiting());
+        if state.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::pipeline::control::Gate;
 use crate::plan::{OnError, Plan};
 use crate::sink::lookup::LookupCache;
 
@@ -31,4 +32,6 @@ pub struct FollowContext {
     pub publication_rels: Vec<Option<u32>>,
     /// The publication the slot decodes through.
     pub publication: String,
+    /// Pause and rate cap: see [`crate::pipeline::control`].
+    pub gate: Gate,
 }

@@ -23,7 +23,9 @@
 //! holds its write lock until then. Exactly once, per lane: a lane's position and its changes
 //! commit together; a restart streams from the smallest position and each lane skips the
 //! transactions it applied (serially, one transaction per group, until every lane is past the
-//! furthest one). A shutdown request is honoured between groups, once every lane committed.
+//! furthest one). A shutdown request is honoured between groups, once every lane committed,
+//! and so is a pause (`switchyard pause`, see [`super::control`]); a rate cap is held per
+//! change.
 //! This file only wires: [`dispatch`] says what a message means, [`upstream`] reads the next
 //! one, [`crate::source::row_change`] makes a row change of it, [`group`] routes it,
 //! [`lanes`] and [`lane`] apply it.
@@ -164,7 +166,7 @@ impl Consumer<'_> {
         &mut self,
         positions: &Arc<Positions>,
         serial_through: Option<Lsn>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<FollowEnd, PipelineError> {
         let ctx = self.ctx;
         // Between groups: wait for the first change to apply.
@@ -183,6 +185,15 @@ impl Consumer<'_> {
                 } else {
                     FollowEnd::Stopped
                 });
+            }
+            // Paused between groups too: what was sent is committed first, and nothing after
+            // it is applied or confirmed until the pause is lifted.
+            if ctx.gate.paused() {
+                if let Some(done) = self.lanes.drain(ctx).await? {
+                    self.feed.done(done);
+                }
+                self.feed.paused(ctx, &mut shutdown).await?;
+                continue;
             }
             let pending = Pending {
                 open: false,
@@ -339,7 +350,10 @@ impl Consumer<'_> {
                 )
                 .await?;
                 match change {
-                    RowChangeOf::Change(change) => group.add(&mut self.transforms, &change)?,
+                    RowChangeOf::Change(change) => {
+                        group.add(&mut self.transforms, &change)?;
+                        self.ctx.gate.pace(1).await;
+                    }
                     RowChangeOf::Superseded => group.add_superseded(),
                     RowChangeOf::NotFollowed => {}
                 }

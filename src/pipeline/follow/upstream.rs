@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use crate::pg::lsn::Lsn;
 use crate::pg::pgoutput::LogicalReplicationMessage as Msg;
 use crate::source::wal_stream::{WalEvent, WalStream, STATUS_INTERVAL};
@@ -111,6 +113,32 @@ impl Feed {
     /// consider it confirmed.
     pub(super) fn done(&mut self, lsn: Lsn) {
         self.stream.flushed(self.confirmed.done(lsn));
+    }
+
+    /// Waits while the migration is paused, reading nothing: the pump stops once its queue is
+    /// full and keeps the connection alive with status messages that confirm nothing new, so
+    /// the slot retains the WAL written meanwhile. The heartbeat goes on (`watch` sees a
+    /// running consumer, and a cutover is noticed). Returns when the pause is lifted, a stop
+    /// is requested or the migration was cut over; the caller looks at which.
+    pub(super) async fn paused(
+        &mut self,
+        ctx: &FollowContext,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        tracing::info!("paused: applying nothing until `switchyard resume`");
+        while ctx.gate.paused() && !*shutdown.borrow() && !self.cut_over {
+            if self.last_heartbeat.elapsed() >= STATUS_INTERVAL {
+                self.cut_over = beat(ctx, self.received, None).await?;
+                self.last_heartbeat = Instant::now();
+            }
+            tokio::select! {
+                _ = ctx.gate.unpaused() => {}
+                Ok(()) = shutdown.changed() => {}
+                _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+            }
+        }
+        tracing::info!("resumed");
+        Ok(())
     }
 
     /// Ends the stream cleanly.
