@@ -39,6 +39,8 @@ pub enum LagError {
     Target(#[source] tokio_postgres::Error),
     #[error("reading the migration's slot on the source")]
     Source(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Workers(#[from] checkpoint::CheckpointError),
 }
 
 /// One reading of the migration's state.
@@ -55,6 +57,8 @@ pub struct Sample {
     pub consistent: bool,
     pub chunks_done: i64,
     pub chunks_total: i64,
+    /// Every backfill process that copied chunks (the first one and each `backfill --join`).
+    pub workers: Vec<checkpoint::WorkerState>,
 }
 
 /// The migration's lag now; `None` when the target holds no such migration (nor, before the
@@ -97,6 +101,7 @@ pub async fn sample(
     let running: bool = m.get(3);
     let pending: Option<f64> = m.get(4);
     let bytes_behind = slot.as_ref().map(|s| bytes_behind(s, applied));
+    let workers = checkpoint::workers(target, &plan.name).await?;
     Ok(Some(Sample {
         status: m.get(0),
         bytes_behind,
@@ -112,6 +117,7 @@ pub async fn sample(
         consistent: m.get(5),
         chunks_done: m.get(6),
         chunks_total: m.get(7),
+        workers,
     }))
 }
 

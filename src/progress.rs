@@ -4,10 +4,12 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::checkpoint::WorkerState;
 
 /// How often a display samples the counters.
 const REFRESH: Duration = Duration::from_millis(200);
@@ -32,6 +34,9 @@ pub struct BackfillProgress {
     pub rejected: AtomicU64,
     /// WAL the slot holds on the source, in bytes; -1 until first measured.
     pub slot_retained_bytes: AtomicI64,
+    /// Every process copying this migration's chunks (`backfill --join`), as the lease
+    /// heartbeat last read them.
+    pub workers: Mutex<Vec<WorkerState>>,
 }
 
 impl BackfillProgress {
@@ -49,6 +54,7 @@ impl BackfillProgress {
                 .collect(),
             rejected: AtomicU64::new(0),
             slot_retained_bytes: AtomicI64::new(-1),
+            workers: Mutex::new(Vec::new()),
         })
     }
 
@@ -153,6 +159,14 @@ impl View {
         let rate = total_rows as f64 / elapsed.as_secs_f64().max(0.001);
         let slot = progress.slot_retained_bytes.load(Ordering::Relaxed);
         let rejected = progress.rejected.load(Ordering::Relaxed);
+        let workers = progress.workers.lock().expect("workers poisoned").clone();
+        // One process is the usual case, which needs no line of its own.
+        let shared = if workers.len() > 1 {
+            let each: Vec<String> = workers.iter().map(ToString::to_string).collect();
+            format!("; {} workers: {}", workers.len(), each.join("; "))
+        } else {
+            String::new()
+        };
         match self {
             View::Quiet => {}
             View::Bars { bars, total } => {
@@ -165,7 +179,7 @@ impl View {
                     }
                 }
                 total.set_message(format!(
-                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}",
+                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}{shared}",
                     human_bytes(slot)
                 ));
                 if done {
@@ -208,11 +222,12 @@ impl View {
                         serde_json::json!({
                             "event": "backfill_total", "rows": total_rows, "rows_per_s": rate,
                             "rejected": rejected, "slot_retained_bytes": slot, "done": done,
+                            "workers": workers,
                         })
                     );
                 } else {
                     println!(
-                        "backfill total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}",
+                        "backfill total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}{shared}",
                         human_bytes(slot)
                     );
                 }

@@ -6,5 +6,6 @@ pub mod error;
 pub mod follow;
 pub mod heartbeat;
 pub mod identity_watch;
+pub mod lease_heartbeat;
 pub mod transform_pool;
 pub mod wal_pump;

@@ -12,7 +12,6 @@ use crate::checkpoint::{self, MigrationStatus};
 use crate::commands::signal::{Interrupted, Stop};
 use crate::error::Chain;
 use crate::pg::connect::connect;
-use crate::pg::lsn::Lsn;
 use crate::progress::BackfillProgress;
 use crate::source::{publication, slot};
 
@@ -107,7 +106,7 @@ impl BackfillJob {
         target: &mut Client,
         progress: &BackfillProgress,
         stop: &Stop,
-    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+    ) -> anyhow::Result<super::Copying> {
         let mut made = Made::default();
         let prepared = stop
             .unless_stopped(self.prepare_fresh(source, target, progress, &mut made))
