@@ -147,3 +147,129 @@ async fn assert_each_chunk_copied_once(source: &Client, target: &Client) {
         assert_eq!(counted, in_source, "{table}: each row counted by one chunk");
     }
 }
+
+/// The race in `checkpoint::leases`, step by step on two sessions: a worker whose lease expired
+/// and was taken over cannot mark the chunk done (its copy rolls back), a heartbeat does not win
+/// the lease back, and a late worker that marked it first keeps the taker out until it commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_lease_holder_at_commit_marks_a_chunk_done() {
+    use switchyard::checkpoint::leases::{
+        chunks_left, extend_leases, take_lease, ChunksLeft, LeaseOwner,
+    };
+    use switchyard::checkpoint::{self, Chunk, Migration, MigrationStatus};
+
+    let target_cluster = cluster();
+    target_cluster.create_database("app").await.unwrap();
+    let (a, b) = (
+        target_cluster.connect("app").await.unwrap(),
+        target_cluster.connect("app").await.unwrap(),
+    );
+    checkpoint::ensure_schema(&a).await.unwrap();
+    let m = Migration {
+        name: "m".into(),
+        plan_checksum: "x".into(),
+        status: MigrationStatus::Backfilling,
+        slot_name: "s".into(),
+        publication: "p".into(),
+        snapshot_lsn: None,
+        consistent_lsn: None,
+        applied_lsn: None,
+        message: None,
+    };
+    checkpoint::create(&a, &m).await.unwrap();
+    let chunk = Chunk {
+        source_table: "public.t".into(),
+        chunk_no: 0,
+        first_block: 0,
+        end_block: None,
+    };
+    checkpoint::insert_chunks(&a, "m", std::slice::from_ref(&chunk))
+        .await
+        .unwrap();
+    checkpoint::set_exported_snapshot(&a, "m", Some("snap"), None)
+        .await
+        .unwrap();
+    let (owner_a, owner_b) = (LeaseOwner("a/1/0".into()), LeaseOwner("b/2/0".into()));
+    let short = std::time::Duration::from_millis(50);
+    let long = std::time::Duration::from_secs(60);
+
+    // A leases it, stalls past the expiry, B takes it over.
+    assert_eq!(
+        take_lease(&a, "m", &owner_a, "snap", short).await.unwrap(),
+        Some(chunk.clone())
+    );
+    assert_eq!(
+        take_lease(&b, "m", &owner_b, "snap", long).await.unwrap(),
+        None,
+        "leased"
+    );
+    tokio::time::sleep(short * 3).await;
+    assert_eq!(
+        take_lease(&b, "m", &owner_b, "snap", long).await.unwrap(),
+        Some(chunk.clone())
+    );
+    assert_eq!(
+        extend_leases(&a, "m", &owner_a, long).await.unwrap(),
+        0,
+        "no lease won back"
+    );
+    assert_eq!(
+        chunks_left(&a, "m", "snap").await.unwrap(),
+        ChunksLeft::Leased
+    );
+    let mut a_tx = target_cluster.connect("app").await.unwrap();
+    let tx = a_tx.transaction().await.unwrap();
+    assert!(!checkpoint::finish_chunk(&tx, "m", &chunk, &owner_a, 1, 0)
+        .await
+        .unwrap());
+    drop(tx);
+
+    // B's lease expires too, and A (late) marks it first: B cannot take it while A's
+    // transaction is open, and finds it done once A commits.
+    let (a_again, c) = (LeaseOwner("a/1/1".into()), LeaseOwner("c/3/0".into()));
+    b.execute(
+        "UPDATE switchyard.chunks SET lease_owner = $1, lease_expires_at = now() - interval '1 s'",
+        &[&a_again.0],
+    )
+    .await
+    .unwrap();
+    let tx = a_tx.transaction().await.unwrap();
+    assert!(checkpoint::finish_chunk(&tx, "m", &chunk, &a_again, 1, 0)
+        .await
+        .unwrap());
+    assert_eq!(
+        take_lease(&b, "m", &c, "snap", long).await.unwrap(),
+        None,
+        "locked: skipped"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        take_lease(&b, "m", &c, "snap", long).await.unwrap(),
+        None,
+        "done"
+    );
+    assert_eq!(
+        chunks_left(&b, "m", "snap").await.unwrap(),
+        ChunksLeft::None
+    );
+
+    // A chunk is taken only under the snapshot the migration reads now.
+    checkpoint::insert_chunks(
+        &a,
+        "m",
+        &[Chunk {
+            chunk_no: 1,
+            ..chunk
+        }],
+    )
+    .await
+    .unwrap();
+    checkpoint::set_exported_snapshot(&a, "m", Some("newer"), None)
+        .await
+        .unwrap();
+    assert_eq!(take_lease(&a, "m", &c, "snap", long).await.unwrap(), None);
+    assert_eq!(
+        chunks_left(&a, "m", "snap").await.unwrap(),
+        ChunksLeft::SnapshotReplaced
+    );
+}
