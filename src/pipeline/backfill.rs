@@ -14,7 +14,7 @@
 //! worker failed. With nothing free to take it waits, because a chunk leased by a worker that
 //! dies comes free when its lease expires and is taken over.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_postgres::Client;
@@ -30,7 +30,7 @@ use crate::transform::copy_binary::RowFormat;
 
 use super::chunk_copy::{copy_chunk, ChunkContext, Copied, Worker};
 use super::error::PipelineError;
-use super::lease_heartbeat::{self, LEASE_TTL};
+use super::lease_heartbeat::{self, WorkerTally, LEASE_TTL};
 
 /// Attempts per chunk when it meets a deadlock (two chunks inserting the same shared rows).
 const MAX_CHUNK_ATTEMPTS: u32 = 5;
@@ -39,23 +39,6 @@ const MAX_CHUNK_ATTEMPTS: u32 = 5;
 /// [`LEASE_TTL`], so a dead worker's chunk is taken over soon after it comes free, and one
 /// cheap query per worker per period.
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// What this process copied (the first process's or a joiner's share), for
-/// `switchyard.workers` and the joiner's report.
-#[derive(Debug, Default)]
-pub struct WorkerTally {
-    pub chunks_done: AtomicI64,
-    pub row_count: AtomicI64,
-}
-
-impl WorkerTally {
-    pub fn get(&self) -> (i64, i64) {
-        (
-            self.chunks_done.load(Ordering::Relaxed),
-            self.row_count.load(Ordering::Relaxed),
-        )
-    }
-}
 
 /// Copies chunks with one worker per reader until every chunk of the migration is done.
 pub async fn copy_chunks(

@@ -7,7 +7,7 @@
 //! chunks over, and this process's late commits are refused by the lease check (see
 //! [`crate::checkpoint::leases`]), so a lost heartbeat costs time, never correctness.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,6 @@ use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 
-use super::backfill::WorkerTally;
 use super::chunk_copy::ChunkContext;
 use super::error::PipelineError;
 
@@ -29,6 +28,23 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// How often the leases are extended and the workers' table is written.
 pub const LEASE_BEAT: Duration = Duration::from_secs(2);
+
+/// What this process copied (the first process's or a joiner's share), for
+/// `switchyard.workers` and the joiner's report.
+#[derive(Debug, Default)]
+pub struct WorkerTally {
+    pub chunks_done: AtomicI64,
+    pub row_count: AtomicI64,
+}
+
+impl WorkerTally {
+    pub fn get(&self) -> (i64, i64) {
+        (
+            self.chunks_done.load(Ordering::Relaxed),
+            self.row_count.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// The running heartbeat; stops when finished or dropped (a stopped backfill drops it).
 pub struct LeaseHeartbeat {

@@ -116,6 +116,76 @@ async fn a_joiner_killed_mid_chunk_loses_nothing_and_copies_nothing_twice() {
     assert!(String::from_utf8_lossy(&late.stdout).contains("nothing left to copy"));
 }
 
+/// The COPY into `tasks` sleeps for good in the first process's sessions (those connected
+/// before `split` holds a time, or while it holds none), once it announced it through a
+/// sequence; the joiner's go through.
+const FIRST_STALLS: &str = "
+    CREATE TABLE split (t timestamptz);
+    CREATE SEQUENCE first_stuck;
+    CREATE FUNCTION stall_first() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE born timestamptz := (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid());
+    BEGIN
+        IF born < coalesce((SELECT t FROM split), 'infinity') THEN
+            PERFORM nextval('first_stuck');
+            PERFORM pg_sleep(600);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER stall_first BEFORE INSERT ON tasks FOR EACH STATEMENT EXECUTE FUNCTION stall_first();
+    ALTER TABLE tasks ENABLE ALWAYS TRIGGER stall_first;";
+
+/// The first process SIGKILLed mid-chunk while a joiner copies: the joiner, still reading
+/// under the snapshot it imported, takes the dead process's chunks over and finishes the copy;
+/// `--resume` then runs what only the first process runs (the after-backfill SQL).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joiner_finishes_the_copy_of_a_killed_first_process_and_resume_completes_it() {
+    let (source_cluster, target_cluster) = (cluster(), cluster());
+    let source = seeded_source(&source_cluster, "legacy", 0.02).await;
+    target_cluster.create_database("app").await.unwrap();
+    let target = target_cluster.connect("app").await.unwrap();
+    prepare_target(&target, FIRST_STALLS).await;
+    let (from, to) = (source_cluster.url("legacy"), target_cluster.url("app"));
+
+    let mut first = spawn(&from, &to, &["--jobs", "2", "--no-follow"]);
+    wait_for(
+        &target,
+        "SELECT count(*) = 2 FROM pg_stat_activity
+          WHERE application_name = 'switchyard backfill' AND wait_event = 'PgSleep'",
+        &mut first,
+    )
+    .await;
+    target
+        .batch_execute("INSERT INTO split VALUES (clock_timestamp())")
+        .await
+        .unwrap();
+    let mut joiner = spawn(&from, &to, &["--join", "--jobs", "2"]);
+    // Its readers imported the snapshot (it registers right after).
+    wait_for(
+        &target,
+        "SELECT count(*) = 2 FROM switchyard.workers",
+        &mut joiner,
+    )
+    .await;
+    first.kill().unwrap(); // SIGKILL, two chunks in flight
+    first.wait().unwrap();
+    target
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE backend_start < (SELECT t FROM split) AND application_name LIKE 'switchyard%'",
+        )
+        .await
+        .unwrap();
+    let out = joiner.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the joiner copied every chunk, the dead process's too:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::support::backfill(&from, &to, &["--resume"]);
+    assert_target_matches_expected(&source, &target).await;
+    assert_each_chunk_copied_once(&source, &target).await;
+}
+
 fn spawn(from: &str, to: &str, extra: &[&str]) -> Child {
     crate::support::command("backfill", &seed_plan(), from, to, extra)
         .stdout(Stdio::null())

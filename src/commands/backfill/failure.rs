@@ -15,7 +15,7 @@ use crate::pg::connect::connect;
 use crate::progress::BackfillProgress;
 use crate::source::{publication, slot};
 
-use super::job::BackfillJob;
+use super::job::{BackfillJob, Copying};
 
 /// How long recording why the backfill stopped (and removing what a first run made) may take:
 /// a stop request must end the process even when the target does not answer.
@@ -106,7 +106,7 @@ impl BackfillJob {
         target: &mut Client,
         progress: &BackfillProgress,
         stop: &Stop,
-    ) -> anyhow::Result<super::Copying> {
+    ) -> anyhow::Result<Copying> {
         let mut made = Made::default();
         let prepared = stop
             .unless_stopped(self.prepare_fresh(source, target, progress, &mut made))

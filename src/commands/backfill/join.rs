@@ -20,7 +20,8 @@ use anyhow::{bail, Context};
 
 use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::connect::connect;
-use crate::pipeline::backfill::{copy_chunks, WorkerTally};
+use crate::pipeline::backfill::copy_chunks;
+use crate::pipeline::lease_heartbeat::WorkerTally;
 use crate::progress::{BackfillProgress, Display};
 use crate::sink::copy_format;
 use crate::source::snapshot::{self, SnapshotError};

@@ -38,6 +38,7 @@ use super::signal::{Interrupted, Stop};
 use after_backfill::{run_stages, AfterBackfillState};
 use failure::{backend_pid, Made};
 pub use job::BackfillJob;
+use job::Copying;
 pub use join::{JoinError, Joined};
 use snapshot_wait::snapshot_wait;
 use worker::ThisProcess;
@@ -426,15 +427,6 @@ impl BackfillJob {
             consistent_lsn: lsn,
         })
     }
-}
-
-/// What the copy starts from: readers inside the snapshot, the session that keeps it
-/// importable for `--join` (closed once every chunk is done), and its name.
-pub(super) struct Copying {
-    readers: Vec<Client>,
-    holder: Client,
-    snapshot: String,
-    consistent_lsn: Lsn,
 }
 
 /// Each table's estimated rows, for the display's bars.
