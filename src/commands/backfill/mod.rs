@@ -3,8 +3,10 @@
 //!
 //! ```text
 //!  check ─> record migration ─> before SQL ─> publication ─> slot + exported snapshot
-//!        ─> readers import it ─> slot connection closes ─> chunk list ─> worker pool
-//!        ─> after SQL ─> reports ─> status backfilled (the slot waits for the consumer)
+//!        ─> readers and a holder import it ─> slot connection closes ─> chunk list
+//!        ─> worker pool leasing chunks (with every `--join`, see `join.rs`) until all are done
+//!        ─> holder closes ─> after SQL ─> reports ─> status backfilled (the slot waits for
+//!           the consumer)
 //! ```
 //! A failure or a stop (Ctrl-C, SIGTERM) once the chunk list is recorded keeps slot and chunk
 //! list and records why in the migration's message: `--resume` goes on, `abort` removes them.
