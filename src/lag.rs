@@ -41,6 +41,8 @@ pub enum LagError {
     Source(#[source] tokio_postgres::Error),
     #[error("reading the migration's pause and throttle in the target")]
     Control(#[source] checkpoint::CheckpointError),
+    #[error(transparent)]
+    Workers(#[from] checkpoint::CheckpointError),
 }
 
 /// One reading of the migration's state.
@@ -63,6 +65,8 @@ pub struct Sample {
     pub throttle_rows_per_sec: Option<i64>,
     /// Who set the cap and when.
     pub throttled: Option<checkpoint::SetBy>,
+    /// Every backfill process that copied chunks (the first one and each `backfill --join`).
+    pub workers: Vec<checkpoint::WorkerState>,
 }
 
 /// The migration's lag now; `None` when the target holds no such migration (nor, before the
@@ -108,6 +112,7 @@ pub async fn sample(
     let running: bool = m.get(3);
     let pending: Option<f64> = m.get(4);
     let bytes_behind = slot.as_ref().map(|s| bytes_behind(s, applied));
+    let workers = checkpoint::workers(target, &plan.name).await?;
     Ok(Some(Sample {
         status: m.get(0),
         bytes_behind,
@@ -126,6 +131,7 @@ pub async fn sample(
         paused: control.paused,
         throttle_rows_per_sec: control.rows_per_sec,
         throttled: control.throttled,
+        workers,
     }))
 }
 

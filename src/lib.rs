@@ -13,7 +13,8 @@
 //!   WAL stream, row     by backfill and        policy, lookups
 //!   changes, catalog    follow
 //!         \______________ pipeline/ ______________/
-//!     backfill: chunk queue -> workers (snapshot reader -> rayon -> target tx per chunk)
+//!     backfill: chunk leases -> workers (snapshot reader -> rayon -> target tx per chunk),
+//!               the same leases for every process of the migration (`backfill --join`)
 //!     follow:   WAL pump -> dispatch -> row change -> transform -> coalesce -> group tx
 //!
 //!   pg/          codecs with no I/O: COPY text, pgoutput, replication framing, quoting, LSN,

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::checkpoint::WorkerState;
+
 /// How often a display samples the counters.
 const REFRESH: Duration = Duration::from_millis(200);
 
@@ -34,6 +36,9 @@ pub struct BackfillProgress {
     pub slot_retained_bytes: AtomicI64,
     /// Why the workers wait (a pause, the source's load, a rate cap), while they do.
     waiting: Mutex<Option<String>>,
+    /// Every process copying this migration's chunks (`backfill --join`), as the lease
+    /// heartbeat last read them.
+    pub workers: Mutex<Vec<WorkerState>>,
 }
 
 impl BackfillProgress {
@@ -52,6 +57,7 @@ impl BackfillProgress {
             rejected: AtomicU64::new(0),
             slot_retained_bytes: AtomicI64::new(-1),
             waiting: Mutex::new(None),
+            workers: Mutex::new(Vec::new()),
         })
     }
 
@@ -170,6 +176,14 @@ impl View {
         let slot = progress.slot_retained_bytes.load(Ordering::Relaxed);
         let rejected = progress.rejected.load(Ordering::Relaxed);
         let waiting = progress.waiting();
+        let workers = progress.workers.lock().expect("workers poisoned").clone();
+        // One process is the usual case, which needs no line of its own.
+        let shared = if workers.len() > 1 {
+            let each: Vec<String> = workers.iter().map(ToString::to_string).collect();
+            format!("; {} workers: {}", workers.len(), each.join("; "))
+        } else {
+            String::new()
+        };
         match self {
             View::Quiet => {}
             View::Bars { bars, total } => {
@@ -182,7 +196,7 @@ impl View {
                     }
                 }
                 total.set_message(format!(
-                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}{}",
+                    "total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}{shared}{}",
                     human_bytes(slot),
                     waiting.map(|w| format!("; {w}")).unwrap_or_default()
                 ));
@@ -242,11 +256,12 @@ impl View {
                         serde_json::json!({
                             "event": "backfill_total", "rows": total_rows, "rows_per_s": rate,
                             "rejected": rejected, "slot_retained_bytes": slot, "done": done,
+                            "workers": workers,
                         })
                     );
                 } else {
                     println!(
-                        "backfill total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}",
+                        "backfill total {total_rows} rows, {rate:.0} rows/s, {rejected} rejected, slot holds {}{shared}",
                         human_bytes(slot)
                     );
                 }

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, GenericClient};
 
+use super::leases::LeaseOwner;
 use super::{ctx, CheckpointError};
 
 /// Where a chunk stands, stored as text in `switchyard.chunks.status`. Each variant says who
@@ -85,55 +86,36 @@ pub async fn insert_chunks(
     Ok(())
 }
 
-/// The chunks not yet done, in order.
-pub async fn pending_chunks(
-    client: &Client,
-    migration: &str,
-) -> Result<Vec<Chunk>, CheckpointError> {
-    let rows = client
-        .query(
-            "SELECT source_table, chunk_no, first_block, end_block FROM switchyard.chunks
-              WHERE migration = $1 AND status <> $2 ORDER BY source_table, chunk_no",
-            &[&migration, &ChunkStatus::Done],
-        )
-        .await
-        .map_err(ctx("reading pending chunks"))?;
-    Ok(rows
-        .iter()
-        .map(|r| Chunk {
-            source_table: r.get(0),
-            chunk_no: r.get(1),
-            first_block: r.get(2),
-            end_block: r.get(3),
-        })
-        .collect())
-}
-
-/// Marks a chunk done; called inside the transaction that wrote its rows, at its end:
-/// `finished_at` is the clock then (`now()` would be when the chunk's transaction began).
+/// Marks a chunk done, inside the transaction that wrote its rows, if `owner` still holds its
+/// lease; `false` when it does not (taken over after the lease expired): the caller must roll
+/// the transaction back. Why that makes every chunk land once: see [`super::leases`].
 pub async fn finish_chunk(
     tx: &impl GenericClient,
     migration: &str,
     chunk: &Chunk,
+    owner: &LeaseOwner,
     row_count: i64,
     rejected_count: i64,
-) -> Result<(), CheckpointError> {
-    tx.execute(
-        "UPDATE switchyard.chunks SET status = $6, row_count = $4, rejected_count = $5,
-                finished_at = clock_timestamp()
-          WHERE migration = $1 AND source_table = $2 AND chunk_no = $3",
-        &[
-            &migration,
-            &chunk.source_table,
-            &chunk.chunk_no,
-            &row_count,
-            &rejected_count,
-            &ChunkStatus::Done,
-        ],
-    )
-    .await
-    .map_err(ctx("marking a chunk done"))?;
-    Ok(())
+) -> Result<bool, CheckpointError> {
+    let marked = tx
+        .execute(
+            "UPDATE switchyard.chunks SET status = $6, row_count = $4, rejected_count = $5,
+                    finished_at = clock_timestamp(), copied_by = $7, lease_expires_at = NULL
+              WHERE migration = $1 AND source_table = $2 AND chunk_no = $3
+                AND lease_owner = $7 AND status <> $6",
+            &[
+                &migration,
+                &chunk.source_table,
+                &chunk.chunk_no,
+                &row_count,
+                &rejected_count,
+                &ChunkStatus::Done,
+                &owner.0,
+            ],
+        )
+        .await
+        .map_err(ctx("marking a chunk done"))?;
+    Ok(marked == 1)
 }
 
 /// Per source table: (chunks done, chunks in all, rows copied).

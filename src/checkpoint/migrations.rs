@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use tokio_postgres::{Client, GenericClient};
 
-use super::{apply_lanes, chunks, ctx, source_relations, CheckpointError};
+use super::{apply_lanes, chunks, ctx, source_relations, workers, CheckpointError};
 use crate::pg::lsn::Lsn;
 use crate::pg::replication_message::PgTimestamp;
 
@@ -144,7 +144,8 @@ pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointErro
              ON CONFLICT (name) DO UPDATE SET plan_checksum = EXCLUDED.plan_checksum,
                  status = EXCLUDED.status, snapshot_lsn = NULL, consistent_lsn = NULL,
                  applied_lsn = NULL, message = NULL, created_at = now(), updated_at = now(),
-                 backfill_started_at = NULL, backfill_finished_at = NULL",
+                 backfill_started_at = NULL, backfill_finished_at = NULL,
+                 exported_snapshot = NULL",
             &[&m.name, &m.plan_checksum, &m.status.as_str(), &m.slot_name, &m.publication],
         )
         .await
@@ -152,7 +153,43 @@ pub async fn create(client: &Client, m: &Migration) -> Result<(), CheckpointErro
     chunks::clear(client, &m.name).await?;
     source_relations::clear(client, &m.name).await?;
     apply_lanes::clear(client, &m.name).await?;
+    workers::clear(client, &m.name).await?;
     Ok(())
+}
+
+/// Records the snapshot the chunks are copied under, for `backfill --join` to import; `None`
+/// once every chunk is done. Clearing names the snapshot cleared, so that a process never
+/// clears the newer one a `--resume` elsewhere recorded.
+pub async fn set_exported_snapshot(
+    client: &Client,
+    name: &str,
+    snapshot: Option<&str>,
+    replacing: Option<&str>,
+) -> Result<(), CheckpointError> {
+    client
+        .execute(
+            "UPDATE switchyard.migrations SET exported_snapshot = $2, updated_at = now()
+              WHERE name = $1 AND ($3::text IS NULL OR exported_snapshot = $3)",
+            &[&name, &snapshot, &replacing],
+        )
+        .await
+        .map_err(ctx("recording the exported snapshot"))?;
+    Ok(())
+}
+
+/// The snapshot a joining worker imports, if one is recorded.
+pub async fn exported_snapshot(
+    client: &Client,
+    name: &str,
+) -> Result<Option<String>, CheckpointError> {
+    let row = client
+        .query_opt(
+            "SELECT exported_snapshot FROM switchyard.migrations WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(ctx("reading the exported snapshot"))?;
+    Ok(row.and_then(|r| r.get(0)))
 }
 
 pub async fn set_status(

@@ -11,28 +11,32 @@
 //!                          written in the same target transaction as the lane's changes
 //! switchyard.dead_letters  rows a transform rejected or the target refused, with key and reason
 //! switchyard.control       per migration, a pause or a throttle an operator set, by whom, when
+//! switchyard.workers       the backfill processes sharing a migration's chunks (leases.rs)
 //! ```
 
 mod apply_lanes;
 mod chunks;
 mod control;
 mod dead_letters;
+pub mod leases;
 mod migrations;
 mod source_relations;
+mod workers;
 
 use tokio_postgres::Client;
 
 pub use apply_lanes::{
     commit_synchronously, lane_positions, raise_idle_lanes, record_lane, reset_lanes, summarize,
 };
-pub use chunks::{chunk_progress, finish_chunk, insert_chunks, pending_chunks, Chunk, ChunkStatus};
+pub use chunks::{chunk_progress, finish_chunk, insert_chunks, Chunk, ChunkStatus};
 pub use control::{control, set_paused, set_throttle, Control, SetBy};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
-    applied_fence, create, heartbeat, load, set_lsns, set_status, state_exists, Migration,
-    MigrationStatus, FENCE_CHANNEL,
+    applied_fence, create, exported_snapshot, heartbeat, load, set_exported_snapshot, set_lsns,
+    set_status, state_exists, Migration, MigrationStatus, FENCE_CHANNEL,
 };
 pub use source_relations::{record_source_relations, source_relations, SourceRelation};
+pub use workers::{register_worker, worker_heartbeat, workers, WorkerState};
 
 /// Creates the tables in schema `switchyard`; idempotent, run by every command that writes
 /// state (after [`ensure_schema`] made the schema itself when it was missing).
@@ -119,6 +123,27 @@ CREATE TABLE IF NOT EXISTS switchyard.control (
     rows_per_sec  bigint CHECK (rows_per_sec > 0),
     throttle_by   text,
     throttle_at   timestamptz
+);
+-- Backfill workers sharing one migration, on any number of machines (`backfill --join`, see
+-- leases.rs): a chunk is copied by whoever holds its lease; `copied_by` names who marked it done.
+ALTER TABLE switchyard.chunks
+    ADD COLUMN IF NOT EXISTS lease_owner text,
+    ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz,
+    ADD COLUMN IF NOT EXISTS copied_by text;
+-- The snapshot the copy reads under, exported by the process that keeps it alive while the
+-- chunks are copied; NULL once they all are. A joining worker imports it.
+ALTER TABLE switchyard.migrations ADD COLUMN IF NOT EXISTS exported_snapshot text;
+CREATE TABLE IF NOT EXISTS switchyard.workers (
+    migration     text NOT NULL REFERENCES switchyard.migrations (name) ON DELETE CASCADE,
+    worker_id     text NOT NULL,  -- LeaseOwner: the chunks' lease_owner
+    host          text NOT NULL,
+    pid           int NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    chunks_done   bigint NOT NULL DEFAULT 0,
+    row_count     bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (migration, worker_id)
 );
 "#;
 

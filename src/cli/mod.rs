@@ -99,6 +99,10 @@ pub struct BackfillArgs {
     /// Go on with an interrupted backfill: finished chunks are skipped.
     #[arg(long)]
     pub resume: bool,
+    /// Help a running backfill of this plan from another machine: copy its chunks under its
+    /// snapshot, then exit once none is left (the first process runs the rest).
+    #[arg(long, conflicts_with_all = ["resume", "no_follow"])]
+    pub join: bool,
     /// Overrides the plan's on_error.
     #[arg(long, value_enum)]
     pub on_error: Option<OnErrorArg>,

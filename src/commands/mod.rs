@@ -61,6 +61,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 serial_through: None,
             };
             let stop = Stop::on_signals();
+            if args.join {
+                return join(job, &stop).await;
+            }
             let summary = match job.run(&stop).await {
                 Ok(summary) => summary,
                 Err(e) => match e.downcast_ref::<Interrupted>() {
@@ -102,6 +105,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args).await,
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+    }
+}
+
+/// `backfill --join`: copies chunks until none is left, then exits 0.
+async fn join(job: backfill::BackfillJob, stop: &Stop) -> anyhow::Result<ExitCode> {
+    let name = job.plan.name.clone();
+    match job.join(stop).await {
+        Ok(backfill::Joined::NothingLeft) => {
+            println!("migration {name}: nothing left to copy");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(backfill::Joined::Copied { chunks, row_count }) => {
+            println!("migration {name}: every chunk is copied; this worker copied {chunks} chunks ({row_count} source rows)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(interrupted) => {
+                eprintln!("{interrupted}");
+                Ok(stop.exit_code())
+            }
+            None => Err(e),
+        },
     }
 }
 

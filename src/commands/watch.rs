@@ -1,7 +1,7 @@
 //! `switchyard watch`: a live view of a migration from any machine. It reads only the tool's
 //! schema in the target and the slot on the source, nothing local: each second a
 //! [`crate::lag::Sample`] (bytes and seconds behind, WAL retained by the slot, the backfill's
-//! chunks), and from two samples the apply rate and the ETA to catch up.
+//! chunks and, while it copies, each of its worker processes), and from two samples the apply rate and the ETA to catch up.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -77,6 +77,11 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             );
             if let Some(line) = controls_line(&now) {
                 println!("  {line}");
+            }
+        }
+        if !args.json && now.chunks_done < now.chunks_total {
+            for worker in now.workers.iter().filter(|w| !w.finished) {
+                println!("  backfill worker {worker}");
             }
         }
         if args.once {

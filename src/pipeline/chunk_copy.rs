@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_postgres::{Client, Transaction};
 
+use crate::checkpoint::leases::LeaseOwner;
 use crate::checkpoint::{self, Chunk};
 use crate::plan::{OnError, Plan};
 use crate::sink::copy_in::OutputWriter;
@@ -38,6 +39,21 @@ pub struct ChunkContext {
     pub formats: Arc<[RowFormat]>,
     /// Pause, rate cap and source load: see [`super::control`].
     pub gate: Gate,
+    /// This process, as the chunks' leases name it (see [`checkpoint::leases`]).
+    pub lease_owner: LeaseOwner,
+    /// The exported snapshot the readers imported: chunks are taken only while the migration
+    /// still reads under it.
+    pub snapshot: String,
+}
+
+/// How one chunk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    /// Its rows and its done mark committed; this many source rows.
+    Done { row_count: u64 },
+    /// Another worker took the chunk over after this one's lease expired: everything this
+    /// attempt wrote was rolled back, and the other worker's copy counts.
+    LeaseLost,
 }
 
 /// What one worker owns: its snapshot reader, its target connections and its output writers
@@ -58,13 +74,13 @@ pub struct Worker {
     pub writers: Vec<Vec<OutputWriter>>,
 }
 
-/// Copies one chunk of `plan.sources[source_index]`.
+/// Copies one chunk of `plan.sources[source_index]`, whose lease this process holds.
 pub async fn copy_chunk(
     ctx: &ChunkContext,
     worker: &mut Worker,
     source_index: usize,
     chunk: &Chunk,
-) -> Result<(), PipelineError> {
+) -> Result<Copied, PipelineError> {
     let plan_source = &ctx.plan.sources[source_index];
     let progress: &TableProgress = &ctx.progress.tables[source_index];
     let writers = &worker.writers[source_index];
@@ -123,19 +139,31 @@ pub async fn copy_chunk(
             // work at a low cap, and a busy source should not wait that long.
             ctx.gate.pace(batch_rows).await;
         }
-        checkpoint::finish_chunk(&tx, &ctx.migration, chunk, rows, rejected).await?;
+        let owned =
+            checkpoint::finish_chunk(&tx, &ctx.migration, chunk, &ctx.lease_owner, rows, rejected)
+                .await?;
+        if !owned {
+            // Dropping the transaction rolls the rows back: the new owner's copy counts.
+            return Ok(None);
+        }
         tx.commit()
             .await
             .map_err(|e| PipelineError::target("committing a chunk", e))?;
-        Ok::<i64, PipelineError>(rejected)
+        Ok::<_, PipelineError>(Some((rows, rejected)))
     };
     match attempt.await {
-        Ok(rejected) => {
+        Ok(Some((rows, rejected))) => {
             ctx.progress
                 .rejected
                 .fetch_add(rejected as u64, Ordering::Relaxed);
             progress.chunks_done.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            Ok(Copied::Done {
+                row_count: rows as u64,
+            })
+        }
+        Ok(None) => {
+            progress.rows.fetch_sub(shown, Ordering::Relaxed);
+            Ok(Copied::LeaseLost)
         }
         Err(e) => {
             progress.rows.fetch_sub(shown, Ordering::Relaxed);

@@ -62,6 +62,10 @@ pub enum PipelineError {
         reason: String,
         through: crate::pg::lsn::Lsn,
     },
+    /// A `backfill --resume` elsewhere exported a newer snapshot while this process copied
+    /// under the old one: it stops taking chunks (they are now copied with upserts).
+    #[error("another process resumed the backfill under a new snapshot; this one stops copying. Start `switchyard backfill --join` again to go on helping")]
+    SnapshotReplaced,
     /// The server ended the stream (CopyDone): it is shutting down or the walsender was told
     /// to stop.
     #[error("the server ended the replication stream")]
@@ -100,7 +104,9 @@ impl Classify for PipelineError {
                 ErrorClass::Transient
             }
             PipelineError::BadRow { .. } => ErrorClass::Input,
-            PipelineError::WorkerPanicked | PipelineError::Stopped(_) => ErrorClass::Definite,
+            PipelineError::WorkerPanicked
+            | PipelineError::Stopped(_)
+            | PipelineError::SnapshotReplaced => ErrorClass::Definite,
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod follow;
 pub mod heartbeat;
 pub mod identity_watch;
 pub mod pace;
+pub mod lease_heartbeat;
 pub mod transform_pool;
 pub mod wal_pump;

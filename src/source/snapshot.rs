@@ -4,7 +4,10 @@
 //!  first run:  CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')  ── consistent_point C
 //!                 │ exported snapshot S (valid while the replication connection is idle)
 //!                 ├─ reader 1: BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT S
-//!                 └─ reader N: ...                                   then the slot connection closes
+//!                 ├─ reader N: ...
+//!                 └─ holder:   the same, then pg_export_snapshot() -> S2, recorded in the
+//!                              target for `backfill --join`; then the slot connection closes
+//!              every joining worker imports S2 (the same snapshot) while the holder lives
 //!              the copy sees exactly the commits before C; the slot streams those after C
 //!
 //!  resume:     S is gone. A fresh snapshot S' is exported from an ordinary transaction and
@@ -61,8 +64,24 @@ pub async fn open_readers(
     Ok(readers)
 }
 
+/// A session that imported `snapshot` and exports it again under a name of its own, valid
+/// while the returned client stays open: what `backfill --join` imports on other machines.
+/// Holding the slot's replication connection open instead would keep the slot active (taken
+/// by that walsender) for the whole copy; an ordinary session holds the same snapshot.
+pub async fn hold(info: &ConnInfo, snapshot: &str) -> Result<(Client, String), SnapshotError> {
+    let holder = open_readers(info, 1, snapshot)
+        .await?
+        .pop()
+        .expect("one reader was asked for");
+    let row = holder
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(SnapshotError::Export)?;
+    Ok((holder, row.get(0)))
+}
+
 /// A snapshot exported from an ordinary transaction, for a resumed backfill. The returned
-/// client holds it and must stay open until the readers imported it.
+/// client holds it and must stay open until the readers (and any `--join`) imported it.
 pub async fn export_fresh(info: &ConnInfo) -> Result<(Client, String, Lsn), SnapshotError> {
     let client = connect(info, "switchyard backfill snapshot").await?;
     client

@@ -15,6 +15,10 @@ mod tls;
 /// dead letters, resume after SIGKILL.
 mod backfill;
 
+/// `backfill --join`: two processes share one migration's chunks; a joiner SIGKILLed
+/// mid-chunk loses nothing, its chunk is taken over, and no chunk is copied twice.
+mod join;
+
 /// The after-backfill SQL in stages: concurrent files, ordered stages, a failing file named.
 mod after_backfill;
 

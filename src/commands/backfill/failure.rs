@@ -12,11 +12,10 @@ use crate::checkpoint::{self, MigrationStatus};
 use crate::commands::signal::{Interrupted, Stop};
 use crate::error::Chain;
 use crate::pg::connect::connect;
-use crate::pg::lsn::Lsn;
 use crate::progress::BackfillProgress;
 use crate::source::{publication, slot};
 
-use super::job::BackfillJob;
+use super::job::{BackfillJob, Copying};
 
 /// How long recording why the backfill stopped (and removing what a first run made) may take:
 /// a stop request must end the process even when the target does not answer.
@@ -107,7 +106,7 @@ impl BackfillJob {
         target: &mut Client,
         progress: &BackfillProgress,
         stop: &Stop,
-    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+    ) -> anyhow::Result<Copying> {
         let mut made = Made::default();
         let prepared = stop
             .unless_stopped(self.prepare_fresh(source, target, progress, &mut made))

@@ -1,12 +1,15 @@
-//! The backfill as the command line (or the demo, or a test) resolved it: its own file so that
-//! the command and what a failure keeps (`failure.rs`) both read it without importing each
-//! other.
+//! The backfill as the command line (or the demo, or a test) resolved it, and what its copy
+//! starts from: their own file so that the command and what a failure keeps (`failure.rs`)
+//! both read them without importing each other.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_postgres::Client;
+
 use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::control::SourceLoad;
+use crate::pg::lsn::Lsn;
 use crate::plan::{OnError, Plan};
 use crate::progress::DisplayMode;
 
@@ -27,4 +30,13 @@ pub struct BackfillJob {
     /// When to wait for the source between batches (`--max-source-sessions`,
     /// `--throttle-query`).
     pub load: SourceLoad,
+}
+
+/// What the copy starts from: readers inside the snapshot, the session that keeps it
+/// importable for `--join` (closed once every chunk is done), and its name.
+pub(super) struct Copying {
+    pub(super) readers: Vec<Client>,
+    pub(super) holder: Client,
+    pub(super) snapshot: String,
+    pub(super) consistent_lsn: Lsn,
 }

@@ -3,8 +3,10 @@
 //!
 //! ```text
 //!  check ─> record migration ─> before SQL ─> publication ─> slot + exported snapshot
-//!        ─> readers import it ─> slot connection closes ─> chunk list ─> worker pool
-//!        ─> after SQL ─> reports ─> status backfilled (the slot waits for the consumer)
+//!        ─> readers and a holder import it ─> slot connection closes ─> chunk list
+//!        ─> worker pool leasing chunks (with every `--join`, see `join.rs`) until all are done
+//!        ─> holder closes ─> after SQL ─> reports ─> status backfilled (the slot waits for
+//!           the consumer)
 //! ```
 //! A failure or a stop (Ctrl-C, SIGTERM) once the chunk list is recorded keeps slot and chunk
 //! list and records why in the migration's message: `--resume` goes on, `abort` removes them.
@@ -24,7 +26,7 @@ use crate::pg::connect::connect;
 use crate::pg::lsn::Lsn;
 use crate::pipeline::backfill::copy_chunks;
 use crate::pipeline::chunk_copy::ChunkContext;
-use crate::pipeline::control::{ControlState, Controls};
+use crate::pipeline::control::{ControlState, Controls, Gate};
 use crate::progress::{BackfillProgress, Display};
 use crate::sink::key_index;
 use crate::sink::lookup::LookupCache;
@@ -32,21 +34,29 @@ use crate::source::chunks::{plan_chunks, table_size};
 use crate::source::preflight::Severity;
 use crate::source::replication::ReplicationConnection;
 use crate::source::{identity, publication, slot, snapshot};
+use crate::transform::copy_binary::RowFormat;
 
 use super::check::check_all;
 use super::signal::{Interrupted, Stop};
 use after_backfill::{run_stages, AfterBackfillState};
 use failure::{backend_pid, Made};
 pub use job::BackfillJob;
+use job::Copying;
+pub use join::{JoinError, Joined};
 use snapshot_wait::snapshot_wait;
+use worker::ThisProcess;
 
 /// The after-backfill SQL's stages on several sessions.
 mod after_backfill;
 /// What a failed or stopped run keeps and removes.
 mod failure;
 mod job;
+/// `backfill --join`: another process copying the same migration's chunks.
+mod join;
 /// Naming the transactions the slot's snapshot waits for, and bounding the wait.
 mod snapshot_wait;
+/// This process among the migration's workers: its lease name and its row.
+mod worker;
 
 /// How often the display's "slot holds" figure is refreshed from the source.
 const SLOT_POLL: Duration = Duration::from_secs(2);
@@ -98,7 +108,7 @@ impl BackfillJob {
         let existing = checkpoint::load(&target, &plan.name).await?;
         let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
 
-        let (readers, chunks, consistent_lsn) = match (&existing, self.resume) {
+        let copying = match (&existing, self.resume) {
             (Some(m), _) if m.status == MigrationStatus::Created => {
                 self.discard_unfinished_first_run(&source).await?;
                 self.fresh_snapshot(&source, &mut target, &progress, stop)
@@ -125,31 +135,34 @@ impl BackfillJob {
         };
 
         tracing::info!(elapsed = ?started.elapsed(), "snapshot ready");
-        let lookup_client = connect(&self.target, "switchyard lookups").await?;
-        let lookups = Arc::new(
-            LookupCache::start(lookup_client, &plan.lookups)
-                .await
-                .context("loading lookup tables")?,
-        );
-        let ctx = Arc::new(ChunkContext {
-            plan: Arc::clone(&plan),
-            migration: plan.name.clone(),
-            lookups,
-            on_error: self.on_error,
-            progress: Arc::clone(&progress),
-            formats: checked.formats.formats.into(),
-            gate: controls.gate(),
-        });
+        let Copying {
+            readers,
+            holder,
+            snapshot,
+            consistent_lsn,
+        } = copying;
+        let me = ThisProcess::new();
+        me.register(&target, &plan.name).await?;
+        let ctx = self
+            .chunk_context(&progress, checked.formats.formats.into(), &me, &snapshot, controls.gate())
+            .await?;
         let display = Display::start(Arc::clone(&progress), self.display);
         let shown = tokio::spawn(show_waiting(controls.subscribe(), Arc::clone(&progress)));
         let poller = tokio::spawn(poll_slot(Arc::clone(&progress), source, plan.slot_name()));
+        let tally = Arc::default();
+        // Waits for every chunk, the joiners' too: the after-backfill SQL needs them all.
         let copied = stop
-            .unless_stopped(copy_chunks(ctx, chunks, readers, &self.target, self.resume))
+            .unless_stopped(copy_chunks(ctx, readers, &self.target, self.resume, tally))
             .await;
         poller.abort();
         shown.abort();
         drop(controls);
         display.finish().await;
+        if matches!(copied, Some(Ok(()))) {
+            // Nothing is left to join: a late `--join` says so instead of importing.
+            checkpoint::set_exported_snapshot(&target, &plan.name, None, Some(&snapshot)).await?;
+        }
+        drop(holder);
         let (done, total) = progress.tables.iter().fold((0, 0), |(d, t), table| {
             (
                 d + table.chunks_done.load(Ordering::Relaxed),
@@ -197,6 +210,35 @@ impl BackfillJob {
         Ok(Controls::start(target, &self.plan.name, load).await?)
     }
 
+    /// What every worker of this process needs: the plan, the lookups, and who holds the
+    /// leases under which snapshot.
+    async fn chunk_context(
+        &self,
+        progress: &Arc<BackfillProgress>,
+        formats: Arc<[RowFormat]>,
+        me: &ThisProcess,
+        snapshot: &str,
+        gate: Gate,
+    ) -> anyhow::Result<Arc<ChunkContext>> {
+        let lookup_client = connect(&self.target, "switchyard lookups").await?;
+        let lookups = Arc::new(
+            LookupCache::start(lookup_client, &self.plan.lookups)
+                .await
+                .context("loading lookup tables")?,
+        );
+        Ok(Arc::new(ChunkContext {
+            plan: Arc::clone(&self.plan),
+            migration: self.plan.name.clone(),
+            lookups,
+            on_error: self.on_error,
+            progress: Arc::clone(progress),
+            formats,
+            lease_owner: me.owner.clone(),
+            snapshot: snapshot.to_owned(),
+            gate,
+        }))
+    }
+
     /// The end of the backfill: helper indexes out, the after-backfill SQL, the reports.
     async fn finish(
         &self,
@@ -239,7 +281,7 @@ impl BackfillJob {
         target: &mut Client,
         progress: &BackfillProgress,
         made: &mut Made,
-    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+    ) -> anyhow::Result<Copying> {
         let plan = &self.plan;
         if slot::state(source, &plan.slot_name()).await?.is_some() {
             bail!(
@@ -288,9 +330,14 @@ impl BackfillJob {
             made.slot = e.server_error().is_none_or(|s| s.code != DUPLICATE_OBJECT);
         })?;
         let readers = snapshot::open_readers(&self.source, self.jobs, &created.snapshot_name).await;
+        let held = match &readers {
+            Ok(_) => Some(snapshot::hold(&self.source, &created.snapshot_name).await),
+            Err(_) => None,
+        };
         // The snapshot is imported (or failed): the slot connection is no longer needed.
         let _ = replication.close().await;
         let readers = readers?;
+        let (holder, exported) = held.expect("held once the readers imported")?;
         // The tables this snapshot copies, by identity: the consumer follows these OIDs, and
         // their rows in the publication, which must stay the same.
         let oids = identity::resolve(&readers[0], plan)
@@ -334,9 +381,15 @@ impl BackfillJob {
             chunks.extend(table_chunks);
         }
         checkpoint::insert_chunks(target, &plan.name, &chunks).await?;
+        checkpoint::set_exported_snapshot(target, &plan.name, Some(&exported), None).await?;
         // From here on the migration is resumable: a failure keeps the slot for --resume.
         checkpoint::set_status(target, &plan.name, MigrationStatus::Backfilling, None).await?;
-        Ok((readers, interleave(chunks), created.consistent_point))
+        Ok(Copying {
+            readers,
+            holder,
+            snapshot: exported,
+            consistent_lsn: created.consistent_point,
+        })
     }
 
     /// Resume: the exported snapshot is gone; a fresh one reads the chunks not yet done.
@@ -345,7 +398,7 @@ impl BackfillJob {
         target: &Client,
         m: &Migration,
         progress: &BackfillProgress,
-    ) -> anyhow::Result<(Vec<Client>, Vec<checkpoint::Chunk>, Lsn)> {
+    ) -> anyhow::Result<Copying> {
         let plan = &self.plan;
         if m.plan_checksum != plan.checksum {
             bail!("the plan or its SQL files changed since the backfill started; `switchyard abort` and start over");
@@ -363,9 +416,7 @@ impl BackfillJob {
         }
         let (holder, snapshot_name, lsn) = snapshot::export_fresh(&self.source).await?;
         let readers = snapshot::open_readers(&self.source, self.jobs, &snapshot_name).await?;
-        drop(holder);
         checkpoint::set_lsns(target, &plan.name, None, lsn).await?;
-        let pending = checkpoint::pending_chunks(target, &plan.name).await?;
         // Resumed chunks upsert (they may meet rows already copied): the keys need an index.
         for output in plan.sources.iter().flat_map(|s| &s.outputs) {
             key_index::ensure_unique_key(target, &output.table, &output.key).await?;
@@ -388,38 +439,32 @@ impl BackfillJob {
                 .rows
                 .store(rows as u64, Ordering::Relaxed);
         }
-        for (source_plan, table_progress) in plan.sources.iter().zip(&progress.tables) {
-            let size = table_size(&readers[0], &source_plan.table).await?;
-            table_progress
-                .estimated_rows
-                .store(size.estimated_rows.max(0) as u64, Ordering::Relaxed);
-        }
-        Ok((readers, interleave(pending), lsn))
+        estimate_rows(&readers[0], plan, progress).await?;
+        // Recorded last, once the helper indexes exist: workers still reading under an older
+        // snapshot (plain inserts) stop taking chunks from here on; see `checkpoint::leases`.
+        checkpoint::set_exported_snapshot(target, &plan.name, Some(&snapshot_name), None).await?;
+        Ok(Copying {
+            readers,
+            holder,
+            snapshot: snapshot_name,
+            consistent_lsn: lsn,
+        })
     }
 }
 
-/// Orders chunks round-robin across tables, so all tables progress together and a small table
-/// does not wait behind a large one.
-fn interleave(chunks: Vec<checkpoint::Chunk>) -> Vec<checkpoint::Chunk> {
-    let mut by_table: Vec<std::collections::VecDeque<checkpoint::Chunk>> = Vec::new();
-    for c in chunks {
-        match by_table
-            .iter_mut()
-            .find(|q| q.front().is_some_and(|f| f.source_table == c.source_table))
-        {
-            Some(q) => q.push_back(c),
-            None => by_table.push(std::collections::VecDeque::from([c])),
-        }
+/// Each table's estimated rows, for the display's bars.
+async fn estimate_rows(
+    reader: &Client,
+    plan: &crate::plan::Plan,
+    progress: &BackfillProgress,
+) -> anyhow::Result<()> {
+    for (source_plan, table_progress) in plan.sources.iter().zip(&progress.tables) {
+        let size = table_size(reader, &source_plan.table).await?;
+        table_progress
+            .estimated_rows
+            .store(size.estimated_rows.max(0) as u64, Ordering::Relaxed);
     }
-    let mut out = Vec::new();
-    while by_table.iter().any(|q| !q.is_empty()) {
-        for q in &mut by_table {
-            if let Some(c) = q.pop_front() {
-                out.push(c);
-            }
-        }
-    }
-    out
+    Ok(())
 }
 
 async fn poll_slot(progress: Arc<BackfillProgress>, source: Client, slot_name: String) {
