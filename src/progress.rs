@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::plan::Plan;
+
 /// How often a display samples the counters.
 const REFRESH: Duration = Duration::from_millis(200);
 
@@ -23,6 +25,8 @@ pub struct TableProgress {
     pub rows: AtomicU64,
     pub chunks_total: AtomicU64,
     pub chunks_done: AtomicU64,
+    /// Rows of this table rejected in chunks that committed (their dead letters with them).
+    pub rejected: AtomicU64,
 }
 
 /// The whole backfill: what workers update.
@@ -45,11 +49,17 @@ impl BackfillProgress {
                     rows: AtomicU64::new(0),
                     chunks_total: AtomicU64::new(0),
                     chunks_done: AtomicU64::new(0),
+                    rejected: AtomicU64::new(0),
                 })
                 .collect(),
             rejected: AtomicU64::new(0),
             slot_retained_bytes: AtomicI64::new(-1),
         })
+    }
+
+    /// One table per source of `plan`, in the plan's order (as the workers index them).
+    pub fn of_plan(plan: &Plan) -> Arc<Self> {
+        BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()))
     }
 
     pub fn total_rows(&self) -> u64 {
@@ -58,6 +68,14 @@ impl BackfillProgress {
             .map(|t| t.rows.load(Ordering::Relaxed))
             .sum()
     }
+}
+
+/// The WAL consumer in this process: what its apply lanes update, across its restarts.
+#[derive(Debug, Default)]
+pub struct FollowProgress {
+    /// Source changes applied and committed in the target (as `switchyard.migrations` counts
+    /// them), by this process.
+    pub changes_applied: AtomicU64,
 }
 
 /// How progress is shown.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::{OnError, Plan};
-use crate::progress::DisplayMode;
+use crate::progress::{BackfillProgress, DisplayMode};
 
 /// A backfill as resolved from the command line (or built by the demo and the tests).
 pub struct BackfillJob {
@@ -23,4 +23,6 @@ pub struct BackfillJob {
     pub maintenance_work_mem: i64,
     /// How long creating the slot may wait for open source transactions to end.
     pub snapshot_timeout: Duration,
+    /// What the workers update: the display and the metrics read it.
+    pub progress: Arc<BackfillProgress>,
 }

@@ -93,7 +93,7 @@ impl BackfillJob {
         let session = backend_pid(&target).await;
         checkpoint::ensure_schema(&target).await?;
         let existing = checkpoint::load(&target, &plan.name).await?;
-        let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
+        let progress = Arc::clone(&self.progress);
 
         let (readers, chunks, consistent_lsn) = match (&existing, self.resume) {
             (Some(m), _) if m.status == MigrationStatus::Created => {

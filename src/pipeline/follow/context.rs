@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::plan::{OnError, Plan};
+use crate::progress::FollowProgress;
 use crate::sink::lookup::LookupCache;
 
 /// With source commits pending, this long without a message commits the group at once.
@@ -31,4 +32,6 @@ pub struct FollowContext {
     pub publication_rels: Vec<Option<u32>>,
     /// The publication the slot decodes through.
     pub publication: String,
+    /// What the lanes applied, for the metrics; outlives the consumer's restarts.
+    pub progress: Arc<FollowProgress>,
 }
