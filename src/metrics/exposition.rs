@@ -5,8 +5,10 @@
 //! label on every series.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -14,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::observe::InProcess;
+use crate::progress::{BackfillProgress, FollowProgress};
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -32,6 +34,16 @@ pub(super) struct TableLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct StatusLabel {
     pub(super) status: String,
+}
+
+/// This process's counters, once the command attached them, and the recent readings of the
+/// backfill's rate (see `observe.rs`).
+#[derive(Debug, Default)]
+pub(super) struct InProcess {
+    pub(super) backfill: Option<Arc<BackfillProgress>>,
+    pub(super) follow: Option<Arc<FollowProgress>>,
+    /// (when, total rows copied) over the rate's window, oldest first.
+    pub(super) readings: VecDeque<(Instant, u64)>,
 }
 
 /// Every metric of a migration, and where the in-process ones are read from.

@@ -2,14 +2,13 @@
 //! (read at each scrape and each second), and what the sampler read from the two databases.
 //! Nothing here drives work.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::exposition::{Metrics, StatusLabel, TableLabel};
+use super::exposition::{InProcess, Metrics, StatusLabel, TableLabel};
 use crate::lag::Sample;
 use crate::pg::lsn::Lsn;
 use crate::progress::{BackfillProgress, FollowProgress};
@@ -17,15 +16,6 @@ use crate::progress::{BackfillProgress, FollowProgress};
 /// The window of `switchyard_backfill_rows_per_second`: long enough to smooth out chunks that
 /// commit in bursts, short enough to show a throttle or a pause within a scrape or two.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
-
-/// This process's counters, once attached, and the recent readings of the rate.
-#[derive(Debug, Default)]
-pub(super) struct InProcess {
-    backfill: Option<Arc<BackfillProgress>>,
-    follow: Option<Arc<FollowProgress>>,
-    /// (when, total rows copied) over the last [`RATE_WINDOW`], oldest first.
-    readings: VecDeque<(Instant, u64)>,
-}
 
 impl Metrics {
     /// Reads the backfill's per-table counters from now on.
@@ -125,5 +115,43 @@ fn raise(counter: &Counter, source: &std::sync::atomic::AtomicU64) {
     let shown = counter.get();
     if now > shown {
         counter.inc_by(now - shown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'t>(text: &'t str, series: &str) -> &'t str {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn rows_a_failed_chunk_took_back_are_counted_once() {
+        let metrics = Metrics::new("m");
+        let progress = BackfillProgress::new(["t".to_owned()]);
+        metrics.attach_backfill(Arc::clone(&progress));
+        let rows = &progress.tables[0].rows;
+        let series = r#"switchyard_backfill_rows_total{migration="m",table="t"}"#;
+        rows.store(100, Ordering::Relaxed);
+        assert_eq!(line(&metrics.encode(), series), format!("{series} 100"));
+        // The chunk failed: its 60 rows are taken back, then copied again by the retry.
+        rows.store(40, Ordering::Relaxed);
+        assert_eq!(line(&metrics.encode(), series), format!("{series} 100"));
+        rows.store(130, Ordering::Relaxed);
+        assert_eq!(line(&metrics.encode(), series), format!("{series} 130"));
+    }
+
+    #[test]
+    fn what_is_not_read_yet_is_nan_and_unattached_counters_are_absent() {
+        let text = Metrics::new("m").encode();
+        assert_eq!(
+            line(&text, "switchyard_lag_seconds{"),
+            r#"switchyard_lag_seconds{migration="m"} NaN"#
+        );
+        assert!(!text.contains("switchyard_backfill_rows_total{"));
+        assert!(text.contains("# TYPE switchyard_follow_changes_applied_total counter"));
     }
 }
