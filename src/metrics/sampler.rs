@@ -1,7 +1,8 @@
 //! Once a second, the migration's state as any process can read it: [`crate::lag::sample`]
 //! (lag, slot, chunks, status), the dead letters and the last fence, on sessions of its own
-//! named `switchyard metrics`. A failed reading leaves the last values in place and reconnects
-//! on the next tick: the metrics must never stop the work they describe.
+//! named `switchyard metrics`. A failed reading leaves the last values in place and is tried
+//! again on the next tick, on new sessions when those were lost: the metrics must never stop
+//! the work they describe.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +56,11 @@ pub async fn sample_every_second(
                 Ok(()) => {}
                 Err(e) => {
                     tracing::debug!("metrics: sampling: {}", crate::error::Chain::new(&*e));
-                    sessions = None;
+                    // A query refused on a live session (a state older than this version,
+                    // say) is read again next time; a lost session is replaced.
+                    if source.is_closed() || target.is_closed() {
+                        sessions = None;
+                    }
                 }
             }
         }
