@@ -23,6 +23,7 @@
 //!   error/       what an error asks of its caller (retry, stop, dead-letter); chains printed once
 //!   lag          how far the consumer is behind: the target's state against the source's slot
 //!   progress     displays that read counters; they never drive work
+//!   metrics/     the same counters and the target's state for Prometheus (`--metrics-addr`)
 //!   verify/      transformed source vs target, by key, with bucket hashes and rechecks
 //!   cutover/     the write-blocked window, its checks and the swap
 //!   cli/ commands/  what the user typed, and one file per subcommand: wiring only
@@ -30,8 +31,8 @@
 //! ```
 //!
 //! Imports go one way, downward, in this order: `commands`, `cli`, `demo`, `cutover`, `verify`,
-//! `pipeline`, `progress`, `sink`, `lag`, `source`, `checkpoint`, `plan`, `transform`, `pg`, with
-//! `error` below them all. The runtime never imports the config: `plan/` compiles the TOML into
+//! `pipeline`, `metrics`, `progress`, `sink`, `lag`, `source`, `checkpoint`, `plan`, `transform`,
+//! `pg`, with `error` below them all. The runtime never imports the config: `plan/` compiles the TOML into
 //! [`transform::program`], and nothing under `transform/` names `plan/`. No layer below the
 //! commands imports them, and no two files import each other through any chain.
 //! `tests/integration/layering.rs` checks all of it from the source text.
@@ -43,6 +44,7 @@ pub mod cutover;
 pub mod demo;
 pub mod error;
 pub mod lag;
+pub mod metrics;
 pub mod pg;
 pub mod pipeline;
 pub mod plan;

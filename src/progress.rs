@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::checkpoint::WorkerState;
+use crate::plan::Plan;
 
 /// How often a display samples the counters.
 const REFRESH: Duration = Duration::from_millis(200);
@@ -25,6 +26,8 @@ pub struct TableProgress {
     pub rows: AtomicU64,
     pub chunks_total: AtomicU64,
     pub chunks_done: AtomicU64,
+    /// Rows of this table rejected in chunks that committed (their dead letters with them).
+    pub rejected: AtomicU64,
 }
 
 /// The whole backfill: what workers update.
@@ -52,6 +55,7 @@ impl BackfillProgress {
                     rows: AtomicU64::new(0),
                     chunks_total: AtomicU64::new(0),
                     chunks_done: AtomicU64::new(0),
+                    rejected: AtomicU64::new(0),
                 })
                 .collect(),
             rejected: AtomicU64::new(0),
@@ -70,12 +74,25 @@ impl BackfillProgress {
         self.waiting.lock().expect("progress poisoned").clone()
     }
 
+    /// One table per source of `plan`, in the plan's order (as the workers index them).
+    pub fn of_plan(plan: &Plan) -> Arc<Self> {
+        BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()))
+    }
+
     pub fn total_rows(&self) -> u64 {
         self.tables
             .iter()
             .map(|t| t.rows.load(Ordering::Relaxed))
             .sum()
     }
+}
+
+/// The WAL consumer in this process: what its apply lanes update, across its restarts.
+#[derive(Debug, Default)]
+pub struct FollowProgress {
+    /// Source changes applied and committed in the target (as `switchyard.migrations` counts
+    /// them), by this process.
+    pub changes_applied: AtomicU64,
 }
 
 /// How progress is shown.

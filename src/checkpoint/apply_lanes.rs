@@ -144,7 +144,8 @@ pub async fn summarize(
                                    FROM switchyard.apply_lanes WHERE migration = $1), 0),
                                pending_since = NULL, updated_at = now(),
                                fence_id = coalesce($4, fence_id),
-                               fence_lsn = CASE WHEN $4::text IS NULL THEN fence_lsn ELSE $2 END
+                               fence_lsn = CASE WHEN $4::text IS NULL THEN fence_lsn ELSE $2 END,
+                               fence_at = CASE WHEN $4::text IS NULL THEN fence_at ELSE now() END
                          WHERE name = $1
                         RETURNING name)
              SELECT pg_notify($5, name) FROM m WHERE $4::text IS NOT NULL",

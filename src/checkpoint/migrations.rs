@@ -252,6 +252,23 @@ pub async fn applied_fence(
     Ok(row.and_then(|r| r.get(0)))
 }
 
+/// The last fence the consumer applied: where, and when (seconds since the Unix epoch; `None`
+/// for a fence applied before the tool recorded the time).
+pub async fn last_fence(
+    client: &impl GenericClient,
+    migration: &str,
+) -> Result<Option<(Lsn, Option<f64>)>, CheckpointError> {
+    let row = client
+        .query_opt(
+            "SELECT fence_lsn, extract(epoch FROM fence_at)::float8
+               FROM switchyard.migrations WHERE name = $1 AND fence_lsn IS NOT NULL",
+            &[&migration],
+        )
+        .await
+        .map_err(ctx("reading the last fence"))?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// The consumer's liveness and what it holds unapplied, on its own connection and timer.
 /// Returns the migration's status, so that the consumer sees a finished cutover.
 pub async fn heartbeat(

@@ -32,8 +32,8 @@ pub use chunks::{chunk_progress, finish_chunk, insert_chunks, Chunk, ChunkStatus
 pub use control::{control, set_paused, set_throttle, Control, SetBy};
 pub use dead_letters::dead_letter_count;
 pub use migrations::{
-    applied_fence, create, exported_snapshot, heartbeat, load, set_exported_snapshot, set_lsns,
-    set_status, state_exists, Migration, MigrationStatus, FENCE_CHANNEL,
+    applied_fence, create, exported_snapshot, heartbeat, last_fence, load, set_exported_snapshot,
+    set_lsns, set_status, state_exists, Migration, MigrationStatus, FENCE_CHANNEL,
 };
 pub use source_relations::{record_source_relations, source_relations, SourceRelation};
 pub use workers::{register_worker, worker_heartbeat, workers, WorkerState};
@@ -71,6 +71,8 @@ ALTER TABLE switchyard.migrations
     ADD COLUMN IF NOT EXISTS fence_lsn pg_lsn,
     ADD COLUMN IF NOT EXISTS cutover_at timestamptz,
     ADD COLUMN IF NOT EXISTS cutover_report jsonb;
+-- When the consumer applied that fence (for the metrics' last-fence timestamp).
+ALTER TABLE switchyard.migrations ADD COLUMN IF NOT EXISTS fence_at timestamptz;
 CREATE TABLE IF NOT EXISTS switchyard.chunks (
     migration     text NOT NULL REFERENCES switchyard.migrations (name) ON DELETE CASCADE,
     source_table  text NOT NULL,

@@ -64,6 +64,15 @@ pub struct Connections {
     pub target: String,
 }
 
+/// `--metrics-addr`, on the commands that run for long.
+#[derive(Debug, Args, Clone)]
+pub struct MetricsArg {
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9187) while this
+    /// runs: rows copied, chunks, changes applied, lag, the slot's WAL, dead letters.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArg {
     /// The plan file, e.g. transforms/legacy_to_projects/plan.toml.
@@ -93,6 +102,8 @@ pub struct BackfillArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connections: Connections,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// Parallel copy workers (each one source and one target connection).
     #[arg(long, default_value_t = default_jobs())]
     pub jobs: usize,
@@ -164,6 +175,8 @@ pub struct FollowArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connections: Connections,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// Overrides the plan's on_error.
     #[arg(long, value_enum)]
     pub on_error: Option<OnErrorArg>,
@@ -194,6 +207,8 @@ pub struct WatchArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connections: Connections,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// One JSON object per sample, for scripts and monitoring.
     #[arg(long)]
     pub json: bool,

@@ -100,6 +100,7 @@ async fn start_consumer_if_idle(
         on_error: plan.on_error,
         apply_jobs: crate::cli::DEFAULT_APPLY_JOBS,
         serial_through: None,
+        progress: Default::default(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok(Some((stop, tokio::spawn(job.run(stopped)))))

@@ -25,7 +25,7 @@ use crate::demo::write_load::{AckedWrite, WriteKind, WriteLoad, WriteLoadOptions
 use crate::lag;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
-use crate::progress::{human_bytes, DisplayMode};
+use crate::progress::{human_bytes, BackfillProgress, DisplayMode};
 use crate::source::preflight::Severity;
 use crate::source::slot;
 use crate::verify::{verify, VerifyOptions};
@@ -117,6 +117,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         on_error: plan.on_error,
         display: DisplayMode::Auto,
         load: Default::default(),
+        progress: BackfillProgress::of_plan(&plan),
     }
     .run(&super::signal::Stop::never())
     .await?;
@@ -136,6 +137,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             on_error: plan.on_error,
             apply_jobs: crate::cli::DEFAULT_APPLY_JOBS,
             serial_through: None,
+            progress: Default::default(),
         }
         .run(consumer_stop),
     );

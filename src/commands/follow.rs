@@ -19,6 +19,7 @@ use crate::pipeline::follow::{follow, FollowContext, FollowEnd, LaneSession, Sta
 use crate::pipeline::heartbeat::slot_health;
 use crate::pipeline::identity_watch::{Followed, IdentityWatch};
 use crate::plan::{OnError, Plan};
+use crate::progress::FollowProgress;
 use crate::sink::async_commit::commit_asynchronously;
 use crate::sink::copy_in::{OutputWriter, WriterMode};
 use crate::sink::lookup::LookupCache;
@@ -39,6 +40,8 @@ pub struct FollowJob {
     /// After a conflict between lanes: apply every group that starts at or before this LSN
     /// in one transaction (set by the restart, never by a user).
     pub serial_through: Option<Lsn>,
+    /// What the consumer applied, across its restarts (the metrics read it).
+    pub progress: Arc<FollowProgress>,
 }
 
 impl FollowJob {
@@ -117,6 +120,7 @@ impl FollowJob {
             publication_rels,
             publication: m.publication.clone(),
             gate: controls.gate(),
+            progress: Arc::clone(&self.progress),
         };
         // Before a single change: the tables are still those the backfill copied, published
         // in full, and the slot is usable.

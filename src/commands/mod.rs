@@ -17,14 +17,15 @@ pub mod watch;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command, OnErrorArg};
+use crate::cli::{Cli, Command, MetricsArg, OnErrorArg};
 use crate::error::{Chain, ErrorClass};
+use crate::metrics::{self, Metrics};
 use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::control::SourceLoad;
 use crate::pipeline::error::{class_of, PipelineError};
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
-use crate::progress::DisplayMode;
+use crate::progress::{BackfillProgress, DisplayMode};
 use signal::{Interrupted, Stop};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => {
             let plan = Plan::load(&args.plan.plan)?;
             let job = backfill::BackfillJob {
+                progress: BackfillProgress::of_plan(&plan),
                 on_error: on_error(args.on_error, &plan),
                 plan: Arc::new(plan),
                 source: ConnInfo::parse(&args.connections.source)?,
@@ -59,7 +61,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 on_error: job.on_error,
                 apply_jobs: args.apply_jobs,
                 serial_through: None,
+                progress: Default::default(),
             };
+            if let Some(metrics) =
+                serve_metrics(&args.metrics, &job.plan, &job.source, &job.target).await?
+            {
+                metrics.attach_backfill(Arc::clone(&job.progress));
+                metrics.attach_follow(Arc::clone(&follow.progress));
+            }
             let stop = Stop::on_signals();
             if args.join {
                 return join(job, &stop).await;
@@ -90,7 +99,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 target: ConnInfo::parse(&args.connections.target)?,
                 apply_jobs: args.apply_jobs,
                 serial_through: None,
+                progress: Default::default(),
             };
+            if let Some(metrics) =
+                serve_metrics(&args.metrics, &job.plan, &job.source, &job.target).await?
+            {
+                metrics.attach_follow(Arc::clone(&job.progress));
+            }
             run_follow(job, Stop::on_signals()).await
         }
         Command::Watch(args) => watch::run(args).await,
@@ -128,6 +143,23 @@ async fn join(job: backfill::BackfillJob, stop: &Stop) -> anyhow::Result<ExitCod
             None => Err(e),
         },
     }
+}
+
+/// Serves `--metrics-addr` when given; before any work, so that an address taken stops the
+/// command before it starts anything.
+pub(crate) async fn serve_metrics(
+    arg: &MetricsArg,
+    plan: &Arc<Plan>,
+    source: &ConnInfo,
+    target: &ConnInfo,
+) -> anyhow::Result<Option<Arc<Metrics>>> {
+    let Some(addr) = &arg.metrics_addr else {
+        return Ok(None);
+    };
+    let (metrics, bound) =
+        metrics::start(addr, Arc::clone(plan), source.clone(), target.clone()).await?;
+    eprintln!("serving Prometheus metrics at http://{bound}/metrics");
+    Ok(Some(metrics))
 }
 
 /// `--on-error` when given, else the plan's `on_error`.

@@ -4,6 +4,7 @@
 //! chunks and, while it copies, each of its worker processes), and from two samples the apply rate and the ETA to catch up.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::WatchArgs;
@@ -16,17 +17,14 @@ use crate::progress::human_bytes;
 use super::signal::Stop;
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let plan = Plan::load(&args.plan.plan)?;
-    let source = connect(
-        &ConnInfo::parse(&args.connections.source)?,
-        "switchyard watch",
-    )
-    .await?;
-    let target = connect(
-        &ConnInfo::parse(&args.connections.target)?,
-        "switchyard watch",
-    )
-    .await?;
+    let plan = Arc::new(Plan::load(&args.plan.plan)?);
+    let (source, target) = (
+        ConnInfo::parse(&args.connections.source)?,
+        ConnInfo::parse(&args.connections.target)?,
+    );
+    let _metrics = super::serve_metrics(&args.metrics, &plan, &source, &target).await?;
+    let source = connect(&source, "switchyard watch").await?;
+    let target = connect(&target, "switchyard watch").await?;
     // Ctrl-C (or SIGTERM) is how a watch ends, so it is a clean exit 0, and it works whatever
     // disposition the process inherited (a non-interactive shell's `&` ignores SIGINT).
     let stop = Stop::on_signals();

@@ -156,6 +156,9 @@ pub async fn copy_chunk(
             ctx.progress
                 .rejected
                 .fetch_add(rejected as u64, Ordering::Relaxed);
+            progress
+                .rejected
+                .fetch_add(rejected as u64, Ordering::Relaxed);
             progress.chunks_done.fetch_add(1, Ordering::Relaxed);
             Ok(Copied::Done {
                 row_count: rows as u64,

@@ -28,6 +28,10 @@ mod check;
 /// The demo harness: clusters vanish on drop, deterministic data, rerunnable seed SQL, write load.
 mod cluster_harness;
 
+/// `--metrics-addr`: Prometheus scrapes during a backfill, during follow and from `watch`,
+/// parsed strictly; a taken address refused before any work.
+mod metrics;
+
 /// The WAL consumer: convergence under writes, SIGKILL and restart, TOAST, moves between
 /// outputs, key changes, new lookup values, large transactions, TRUNCATE and DDL.
 mod follow;

@@ -11,7 +11,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::control::SourceLoad;
 use crate::pg::lsn::Lsn;
 use crate::plan::{OnError, Plan};
-use crate::progress::DisplayMode;
+use crate::progress::{BackfillProgress, DisplayMode};
 
 /// A backfill as resolved from the command line (or built by the demo and the tests).
 pub struct BackfillJob {
@@ -30,6 +30,8 @@ pub struct BackfillJob {
     /// When to wait for the source between batches (`--max-source-sessions`,
     /// `--throttle-query`).
     pub load: SourceLoad,
+    /// What the workers update: the display and the metrics read it.
+    pub progress: Arc<BackfillProgress>,
 }
 
 /// What the copy starts from: readers inside the snapshot, the session that keeps it

@@ -22,7 +22,7 @@ use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::connect::connect;
 use crate::pipeline::backfill::copy_chunks;
 use crate::pipeline::lease_heartbeat::WorkerTally;
-use crate::progress::{BackfillProgress, Display};
+use crate::progress::Display;
 use crate::sink::copy_format;
 use crate::source::snapshot::{self, SnapshotError};
 
@@ -104,7 +104,8 @@ impl BackfillJob {
         let me = ThisProcess::new();
         me.register(&target, &plan.name).await?;
         tracing::info!(snapshot = %exported, worker = %me.owner.0, "joined the backfill");
-        let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
+        // The job's own: `--metrics-addr` reads it too.
+        let progress = Arc::clone(&self.progress);
         let ctx = self
             .chunk_context(&progress, formats.formats.into(), &me, &exported, controls.gate())
             .await?;

@@ -106,7 +106,7 @@ impl BackfillJob {
         // Before anything is made: a throttle query that cannot be used stops the run here.
         let controls = self.controls().await?;
         let existing = checkpoint::load(&target, &plan.name).await?;
-        let progress = BackfillProgress::new(plan.sources.iter().map(|s| s.table.name.clone()));
+        let progress = Arc::clone(&self.progress);
 
         let copying = match (&existing, self.resume) {
             (Some(m), _) if m.status == MigrationStatus::Created => {

@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 
 use crate::pipeline::control::Gate;
 use crate::plan::{OnError, Plan};
+use crate::progress::FollowProgress;
 use crate::sink::lookup::LookupCache;
 
 /// With source commits pending, this long without a message commits the group at once.
@@ -34,4 +35,6 @@ pub struct FollowContext {
     pub publication: String,
     /// Pause and rate cap: see [`crate::pipeline::control`].
     pub gate: Gate,
+    /// What the lanes applied, for the metrics; outlives the consumer's restarts.
+    pub progress: Arc<FollowProgress>,
 }

@@ -19,6 +19,7 @@
 //! source order holds ([`crate::sink::replay`]). Nothing is dead-lettered for an order the
 //! tool chose.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::checkpoint;
 use crate::pg::lsn::Lsn;
 use crate::plan::Plan;
+use crate::progress::FollowProgress;
 use crate::sink::apply::{ApplyBatch, Flushed, OnRefused};
 use crate::sink::copy_in::OutputWriter;
 use crate::sink::dead_letter::{DeadLetter, Rejects};
@@ -121,6 +123,8 @@ pub(super) struct LaneShared {
     pub(super) plan: Arc<Plan>,
     /// Per plan-wide output, its source.
     pub(super) owner: Vec<usize>,
+    /// Bumped by the changes of every committed group (read by the metrics).
+    pub(super) progress: Arc<FollowProgress>,
 }
 
 /// Runs lane `index` until the consumer closes its queue (a group left open is rolled back)
@@ -305,6 +309,10 @@ impl Lane<'_> {
                 serial,
             )
         })?;
+        self.shared
+            .progress
+            .changes_applied
+            .fetch_add(c.changes.max(0) as u64, Ordering::Relaxed);
         tracing::debug!(lane = self.index, applied = %c.end, changes = c.changes, "group applied");
         Ok(())
     }

@@ -102,6 +102,7 @@ pub async fn follow(
     let shared = LaneShared {
         plan: Arc::clone(&ctx.plan),
         owner: transforms.owner.clone(),
+        progress: Arc::clone(&ctx.progress),
     };
     let lanes = Lanes::start(sessions, shared, applied);
     let mut consumer = Consumer {
