@@ -41,8 +41,9 @@ pub enum LagError {
     Source(#[source] tokio_postgres::Error),
 }
 
-/// One reading of the migration's state.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One reading of the migration's state. `Default` lets displays' tests build one with only
+/// the fields they look at.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Sample {
     pub status: String,
     pub bytes_behind: Option<i64>,
