@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use crate::cli::{Cli, Command, OnErrorArg};
 use crate::error::{Chain, ErrorClass};
+use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::error::{class_of, PipelineError};
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
-use crate::pg::connect::connect;
 use crate::progress::follow_status::FollowStatus;
 use crate::progress::DisplayMode;
 use signal::{Interrupted, Stop};
@@ -134,7 +134,10 @@ async fn run_follow(
 async fn follow_status(job: &follow::FollowJob) -> Option<FollowStatus> {
     let name = "switchyard follow status";
     let opened = async {
-        anyhow::Ok((connect(&job.source, name).await?, connect(&job.target, name).await?))
+        anyhow::Ok((
+            connect(&job.source, name).await?,
+            connect(&job.target, name).await?,
+        ))
     };
     match opened.await {
         Ok((source, target)) => Some(FollowStatus::start(source, target, Arc::clone(&job.plan))),

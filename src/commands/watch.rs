@@ -103,12 +103,14 @@ async fn details(
         checkpoint::chunk_progress(target, &plan.name)
             .await?
             .into_iter()
-            .map(|(table, chunks_done, chunks_total, row_count)| TableChunks {
-                table,
-                chunks_done,
-                chunks_total,
-                row_count,
-            })
+            .map(
+                |(table, chunks_done, chunks_total, row_count)| TableChunks {
+                    table,
+                    chunks_done,
+                    chunks_total,
+                    row_count,
+                },
+            )
             .collect()
     } else {
         Vec::new()

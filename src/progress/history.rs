@@ -121,7 +121,11 @@ pub(crate) mod tests {
         assert_eq!(h.apply_rate(), None, "one sample has no rate");
         for s in 1..=20 {
             // 500 changes a second for 10 s, then 2,000 a second.
-            let applied = if s <= 10 { 500 * s } else { 5_000 + 2_000 * (s - 10) };
+            let applied = if s <= 10 {
+                500 * s
+            } else {
+                5_000 + 2_000 * (s - 10)
+            };
             h.push(at(s as u64), sample(9_000 - 300 * s, applied));
         }
         assert_eq!(h.apply_rate(), Some(2_000.0));

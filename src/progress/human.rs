@@ -124,8 +124,14 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(12)), "12s");
         assert_eq!(duration(Duration::from_secs(72)), "1m12s");
         assert_eq!(duration(Duration::from_millis(59_600)), "1m00s");
-        assert_eq!(duration(Duration::from_secs(2 * 3600 + 5 * 60 + 9)), "2h05m");
-        assert_eq!(duration(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d04h");
+        assert_eq!(
+            duration(Duration::from_secs(2 * 3600 + 5 * 60 + 9)),
+            "2h05m"
+        );
+        assert_eq!(
+            duration(Duration::from_secs(3 * 86_400 + 4 * 3600)),
+            "3d04h"
+        );
         assert_eq!(seconds(-1.0), "?");
         assert_eq!(seconds(0.0), "0.0s");
     }

@@ -133,7 +133,11 @@ impl Frame<'_> {
             Some(_) => String::new(),
             None => "(max_slot_wal_keep_size unlimited)".to_owned(),
         };
-        let _ = writeln!(out, "  slot      retains {} {limit}", human::bytes(retained));
+        let _ = writeln!(
+            out,
+            "  slot      retains {} {limit}",
+            human::bytes(retained)
+        );
     }
 
     fn stop(&self, out: &mut String) {

@@ -16,7 +16,10 @@ fn followed() -> LagHistory {
             36..=55 => (55 - s) * 248_000,
             _ => 0,
         };
-        h.push(Duration::from_secs(s as u64), sample(behind, 40_000 + 1_250 * s));
+        h.push(
+            Duration::from_secs(s as u64),
+            sample(behind, 40_000 + 1_250 * s),
+        );
     }
     h
 }
@@ -99,7 +102,10 @@ fn watch_shows_a_bar_per_table_while_copying_and_a_stop_with_its_reason() {
         ),
         "{frame}"
     );
-    assert!(frame.contains("(max_slot_wal_keep_size unlimited)"), "{frame}");
+    assert!(
+        frame.contains("(max_slot_wal_keep_size unlimited)"),
+        "{frame}"
+    );
 
     let mut stopped = sample(2048, 10);
     stopped.status = "stopped".to_owned();

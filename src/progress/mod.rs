@@ -146,9 +146,12 @@ impl View {
                     "{prefix:>18} [{bar:30}] {human_pos:>10}/{human_len:<10} {rate:>14} ETA {eta}",
                 )
                 .expect("valid template")
-                .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = w.write_str(&human::rate(state.per_sec(), "rows"));
-                })
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&human::rate(state.per_sec(), "rows"));
+                    },
+                )
                 .progress_chars("=> ");
                 let bars = progress
                     .tables

@@ -314,9 +314,18 @@ async fn columns(
 ) -> Result<(), tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT a.attname::text, a.attstorage IN ('x', 'e') AND a.attlen = -1,
+            // Out of line only: a varlena (attlen -1, as its type's typlen) whose storage is
+            // not PLAIN (MAIN too, which PostgreSQL moves out of line as a last resort), in a
+            // table that has a TOAST table at all: PostgreSQL gives none to a table whose rows
+            // can never outgrow the threshold (`needs_toast_table`), nor to a partitioned root,
+            // whose partitions are asked instead.
+            "SELECT a.attname::text,
+                    a.attlen = -1 AND a.attstorage <> 'p'
+                      AND (c.reltoastrelid <> 0 OR EXISTS (
+                            SELECT FROM pg_partition_tree(c.oid) p JOIN pg_class l ON l.oid = p.relid
+                             WHERE l.reltoastrelid <> 0)),
                     a.attgenerated = 's'
-               FROM pg_attribute a
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
               WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass
                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             &[&source.table.schema, &source.table.name],
@@ -337,26 +346,38 @@ async fn columns(
     if full_identity {
         return Ok(());
     }
-    let computed = computed_columns(source);
-    let risky: Vec<&str> = existing
-        .iter()
-        .filter(|(name, toastable)| *toastable && computed.contains(name.as_str()))
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let risky = toast_lookups(source, &existing);
     if !risky.is_empty() {
         found.push(Finding::warning(
             subject,
             format!(
-                "expressions read TOAST-able columns ({}) that an UPDATE leaving them unchanged does not send; the consumer then reads the current row from the source",
+                "expressions read columns that can be stored out of line ({}): an UPDATE that leaves such a value unchanged does not send it (pgoutput marks it unchanged TOAST), so the consumer reads the row from the source by key, one extra query per such update",
                 risky.join(", ")
             ),
             format!(
-                "ALTER TABLE {} REPLICA IDENTITY FULL; to decode them from the WAL alone (costs WAL volume)",
+                "ALTER TABLE {} REPLICA IDENTITY FULL; puts the old values in the WAL instead (more WAL per update), or leave it if such updates are rare",
                 source.table.quoted()
             ),
         ));
     }
     Ok(())
+}
+
+/// Columns whose unchanged TOASTed value can reach an expression, given each column's name and
+/// whether it can be stored out of line. Key columns are not: the replica identity is always
+/// in the WAL (PostgreSQL logs the old key in full when it is stored out of line). Columns
+/// copied 1:1 are not either: the consumer leaves the target's value as it is.
+fn toast_lookups<'a>(source: &SourcePlan, existing: &'a [(String, bool)]) -> Vec<&'a str> {
+    let computed = computed_columns(source);
+    existing
+        .iter()
+        .filter(|(name, out_of_line)| {
+            *out_of_line
+                && computed.contains(name.as_str())
+                && !source.key.iter().any(|k| k == name)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect()
 }
 
 /// Stored generated columns the plan reads. PostgreSQL 15 publishes none of them

@@ -20,8 +20,8 @@
 //! is in flight and a single round is conclusive.
 
 mod buckets;
-mod error;
 mod consumer;
+mod error;
 mod fence;
 mod findings;
 mod large_objects;

@@ -136,7 +136,10 @@ impl VerifyReport {
             if self.recheck_rounds == 1 { "" } else { "s" },
             self.elapsed_s
         );
-        let why = self.consumer_detail.as_deref().unwrap_or("no reason recorded");
+        let why = self
+            .consumer_detail
+            .as_deref()
+            .unwrap_or("no reason recorded");
         match self.consumer {
             ConsumerState::NotCaughtUp => {
                 let _ = writeln!(

@@ -263,10 +263,17 @@ async fn verify_sees_at_once_that_a_killed_consumer_is_gone() {
     consumer.wait().unwrap();
     // The walsender lets go of the slot a moment after its connection closes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while one_text(&pair.source, "SELECT bool_or(active)::text FROM pg_replication_slots").await
+    while one_text(
+        &pair.source,
+        "SELECT bool_or(active)::text FROM pg_replication_slots",
+    )
+    .await
         == "true"
     {
-        assert!(std::time::Instant::now() < deadline, "the slot stays active");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot stays active"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let started = std::time::Instant::now();
