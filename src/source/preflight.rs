@@ -1,15 +1,12 @@
 //! What can be known about the source before any work starts: `check` reports all of it, and
 //! `backfill` refuses to start while an error stands. Every finding carries its fix.
 
-use std::collections::BTreeSet;
-
 use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::Plan;
 use crate::source::catalog::has_unique_key;
 use crate::source::{identity, slot};
-use crate::transform::expr::Expr;
 use crate::transform::program::SourcePlan;
 
 /// One thing `check` found.
@@ -351,7 +348,7 @@ async fn columns(
         found.push(Finding::warning(
             subject,
             format!(
-                "expressions read columns that can be stored out of line ({}): an UPDATE that leaves such a value unchanged does not send it (pgoutput marks it unchanged TOAST), so the consumer reads the row from the source by key, one extra query per such update",
+                "the plan reads columns that can be stored out of line ({}): an UPDATE that leaves such a value unchanged does not send it (pgoutput marks it unchanged TOAST), so the consumer reads the row from the source by key, one extra query per such update",
                 risky.join(", ")
             ),
             format!(
@@ -363,17 +360,18 @@ async fn columns(
     Ok(())
 }
 
-/// Columns whose unchanged TOASTed value can reach an expression, given each column's name and
-/// whether it can be stored out of line. Key columns are not: the replica identity is always
-/// in the WAL (PostgreSQL logs the old key in full when it is stored out of line). Columns
-/// copied 1:1 are not either: the consumer leaves the target's value as it is.
+/// Columns the plan reads whose unchanged TOASTed value an update leaves out of the WAL,
+/// given each column's name and whether it can be stored out of line. Key columns are not
+/// among them: the replica identity is always in the WAL (PostgreSQL logs the old key in full
+/// when it is stored out of line). Every other such column costs a lookup when an update
+/// leaves it unchanged, copied 1:1 or not: the consumer fills it from the current source row
+/// (`row_change`), never as NULL, and the transforms see the whole row.
 fn toast_lookups<'a>(source: &SourcePlan, existing: &'a [(String, bool)]) -> Vec<&'a str> {
-    let computed = computed_columns(source);
     existing
         .iter()
         .filter(|(name, out_of_line)| {
             *out_of_line
-                && computed.contains(name.as_str())
+                && source.columns.iter().any(|c| c == name)
                 && !source.key.iter().any(|k| k == name)
         })
         .map(|(n, _)| n.as_str())
@@ -416,36 +414,4 @@ fn generated_columns(
             "to avoid the queries, compute them in the plan from the columns they are generated from",
         ));
     }
-}
-
-/// Source columns used in anything but a 1:1 copy into an output column.
-fn computed_columns(source: &SourcePlan) -> BTreeSet<&str> {
-    let mut used = BTreeSet::new();
-    let mut visit = |e: &Expr| collect_columns(e, &mut used);
-    for (_, e) in &source.derived {
-        visit(e);
-    }
-    for output in &source.outputs {
-        if let Some(w) = &output.when {
-            visit(w);
-        }
-        for e in output
-            .exprs
-            .iter()
-            .filter(|e| !matches!(e, Expr::Column(_)))
-        {
-            visit(e);
-        }
-    }
-    used.into_iter()
-        .map(|i| source.columns[i].as_str())
-        .collect()
-}
-
-fn collect_columns(e: &Expr, out: &mut BTreeSet<usize>) {
-    e.walk(&mut |node| {
-        if let Expr::Column(i) = node {
-            out.insert(*i);
-        }
-    });
 }
