@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(count(7.4), "7");
         assert_eq!(count(999.4), "999");
         assert_eq!(count(7_356.018159923259), "7.4k");
-        assert_eq!(count(73_564.073739061481), "73.6k");
+        assert_eq!(count(73_564.073_739_061_48), "73.6k");
         assert_eq!(count(182_400.0), "182k");
         assert_eq!(count(999_999.0), "1.0M");
         assert_eq!(count(1_234_567.0), "1.2M");
