@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use crate::cli::{Cli, Command, OnErrorArg};
 use crate::error::{Chain, ErrorClass};
-use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::error::{class_of, PipelineError};
 use crate::pipeline::follow::FollowEnd;
@@ -114,10 +113,13 @@ async fn run_follow(
     stop: Stop,
     status: bool,
 ) -> anyhow::Result<ExitCode> {
-    let status = match status {
-        true => follow_status(&job).await,
-        false => None,
-    };
+    let status = status.then(|| {
+        FollowStatus::start(
+            job.source.clone(),
+            job.target.clone(),
+            Arc::clone(&job.plan),
+        )
+    });
     let end = follow_until_done(&mut job, &stop).await;
     if let Some(status) = status {
         status.finish().await;
@@ -127,25 +129,6 @@ async fn run_follow(
         FollowEnd::CutOver => println!("the migration was cut over: the consumer's work is done"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The consumer's status display, on sessions of its own; none when they cannot be opened
-/// (the consumer itself then reports why).
-async fn follow_status(job: &follow::FollowJob) -> Option<FollowStatus> {
-    let name = "switchyard follow status";
-    let opened = async {
-        anyhow::Ok((
-            connect(&job.source, name).await?,
-            connect(&job.target, name).await?,
-        ))
-    };
-    match opened.await {
-        Ok((source, target)) => Some(FollowStatus::start(source, target, Arc::clone(&job.plan))),
-        Err(e) => {
-            tracing::debug!("no status line: {}", Chain::from(&e));
-            None
-        }
-    }
 }
 
 /// The consumer's restarts, until it ends for good.

@@ -3,7 +3,8 @@
 //! applied per second, the slot's retained WAL, consistent or not); otherwise a plain line every
 //! few seconds, as `watch` prints them. It samples [`crate::lag::sample`] on sessions of its own,
 //! as `watch` would from another machine: it reads what the consumer committed and never
-//! slows or drives it, and a failed sample only skips a beat.
+//! slows or drives it. A failed sample only skips a beat, and the sessions are opened again
+//! at the next (the consumer's own reconnects are no business of the display).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::lag;
+use crate::pg::connect::connect;
+use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
 
 use super::history::LagHistory;
@@ -30,19 +33,28 @@ pub struct FollowStatus {
 }
 
 impl FollowStatus {
-    /// Starts sampling `plan`'s migration on `source` and `target`.
-    pub fn start(source: Client, target: Client, plan: Arc<Plan>) -> FollowStatus {
+    /// Starts sampling `plan`'s migration on sessions of its own to `source` and `target`.
+    pub fn start(source: ConnInfo, target: ConnInfo, plan: Arc<Plan>) -> FollowStatus {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let live = LiveText::on_stdout();
             let started = Instant::now();
             let mut printed: Option<Instant> = None;
             let mut history = LagHistory::default();
+            let mut sessions: Option<(Client, Client)> = None;
             loop {
-                match lag::sample(&source, &target, &plan).await {
-                    Ok(Some(sample)) => history.push(started.elapsed(), sample),
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!("sampling the lag for the status line: {e}"),
+                if sessions.is_none() {
+                    sessions = open(&source, &target).await;
+                }
+                if let Some((s, t)) = &sessions {
+                    match lag::sample(s, t, &plan).await {
+                        Ok(Some(sample)) => history.push(started.elapsed(), sample),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!("sampling the lag for the status line: {e}");
+                            sessions = None;
+                        }
+                    }
                 }
                 if history.latest().is_some() {
                     match &live {
@@ -70,5 +82,23 @@ impl FollowStatus {
     pub async fn finish(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// The display's two sessions, or none for now.
+async fn open(source: &ConnInfo, target: &ConnInfo) -> Option<(Client, Client)> {
+    const NAME: &str = "switchyard follow status";
+    let opened = async {
+        Ok::<_, crate::pg::connect::ConnectError>((
+            connect(source, NAME).await?,
+            connect(target, NAME).await?,
+        ))
+    };
+    match opened.await {
+        Ok(sessions) => Some(sessions),
+        Err(e) => {
+            tracing::debug!("opening the status line's sessions: {e}");
+            None
+        }
     }
 }
