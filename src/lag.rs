@@ -45,8 +45,9 @@ pub enum LagError {
     Workers(#[from] checkpoint::CheckpointError),
 }
 
-/// One reading of the migration's state.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One reading of the migration's state. `Default` lets displays' tests build one with only
+/// the fields they look at.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Sample {
     pub status: String,
     pub bytes_behind: Option<i64>,

@@ -25,7 +25,7 @@ use crate::demo::write_load::{AckedWrite, WriteKind, WriteLoad, WriteLoadOptions
 use crate::lag;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
-use crate::progress::{human_bytes, BackfillProgress, DisplayMode};
+use crate::progress::{human, BackfillProgress, DisplayMode};
 use crate::source::preflight::Severity;
 use crate::source::slot;
 use crate::verify::{verify, VerifyOptions};
@@ -126,7 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map_or(-1, |s| s.retained_bytes().unwrap_or(0));
     println!(
         "== following the WAL with the write load still running (the slot held {} after the copy)",
-        human_bytes(slot_bytes)
+        human::bytes(slot_bytes)
     );
     let (stop_consumer, consumer_stop) = tokio::sync::watch::channel(false);
     let consumer = tokio::spawn(
@@ -156,10 +156,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let (bytes, secs) = (s.bytes_behind.unwrap_or(0), s.seconds_behind.unwrap_or(0.0));
             max_lag = (max_lag.0.max(bytes), max_lag.1.max(secs));
             println!(
-                "   lag {:>9} / {secs:.2} s, {:>6} changes/s applied, slot holds {}",
-                human_bytes(bytes),
-                s.changes_applied - last_changes,
-                human_bytes(s.slot_retained_bytes.unwrap_or(-1))
+                "   lag {:>9} / {:>5}, {:>6} changes/s applied, slot holds {}",
+                human::bytes(bytes),
+                human::seconds(secs),
+                human::count((s.changes_applied - last_changes) as f64),
+                human::bytes(s.slot_retained_bytes.unwrap_or(-1))
             );
             last_changes = s.changes_applied;
         }
@@ -265,15 +266,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("== summary");
     let rate = summary.rows as f64 / summary.elapsed.as_secs_f64().max(0.001);
     println!(
-        "   backfill: {} source rows in {:.1}s ({rate:.0} rows/s), {} rejected to switchyard.dead_letters",
+        "   backfill: {} source rows in {} ({}), {} rejected to switchyard.dead_letters",
         summary.rows,
-        summary.elapsed.as_secs_f64(),
+        human::duration(summary.elapsed),
+        human::rate(rate, "rows"),
         summary.rejected
     );
     println!(
-        "   follow: {changes} changes applied ({follow_rate:.0} changes/s), at most {} / {:.2} s behind while the load ran",
-        human_bytes(max_lag.0),
-        max_lag.1
+        "   follow: {changes} changes applied ({}), at most {} / {} behind while the load ran",
+        human::rate(follow_rate, "changes"),
+        human::bytes(max_lag.0),
+        human::seconds(max_lag.1)
     );
     println!(
         "   cutover: writes blocked for {:.0} ms (limit {:.0} ms), lock granted at attempt {}",

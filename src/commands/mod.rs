@@ -25,6 +25,7 @@ use crate::pipeline::control::SourceLoad;
 use crate::pipeline::error::{class_of, PipelineError};
 use crate::pipeline::follow::FollowEnd;
 use crate::plan::{OnError, Plan};
+use crate::progress::follow_status::FollowStatus;
 use crate::progress::{BackfillProgress, DisplayMode};
 use signal::{Interrupted, Stop};
 
@@ -88,7 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!("following the WAL (Ctrl-C stops; `switchyard follow` restarts; `switchyard watch` shows the lag)");
-            run_follow(follow, stop).await
+            run_follow(follow, stop, !json).await
         }
         Command::Follow(args) => {
             let plan = Plan::load(&args.plan.plan)?;
@@ -106,7 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 metrics.attach_follow(Arc::clone(&job.progress));
             }
-            run_follow(job, Stop::on_signals()).await
+            run_follow(job, Stop::on_signals(), true).await
         }
         Command::Watch(args) => watch::run(args).await,
         Command::Status(args) => status::run(args).await,
@@ -174,8 +175,33 @@ fn on_error(arg: Option<OnErrorArg>, plan: &Plan) -> OnError {
 /// Runs the consumer until a signal (a clean stop: the group in flight is rolled back and
 /// replayed by the next start), the cutover, or an error that needs a person. A lost
 /// connection is not one: the consumer starts over from the applied LSN the target recorded,
-/// after a pause that doubles from 1 s up to 30 s while the connection stays lost.
-async fn run_follow(mut job: follow::FollowJob, stop: Stop) -> anyhow::Result<ExitCode> {
+/// after a pause that doubles from 1 s up to 30 s while the connection stays lost. With
+/// `status`, the consumer's lag is shown meanwhile ([`FollowStatus`]).
+async fn run_follow(
+    mut job: follow::FollowJob,
+    stop: Stop,
+    status: bool,
+) -> anyhow::Result<ExitCode> {
+    let status = status.then(|| {
+        FollowStatus::start(
+            job.source.clone(),
+            job.target.clone(),
+            Arc::clone(&job.plan),
+        )
+    });
+    let end = follow_until_done(&mut job, &stop).await;
+    if let Some(status) = status {
+        status.finish().await;
+    }
+    match end? {
+        FollowEnd::Stopped => println!("stopped; `switchyard follow` resumes from the applied LSN"),
+        FollowEnd::CutOver => println!("the migration was cut over: the consumer's work is done"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The consumer's restarts, until it ends for good.
+async fn follow_until_done(job: &mut follow::FollowJob, stop: &Stop) -> anyhow::Result<FollowEnd> {
     let mut stopped = stop.requested.clone();
     let mut pause = RECONNECT_FIRST;
     let end = loop {
@@ -208,11 +234,7 @@ async fn run_follow(mut job: follow::FollowJob, stop: Stop) -> anyhow::Result<Ex
             Err(e) => return Err(e),
         }
     };
-    match end {
-        FollowEnd::Stopped => println!("stopped; `switchyard follow` resumes from the applied LSN"),
-        FollowEnd::CutOver => println!("the migration was cut over: the consumer's work is done"),
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(end)
 }
 
 /// The stretch to apply in one transaction per group after a conflict between apply lanes.
@@ -245,9 +267,10 @@ fn backfill_report(s: &backfill::BackfillSummary, json: bool) {
         return;
     }
     println!(
-        "backfill done: {} rows in {:.1}s ({rate:.0} rows/s), {} rejected (see switchyard.dead_letters); consistent from {}",
+        "backfill done: {} rows in {} ({}), {} rejected (see switchyard.dead_letters); consistent from {}",
         s.rows,
-        s.elapsed.as_secs_f64(),
+        crate::progress::human::duration(s.elapsed),
+        crate::progress::human::rate(rate, "rows"),
         s.rejected,
         s.consistent_lsn
     );

@@ -8,7 +8,7 @@ use crate::cli::StatusArgs;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
-use crate::progress::human_bytes;
+use crate::progress::human;
 use crate::source::slot;
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -82,7 +82,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  slot {}: holds {} of WAL{}",
             if s.active { "active" } else { "inactive" },
-            human_bytes(s.retained_bytes().unwrap_or(0)),
+            human::bytes(s.retained_bytes().unwrap_or(0)),
             s.wal_status
                 .map(|w| format!(", wal_status {w}"))
                 .unwrap_or_default()

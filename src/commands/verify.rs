@@ -20,6 +20,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let options = VerifyOptions {
         recheck_rounds: args.recheck,
         fence_timeout: args.fence_timeout,
+        notice: |line| eprintln!("{line}"),
         ..VerifyOptions::default()
     };
     let report = verify(&plan, &source, &target, options).await?;

@@ -7,7 +7,7 @@ pub mod error;
 pub mod follow;
 pub mod heartbeat;
 pub mod identity_watch;
-pub mod pace;
 pub mod lease_heartbeat;
+pub mod pace;
 pub mod transform_pool;
 pub mod wal_pump;

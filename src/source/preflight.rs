@@ -1,15 +1,12 @@
 //! What can be known about the source before any work starts: `check` reports all of it, and
 //! `backfill` refuses to start while an error stands. Every finding carries its fix.
 
-use std::collections::BTreeSet;
-
 use tokio_postgres::Client;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::Plan;
 use crate::source::catalog::has_unique_key;
 use crate::source::{identity, slot};
-use crate::transform::expr::Expr;
 use crate::transform::program::SourcePlan;
 
 /// One thing `check` found.
@@ -314,9 +311,18 @@ async fn columns(
 ) -> Result<(), tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT a.attname::text, a.attstorage IN ('x', 'e') AND a.attlen = -1,
+            // Out of line only: a varlena (attlen -1, as its type's typlen) whose storage is
+            // not PLAIN (MAIN too, which PostgreSQL moves out of line as a last resort), in a
+            // table that has a TOAST table at all: PostgreSQL gives none to a table whose rows
+            // can never outgrow the threshold (`needs_toast_table`), nor to a partitioned root,
+            // whose partitions are asked instead.
+            "SELECT a.attname::text,
+                    a.attlen = -1 AND a.attstorage <> 'p'
+                      AND (c.reltoastrelid <> 0 OR EXISTS (
+                            SELECT FROM pg_partition_tree(c.oid) p JOIN pg_class l ON l.oid = p.relid
+                             WHERE l.reltoastrelid <> 0)),
                     a.attgenerated = 's'
-               FROM pg_attribute a
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
               WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass
                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             &[&source.table.schema, &source.table.name],
@@ -337,26 +343,39 @@ async fn columns(
     if full_identity {
         return Ok(());
     }
-    let computed = computed_columns(source);
-    let risky: Vec<&str> = existing
-        .iter()
-        .filter(|(name, toastable)| *toastable && computed.contains(name.as_str()))
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let risky = toast_lookups(source, &existing);
     if !risky.is_empty() {
         found.push(Finding::warning(
             subject,
             format!(
-                "expressions read TOAST-able columns ({}) that an UPDATE leaving them unchanged does not send; the consumer then reads the current row from the source",
+                "the plan reads columns that can be stored out of line ({}): an UPDATE that leaves such a value unchanged does not send it (pgoutput marks it unchanged TOAST), so the consumer reads the row from the source by key, one extra query per such update",
                 risky.join(", ")
             ),
             format!(
-                "ALTER TABLE {} REPLICA IDENTITY FULL; to decode them from the WAL alone (costs WAL volume)",
+                "ALTER TABLE {} REPLICA IDENTITY FULL; puts the old values in the WAL instead (more WAL per update), or leave it if such updates are rare",
                 source.table.quoted()
             ),
         ));
     }
     Ok(())
+}
+
+/// Columns the plan reads whose unchanged TOASTed value an update leaves out of the WAL,
+/// given each column's name and whether it can be stored out of line. Key columns are not
+/// among them: the replica identity is always in the WAL (PostgreSQL logs the old key in full
+/// when it is stored out of line). Every other such column costs a lookup when an update
+/// leaves it unchanged, copied 1:1 or not: the consumer fills it from the current source row
+/// (`row_change`), never as NULL, and the transforms see the whole row.
+fn toast_lookups<'a>(source: &SourcePlan, existing: &'a [(String, bool)]) -> Vec<&'a str> {
+    existing
+        .iter()
+        .filter(|(name, out_of_line)| {
+            *out_of_line
+                && source.columns.iter().any(|c| c == name)
+                && !source.key.iter().any(|k| k == name)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect()
 }
 
 /// Stored generated columns the plan reads. PostgreSQL 15 publishes none of them
@@ -395,36 +414,4 @@ fn generated_columns(
             "to avoid the queries, compute them in the plan from the columns they are generated from",
         ));
     }
-}
-
-/// Source columns used in anything but a 1:1 copy into an output column.
-fn computed_columns(source: &SourcePlan) -> BTreeSet<&str> {
-    let mut used = BTreeSet::new();
-    let mut visit = |e: &Expr| collect_columns(e, &mut used);
-    for (_, e) in &source.derived {
-        visit(e);
-    }
-    for output in &source.outputs {
-        if let Some(w) = &output.when {
-            visit(w);
-        }
-        for e in output
-            .exprs
-            .iter()
-            .filter(|e| !matches!(e, Expr::Column(_)))
-        {
-            visit(e);
-        }
-    }
-    used.into_iter()
-        .map(|i| source.columns[i].as_str())
-        .collect()
-}
-
-fn collect_columns(e: &Expr, out: &mut BTreeSet<usize>) {
-    e.walk(&mut |node| {
-        if let Expr::Column(i) = node {
-            out.insert(*i);
-        }
-    });
 }

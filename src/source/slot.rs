@@ -100,6 +100,18 @@ pub async fn all(client: &impl GenericClient) -> Result<Vec<SlotState>, tokio_po
     read(client, None).await
 }
 
+/// The server's `max_slot_wal_keep_size` in bytes, past which it invalidates a slot; `None`
+/// when unlimited (`-1`, the default).
+pub async fn wal_keep_limit(client: &Client) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_size_bytes(current_setting('max_slot_wal_keep_size'))",
+            &[],
+        )
+        .await?;
+    Ok(Some(row.get::<_, i64>(0)).filter(|b| *b >= 0))
+}
+
 /// How long a terminated walsender may take to let go of its slot.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 

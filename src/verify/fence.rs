@@ -7,12 +7,13 @@
 //! ```
 //!
 //! Without it a fresh insert would be reported missing only because the consumer had not got
-//! there yet. When no consumer runs (no recent heartbeat in `switchyard.migrations`) verify does
-//! not wait at all; when a fence is not applied within the timeout, it stops waiting for later
-//! ones. Either way the report says so, and the comparison still runs: on rows nobody writes,
+//! there yet. When no consumer runs (no recent heartbeat in `switchyard.migrations`, or no
+//! walsender holding the slot: see [`super::consumer`]) verify does not wait at all; when a fence
+//! is not applied within the timeout, or the consumer lets go of the slot while verify waits,
+//! it stops waiting for later ones. Either way the report says so, with the reason, and the comparison still runs: on rows nobody writes,
 //! a difference is then still real.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -21,11 +22,12 @@ use crate::pg::conninfo::ConnInfo;
 use crate::sink::fence::{FenceListener, FenceWait};
 use crate::source::fence;
 
+use super::consumer::{self, Consumer};
 use super::error::VerifyError;
 
-/// A consumer whose last heartbeat is older than this is taken as not running (it beats about
-/// once a second, see [`crate::source::wal_stream::STATUS_INTERVAL`]).
-const CONSUMER_SILENT_AFTER_S: f64 = 10.0;
+/// While a fence is waited for, the slot is looked at this often: a consumer that dies
+/// meanwhile ends the wait within a second instead of at the timeout.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Emits fences on the source and waits for them on the target.
 pub struct Gate {
@@ -37,8 +39,12 @@ pub struct Gate {
     timeout: Duration,
     /// Whether every fence so far was applied.
     pub caught_up: bool,
-    /// Whether a consumer was running when verify began.
+    /// Whether a consumer was running when verify began (it beat recently and held the slot).
     pub running: bool,
+    /// Why no fence was (or will be) waited for, for the report.
+    pub why_not: Option<String>,
+    /// The slot the running consumer holds.
+    slot: Option<String>,
 }
 
 impl Gate {
@@ -51,21 +57,27 @@ impl Gate {
         timeout: Duration,
     ) -> Result<Gate, VerifyError> {
         let fencer = connect(source, "switchyard verify fence").await?;
-        let listener = if consumer_running(target_client, migration).await? {
-            Some(
+        let consumer = consumer::find(target_client, &fencer, migration).await?;
+        let listener = match &consumer {
+            Consumer::Running { .. } => Some(
                 FenceListener::listen(target, migration)
                     .await
                     .map_err(|e| VerifyError::Fence {
                         context: "listening on the target".to_owned(),
                         source: Box::new(e),
                     })?,
-            )
-        } else {
-            None
+            ),
+            Consumer::NotRunning(_) => None,
+        };
+        let (slot, why_not) = match consumer {
+            Consumer::Running { slot } => (Some(slot), None),
+            Consumer::NotRunning(why) => (None, Some(why)),
         };
         Ok(Gate {
             caught_up: listener.is_some(),
             running: listener.is_some(),
+            why_not,
+            slot,
             fencer,
             listener,
             migration: migration.to_owned(),
@@ -74,47 +86,46 @@ impl Gate {
     }
 
     /// Call right after a snapshot was taken: emits a fence and waits until the consumer has
-    /// applied it, or stops waiting for good after the timeout.
+    /// applied it, or stops waiting for good after the timeout or once its slot is released.
     pub async fn pass(&mut self) -> Result<(), VerifyError> {
-        let Some(listener) = self.listener.as_mut() else {
+        let (Some(listener), Some(slot)) = (self.listener.as_mut(), &self.slot) else {
             return Ok(());
         };
         let fence = fence::emit(&self.fencer, &self.migration)
             .await
             .map_err(VerifyError::source("emitting a fence"))?;
-        let waited = listener
-            .wait(&fence, self.timeout)
-            .await
-            .map_err(|e| VerifyError::Fence {
-                context: format!("waiting for fence {} at {}", fence.id, fence.lsn),
-                source: Box::new(e),
-            })?;
-        if waited == FenceWait::TimedOut {
-            tracing::warn!(fence = %fence.id, timeout = ?self.timeout, "the consumer did not apply verify's fence in time");
-            self.caught_up = false;
-            self.listener = None;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(RECHECK_EVERY);
+            let waited = listener
+                .wait(&fence, step)
+                .await
+                .map_err(|e| VerifyError::Fence {
+                    context: format!("waiting for fence {} at {}", fence.id, fence.lsn),
+                    source: Box::new(e),
+                })?;
+            if waited == FenceWait::Applied {
+                return Ok(());
+            }
+            let holder = consumer::slot_holder(&self.fencer, slot).await?;
+            let gone = match holder {
+                Consumer::NotRunning(why) => Some(format!("the consumer stopped: {why}")),
+                Consumer::Running { .. } => None,
+            };
+            if gone.is_some() || Instant::now() >= deadline {
+                self.why_not = Some(gone.unwrap_or_else(|| {
+                    format!(
+                        "it did not apply fence {} within {}",
+                        fence.id,
+                        crate::progress::human::duration(self.timeout)
+                    )
+                }));
+                self.caught_up = false;
+                self.listener = None;
+                return Ok(());
+            }
         }
-        Ok(())
     }
-}
-
-/// Whether a consumer of `migration` has beaten recently (none runs after a cutover: the
-/// source is frozen then, and there is nothing to wait for).
-async fn consumer_running(target: &Client, migration: &str) -> Result<bool, VerifyError> {
-    let context = "looking for a running consumer in switchyard.migrations";
-    let has_state = crate::checkpoint::state_exists(target)
-        .await
-        .map_err(VerifyError::target(context))?;
-    if !has_state {
-        return Ok(false);
-    }
-    let row = target
-        .query_opt(
-            "SELECT coalesce(status = 'following' AND heartbeat_at > now() - make_interval(secs => $2), false)
-               FROM switchyard.migrations WHERE name = $1",
-            &[&migration, &CONSUMER_SILENT_AFTER_S],
-        )
-        .await
-        .map_err(VerifyError::target(context))?;
-    Ok(row.is_some_and(|r| r.get(0)))
 }

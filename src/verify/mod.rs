@@ -20,6 +20,7 @@
 //! is in flight and a single round is conclusive.
 
 mod buckets;
+mod consumer;
 mod error;
 mod fence;
 mod findings;
@@ -60,6 +61,9 @@ pub struct VerifyOptions {
     pub fence_timeout: Duration,
     /// Pause before each recheck round, so that writes in flight can land.
     pub recheck_pause: Duration,
+    /// Told at once, before the comparison, what a person waiting for the report should know
+    /// (no consumer runs); the command prints it, the cutover's verify ignores it.
+    pub notice: fn(&str),
 }
 
 impl Default for VerifyOptions {
@@ -68,6 +72,7 @@ impl Default for VerifyOptions {
             recheck_rounds: 3,
             fence_timeout: Duration::from_secs(30),
             recheck_pause: Duration::from_millis(500),
+            notice: |_| {},
         }
     }
 }
@@ -95,6 +100,12 @@ pub async fn verify(
         options.fence_timeout,
     )
     .await?;
+    if let Some(why) = &gate.why_not {
+        (options.notice)(&format!(
+            "verify {}: no consumer runs ({why}); comparing without a fence: rows written meanwhile may show as differences",
+            plan.name
+        ));
+    }
     scan::create_temp_tables(&target_client, &specs).await?;
     buckets::create_suspects(&target_client).await?;
     let lookups = Arc::new(
@@ -164,6 +175,7 @@ pub async fn verify(
         } else {
             ConsumerState::NotCaughtUp
         },
+        consumer_detail: gate.why_not.clone(),
         recheck_rounds,
         elapsed_s: started.elapsed().as_secs_f64(),
         tables,

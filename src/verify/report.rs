@@ -13,6 +13,8 @@ pub struct VerifyReport {
     pub migration: String,
     /// Whether the target was known to have caught up with each snapshot.
     pub consumer: ConsumerState,
+    /// Why no fence was (or stopped being) waited for: no consumer, or one that stopped or lags.
+    pub consumer_detail: Option<String>,
     /// Recheck rounds run after the first comparison.
     pub recheck_rounds: u32,
     pub elapsed_s: f64,
@@ -134,11 +136,25 @@ impl VerifyReport {
             if self.recheck_rounds == 1 { "" } else { "s" },
             self.elapsed_s
         );
-        if self.consumer == ConsumerState::NotCaughtUp {
-            out.push_str(
-                "  note: no consumer applied verify's fence in time (is `switchyard follow` running?); \
-                 differences on rows being written may be its backlog\n",
-            );
+        let why = self
+            .consumer_detail
+            .as_deref()
+            .unwrap_or("no reason recorded");
+        match self.consumer {
+            ConsumerState::NotCaughtUp => {
+                let _ = writeln!(
+                    out,
+                    "  note: no consumer applied verify's fence ({why}; is `switchyard follow` running?); \
+                     differences on rows being written may be its backlog"
+                );
+            }
+            ConsumerState::NotRunning => {
+                let _ = writeln!(
+                    out,
+                    "  note: no consumer runs ({why}): compared without a fence"
+                );
+            }
+            ConsumerState::CaughtUp => {}
         }
         for t in &self.tables {
             let _ = writeln!(
@@ -266,6 +282,7 @@ mod tests {
         let report = VerifyReport {
             migration: "m".to_owned(),
             consumer: ConsumerState::NotCaughtUp,
+            consumer_detail: Some("it did not apply fence 7 within 30s".to_owned()),
             recheck_rounds: 3,
             elapsed_s: 1.0,
             tables: vec![TableReport {

@@ -243,3 +243,58 @@ id = \"id\"
         "{report}"
     );
 }
+
+/// The TOAST warning names only the columns the plan reads whose unchanged, out-of-line value
+/// an update can leave out of the WAL: not the key (always in the WAL, even read by an
+/// expression), not fixed-length or PLAIN columns, nor any column of a table without a TOAST
+/// table (never out of line); and it says what they cost. A column copied 1:1 costs the same
+/// lookup as one read by an expression: the consumer fills every unchanged value it reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_warns_of_toast_lookups_only_for_columns_an_update_can_leave_out_of_the_wal() {
+    use crate::small_migration::Migration;
+    // `small` can be moved out of line too (any value longer than a TOAST pointer can, once
+    // the row outgrows 2 kB); `u` has no TOAST table: its rows never outgrow the threshold.
+    let source = "CREATE TABLE t (id text PRIMARY KEY, n int, flat text, kept text, body text, small varchar(20));
+                  ALTER TABLE t ALTER flat SET STORAGE PLAIN;
+                  CREATE TABLE u (id int PRIMARY KEY, code varchar(10));";
+    let target = "CREATE TABLE o (id text PRIMARY KEY, up_id text, n1 int, up_flat text, kept text, up_body text, up_small text);
+                  CREATE TABLE p (id int PRIMARY KEY, code text);";
+    let plan = "name = \"hostile\"
+[[sources]]
+table = \"t\"
+key = [\"id\"]
+[[sources.outputs]]
+table = \"o\"
+key = [\"id\"]
+[sources.outputs.columns]
+id = \"id\"
+up_id = \"upper(id)\"
+n1 = \"n + 1\"
+up_flat = \"upper(flat)\"
+kept = \"kept\"
+up_body = \"upper(body)\"
+up_small = \"upper(small)\"
+[[sources]]
+table = \"u\"
+key = [\"id\"]
+[[sources.outputs]]
+table = \"p\"
+key = [\"id\"]
+[sources.outputs.columns]
+id = \"id\"
+code = \"lower(code)\"
+";
+    let m = Migration::prepare(source, target, plan).await;
+    let (ok, report) = m.check();
+    assert!(ok, "{report}");
+    let toast: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("out of line"))
+        .collect();
+    assert_eq!(toast.len(), 1, "{report}");
+    assert!(
+        toast[0].contains("(kept, body, small)")
+            && toast[0].contains("one extra query per such update"),
+        "{report}"
+    );
+}

@@ -22,6 +22,9 @@ mod join;
 /// The after-backfill SQL in stages: concurrent files, ordered stages, a failing file named.
 mod after_backfill;
 
+/// The displays on a pseudo-terminal and off one: redrawn in place, plain lines, no float noise.
+mod displays;
+
 /// `check`: broken plans, missing settings and keys, each with its fix.
 mod check;
 

@@ -250,3 +250,41 @@ async fn writes_in_flight_during_verify_are_not_divergence() {
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["consumer"], "caught_up", "{report:#}");
 }
+
+/// A consumer killed a moment ago leaves a fresh heartbeat and the status `following`; its
+/// slot is released at once. verify must see that, say why, and compare without waiting out
+/// its fence timeout (it used to sit silent for 30 s, then print a WARN after its report).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_sees_at_once_that_a_killed_consumer_is_gone() {
+    let mut pair = Backfilled::start().await;
+    pair.follow().await;
+    let mut consumer = pair.consumer.take().expect("started");
+    consumer.kill().unwrap();
+    consumer.wait().unwrap();
+    // The walsender lets go of the slot a moment after its connection closes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while one_text(
+        &pair.source,
+        "SELECT bool_or(active)::text FROM pg_replication_slots",
+    )
+    .await
+        == "true"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot stays active"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let started = std::time::Instant::now();
+    let (code, report) = pair.verify();
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["consumer"], "not_running", "{report:#}");
+    let why = report["consumer_detail"].as_str().unwrap_or_default();
+    assert!(why.contains("inactive"), "{report:#}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "verify waited {took:?} for a consumer that is gone"
+    );
+}

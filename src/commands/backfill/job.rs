@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::pg::conninfo::ConnInfo;
-use crate::pipeline::control::SourceLoad;
 use crate::pg::lsn::Lsn;
+use crate::pipeline::control::SourceLoad;
 use crate::plan::{OnError, Plan};
 use crate::progress::{BackfillProgress, DisplayMode};
 

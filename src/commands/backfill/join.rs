@@ -107,7 +107,13 @@ impl BackfillJob {
         // The job's own: `--metrics-addr` reads it too.
         let progress = Arc::clone(&self.progress);
         let ctx = self
-            .chunk_context(&progress, formats.formats.into(), &me, &exported, controls.gate())
+            .chunk_context(
+                &progress,
+                formats.formats.into(),
+                &me,
+                &exported,
+                controls.gate(),
+            )
             .await?;
         // A resumed backfill copies with upserts (see the README's resume); so do its joiners.
         let resumed = m.consistent_lsn != m.snapshot_lsn;

@@ -144,7 +144,13 @@ impl BackfillJob {
         let me = ThisProcess::new();
         me.register(&target, &plan.name).await?;
         let ctx = self
-            .chunk_context(&progress, checked.formats.formats.into(), &me, &snapshot, controls.gate())
+            .chunk_context(
+                &progress,
+                checked.formats.formats.into(),
+                &me,
+                &snapshot,
+                controls.gate(),
+            )
             .await?;
         let display = Display::start(Arc::clone(&progress), self.display);
         let shown = tokio::spawn(show_waiting(controls.subscribe(), Arc::clone(&progress)));
