@@ -183,7 +183,7 @@ pub fn status_line(history: &LagHistory) -> String {
     };
     let trend = squeeze(&history.bytes_behind(), STATUS_TREND_WIDTH);
     format!(
-        "behind {} {} · {} · slot {}{}",
+        "behind {} {} · {} · slot {}{}{}",
         behind(now),
         sparkline(&trend, STATUS_TREND_WIDTH),
         history
@@ -191,6 +191,12 @@ pub fn status_line(history: &LagHistory) -> String {
             .map_or("-".to_owned(), |r| human::rate(r, "changes")),
         now.slot_retained_bytes.map_or("?".to_owned(), human::bytes),
         if now.consistent { " · consistent" } else { "" },
+        // What an operator set, so that a consumer applying nothing is not taken for a stall.
+        match (&now.paused, now.throttle_rows_per_sec) {
+            (Some(_), _) => " · PAUSED".to_owned(),
+            (None, Some(cap)) => format!(" · capped at {}", human::rate(cap as f64, "changes")),
+            (None, None) => String::new(),
+        },
     )
 }
 
@@ -200,7 +206,7 @@ pub fn plain_line(migration: &str, history: &LagHistory) -> String {
         return format!("{migration}: no sample");
     };
     format!(
-        "{migration} {}: {}, {}, slot holds {}, ETA {}{}",
+        "{migration} {}: {} behind, {}, slot holds {}, ETA {}{}",
         now.status,
         behind(now),
         history

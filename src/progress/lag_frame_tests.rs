@@ -141,7 +141,7 @@ fn the_status_line_fits_a_terminal_and_the_plain_line_reads_alone() {
     assert!(line.chars().count() <= 80, "{line}");
     assert_eq!(
         plain_line("legacy_to_projects", &h),
-        "legacy_to_projects following: 0 B / 0.0s, 1.2k changes/s, slot holds 4.0 MB, ETA caught up, consistent"
+        "legacy_to_projects following: 0 B / 0.0s behind, 1.2k changes/s, slot holds 4.0 MB, ETA caught up, consistent"
     );
     assert_no_float_noise(&line);
 }
