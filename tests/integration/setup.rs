@@ -109,3 +109,31 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `.ci/run` runs exactly the test command the README gives a new user, in a shell block of
+/// its own under "Two commands on a fresh machine".
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Two commands on a fresh machine"))
+        .expect("the README's section on a fresh machine");
+    let command = section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split("\n```").next())
+        .map(str::trim)
+        .find(|block| block.starts_with("cargo test") && !block.contains('\n'))
+        .expect("a shell block holding only the test command");
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    let last = ci
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .trim();
+    assert_eq!(last, command, ".ci/run ends with the README's test command");
+    assert!(section.contains("cargo run --release -- demo"), "{section}");
+}
