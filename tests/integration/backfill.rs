@@ -4,8 +4,8 @@ use switchyard::demo::cluster::Cluster;
 use tokio_postgres::Client;
 
 use crate::support::{
-    assert_target_matches_expected, backfill, cluster, prepare_target, seed_plan, seeded_source,
-    wait_for,
+    assert_target_matches_expected, backfill, cluster, done_chunks, prepare_target, seed_plan,
+    seeded_source, wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,17 +375,6 @@ async fn chunks_committed_asynchronously_survive_an_immediate_target_crash() {
         done, total,
         "every chunk lost in the crash was copied again"
     );
-}
-
-async fn done_chunks(target: &Client) -> i64 {
-    target
-        .query_one(
-            "SELECT count(*) FROM switchyard.chunks WHERE status = 'done'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// (chunks done, chunks in all) of the migration.

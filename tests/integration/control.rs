@@ -7,7 +7,9 @@ use switchyard::demo::write_load::{WriteLoad, WriteLoadOptions};
 use tokio_postgres::Client;
 
 use crate::follow::{seeded_pair, Following};
-use crate::support::{assert_target_matches_expected, backfill, seed_plan, switchyard, wait_for};
+use crate::support::{
+    assert_target_matches_expected, backfill, done_chunks, seed_plan, switchyard, wait_for,
+};
 
 const MIGRATION: &str = "legacy_to_projects";
 
@@ -129,17 +131,6 @@ async fn changes_applied(target: &Client) -> (Instant, i64) {
     (Instant::now(), row.get(0))
 }
 
-async fn chunks_done(target: &Client) -> i64 {
-    target
-        .query_one(
-            "SELECT count(*) FROM switchyard.chunks WHERE status = 'done'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// The applied LSN and changes the consumer recorded, and the slot's confirmed position.
 async fn applied(f: &Following) -> (String, i64, String) {
     let row = f
@@ -180,10 +171,10 @@ async fn pause_stops_a_backfill_within_a_second_and_resume_finishes_it() {
         .line_containing("waiting: paused by")
         .duration_since(paused);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let settled = chunks_done(&target).await;
+    let settled = done_chunks(&target).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        chunks_done(&target).await,
+        done_chunks(&target).await,
         settled,
         "chunks went on finishing while paused"
     );

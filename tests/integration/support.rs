@@ -224,3 +224,15 @@ pub async fn middle_top_level_item(source: &Client) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// The chunks of every migration in `target` marked done.
+pub async fn done_chunks(target: &Client) -> i64 {
+    target
+        .query_one(
+            "SELECT count(*) FROM switchyard.chunks WHERE status = 'done'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
