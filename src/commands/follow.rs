@@ -114,6 +114,7 @@ impl FollowJob {
             lookups,
             on_error: self.on_error,
             source,
+            source_conninfo: self.source.clone(),
             key_types,
             monitor: monitor_session(&self.target).await?,
             oids,

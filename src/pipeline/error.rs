@@ -9,6 +9,7 @@ use crate::pg::connect::ConnectError;
 use crate::sink::copy_in::WriteError;
 use crate::sink::dead_letter::BadRow;
 use crate::sink::replication_role::ReplicationRoleError;
+use crate::source::current_row::FetchError;
 use crate::source::identity::IdentityError;
 use crate::source::relations::RelationError;
 use crate::source::replication::ReplicationError;
@@ -168,9 +169,10 @@ impl From<BadRow> for PipelineError {
 impl From<RowChangeError> for PipelineError {
     fn from(e: RowChangeError) -> Self {
         match e {
-            RowChangeError::Read(e) => {
+            RowChangeError::Read(FetchError::Read(e)) => {
                 PipelineError::source("reading a row for a value the stream does not carry", e)
             }
+            RowChangeError::Read(FetchError::Connect(e)) => PipelineError::Connect(e),
             RowChangeError::Relation(e) => StopReason::Relation(e).into(),
             RowChangeError::Key(e) => StopReason::Key(e).into(),
         }

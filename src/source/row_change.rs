@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::transform::change::RowChange;
 use crate::transform::value::Value;
 
-use super::current_row::{CurrentRow, CurrentRows};
+use super::current_row::{CurrentRow, CurrentRows, FetchError};
 use super::relations::{fields, Field, RelationError, Relations};
 
 /// A pgoutput message that changes a row.
@@ -57,8 +57,8 @@ pub enum RowChangeError {
     Relation(#[from] RelationError),
     #[error(transparent)]
     Key(#[from] KeyMissing),
-    #[error("reading a row for a value the stream does not carry")]
-    Read(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Read(#[from] FetchError),
 }
 
 /// A change whose plan key cannot be found in what the stream sent: applying it by key is

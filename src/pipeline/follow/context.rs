@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use crate::pg::conninfo::ConnInfo;
 use crate::pipeline::control::Gate;
 use crate::plan::{OnError, Plan};
 use crate::progress::FollowProgress;
@@ -19,8 +20,10 @@ pub struct FollowContext {
     pub plan: Arc<Plan>,
     pub lookups: Arc<LookupCache>,
     pub on_error: OnError,
-    /// Reads current source rows for unchanged TOASTed values.
+    /// The source session: the slot's state, confirmations, catalog checks.
     pub source: Client,
+    /// Where the reads of current source rows (for unchanged TOASTed values) connect.
+    pub source_conninfo: ConnInfo,
     /// Key column types per source, for those reads.
     pub key_types: Vec<Vec<String>>,
     /// Heartbeats, on a connection of their own.

@@ -110,7 +110,7 @@ pub async fn follow(
         feed: Feed::start(upstream, applied),
         dispatch: Dispatch::new(applied),
         relations,
-        current: CurrentRows::new(&ctx.source, &ctx.key_types),
+        current: CurrentRows::new(&ctx.source_conninfo, &ctx.key_types),
         transforms,
         first_commit_micros: None,
         final_lsn: applied,

@@ -14,6 +14,12 @@ use crate::pg::replication_message::take_copy_both_response;
 /// in one read; BytesMut reclaims the space once parsed messages are dropped.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
 
+/// A read buffer larger than this once its large message is parsed is replaced by a small one.
+/// BytesMut takes back the whole allocation a large message was read into once the message is
+/// dropped, so without this one 100 MB row would stay resident for the stream's lifetime
+/// (README, Memory).
+const RETAINED_AT_MOST: usize = 16 * 1024 * 1024;
+
 /// One message from the server.
 pub(super) enum Backend {
     /// The CopyBothResponse that starts streaming.
@@ -57,6 +63,12 @@ where
                 None => {}
             }
             self.read_buf.reserve(READ_BUFFER_SIZE);
+            if self.read_buf.capacity() > RETAINED_AT_MOST && self.read_buf.len() < READ_BUFFER_SIZE
+            {
+                let mut small = BytesMut::with_capacity(2 * READ_BUFFER_SIZE);
+                small.extend_from_slice(&self.read_buf);
+                self.read_buf = small;
+            }
             let n = self
                 .io
                 .read_buf(&mut self.read_buf)
