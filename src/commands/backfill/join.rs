@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
+use crate::checkpoint::leases::release_leases;
 use crate::checkpoint::{self, MigrationStatus};
 use crate::pg::connect::connect;
 use crate::pipeline::backfill::copy_chunks;
@@ -58,7 +59,7 @@ pub enum JoinError {
 impl BackfillJob {
     /// Joins the running backfill of this plan; a stop request (Ctrl-C, SIGTERM) ends it with
     /// [`Interrupted`]: its finished chunks stay done, the ones in flight roll back and their
-    /// leases expire, and the other processes take them over.
+    /// leases are given up, and the other processes take them over at once.
     pub async fn join(self, stop: &Stop) -> anyhow::Result<Joined> {
         let plan = Arc::clone(&self.plan);
         let target = connect(&self.target, "switchyard backfill --join").await?;
@@ -131,13 +132,27 @@ impl BackfillJob {
         display.finish().await;
         drop(controls);
         let (chunks, row_count) = tally.get();
+        // Stopped or failed: the chunks in flight rolled back with their sessions, so their
+        // leases are given up now rather than after LEASE_TTL. A late commit of ours could
+        // not land anyway: it checks the lease.
+        let released = match &copied {
+            Some(Ok(())) => None,
+            _ => release_leases(&target, &plan.name, std::slice::from_ref(&me.owner.0))
+                .await
+                .inspect_err(|e| tracing::warn!("giving up this worker's chunk leases: {e}"))
+                .ok(),
+        };
+        let taken_over = match released {
+            Some(_) => "the other processes take them over now",
+            None => "the other processes take them over once their leases expire",
+        };
         match copied {
             Some(Ok(())) => Ok(Joined::Copied { chunks, row_count }),
             Some(Err(e)) => Err(anyhow::Error::new(e).context(format!(
-                "this worker stopped after copying {chunks} chunks; the chunks it held are taken over by the other processes once their leases expire"
+                "this worker stopped after copying {chunks} chunks; the chunks it held were rolled back and {taken_over}"
             ))),
             None => Err(Interrupted(format!(
-                "after copying {chunks} chunks ({row_count} rows); the chunks in flight were rolled back and the other processes take them over"
+                "after copying {chunks} chunks ({row_count} rows); the chunks in flight were rolled back and {taken_over}"
             ))
             .into()),
         }
