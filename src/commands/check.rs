@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::CheckArgs;
-use crate::cutover::access;
+use crate::cutover::{access, reverse_rules};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::Plan;
@@ -80,8 +80,13 @@ pub async fn check_all(
     let types = sink::preflight::source_column_types(&source_client, plan)
         .await
         .context("reading source column types")?;
+    let legacy = reverse_rules::legacy_columns(&source_client, plan)
+        .await
+        .context("reading the legacy tables' columns for the reverse rules")?;
     let target_checked = sink::preflight::check(&mut target_client, plan, &types, async |tx| {
-        crate::cutover::sequences::check(tx, plan).await
+        let mut found = crate::cutover::sequences::check(tx, plan).await?;
+        found.extend(reverse_rules::check(tx, plan, &legacy).await?);
+        Ok(found)
     })
     .await
     .context("checking the target")?;

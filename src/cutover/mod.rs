@@ -31,6 +31,7 @@ pub mod dependents;
 pub mod in_place;
 pub mod proof;
 pub mod read_only;
+pub mod reverse_rules;
 pub mod sequences;
 pub mod standbys;
 pub mod swap_lock;

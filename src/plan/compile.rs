@@ -18,7 +18,7 @@ use super::compile_expr::{canonical_sql, compile, Names};
 use super::compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile, Stage};
 use super::diagnostics::Collector;
 use super::file::{self, Disposition, StageFile};
-use super::{duplicate_sources, transaction_control};
+use super::{duplicate_sources, reverse, transaction_control};
 
 /// One compile pass over a parsed plan file: every problem goes to `diags`, and compiling goes
 /// on after one so that all are reported together.
@@ -62,7 +62,7 @@ impl Compile<'_, '_> {
             .collect();
         let maps = f.maps.iter().map(|(n, m)| self.map(n, m)).collect();
         let mut checksum = Sha256::new();
-        checksum.update(text.as_bytes());
+        checksum.update(reverse::checksummed_text(text).as_bytes());
         let phases = Phases {
             before_backfill: self.sql_files(
                 "phases.before_backfill",
@@ -101,6 +101,15 @@ impl Compile<'_, '_> {
                 .collect::<Vec<_>>(),
             text,
         );
+        let reverse = f.reverse.as_ref().map(|r| {
+            reverse::compile(
+                self.diags,
+                r,
+                &sources,
+                &f.source_schema,
+                &f.target_schema,
+            )
+        });
         Plan {
             name,
             path: path.to_path_buf(),
@@ -117,6 +126,7 @@ impl Compile<'_, '_> {
                 declared_legacy_names: f.cutover.legacy_names,
             },
             reports: f.reports.into_iter().collect(),
+            reverse,
             target_schema: f.target_schema,
         }
     }

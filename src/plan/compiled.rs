@@ -9,6 +9,7 @@ use crate::transform::eval::ValueMap;
 use crate::transform::expr::Expr;
 use crate::transform::program::{OutputPlan, SourcePlan, WriteMode};
 
+use super::reverse::ReversePlan;
 use super::file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal};
 
 /// A compiled plan.
@@ -25,6 +26,8 @@ pub struct Plan {
     pub phases: Phases,
     pub cutover: CutoverPlan,
     pub reports: Vec<(String, String)>,
+    /// `[reverse]`, when the plan has it: the legacy tables rebuilt from the new ones.
+    pub reverse: Option<ReversePlan>,
     pub target_schema: String,
 }
 

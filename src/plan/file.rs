@@ -36,6 +36,9 @@ pub struct PlanFile {
     /// (orphans and the like); a non-zero count is reported, not an error.
     #[serde(default)]
     pub reports: IndexMap<String, String>,
+    /// How the new tables map back onto the legacy ones (`cutover --keep-reverse`, `rollback`).
+    /// Left out of the plan's checksum: rules added after the backfill change nothing it did.
+    pub reverse: Option<ReverseFile>,
 }
 
 fn public() -> String {
@@ -263,5 +266,36 @@ pub struct OutputFile {
     pub mode: WriteMode,
     /// Only rows for which this holds go to this output (routes a split).
     pub when: Option<Spanned<String>>,
+    pub columns: IndexMap<String, Spanned<String>>,
+}
+
+/// `[reverse]`: one entry per legacy table and the output tables with no legacy home.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseFile {
+    /// Output tables the reverse direction leaves alone (`teams`, `team_members`).
+    #[serde(default)]
+    pub ignore: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub tables: Vec<ReverseTableFile>,
+}
+
+/// `[[reverse.tables]]`: the rows of one output table that feed one legacy table. Every
+/// expression is SQL over that output table's row, evaluated by PostgreSQL on the target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseTableFile {
+    /// The legacy table: one of the plan's sources.
+    pub table: Spanned<String>,
+    /// The output table that feeds it: one of that source's outputs.
+    pub from: Spanned<String>,
+    /// Which of the output's rows belong to this legacy table (a split merged back).
+    pub when: Option<Spanned<String>>,
+    /// Each legacy key column and the expression giving it; NULL for a row the new
+    /// application created, whose legacy key comes from `sequence`.
+    pub key: IndexMap<String, Spanned<String>>,
+    /// The legacy table's sequence, for keys of rows that have none yet.
+    pub sequence: Option<Spanned<String>>,
+    /// Every other legacy column the reverse direction writes, and its expression.
     pub columns: IndexMap<String, Spanned<String>>,
 }

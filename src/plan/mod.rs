@@ -14,6 +14,7 @@ mod duplicate_sources;
 pub mod file;
 mod keywords;
 mod load;
+pub mod reverse;
 mod transaction_control;
 
 #[cfg(test)]
@@ -25,6 +26,7 @@ use std::path::Path;
 pub use compiled::{CutoverPlan, Dependents, LookupPlan, Phases, Plan, SqlFile, Stage};
 pub use file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal};
 pub use load::PlanLoadError;
+pub use reverse::{ReversePlan, ReverseTable};
 
 /// The seed plan of `transforms/legacy_to_projects`, for unit tests anywhere in the crate.
 #[cfg(test)]

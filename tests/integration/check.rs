@@ -298,3 +298,64 @@ code = \"lower(code)\"
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_prepares_each_reverse_rule_and_compares_it_with_the_legacy_columns() {
+    use crate::small_migration::{copy_plan, Migration};
+    let source = "CREATE TABLE legacy (
+                      id int PRIMARY KEY,
+                      title text NOT NULL,
+                      owner text,
+                      doubled int GENERATED ALWAYS AS (id * 2) STORED,
+                      required text NOT NULL,
+                      defaulted text NOT NULL DEFAULT 'x');";
+    let target = "CREATE TABLE items (id int PRIMARY KEY, title text, owner text);";
+    let mut plan = copy_plan(&[("legacy", &["id"], "items", &["id", "title", "owner"])]);
+    plan += r#"
+[reverse]
+[[reverse.tables]]
+table = "legacy"
+from = "items"
+when = "titel IS NOT NULL"
+key = { id = "id" }
+[reverse.tables.columns]
+title = "upper(titel)"
+owner = "length(owner)"
+doubled = "id * 2"
+nowhere = "title"
+"#;
+    let m = Migration::prepare(source, target, &plan).await;
+    let (ok, report) = m.check();
+    assert!(!ok, "{report}");
+    for expected in [
+        "error: plan.reverse.tables[0].when: PostgreSQL refuses the expression over public.items: column \"titel\" does not exist",
+        "error: plan.reverse.tables[0].columns.title: PostgreSQL refuses the expression over public.items: column \"titel\" does not exist",
+        "error: plan.reverse.tables[0].columns.doubled: public.legacy.doubled is a generated column",
+        "error: plan.reverse.tables[0].columns.nowhere: legacy table public.legacy has no column nowhere",
+        "error: plan.reverse.tables[0].columns: legacy column public.legacy.required is NOT NULL without a default",
+        "warning: plan.reverse.tables[0].columns.owner: returns integer where legacy column public.legacy.owner is text",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
+    // The key's expression and the defaulted column raise nothing.
+    assert!(!report.contains("key.id"), "{report}");
+    assert!(!report.contains("defaulted"), "{report}");
+
+    // The seed's own rules pass against its legacy and new schemas.
+    let cluster = crate::support::cluster();
+    seeded_source(&cluster, "legacy", 0.001).await;
+    cluster.create_database("app").await.unwrap();
+    let seed = seed_plan();
+    let out = switchyard(&[
+        "check",
+        "--plan",
+        seed.to_str().unwrap(),
+        "--source",
+        &cluster.url("legacy"),
+        "--target",
+        &cluster.url("app"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains("reverse"), "{stdout}");
+}
