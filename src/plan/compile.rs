@@ -101,15 +101,10 @@ impl Compile<'_, '_> {
                 .collect::<Vec<_>>(),
             text,
         );
-        let reverse = f.reverse.as_ref().map(|r| {
-            reverse::compile(
-                self.diags,
-                r,
-                &sources,
-                &f.source_schema,
-                &f.target_schema,
-            )
-        });
+        let reverse = f
+            .reverse
+            .as_ref()
+            .map(|r| reverse::compile(self.diags, r, &sources, &f.source_schema, &f.target_schema));
         Plan {
             name,
             path: path.to_path_buf(),

@@ -9,8 +9,8 @@ use crate::transform::eval::ValueMap;
 use crate::transform::expr::Expr;
 use crate::transform::program::{OutputPlan, SourcePlan, WriteMode};
 
-use super::reverse::ReversePlan;
 use super::file::{CutoverSide, Disposition, LegacyNames, OnError, SlotDisposal};
+use super::reverse::ReversePlan;
 
 /// A compiled plan.
 #[derive(Debug)]

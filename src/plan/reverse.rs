@@ -186,7 +186,11 @@ fn table(
         .key
         .iter()
         .map(|(c, e)| (format!("{field}.key.{c}"), e))
-        .chain(t.columns.iter().map(|(c, e)| (format!("{field}.columns.{c}"), e)))
+        .chain(
+            t.columns
+                .iter()
+                .map(|(c, e)| (format!("{field}.columns.{c}"), e)),
+        )
         .chain(t.when.iter().map(|e| (format!("{field}.when"), e)))
     {
         if expr.get_ref().trim().is_empty() {
@@ -207,7 +211,11 @@ fn table(
             .filter_map(|k| t.key.get(k).map(|e| (k.clone(), text(e))))
             .collect(),
         sequence: t.sequence.as_ref().map(text),
-        columns: t.columns.iter().map(|(c, e)| (c.clone(), text(e))).collect(),
+        columns: t
+            .columns
+            .iter()
+            .map(|(c, e)| (c.clone(), text(e)))
+            .collect(),
     })
 }
 
@@ -280,7 +288,7 @@ email = "owner"
         assert_eq!(first.sequence.as_deref(), Some("company_projects_id_seq"));
         let select = first.select("id = ANY($1)");
         assert!(
-            select.starts_with("SELECT (legacy_id) AS id, ((SELECT t.company_id"),
+            select.starts_with(r#"SELECT (legacy_id) AS "id", ((SELECT t.company_id"#),
             "{select}"
         );
         assert!(
@@ -295,12 +303,19 @@ email = "owner"
     fn reverse_rules_are_left_out_of_the_checksum() {
         let plan = crate::plan::seed_plan();
         let text = std::fs::read_to_string(&plan.path).unwrap();
-        let forward = &text[..text.find("\n# ─── reverse").expect("the seed's reverse section")];
-        let without = Plan::parse(&plan.path, &format!("{forward}\n")).unwrap();
+        let forward = &text[..text
+            .find("\n# ─── reverse")
+            .expect("the seed's reverse section")];
+        // The text checksummed is the plan as it was before the section was added.
+        assert!(
+            super::checksummed_text(&text) == forward,
+            "the cut text differs"
+        );
+        let without = Plan::parse(&plan.path, forward).unwrap();
         assert!(without.reverse.is_none());
         assert_eq!(plan.checksum, without.checksum);
         // Anything else still counts.
-        let changed = Plan::parse(&plan.path, &format!("{forward}\n# a comment\n")).unwrap();
+        let changed = Plan::parse(&plan.path, &format!("{forward}# a comment\n")).unwrap();
         assert_ne!(plan.checksum, changed.checksum);
     }
 
