@@ -28,6 +28,9 @@ mod displays;
 /// `check`: broken plans, missing settings and keys, each with its fix.
 mod check;
 
+/// The plan's reverse rules over backfilled new tables, against the round-trip oracle.
+mod reverse;
+
 /// The demo harness: clusters vanish on drop, deterministic data, rerunnable seed SQL, write load.
 mod cluster_harness;
 
