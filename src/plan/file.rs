@@ -36,8 +36,9 @@ pub struct PlanFile {
     /// (orphans and the like); a non-zero count is reported, not an error.
     #[serde(default)]
     pub reports: IndexMap<String, String>,
-    /// How the new tables map back onto the legacy ones (`cutover --keep-reverse`, `rollback`).
-    /// Left out of the plan's checksum: rules added after the backfill change nothing it did.
+    /// How the new tables map back onto the legacy ones, for a reverse stream after the cutover
+    /// (not built yet: `check` validates them). Left out of the plan's checksum: rules added
+    /// after the backfill change nothing it did.
     pub reverse: Option<ReverseFile>,
 }
 

@@ -11,9 +11,9 @@
 //!
 //! One prepared statement per source table, prepared on its first read in a session: a table
 //! whose updates keep missing a large value costs one round trip per row, not a parse as well.
-//! Every column
-//! is read as `text`, so the statement's result type never changes under DDL on the table
-//! (PostgreSQL re-plans a prepared statement after DDL; it refuses one whose result changed).
+//! Every column is read as `text`, so the statement's result type never changes under DDL on
+//! the table (PostgreSQL re-plans a prepared statement after DDL; it refuses one whose result
+//! changed).
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
