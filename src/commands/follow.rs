@@ -68,7 +68,7 @@ impl FollowJob {
                 m.status
             );
         }
-        if m.plan_checksum != plan.checksum {
+        if !plan.has_checksum(&m.plan_checksum) {
             bail!("the plan or its SQL files changed since the backfill: the stream would be transformed differently from the copy");
         }
         let lanes = self.apply_jobs.max(1);

@@ -61,8 +61,8 @@ impl Compile<'_, '_> {
             })
             .collect();
         let maps = f.maps.iter().map(|(n, m)| self.map(n, m)).collect();
-        let mut checksum = Sha256::new();
-        checksum.update(reverse::checksummed_text(text).as_bytes());
+        // The SQL files' bytes, hashed after each form of the plan text below.
+        let mut checksum = Vec::new();
         let phases = Phases {
             before_backfill: self.sql_files(
                 "phases.before_backfill",
@@ -101,6 +101,17 @@ impl Compile<'_, '_> {
                 .collect::<Vec<_>>(),
             text,
         );
+        // SHA-256 of the plan text and its SQL files; the plan text as it may have been before
+        // `[reverse]` was added counts as the same plan (see `reverse::forward_texts`).
+        let checksums: Vec<String> = reverse::forward_texts(text)
+            .iter()
+            .map(|t| {
+                let mut hash = Sha256::new();
+                hash.update(t.as_bytes());
+                hash.update(&checksum);
+                format!("{:x}", hash.finalize())
+            })
+            .collect();
         let reverse = f
             .reverse
             .as_ref()
@@ -108,7 +119,8 @@ impl Compile<'_, '_> {
         Plan {
             name,
             path: path.to_path_buf(),
-            checksum: format!("{:x}", checksum.finalize()),
+            checksum: checksums[0].clone(),
+            accepted_checksums: checksums,
             on_error: f.on_error,
             sources,
             lookups,
@@ -203,7 +215,7 @@ impl Compile<'_, '_> {
         &mut self,
         field: &str,
         paths: &[toml::Spanned<String>],
-        checksum: &mut Sha256,
+        checksum: &mut Vec<u8>,
     ) -> Vec<SqlFile> {
         paths
             .iter()
@@ -216,12 +228,12 @@ impl Compile<'_, '_> {
         field: &str,
         at: usize,
         name: &str,
-        checksum: &mut Sha256,
+        checksum: &mut Vec<u8>,
     ) -> Option<SqlFile> {
         let path = self.dir.join(name);
         match std::fs::read_to_string(&path) {
             Ok(sql) => {
-                checksum.update(sql.as_bytes());
+                checksum.extend_from_slice(sql.as_bytes());
                 Some(SqlFile { path, sql })
             }
             Err(e) => {
@@ -237,7 +249,7 @@ impl Compile<'_, '_> {
         &mut self,
         field: &str,
         stages: &[toml::Spanned<StageFile>],
-        checksum: &mut Sha256,
+        checksum: &mut Vec<u8>,
     ) -> Vec<Stage> {
         let mut out = Vec::new();
         for stage in stages {
@@ -278,7 +290,7 @@ impl Compile<'_, '_> {
     /// it. Not in the checksum: they do not change what is copied, and a dry run that finds a
     /// mistake in them must not force a new backfill.
     fn in_transaction(&mut self, field: &str, paths: &[toml::Spanned<String>]) -> Vec<SqlFile> {
-        let files = self.sql_files(field, paths, &mut Sha256::new());
+        let files = self.sql_files(field, paths, &mut Vec::new());
         for (f, p) in files.iter().zip(paths) {
             if let Some((line, word)) = transaction_control::find(&f.sql) {
                 self.diags.at(

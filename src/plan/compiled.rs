@@ -19,6 +19,9 @@ pub struct Plan {
     pub path: PathBuf,
     /// SHA-256 of the plan and its SQL files: a backfill refuses to resume under another plan.
     pub checksum: String,
+    /// Every checksum that names this same plan: [`Plan::checksum`] and those of the plan text
+    /// without its `[reverse]` section, cut in each way an operator may have added it.
+    pub accepted_checksums: Vec<String>,
     pub on_error: OnError,
     pub sources: Vec<SourcePlan>,
     pub lookups: Vec<LookupPlan>,
@@ -179,5 +182,13 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+impl Plan {
+    /// Whether `recorded` (a migration's `plan_checksum`) is this plan's: the same plan text
+    /// and SQL files, reverse rules aside.
+    pub fn has_checksum(&self, recorded: &str) -> bool {
+        self.accepted_checksums.iter().any(|c| c == recorded)
     }
 }

@@ -219,18 +219,123 @@ fn table(
     })
 }
 
-/// The plan text its checksum covers: all of it, less `[reverse]`. A migration whose plan gets
-/// reverse rules after its backfill (the usual order: they matter from the cutover on) keeps
-/// its checksum, so `follow` and `--resume` do not refuse it. A plan without them is checksummed
-/// as written, byte for byte, as before reverse rules existed.
-pub(super) fn checksummed_text(text: &str) -> Cow<'_, str> {
-    let Ok(mut document) = text.parse::<toml_edit::DocumentMut>() else {
-        return Cow::Borrowed(text);
+/// The plan text as it was before its `[reverse]` section was added, in every way it may have
+/// been added; the first is the one a new migration records. A plan without the section is
+/// only its own text, byte for byte, as before reverse rules existed.
+///
+/// Operators add reverse rules late (they matter from the cutover on), and `follow`,
+/// `--resume` and `--join` refuse a plan whose checksum changed, so the section must not count.
+/// The cut works on lines, not on a re-serialized document, so line endings, a byte-order mark
+/// and every other comment stay as written. Which comment lines around the section belong to it
+/// is a guess, so each way is tried: above its first header none, the comment block right
+/// above it (and one blank line above that), or every blank and comment line; at its end, the
+/// blank and comment lines kept (they belong to what follows) or cut. A `reverse` key written
+/// inline at the top of the file is cut by toml_edit as one more way.
+pub(super) fn forward_texts(text: &str) -> Vec<Cow<'_, str>> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let is_reverse: Vec<bool> = {
+        let mut inside = false;
+        lines
+            .iter()
+            .map(|line| {
+                if let Some(name) = header(line) {
+                    inside = name == "reverse" || name.starts_with("reverse.");
+                }
+                inside
+            })
+            .collect()
     };
-    if document.remove("reverse").is_none() {
-        return Cow::Borrowed(text);
+    let mut texts: Vec<Cow<'_, str>> = Vec::new();
+    if is_reverse.iter().any(|r| *r) {
+        for trailing in [false, true] {
+            for above in [Above::None, Above::CommentBlock, Above::All] {
+                texts.push(Cow::Owned(cut(&lines, &is_reverse, above, trailing)));
+            }
+        }
     }
-    Cow::Owned(document.to_string())
+    if let Ok(mut document) = text.parse::<toml_edit::DocumentMut>() {
+        if document.remove("reverse").is_some() {
+            texts.push(Cow::Owned(document.to_string()));
+        }
+    }
+    if texts.is_empty() {
+        texts.push(Cow::Borrowed(text));
+    }
+    texts
+}
+
+/// Which lines above a section's first header go with it.
+#[derive(Clone, Copy, PartialEq)]
+enum Above {
+    None,
+    /// The comment lines right above it, and one blank line above those.
+    CommentBlock,
+    /// Every blank and comment line above it.
+    All,
+}
+
+fn cut(lines: &[&str], is_reverse: &[bool], above: Above, trailing: bool) -> String {
+    let quiet = |line: &str| {
+        let t = line.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    let mut drop = is_reverse.to_vec();
+    let mut i = 0;
+    while i < lines.len() {
+        if !is_reverse[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < lines.len() && is_reverse[i] {
+            i += 1;
+        }
+        // Blank and comment lines at the end of a section belong to what follows it, or to it.
+        if !trailing {
+            let mut end = i;
+            while end > start + 1 && quiet(lines[end - 1]) {
+                end -= 1;
+                drop[end] = false;
+            }
+        }
+        let mut first = start;
+        match above {
+            Above::None => {}
+            Above::CommentBlock => {
+                while first > 0 && lines[first - 1].trim().starts_with('#') {
+                    first -= 1;
+                }
+                if first > 0 && lines[first - 1].trim().is_empty() {
+                    first -= 1;
+                }
+            }
+            Above::All => {
+                while first > 0 && quiet(lines[first - 1]) {
+                    first -= 1;
+                }
+            }
+        }
+        drop[first..start].iter_mut().for_each(|d| *d = true);
+    }
+    lines
+        .iter()
+        .zip(&drop)
+        .filter(|(_, d)| !**d)
+        .map(|(l, _)| *l)
+        .collect()
+}
+
+/// The table a header line opens (`[a.b]`, `[[a.b]]`), without spaces; `None` for other lines.
+fn header(line: &str) -> Option<String> {
+    let t = line.trim_start().trim_start_matches('\u{feff}');
+    let inner = t.strip_prefix('[')?;
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    let name = &inner[..inner.find(']')?];
+    // A line of a multi-line array (`["a.sql", "b.sql"],`) is no header.
+    if name.contains(',') || name.contains('"') && !name.starts_with('"') {
+        return None;
+    }
+    Some(name.chars().filter(|c| !c.is_whitespace()).collect())
 }
 
 #[cfg(test)]
@@ -300,23 +405,62 @@ email = "owner"
     }
 
     #[test]
-    fn reverse_rules_are_left_out_of_the_checksum() {
+    fn the_seed_with_its_reverse_rules_is_the_seed_without_them() {
         let plan = crate::plan::seed_plan();
         let text = std::fs::read_to_string(&plan.path).unwrap();
         let forward = &text[..text
             .find("\n# ─── reverse")
             .expect("the seed's reverse section")];
-        // The text checksummed is the plan as it was before the section was added.
-        assert!(
-            super::checksummed_text(&text) == forward,
-            "the cut text differs"
-        );
         let without = Plan::parse(&plan.path, forward).unwrap();
         assert!(without.reverse.is_none());
-        assert_eq!(plan.checksum, without.checksum);
+        assert!(plan.has_checksum(&without.checksum));
         // Anything else still counts.
         let changed = Plan::parse(&plan.path, &format!("{forward}# a comment\n")).unwrap();
-        assert_ne!(plan.checksum, changed.checksum);
+        assert!(!plan.has_checksum(&changed.checksum));
+    }
+
+    #[test]
+    fn reverse_rules_are_left_out_of_the_checksum_however_they_are_added() {
+        const RULES: &str = "[reverse]\nignore = [\"owners\"]\n[[reverse.tables]]\ntable = \"legacy\"\nfrom = \"items\"\nkey = { id = \"id\" }\n[reverse.tables.columns]\ntitle = \"title\"\n";
+        let path = Path::new("p.toml");
+        let befores = [
+            FORWARD.to_owned(),
+            format!("{FORWARD}# end of plan\n"),
+            format!("{FORWARD}\n"),
+            format!("\u{feff}{FORWARD}"),
+            FORWARD.replace('\n', "\r\n"),
+        ];
+        for before in &befores {
+            let recorded = Plan::parse(path, before).unwrap().checksum;
+            let nl = if before.contains("\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            let rules = RULES.replace('\n', nl);
+            let afters = [
+                format!("{before}{rules}"),
+                format!("{before}{nl}# ─── the way back ───{nl}# more words{nl}{rules}"),
+                format!("{before}{rules}{nl}# trailing words{nl}"),
+                before.replacen("[[sources]]", &format!("{rules}[[sources]]"), 1),
+                before.replacen(
+                    "[[sources]]",
+                    &format!("# about the sources{nl}{rules}[[sources]]"),
+                    1,
+                ),
+            ];
+            for after in &afters {
+                let plan = Plan::parse(path, after).unwrap();
+                assert!(plan.reverse.is_some(), "{after:?}");
+                assert!(
+                    plan.has_checksum(&recorded),
+                    "adding the rules changed the checksum of {before:?}: {after:?}"
+                );
+            }
+            let edited = before.replacen("title = \"title\"", "title = \"upper(title)\"", 1);
+            let plan = Plan::parse(path, &format!("{edited}{rules}")).unwrap();
+            assert!(!plan.has_checksum(&recorded), "a forward change counts");
+        }
     }
 
     #[test]

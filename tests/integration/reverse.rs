@@ -3,27 +3,9 @@
 //! (`transforms/legacy_to_projects/expected_reverse.sql`, plain SQL over the legacy tables
 //! only) says, row for row: what a reverse stream would write is right before one exists.
 
-use switchyard::plan::Plan;
-use tokio_postgres::Client;
-
+use crate::small_migration::text_rows;
 use crate::support::{backfill, cluster, repo, seed_plan, seeded_source};
-
-/// Every row of `select` with each of `columns` as text, sorted.
-async fn rows(client: &Client, select: &str, columns: &[&str]) -> Vec<Vec<Option<String>>> {
-    let as_text: Vec<String> = columns.iter().map(|c| format!("r.\"{c}\"::text")).collect();
-    let mut rows: Vec<Vec<Option<String>>> = client
-        .query(
-            &format!("SELECT {} FROM ({select}) r", as_text.join(", ")),
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (0..columns.len()).map(|i| r.get(i)).collect())
-        .collect();
-    rows.sort();
-    rows
-}
+use switchyard::plan::Plan;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reverse_rules_over_the_new_tables_equal_the_round_trip_oracle() {
@@ -60,15 +42,10 @@ async fn the_reverse_rules_over_the_new_tables_equal_the_round_trip_oracle() {
                 same, columns,
                 "the rules for {legacy} list the same columns"
             );
-            got.extend(rows(&target, &rule.select("true"), &columns).await);
+            got.extend(text_rows(&target, &format!("({}) r", rule.select("true")), &columns).await);
         }
         got.sort();
-        let expected = rows(
-            &source,
-            &format!("SELECT * FROM expected_reverse.{legacy}"),
-            &columns,
-        )
-        .await;
+        let expected = text_rows(&source, &format!("expected_reverse.{legacy}"), &columns).await;
         assert!(expected.len() > 10, "{legacy}: the oracle has rows");
         assert_eq!(got.len(), expected.len(), "{legacy}: as many rows");
         for (g, e) in got.iter().zip(&expected) {

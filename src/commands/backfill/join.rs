@@ -67,7 +67,7 @@ impl BackfillJob {
         let m = checkpoint::load(&target, &plan.name)
             .await?
             .ok_or_else(|| JoinError::NotStarted(plan.name.clone()))?;
-        if m.plan_checksum != plan.checksum {
+        if !plan.has_checksum(&m.plan_checksum) {
             bail!(JoinError::PlanDiffers(plan.name.clone()));
         }
         match m.status {

@@ -406,7 +406,7 @@ impl BackfillJob {
         progress: &BackfillProgress,
     ) -> anyhow::Result<Copying> {
         let plan = &self.plan;
-        if m.plan_checksum != plan.checksum {
+        if !plan.has_checksum(&m.plan_checksum) {
             bail!("the plan or its SQL files changed since the backfill started; `switchyard abort` and start over");
         }
         if m.status != MigrationStatus::Backfilling {
