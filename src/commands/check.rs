@@ -83,6 +83,11 @@ pub async fn check_all(
     let legacy = reverse_rules::legacy_columns(&source_client, plan)
         .await
         .context("reading the legacy tables' columns for the reverse rules")?;
+    findings.extend(
+        reverse_rules::sequences(&source_client, plan)
+            .await
+            .context("reading the reverse rules' sequences")?,
+    );
     let target_checked = sink::preflight::check(&mut target_client, plan, &types, async |tx| {
         let mut found = crate::cutover::sequences::check(tx, plan).await?;
         found.extend(reverse_rules::check(tx, plan, &legacy).await?);

@@ -72,6 +72,42 @@ pub async fn legacy_columns(
     Ok(out)
 }
 
+/// Every rule's `sequence` must be a sequence on the source (resolved as the legacy
+/// application resolves it, on the source's search_path).
+pub async fn sequences(
+    source: &impl GenericClient,
+    plan: &Plan,
+) -> Result<Vec<Finding>, tokio_postgres::Error> {
+    let mut found = Vec::new();
+    let Some(reverse) = &plan.reverse else {
+        return Ok(found);
+    };
+    for rule in &reverse.tables {
+        let Some(sequence) = &rule.sequence else {
+            continue;
+        };
+        let is_sequence: bool = source
+            .query_one(
+                "SELECT coalesce((SELECT relkind = 'S' FROM pg_class WHERE oid = to_regclass($1)), false)",
+                &[sequence],
+            )
+            .await?
+            .get(0);
+        if !is_sequence {
+            found.push(Finding::error(
+                format!("plan.{}.sequence", rule.field),
+                format!("{sequence} is not a sequence on the source"),
+                format!(
+                    "name the sequence {}'s key is drawn from (pg_get_serial_sequence('{}', '<key column>') shows it)",
+                    rule.table,
+                    rule.table.quoted().replace('\'', "''")
+                ),
+            ));
+        }
+    }
+    Ok(found)
+}
+
 /// Findings for every reverse rule of `plan`, on `target` (a transaction the caller rolls back).
 pub async fn check(
     target: &impl GenericClient,
@@ -88,7 +124,7 @@ pub async fn check(
         }
         if let Some(when) = &rule.when {
             let sql = format!(
-                "SELECT 1 FROM {} AS {} WHERE ({when}) AND false",
+                "SELECT 1 FROM {} AS {} WHERE ({when}\n) AND false",
                 rule.from.quoted(),
                 quote_ident(&rule.from.name)
             );
@@ -99,12 +135,12 @@ pub async fn check(
         for (column, expr) in rule.all_columns() {
             let field = field_of(rule, column);
             let sql = format!(
-                "SELECT ({expr}) FROM {} AS {} WHERE false",
+                "SELECT ({expr}\n) FROM {} AS {} WHERE false",
                 rule.from.quoted(),
                 quote_ident(&rule.from.name)
             );
             let returned = match prepare(target, &sql).await? {
-                Ok(type_oid) => type_oid,
+                Ok(types) => types[0],
                 Err(problem) => {
                     found.push(refused(rule, &field, problem));
                     continue;
@@ -132,8 +168,88 @@ pub async fn check(
                 ));
             }
         }
+        if !found
+            .iter()
+            .any(|f| f.subject.starts_with(&format!("plan.{}.", rule.field)))
+        {
+            found.extend(whole_rule(target, rule).await?);
+        }
     }
     Ok(found)
+}
+
+/// The rule's generated `SELECT` as a reverse stream runs it: it must prepare, give one column
+/// per legacy column, and one row per row of its output table (no aggregate, window or
+/// set-returning function outside a subquery: each expression alone cannot show that).
+async fn whole_rule(
+    target: &impl GenericClient,
+    rule: &ReverseTable,
+) -> Result<Vec<Finding>, tokio_postgres::Error> {
+    let subject = format!("plan.{}", rule.field);
+    let fix = format!(
+        "make each expression one value per row of {}; read other rows through a scalar subquery",
+        rule.from
+    );
+    let select = rule.select("false");
+    let columns = match prepare(target, &select).await? {
+        Ok(columns) => columns,
+        Err(problem) => {
+            return Ok(vec![Finding::error(
+                subject,
+                format!(
+                    "PostgreSQL refuses the rule's SELECT over {}: {problem}",
+                    rule.from
+                ),
+                fix,
+            )])
+        }
+    };
+    let written = rule.all_columns().count();
+    if columns.len() != written {
+        return Ok(vec![Finding::error(
+            subject,
+            format!(
+                "the rule's SELECT gives {} columns for its {written} legacy columns: an expression holds a top-level comma",
+                columns.len()
+            ),
+            fix,
+        )]);
+    }
+    // Through the simple protocol, which returns the `json` column as text.
+    let text = target
+        .simple_query(&format!("EXPLAIN (FORMAT JSON) {select}"))
+        .await?
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut node = &plan[0]["Plan"];
+    while !node.is_null() {
+        let kind = node["Node Type"].as_str().unwrap_or_default();
+        if matches!(kind, "Aggregate" | "WindowAgg" | "ProjectSet" | "Group") {
+            return Ok(vec![Finding::error(
+                subject,
+                format!(
+                    "the rule's SELECT does not give one row per row of {} (its plan has a {kind} node): an aggregate, window or set-returning function is used outside a subquery",
+                    rule.from
+                ),
+                fix,
+            )]);
+        }
+        // The chain under the top node, not the subqueries (SubPlan, InitPlan).
+        node = node["Plans"]
+            .as_array()
+            .and_then(|children| {
+                children
+                    .iter()
+                    .find(|c| c["Parent Relationship"].as_str() == Some("Outer"))
+            })
+            .unwrap_or(&serde_json::Value::Null);
+    }
+    Ok(Vec::new())
 }
 
 /// What the plan alone cannot see: columns the legacy table lacks or cannot take, and
@@ -175,11 +291,11 @@ fn against_legacy(rule: &ReverseTable, columns: &[LegacyColumn]) -> Vec<Finding>
     found
 }
 
-/// Prepares `sql` in a savepoint: the type of its first column, or PostgreSQL's message.
+/// Prepares `sql` in a savepoint: the types of its columns, or PostgreSQL's message.
 async fn prepare(
     target: &impl GenericClient,
     sql: &str,
-) -> Result<Result<u32, String>, tokio_postgres::Error> {
+) -> Result<Result<Vec<u32>, String>, tokio_postgres::Error> {
     target.batch_execute("SAVEPOINT switchyard_reverse").await?;
     match target.prepare(sql).await {
         Ok(statement) => {
@@ -188,8 +304,9 @@ async fn prepare(
                 .await?;
             Ok(Ok(statement
                 .columns()
-                .first()
-                .map_or(0, |c| c.type_().oid())))
+                .iter()
+                .map(|c| c.type_().oid())
+                .collect()))
         }
         Err(e) => {
             let Some(db) = e.as_db_error() else {

@@ -52,15 +52,17 @@ impl ReverseTable {
     }
 
     /// `SELECT <expr> AS <legacy column>, ... FROM <from> WHERE <when>`, each expression in
-    /// parentheses so that an operator in one cannot bind to its neighbour's text. The caller
-    /// adds its own conditions after `extra_condition` (`true` for none).
+    /// parentheses so that an operator in one cannot bind to its neighbour's text, and ended by
+    /// a line break so that a trailing `--` comment ends with it. Plan load refuses expressions
+    /// whose parentheses do not balance, so none can close its own early. The caller adds its
+    /// own conditions as `extra_condition` (`true` for none).
     pub fn select(&self, extra_condition: &str) -> String {
         let columns: Vec<String> = self
             .all_columns()
-            .map(|(column, expr)| format!("({expr}) AS {}", quote_ident(column)))
+            .map(|(column, expr)| format!("({expr}\n) AS {}", quote_ident(column)))
             .collect();
         format!(
-            "SELECT {} FROM {} AS {} WHERE ({}) AND ({extra_condition})",
+            "SELECT {} FROM {} AS {} WHERE ({}\n) AND ({extra_condition})",
             columns.join(", "),
             self.from.quoted(),
             quote_ident(&self.from.name),
@@ -96,12 +98,29 @@ pub(super) fn compile(
             table
         })
         .collect();
-    let tables: Vec<ReverseTable> = f
+    let compiled: Vec<(usize, ReverseTable)> = f
         .tables
         .iter()
         .enumerate()
-        .filter_map(|(i, t)| table(diags, i, t, sources, source_schema, target_schema))
+        .filter_map(|(i, t)| {
+            table(diags, i, t, sources, source_schema, target_schema).map(|rule| (i, rule))
+        })
         .collect();
+    // Rules that read one output share its rows out by `when`: without one, a rule would
+    // claim rows another writes elsewhere.
+    for (i, rule) in &compiled {
+        let sharing = compiled.iter().filter(|(_, t)| t.from == rule.from).count();
+        if sharing > 1 && rule.when.is_none() {
+            diags.at(
+                f.tables[*i].from.span().start,
+                format!("reverse.tables[{i}].when"),
+                format!(
+                    "{sharing} rules read {}: each needs a `when` saying which of its rows it takes",
+                    rule.from
+                ),
+            );
+        }
+    }
     // Every output either feeds a legacy table back or is ignored knowingly: an output left
     // out would be writes the rollback silently does not bring back.
     let anchor = f
@@ -116,7 +135,8 @@ pub(super) fn compile(
             continue;
         }
         seen.push(&output.table);
-        if !ignored.contains(&output.table) && !tables.iter().any(|t| t.from == output.table) {
+        if !ignored.contains(&output.table) && !compiled.iter().any(|(_, t)| t.from == output.table)
+        {
             diags.at(
                 anchor,
                 "reverse",
@@ -127,7 +147,10 @@ pub(super) fn compile(
             );
         }
     }
-    ReversePlan { ignored, tables }
+    ReversePlan {
+        ignored,
+        tables: compiled.into_iter().map(|(_, rule)| rule).collect(),
+    }
 }
 
 fn table(
@@ -195,6 +218,12 @@ fn table(
     {
         if expr.get_ref().trim().is_empty() {
             diags.at(expr.span().start, name, "an empty expression");
+        } else if !balanced(expr.get_ref()) {
+            diags.at(
+                expr.span().start,
+                name,
+                "its parentheses do not balance (outside quotes): an expression may not close the parentheses switchyard puts around it",
+            );
         }
     }
     let text = |e: &Spanned<String>| e.get_ref().clone();
@@ -325,6 +354,41 @@ fn cut(lines: &[&str], is_reverse: &[bool], above: Above, trailing: bool) -> Str
         .collect()
 }
 
+/// Whether `sql`'s parentheses balance, never closing more than are open, outside string
+/// literals, quoted identifiers and `--` comments.
+fn balanced(sql: &str) -> bool {
+    let mut depth = 0i32;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                // Doubled quotes inside are two literals back to back: the same balance.
+                for d in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
 /// The table a header line opens (`[a.b]`, `[[a.b]]`), without spaces; `None` for other lines.
 fn header(line: &str) -> Option<String> {
     let t = line.trim_start().trim_start_matches('\u{feff}');
@@ -393,12 +457,12 @@ email = "owner"
         assert_eq!(first.sequence.as_deref(), Some("company_projects_id_seq"));
         let select = first.select("id = ANY($1)");
         assert!(
-            select.starts_with(r#"SELECT (legacy_id) AS "id", ((SELECT t.company_id"#),
+            select.starts_with("SELECT (legacy_id\n) AS \"id\", ((SELECT t.company_id"),
             "{select}"
         );
         assert!(
             select.ends_with(
-                r#"FROM "public"."projects" AS "projects" WHERE (legacy_table = 'company_projects') AND (id = ANY($1))"#
+                "FROM \"public\".\"projects\" AS \"projects\" WHERE (legacy_table = 'company_projects'\n) AND (id = ANY($1))"
             ),
             "{select}"
         );
@@ -461,6 +525,47 @@ email = "owner"
             let plan = Plan::parse(path, &format!("{edited}{rules}")).unwrap();
             assert!(!plan.has_checksum(&recorded), "a forward change counts");
         }
+    }
+
+    #[test]
+    fn parentheses_must_balance_outside_quotes_and_comments() {
+        for ok in [
+            "a",
+            "(SELECT x FROM t WHERE y = ')')",
+            "f(\"odd)name\") -- a comment (with ( in it",
+            "'it''s (' || b",
+        ] {
+            assert!(super::balanced(ok), "{ok}");
+        }
+        for bad in ["a) OR (true", "name), (1", "(a", "f(')'"] {
+            assert!(!super::balanced(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rules_sharing_an_output_each_need_a_when() {
+        let found = errors(
+            r#"[reverse]
+ignore = ["owners"]
+[[reverse.tables]]
+table = "legacy"
+from = "items"
+key = { id = "id" }
+columns = { title = "title" }
+[[reverse.tables]]
+table = "legacy"
+from = "items"
+when = "title IS NULL"
+key = { id = "id" }
+columns = { title = "title) OR (true" }
+"#,
+        );
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("reverse.tables[1].columns.title: its parentheses do not balance"),
+            "{found:#?}"
+        );
+        assert!(found[1].starts_with("p.toml:21:8: reverse.tables[0].when: 2 rules read public.items: each needs a `when`"), "{found:#?}");
     }
 
     #[test]

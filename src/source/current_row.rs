@@ -89,8 +89,9 @@ impl<'c> CurrentRows<'c> {
         key: &[Option<String>],
     ) -> Result<Option<CurrentRow>, FetchError> {
         let client = match self.client.take() {
-            Some(client) => client,
-            None => {
+            // Often idle for long: a server's idle_session_timeout or a proxy may have closed it.
+            Some(client) if !client.is_closed() => client,
+            _ => {
                 let client = connect(self.source, "switchyard current rows").await?;
                 crate::source::ctype::use_source_ctype(&client)
                     .await

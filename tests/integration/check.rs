@@ -341,6 +341,38 @@ nowhere = "title"
     assert!(!report.contains("key.id"), "{report}");
     assert!(!report.contains("defaulted"), "{report}");
 
+    // Expressions each fine alone, but not one value per row once together; a sequence that
+    // is not there; a trailing comment, which is fine.
+    let base = copy_plan(&[("legacy", &["id"], "items", &["id", "title", "owner"])]);
+    for (columns, expected) in [
+        (
+            "title = \"max(title)\"\nowner = \"owner\"",
+            "error: plan.reverse.tables[0]: PostgreSQL refuses the rule's SELECT over public.items: column \"items.id\" must appear in the GROUP BY clause",
+        ),
+        (
+            "title = \"unnest(array[title, title])\"\nowner = \"owner\"",
+            "error: plan.reverse.tables[0]: the rule's SELECT does not give one row per row of public.items (its plan has a ProjectSet node)",
+        ),
+        (
+            "title = \"lag(title) OVER (ORDER BY id)\"\nowner = \"owner\"",
+            "error: plan.reverse.tables[0]: the rule's SELECT does not give one row per row of public.items (its plan has a WindowAgg node)",
+        ),
+    ] {
+        let plan = format!(
+            "{base}\n[reverse]\n[[reverse.tables]]\ntable = \"legacy\"\nfrom = \"items\"\nkey = {{ id = \"id\" }}\nsequence = \"legacy_id_seq\"\n[reverse.tables.columns]\n{columns}\nrequired = \"'r' -- always r\"\n"
+        );
+        std::fs::write(&m.plan, plan).unwrap();
+        let (ok, report) = m.check();
+        assert!(!ok, "{report}");
+        for expected in [
+            expected,
+            "error: plan.reverse.tables[0].sequence: legacy_id_seq is not a sequence on the source",
+        ] {
+            assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+        }
+        assert!(!report.contains("columns.required"), "{report}");
+    }
+
     // The seed's own rules pass against its legacy and new schemas.
     let cluster = crate::support::cluster();
     seeded_source(&cluster, "legacy", 0.001).await;
