@@ -12,7 +12,7 @@ use tokio_postgres::GenericClient;
 
 use crate::pg::ident::quote_ident;
 use crate::plan::{Plan, ReverseTable};
-use crate::source::preflight::Finding;
+use crate::source::preflight::{Finding, Severity};
 
 /// One column of a legacy table, as the source's catalog has it.
 #[derive(Debug, Clone)]
@@ -140,7 +140,7 @@ pub async fn check(
                 quote_ident(&rule.from.name)
             );
             let returned = match prepare(target, &sql).await? {
-                Ok(types) => types[0],
+                Ok(types) => types.first().copied().unwrap_or_default(),
                 Err(problem) => {
                     found.push(refused(rule, &field, problem));
                     continue;
@@ -168,10 +168,10 @@ pub async fn check(
                 ));
             }
         }
-        if !found
-            .iter()
-            .any(|f| f.subject.starts_with(&format!("plan.{}.", rule.field)))
-        {
+        // The whole rule only once its parts prepare: its error would repeat theirs.
+        if !found.iter().any(|f| {
+            f.severity == Severity::Error && f.subject.starts_with(&format!("plan.{}.", rule.field))
+        }) {
             found.extend(whole_rule(target, rule).await?);
         }
     }
@@ -215,10 +215,29 @@ async fn whole_rule(
             fix,
         )]);
     }
-    // Through the simple protocol, which returns the `json` column as text.
-    let text = target
+    // Through the simple protocol, which returns the `json` column as text. EXPLAIN needs the
+    // privileges the SELECT does; without them this part is skipped (the privilege checks
+    // name the missing grant).
+    target.batch_execute("SAVEPOINT switchyard_reverse").await?;
+    let messages = match target
         .simple_query(&format!("EXPLAIN (FORMAT JSON) {select}"))
-        .await?
+        .await
+    {
+        Ok(messages) => {
+            target
+                .batch_execute("RELEASE SAVEPOINT switchyard_reverse")
+                .await?;
+            messages
+        }
+        Err(e) if e.as_db_error().is_some() => {
+            target
+                .batch_execute("ROLLBACK TO SAVEPOINT switchyard_reverse")
+                .await?;
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let text = messages
         .into_iter()
         .find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
