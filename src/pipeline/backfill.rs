@@ -50,7 +50,10 @@ pub async fn copy_chunks(
 ) -> Result<(), PipelineError> {
     let heartbeat = lease_heartbeat::start(target, Arc::clone(&ctx), Arc::clone(&tally)).await?;
     let failed = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
+    // Dropping the set aborts the workers: a stopped copy (Ctrl-C drops this future) ends
+    // its chunk transactions now, not when the process exits, so what the caller does next
+    // (give up the leases, say the chunks in flight rolled back) is true.
+    let mut workers = tokio::task::JoinSet::new();
     for reader in readers {
         let target_info = target;
         let target = connect(target_info, "switchyard backfill").await?;
@@ -74,17 +77,17 @@ pub async fn copy_chunks(
             writers,
         };
         let (ctx, failed, tally) = (Arc::clone(&ctx), Arc::clone(&failed), Arc::clone(&tally));
-        workers.push(tokio::spawn(async move {
+        workers.spawn(async move {
             let run = work(&ctx, worker, &failed, &tally).await;
             if run.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
             run
-        }));
+        });
     }
     let mut first_error = None;
-    for w in workers {
-        match w.await {
+    while let Some(w) = workers.join_next().await {
+        match w {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
