@@ -12,6 +12,8 @@
 //! switchyard.dead_letters  rows a transform rejected or the target refused, with key and reason
 //! switchyard.control       per migration, a pause or a throttle an operator set, by whom, when
 //! switchyard.workers       the backfill processes sharing a migration's chunks (leases.rs)
+//! switchyard.reverse_keys  legacy keys the reverse stream allocated (reverse.rs, which also
+//!                          keeps the reverse stream's progress beside the legacy tables)
 //! ```
 
 mod apply_lanes;
@@ -20,6 +22,7 @@ mod control;
 mod dead_letters;
 pub mod leases;
 mod migrations;
+pub mod reverse;
 mod source_relations;
 mod workers;
 
@@ -149,6 +152,11 @@ CREATE TABLE IF NOT EXISTS switchyard.workers (
 );
 "#;
 
+/// Everything [`ensure_schema`] creates: [`SCHEMA_SQL`] and the reverse stream's keys.
+fn schema_sql() -> String {
+    format!("{SCHEMA_SQL}{}", reverse::KEYS_SQL)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("switchyard state in the target: {context}")]
 pub struct CheckpointError {
@@ -161,6 +169,11 @@ impl CheckpointError {
     /// The underlying error, to tell a lost connection from a refusal.
     pub fn postgres(&self) -> &tokio_postgres::Error {
         &self.source
+    }
+
+    /// The underlying error, for callers that report database errors by step.
+    pub fn into_postgres(self) -> tokio_postgres::Error {
+        self.source
     }
 }
 
@@ -184,7 +197,7 @@ pub async fn ensure_schema(client: &Client) -> Result<(), CheckpointError> {
             .map_err(ctx("creating schema switchyard"))?;
     }
     client
-        .batch_execute(SCHEMA_SQL)
+        .batch_execute(&schema_sql())
         .await
         .map_err(ctx("creating schema switchyard"))
 }

@@ -184,6 +184,10 @@ pub struct FollowArgs {
     /// lane. 1 applies each group of source transactions in one target transaction.
     #[arg(long, env = "SWITCHYARD_APPLY_JOBS", default_value_t = DEFAULT_APPLY_JOBS, value_parser = apply_jobs)]
     pub apply_jobs: usize,
+    /// Follow the reverse stream instead (after `cutover --keep-reverse`): the new tables'
+    /// changes back into the legacy tables through the plan's [reverse] rules.
+    #[arg(long)]
+    pub reverse: bool,
 }
 
 /// Apply lanes by default. Measured with `cargo bench --bench follow` on a 2-core machine that
@@ -317,6 +321,11 @@ pub struct CutoverArgs {
     /// The report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Start a reverse stream with the swap: the application's writes to the new tables go
+    /// back into the legacy tables (plan's [reverse] rules), so a later `rollback` loses
+    /// nothing. The command then goes on as the reverse consumer (`follow --reverse`).
+    #[arg(long)]
+    pub keep_reverse: bool,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +338,16 @@ pub struct RollbackArgs {
     /// rollback leaves them there; nothing copies them back). Without it, such writes refuse.
     #[arg(long)]
     pub yes: bool,
+    /// With a reverse stream: the longest writes to the new tables may stay blocked while the
+    /// reverse consumer catches up; past it, nothing is changed.
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub max_blocked: Duration,
+    /// With a reverse stream: how long one attempt at the new tables' write lock may wait.
+    #[arg(long, default_value = "500ms", value_parser = units::duration)]
+    pub lock_timeout: Duration,
+    /// With a reverse stream: lock attempts before giving up, with backoff between them.
+    #[arg(long, default_value_t = 10)]
+    pub lock_attempts: u32,
 }
 
 #[derive(Debug, Args)]

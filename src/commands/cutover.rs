@@ -6,8 +6,14 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use anyhow::Context;
+
 use crate::cli::CutoverArgs;
-use crate::cutover::{cutover, dependents, CutoverError, CutoverOptions, CutoverReport};
+use crate::cutover::{
+    cutover, dependents, reverse_stream, CutoverError, CutoverOptions, CutoverReport,
+};
 use crate::error::Chain;
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
@@ -15,6 +21,7 @@ use crate::plan::Plan;
 use crate::source::slot;
 
 use super::follow::FollowJob;
+use super::signal::Stop;
 
 pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
     let plan = Arc::new(Plan::load(&args.plan.plan)?);
@@ -28,8 +35,24 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
         lock_attempts: args.lock_attempts.max(1),
         dry_run: args.dry_run,
         verify: args.verify,
+        keep_reverse: args.keep_reverse,
     };
     let json = args.json;
+    // The reverse stream's slot and publication come before any lock (see `reverse_stream`);
+    // a dry run only checks that the plan has reverse rules.
+    let reverse = args.keep_reverse && !args.dry_run;
+    if args.keep_reverse {
+        reverse_stream::require_rules(&plan)?;
+    }
+    if reverse {
+        let (t, l) = (
+            connect(&target, "switchyard cutover").await?,
+            connect(&source, "switchyard cutover").await?,
+        );
+        reverse_stream::prepare(&plan, &t, &l)
+            .await
+            .context("preparing the reverse stream (before any lock: the cutover has not started)")?;
+    }
     let consumer = start_consumer_if_idle(&plan, &source, &target, json).await?;
     let say = move |line: String| {
         if !json {
@@ -48,9 +71,24 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if reverse {
+        let kept = matches!(&result, Ok(r) if r.committed)
+            || matches!(&result, Err(CutoverError::HalfCommitted { .. }));
+        if !kept {
+            let t = connect(&target, "switchyard cutover").await?;
+            let said = reverse_stream::discard(&plan, &t, Duration::ZERO).await;
+            if !json {
+                println!("cutover: not cut over, so no reverse stream: {said}");
+            }
+        }
+    }
     match result {
         Ok(report) => {
             print_report(&report, json);
+            if reverse && report.committed {
+                println!("cutover: following the reverse stream in this process (Ctrl-C stops it; `switchyard follow --reverse` starts it again)");
+                return super::follow_reverse::run(plan, &source, &target, Stop::on_signals()).await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(CutoverError::Overrun {
@@ -213,6 +251,9 @@ fn print_report(r: &CutoverReport, json: bool) {
     }
     if let Some(slot) = &r.slot {
         println!("  slot {slot}");
+    }
+    if let Some(boundary) = &r.reverse_boundary {
+        println!("  reverse stream from {boundary} on the new tables' server: the application's writes to them go back into the legacy tables");
     }
     for note in &r.notes {
         println!("  note: {note}");

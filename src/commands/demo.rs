@@ -187,6 +187,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             lock_attempts: 10,
             dry_run: false,
             verify: false,
+            keep_reverse: false,
         },
         &say,
     )

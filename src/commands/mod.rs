@@ -8,6 +8,7 @@ pub mod control;
 pub mod cutover;
 pub mod demo;
 pub mod follow;
+pub mod follow_reverse;
 pub mod rollback;
 pub mod signal;
 pub mod status;
@@ -90,6 +91,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!("following the WAL (Ctrl-C stops; `switchyard follow` restarts; `switchyard watch` shows the lag)");
             run_follow(follow, stop, !json).await
+        }
+        Command::Follow(args) if args.reverse => {
+            let plan = Arc::new(Plan::load(&args.plan.plan)?);
+            let source = ConnInfo::parse(&args.connections.source)?;
+            let target = ConnInfo::parse(&args.connections.target)?;
+            follow_reverse::run(plan, &source, &target, Stop::on_signals()).await
         }
         Command::Follow(args) => {
             let plan = Plan::load(&args.plan.plan)?;

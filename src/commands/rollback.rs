@@ -14,16 +14,24 @@
 //!
 //! What a rollback keeps: the legacy tables hold every write acknowledged before the cutover
 //! (the fence proved the new tables had them too). Writes made to the new tables after the
-//! cutover stay in the new tables only; nothing copies them back.
+//! cutover stay in the new tables only, unless the cutover started a reverse stream
+//! (`--keep-reverse`): then the rollback first blocks the new tables' writers and waits for
+//! the stream's fence (`cutover::reverse_rollback`), ends the stream in the undo's
+//! transaction, and leaves the new tables read-only.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use tokio_postgres::Client;
 
+use std::time::Duration;
+
+use crate::checkpoint::reverse as progress;
 use crate::checkpoint::{self, MigrationStatus};
 use crate::cli::RollbackArgs;
 use crate::cutover::in_place::InPlace;
+use crate::cutover::reverse_rollback::{self, WindowOptions};
+use crate::cutover::reverse_stream;
 use crate::cutover::proof::{self, SAME_DATABASE_SETTING};
 use crate::cutover::writes_since::{self, WritesBoundary};
 use crate::cutover::{read_only, same_database};
@@ -52,8 +60,69 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     if !found.anything() && m.status != MigrationStatus::CutOver {
         return nothing_in_place(&plan, &source, &target, m.status).await;
     }
-    let left = confirm_writes_left_behind(&state, &plan, args.yes).await?;
-    let undone = match undo(&mut src, &state, &plan, &found, m.status, same_database).await {
+    // A reverse stream kept the legacy tables up to date: block the new tables' writers, prove
+    // the stream caught up, and nothing is left behind (see `cutover::reverse_rollback`).
+    let stream = match m.status {
+        MigrationStatus::CutOver => progress::load(&src, &plan.name)
+            .await?
+            .filter(|s| !s.ended),
+        _ => None,
+    };
+    let (left, blocked) = match &stream {
+        Some(s) => {
+            println!(
+                "a reverse stream (slot {}) keeps the legacy tables up to date: blocking writes to the new tables until it has applied them all",
+                s.slot_name
+            );
+            let options = WindowOptions {
+                max_blocked: args.max_blocked,
+                lock_timeout: args.lock_timeout,
+                lock_attempts: args.lock_attempts.max(1),
+            };
+            let say = |line: String| println!("rollback: {line}");
+            let blocked =
+                reverse_rollback::block_and_fence(&plan, &target, &src, &options, &say).await?;
+            (LeftBehind::Kept, Some(blocked))
+        }
+        None => (
+            confirm_writes_left_behind(&state, &plan, args.yes).await?,
+            None,
+        ),
+    };
+    let undone = undo(
+        &mut src,
+        &state,
+        &plan,
+        &found,
+        m.status,
+        same_database,
+        stream.is_some(),
+    )
+    .await;
+    let undone = match (undone, blocked) {
+        (Ok(undone), None) => Ok(undone),
+        (Ok(mut undone), Some(blocked)) => {
+            let (attempts, fence_took, tables) =
+                (blocked.attempts, blocked.fence_took, blocked.tables.clone());
+            let window = blocked.commit().await?;
+            undone.push(format!(
+                "writes to {} blocked for {:.0} ms (limit {:.0} ms, lock granted at attempt {attempts}; the reverse stream applied the fence {:.0} ms after the lock), and refused from now on",
+                tables.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                window.as_secs_f64() * 1e3,
+                args.max_blocked.as_secs_f64() * 1e3,
+                fence_took.as_secs_f64() * 1e3
+            ));
+            undone.push(reverse_stream::discard(&plan, &state, Duration::from_secs(5)).await);
+            Ok(undone)
+        }
+        (Err(e), blocked) => {
+            if let Some(blocked) = blocked {
+                blocked.abandon().await;
+            }
+            Err(e)
+        }
+    };
+    let undone = match undone {
         Err(e) if waited_for_a_lock(&e) => bail!(
             "rollback stopped: a session holds a lock on a legacy name or table, and the rollback's ACCESS EXCLUSIVE lock was not granted within {LOCK_TIMEOUT} (it does not queue longer, so that readers are not stalled behind it). Nothing was changed. Find the session with SELECT pid, state, xact_start, query FROM pg_stat_activity JOIN pg_locks USING (pid) WHERE relation = '<legacy table>'::regclass, end it, and run rollback again"
         ),
@@ -119,6 +188,8 @@ enum LeftBehind {
     Writes,
     /// The cutover recorded no boundary, so nothing could be counted (`--yes`).
     Uncounted,
+    /// A reverse stream brought every write back, and a fence proved it.
+    Kept,
 }
 
 impl LeftBehind {
@@ -126,6 +197,7 @@ impl LeftBehind {
     fn sentence(&self) -> &'static str {
         match self {
             LeftBehind::Nothing => "",
+            LeftBehind::Kept => " Every write made to the new tables since the cutover is in them: the reverse stream applied them all (a fence proved it)",
             LeftBehind::Writes => " The writes listed above stay in the new tables: nothing copied them back",
             LeftBehind::Uncounted => " Writes made to the new tables since the cutover, if any, stay there: they could not be counted",
         }
@@ -192,9 +264,15 @@ async fn undo(
     found: &InPlace,
     status: MigrationStatus,
     same_database: bool,
+    end_stream: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut undone = Vec::new();
     let tx = src.transaction().await?;
+    if end_stream {
+        // Its consumer sees this once committed, and stops.
+        progress::end(&tx, &plan.name).await?;
+        undone.push("the reverse stream ended".to_owned());
+    }
     // Never queued behind a long transaction: readers of the legacy names would wait behind
     // the rollback's ACCESS EXCLUSIVE request for as long as that transaction lives.
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))

@@ -20,4 +20,7 @@ pub struct CutoverOptions {
     /// Also compare every row (`switchyard verify`) under the lock: conclusive, and as long as
     /// a full read of both sides, so it needs a `max_blocked` to match.
     pub verify: bool,
+    /// Start the reverse stream with the swap (`--keep-reverse`): the boundary is recorded in
+    /// the lock's transaction (see [`super::reverse_stream`]).
+    pub keep_reverse: bool,
 }

@@ -22,12 +22,20 @@ use crate::source::catalog;
 /// The trigger's name on every legacy table.
 pub const TRIGGER: &str = "switchyard_read_only";
 
+/// Set to `on` by the reverse stream's own session (`follow --reverse`), which alone may
+/// write the legacy tables after the cutover. A guard against the application writing the
+/// wrong side, not a security boundary: the tables' owner can drop the trigger anyway.
+pub const BYPASS_SETTING: &str = "switchyard.reverse_apply";
+
 /// The function the triggers call; created before the lock is taken (it takes no lock on the
 /// tables), in the source's `switchyard` schema.
 pub const FUNCTION_SQL: &str = r#"
 CREATE SCHEMA IF NOT EXISTS switchyard;
 CREATE OR REPLACE FUNCTION switchyard.refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
+    IF current_setting('switchyard.reverse_apply', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'table %.% is read-only: migration % was cut over by switchyard',
         TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
         USING ERRCODE = 'read_only_sql_transaction',
@@ -35,6 +43,37 @@ BEGIN
 END
 $f$;
 "#;
+
+/// The function the triggers on the *new* tables call after a rollback with a reverse stream:
+/// the legacy tables are live again, and a write to the new ones would reach nobody.
+pub const ROLLED_BACK_FUNCTION_SQL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS switchyard;
+CREATE OR REPLACE FUNCTION switchyard.refuse_writes_rolled_back() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    RAISE EXCEPTION 'table %.% is read-only: migration % was rolled back by switchyard',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
+        USING ERRCODE = 'read_only_sql_transaction',
+              HINT = 'write to the legacy tables again; DROP TRIGGER switchyard_read_only ON this table makes it writable (before a new migration follows into it)';
+END
+$f$;
+"#;
+
+/// Which function a read-only trigger calls: after a cutover (on the legacy tables) or after a
+/// rollback (on the new tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Cutover,
+    Rollback,
+}
+
+impl After {
+    fn function(self) -> &'static str {
+        match self {
+            After::Cutover => "switchyard.refuse_writes",
+            After::Rollback => "switchyard.refuse_writes_rolled_back",
+        }
+    }
+}
 
 /// A read-only trigger found on a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,15 +126,17 @@ pub async fn install(
     client: &impl GenericClient,
     tables: &[TableName],
     migration: &str,
+    after: After,
 ) -> Result<(), tokio_postgres::Error> {
     let mut sql = String::new();
     for t in members(client, tables).await? {
         sql.push_str(&format!(
             "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
-                 FOR EACH STATEMENT EXECUTE FUNCTION switchyard.refuse_writes({migration});
+                 FOR EACH STATEMENT EXECUTE FUNCTION {function}({migration});
              ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n",
             trigger = quote_ident(TRIGGER),
             table = t.quoted(),
+            function = after.function(),
             migration = quote_literal(migration)
         ));
     }

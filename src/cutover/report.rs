@@ -42,6 +42,9 @@ pub struct CutoverReport {
     pub notes: Vec<String>,
     /// Where the target stood under the lock: `rollback` counts the writes made since.
     pub writes_boundary: Option<WritesBoundary>,
+    /// `--keep-reverse`: the target's WAL position under the lock, from which the reverse
+    /// stream applies the application's writes (see `reverse_stream`).
+    pub reverse_boundary: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

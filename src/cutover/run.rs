@@ -200,6 +200,7 @@ async fn attempt(
             slot: None,
             notes: Vec::new(),
             writes_boundary: None,
+            reverse_boundary: None,
         };
         let job = Job {
             plan,

@@ -25,6 +25,7 @@ use super::error::{db, CutoverError};
 use super::options::CutoverOptions;
 use super::proof;
 use super::read_only;
+use super::reverse_stream;
 use super::report::CutoverReport;
 use super::sequences;
 use super::sessions::Sessions;
@@ -257,6 +258,14 @@ pub(super) async fn locked(
     )
     .map_err(db(Step::WritesBoundary, "recording the writes boundary"))?;
     report.writes_boundary = Some(boundary);
+    if options.keep_reverse && !options.dry_run {
+        let boundary = within!(
+            Step::ReverseStream,
+            reverse_stream::begin(&*lock, target, plan)
+        )
+        .map_err(db(Step::ReverseStream, "recording the reverse stream's boundary"))?;
+        report.reverse_boundary = Some(boundary.to_string());
+    }
     let set = within!(Step::Sequences, async {
         target
             .batch_execute(&format!(
@@ -285,7 +294,7 @@ pub(super) async fn locked(
         ))
         .await?;
         if !same_database {
-            read_only::install(&*lock, tables, &plan.name).await?;
+            read_only::install(&*lock, tables, &plan.name, read_only::After::Cutover).await?;
         }
         // The legacy tables as they are before the SQL, for the proof below; and the layout,
         // for SQL that asserts its own assumptions (`proof::SAME_DATABASE_SETTING`).

@@ -21,6 +21,8 @@ pub enum Step {
     /// The swap's ACCESS EXCLUSIVE lock (reads wait too); see `swap_lock`.
     SwapLock,
     WritesBoundary,
+    /// `--keep-reverse`: the reverse stream's boundary recorded (see `reverse_stream`).
+    ReverseStream,
     Sequences,
     CutoverSql,
     Proof,
@@ -40,6 +42,7 @@ impl Step {
             Step::Verify => "verify under the lock",
             Step::SwapLock => "the swap's ACCESS EXCLUSIVE lock (reads wait too)",
             Step::WritesBoundary => "writes boundary for rollback (uncounted tables)",
+            Step::ReverseStream => "reverse stream: its boundary recorded",
             Step::Sequences => "sequences and identity columns",
             Step::CutoverSql => "the plan's cutover SQL",
             Step::Proof => "proof of the swap (legacy names, read-only triggers)",

@@ -9,5 +9,6 @@ pub mod heartbeat;
 pub mod identity_watch;
 pub mod lease_heartbeat;
 pub mod pace;
+pub mod reverse;
 pub mod transform_pool;
 pub mod wal_pump;

@@ -126,6 +126,16 @@ impl Plan {
         format!("switchyard_{}", self.name)
     }
 
+    /// The reverse stream's slot, on the new tables' server (`cutover --keep-reverse`).
+    pub fn reverse_slot_name(&self) -> String {
+        format!("switchyard_reverse_{}", self.name)
+    }
+
+    /// The publication of the new tables the reverse rules read.
+    pub fn reverse_publication_name(&self) -> String {
+        format!("switchyard_reverse_{}", self.name)
+    }
+
     /// Every output of the plan in its plan-wide order ([`OutputPlan::number`]), with the
     /// index of the source feeding it.
     pub fn outputs(&self) -> impl Iterator<Item = (usize, &OutputPlan)> {

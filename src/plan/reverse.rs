@@ -57,14 +57,32 @@ impl ReverseTable {
     /// whose parentheses do not balance, so none can close its own early. The caller adds its
     /// own conditions as `extra_condition` (`true` for none).
     pub fn select(&self, extra_condition: &str) -> String {
-        let columns: Vec<String> = self
-            .all_columns()
-            .map(|(column, expr)| format!("({expr}\n) AS {}", quote_ident(column)))
+        self.select_over(&self.from.quoted(), &[], false, extra_condition)
+    }
+
+    /// [`Self::select`] over `relation` (any FROM item: the output table, or a subquery giving
+    /// its columns), which the expressions see under the output table's name; `leading`
+    /// columns (SQL over that name) come first, and with `as_text` every expression is cast to
+    /// text, as the reverse stream carries them to the legacy side.
+    pub fn select_over(
+        &self,
+        relation: &str,
+        leading: &[String],
+        as_text: bool,
+        extra_condition: &str,
+    ) -> String {
+        let cast = if as_text { "::text" } else { "" };
+        let columns: Vec<String> = leading
+            .iter()
+            .cloned()
+            .chain(
+                self.all_columns()
+                    .map(|(column, expr)| format!("({expr}\n){cast} AS {}", quote_ident(column))),
+            )
             .collect();
         format!(
-            "SELECT {} FROM {} AS {} WHERE ({}\n) AND ({extra_condition})",
+            "SELECT {} FROM {relation} AS {} WHERE ({}\n) AND ({extra_condition})",
             columns.join(", "),
-            self.from.quoted(),
             quote_ident(&self.from.name),
             self.when.as_deref().unwrap_or("true"),
         )

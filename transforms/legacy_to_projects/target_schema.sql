@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS team_members (
 CREATE TABLE IF NOT EXISTS projects (
     id           uuid NOT NULL,         -- uuid v5 of '<legacy_table>:<legacy_id>'; PK after the copy
     legacy_table text NOT NULL,
-    legacy_id    bigint NOT NULL,
+    legacy_id    bigint,                -- NULL for a row the new application created
     team_id      uuid,
     kind         text NOT NULL,         -- 'project' or 'service'
     name         text NOT NULL,
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS projects (
 -- vortex_items without a parent.
 CREATE TABLE IF NOT EXISTS tasks (
     id             uuid NOT NULL,       -- uuid v5 of 'vortex_items:<legacy_id>'; PK after the copy
-    legacy_id      bigint NOT NULL,
+    legacy_id      bigint,              -- NULL for a row the new application created
     project_id     uuid,
     title          text NOT NULL,
     status_id      smallint,
@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 -- vortex_items with a parent (the parent is a task).
 CREATE TABLE IF NOT EXISTS sub_tasks (
     id             uuid NOT NULL,       -- PK after the copy
-    legacy_id      bigint NOT NULL,
+    legacy_id      bigint,              -- NULL for a row the new application created
     task_id        uuid,
     title          text NOT NULL,
     status_id      smallint,

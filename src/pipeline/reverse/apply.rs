@@ -1,0 +1,299 @@
+//! One batch into the legacy tables, in one legacy transaction with the applied LSN.
+//!
+//! ```text
+//!  rows now   per rule, in plan order: the rule's SELECT over the changed rows as they are now
+//!             in the new tables; a NULL legacy key is allocated (see `keys`) before the next
+//!             rule runs, so a rule referencing those keys sees them
+//!  rows gone  per rule: its legacy key over each old row (updates, deletes)
+//!  write      legacy transaction: delete the keys gone and not produced again, upsert the rows
+//!             now, record the applied LSN (and the fence), commit
+//! ```
+//!
+//! Reading the rows as they are now, not as each change left them, makes the batch's result
+//! independent of the order of its changes (a row deleted from `tasks` and inserted into
+//! `sub_tasks` under the same legacy key, in either order, leaves that legacy row) and makes
+//! a replay after a crash write the same rows again: exactly once by idempotence, with the LSN
+//! committed beside the rows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use crate::checkpoint::reverse as progress;
+use crate::pg::lsn::Lsn;
+use crate::plan::{Plan, ReverseTable};
+
+use super::batch::Batch;
+use super::error::ReverseError;
+use super::keys::{self, KeySpace};
+use super::legacy::LegacyTable;
+use super::output::{Column, OutputTable};
+
+/// What the apply needs, resolved once by the consumer.
+pub struct Applier {
+    pub migration: String,
+    /// The plan, whose `[reverse]` rules the consumer checked are there.
+    pub plan: Arc<Plan>,
+    pub outputs: Vec<OutputTable>,
+    /// Per rule (index into `reverse.tables`), its output's index in `outputs`.
+    pub output_of_rule: Vec<usize>,
+    /// Per plan source fed by a rule, the legacy table.
+    pub legacy_tables: HashMap<usize, LegacyTable>,
+    /// The new tables' session: the rules' SELECTs and the allocated keys.
+    pub target: Client,
+    /// The legacy side's session: the writes (replica role, see `consumer`).
+    pub legacy: Client,
+}
+
+/// The rows one rule produces now: key and columns as text, by legacy key.
+struct Produced {
+    rule: usize,
+    rows: BTreeMap<Vec<String>, Vec<Option<String>>>,
+}
+
+impl Applier {
+    /// Applies `batch`; with `through`, records that everything up to it is applied (a batch
+    /// cut inside a large source transaction records nothing: it is applied again with the
+    /// rest, which writes the same rows).
+    pub async fn apply(&mut self, batch: &Batch, through: Option<Lsn>) -> Result<(), ReverseError> {
+        let plan = self.plan.clone();
+        let rules = &plan.reverse.as_ref().expect("checked at start").tables;
+        let mut produced = Vec::new();
+        let mut present: HashMap<usize, BTreeSet<Vec<String>>> = HashMap::new();
+        for (index, rule) in rules.iter().enumerate() {
+            let touched = &batch.touched[self.output_of_rule[index]];
+            if touched.is_empty() {
+                continue;
+            }
+            let rows = self.rows_now(index, rule, touched).await?;
+            present
+                .entry(rule.source)
+                .or_default()
+                .extend(rows.keys().cloned());
+            produced.push(Produced { rule: index, rows });
+        }
+        let mut gone: HashMap<usize, BTreeSet<Vec<String>>> = HashMap::new();
+        for (index, rule) in rules.iter().enumerate() {
+            let old = &batch.old_rows[self.output_of_rule[index]];
+            if old.is_empty() {
+                continue;
+            }
+            let keys = self.old_keys(index, rule, old).await?;
+            gone.entry(rule.source).or_default().extend(keys);
+        }
+        self.write(batch, through, produced, present, gone).await
+    }
+
+    /// The rule's rows for these output keys as the new tables hold them now.
+    async fn rows_now(
+        &self,
+        index: usize,
+        rule: &ReverseTable,
+        touched: &BTreeSet<Vec<String>>,
+    ) -> Result<BTreeMap<Vec<String>, Vec<Option<String>>>, ReverseError> {
+        let output = &self.outputs[self.output_of_rule[index]];
+        let width = output.key.len();
+        let arrays = transpose(touched.iter().map(|k| k.iter().cloned().map(Some).collect()), width);
+        let rows = self
+            .target
+            .query(&output.current_rows_sql(rule), &params(&arrays))
+            .await
+            .map_err(ReverseError::target(format!(
+                "evaluating reverse rule {} ({} from {})",
+                rule.field, rule.table, rule.from
+            )))?;
+        let keys = rule.key.len();
+        let mut found: Vec<(String, Vec<Option<String>>)> = rows
+            .iter()
+            .map(|r| {
+                let output_key = output_key((0..width).map(|i| r.get::<_, String>(i)).collect());
+                let values = (width..r.len()).map(|i| r.get(i)).collect();
+                (output_key, values)
+            })
+            .collect();
+        let unkeyed: Vec<String> = found
+            .iter()
+            .filter(|(_, v)| v[..keys].iter().any(Option::is_none))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !unkeyed.is_empty() {
+            let allocated = self.allocate(rule, &unkeyed).await?;
+            for (output_key, values) in &mut found {
+                if let Some(legacy_key) = allocated.get(output_key) {
+                    values[0] = Some(legacy_key.clone());
+                }
+            }
+        }
+        let mut rows = BTreeMap::new();
+        for (_, values) in found {
+            let key: Vec<String> = values[..keys].iter().flatten().cloned().collect();
+            rows.insert(key, values);
+        }
+        Ok(rows)
+    }
+
+    /// Legacy keys for rows whose key expression gave NULL: rows the new application created.
+    async fn allocate(
+        &self,
+        rule: &ReverseTable,
+        output_keys: &[String],
+    ) -> Result<HashMap<String, String>, ReverseError> {
+        let Some(sequence) = rule.sequence.as_deref().filter(|_| rule.key.len() == 1) else {
+            return Err(ReverseError::Unmappable(format!(
+                "{} row {} has no legacy key ({} gave NULL) and reverse rule {} has no `sequence` to allocate one{}: give the rule a `sequence` (the legacy table's), or have the application set the legacy key, then start `switchyard follow --reverse` again. Nothing past the last applied change was confirmed",
+                rule.from,
+                output_keys[0],
+                rule.key.iter().map(|(c, e)| format!("{c} = {e}")).collect::<Vec<_>>().join(", "),
+                rule.field,
+                if rule.key.len() > 1 { " (keys of several columns are never allocated)" } else { "" }
+            )));
+        };
+        let space = KeySpace {
+            migration: &self.migration,
+            legacy_table: &rule.table.name,
+            output_table: &rule.from.name,
+        };
+        keys::allocate(&self.target, &self.legacy, &space, sequence, output_keys).await
+    }
+
+    /// The legacy keys the old rows had under `rule` (rows its `when` did not hold for had
+    /// none); an allocated key is looked up, never allocated.
+    async fn old_keys(
+        &self,
+        index: usize,
+        rule: &ReverseTable,
+        old: &[(Arc<Vec<Column>>, Vec<Option<String>>)],
+    ) -> Result<Vec<Vec<String>>, ReverseError> {
+        let output = &self.outputs[self.output_of_rule[index]];
+        let width = output.key.len();
+        let keys = rule.key.len();
+        let mut found: Vec<(String, Vec<Option<String>>)> = Vec::new();
+        for group in old.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
+            let columns = &group[0].0;
+            let arrays = transpose(group.iter().map(|(_, row)| row.clone()), columns.len());
+            let rows = self
+                .target
+                .query(&output.tuple_rows_sql(rule, columns), &params(&arrays))
+                .await
+                .map_err(ReverseError::target(format!(
+                    "evaluating the legacy key of reverse rule {} over old rows of {}",
+                    rule.field, rule.from
+                )))?;
+            found.extend(rows.iter().map(|r| {
+                let output_key = output_key((0..width).map(|i| r.get::<_, String>(i)).collect());
+                let key = (width..width + keys).map(|i| r.get(i)).collect();
+                (output_key, key)
+            }));
+        }
+        let unkeyed: Vec<String> = found
+            .iter()
+            .filter(|(_, k)| k.iter().any(Option::is_none))
+            .map(|(o, _)| o.clone())
+            .collect();
+        let kept = if unkeyed.is_empty() || keys != 1 {
+            HashMap::new()
+        } else {
+            let space = KeySpace {
+                migration: &self.migration,
+                legacy_table: &rule.table.name,
+                output_table: &rule.from.name,
+            };
+            keys::kept(&self.target, &space, &unkeyed).await?
+        };
+        Ok(found
+            .into_iter()
+            .filter_map(|(output_key, key)| match key.iter().all(Option::is_some) {
+                true => Some(key.into_iter().flatten().collect()),
+                false => kept.get(&output_key).map(|k| vec![k.clone()]),
+            })
+            .collect())
+    }
+
+    /// The legacy transaction: deletes, upserts, the applied LSN.
+    async fn write(
+        &mut self,
+        batch: &Batch,
+        through: Option<Lsn>,
+        produced: Vec<Produced>,
+        present: HashMap<usize, BTreeSet<Vec<String>>>,
+        gone: HashMap<usize, BTreeSet<Vec<String>>>,
+    ) -> Result<(), ReverseError> {
+        let plan = self.plan.clone();
+        let tx = self
+            .legacy
+            .transaction()
+            .await
+            .map_err(ReverseError::legacy("beginning a transaction"))?;
+        for (source, keys) in &gone {
+            let keep = present.get(source);
+            let deleted: Vec<&Vec<String>> =
+                keys.iter().filter(|k| keep.map_or(true, |p| !p.contains(*k))).collect();
+            if deleted.is_empty() {
+                continue;
+            }
+            let table = &self.legacy_tables[source];
+            let arrays = transpose(
+                deleted.iter().map(|k| k.iter().cloned().map(Some).collect()),
+                table.key.len(),
+            );
+            tx.execute(&table.delete_sql(), &params(&arrays))
+                .await
+                .map_err(ReverseError::legacy(format!("deleting from {}", table.name)))?;
+        }
+        for p in &produced {
+            if p.rows.is_empty() {
+                continue;
+            }
+            let rule = &plan.reverse.as_ref().expect("checked at start").tables[p.rule];
+            let table = &self.legacy_tables[&rule.source];
+            let names: Vec<&str> = rule.all_columns().map(|(c, _)| c.as_str()).collect();
+            let columns = table.typed(&names)?;
+            let arrays = transpose(p.rows.values().cloned(), columns.len());
+            tx.execute(&table.upsert_sql(&columns), &params(&arrays))
+                .await
+                .map_err(ReverseError::legacy(format!(
+                    "writing {} rows of reverse rule {} into {}",
+                    p.rows.len(),
+                    rule.field,
+                    table.name
+                )))?;
+        }
+        if let Some(lsn) = through {
+            let fence = batch.fence.as_ref().map(|(id, at)| (id.as_str(), *at));
+            progress::record_applied(&tx, &self.migration, lsn, batch.changes, fence).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(ReverseError::legacy("committing"))?;
+        Ok(())
+    }
+}
+
+/// One output row's key as `switchyard.reverse_keys` keeps it: the value for a one-column
+/// key, a JSON array of the values otherwise.
+fn output_key(values: Vec<String>) -> String {
+    match <[String; 1]>::try_from(values) {
+        Ok([one]) => one,
+        Err(values) => serde_json::to_string(&values).expect("strings serialize"),
+    }
+}
+
+/// Rows into one text array per column.
+fn transpose(
+    rows: impl Iterator<Item = Vec<Option<String>>>,
+    width: usize,
+) -> Vec<Vec<Option<String>>> {
+    let mut columns = vec![Vec::new(); width];
+    for row in rows {
+        for (column, value) in columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
+    columns
+}
+
+fn params(arrays: &[Vec<Option<String>>]) -> Vec<&(dyn ToSql + Sync)> {
+    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
