@@ -20,8 +20,9 @@ use tokio_postgres::{Client, GenericClient};
 use super::{ctx, CheckpointError};
 use crate::pg::lsn::Lsn;
 
-/// Part of [`super::SCHEMA_SQL`] (the target side), also run by `check` in its rolled-back
-/// transaction so that reverse rules calling `switchyard.legacy_key` prepare before a backfill.
+/// Created with the rest of the target's state ([`super::ensure_schema`]), and by `check` in
+/// its rolled-back transaction so that reverse rules calling `switchyard.legacy_key` prepare
+/// before a backfill made the schema.
 pub const KEYS_SQL: &str = r#"
 CREATE TABLE IF NOT EXISTS switchyard.reverse_keys (
     migration     text NOT NULL,

@@ -108,6 +108,34 @@ pub async fn sequences(
     Ok(found)
 }
 
+/// Rules may call `switchyard.legacy_key` (the keys the reverse stream allocates), which the
+/// tool's schema has only once a backfill made it: made here when missing, in the caller's
+/// transaction, which is rolled back. Without the privilege to create it, rules calling it are
+/// reported as PostgreSQL refuses them.
+async fn tool_functions(target: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    let present: bool = target
+        .query_one(
+            "SELECT to_regprocedure('switchyard.legacy_key(text,text)') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if present {
+        return Ok(());
+    }
+    target.batch_execute("SAVEPOINT switchyard_tool").await?;
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS switchyard; {}",
+        crate::checkpoint::reverse::KEYS_SQL
+    );
+    if target.batch_execute(&sql).await.is_err() {
+        target
+            .batch_execute("ROLLBACK TO SAVEPOINT switchyard_tool")
+            .await?;
+    }
+    target.batch_execute("RELEASE SAVEPOINT switchyard_tool").await
+}
+
 /// Findings for every reverse rule of `plan`, on `target` (a transaction the caller rolls back).
 pub async fn check(
     target: &impl GenericClient,
@@ -118,6 +146,7 @@ pub async fn check(
     let Some(reverse) = &plan.reverse else {
         return Ok(found);
     };
+    tool_functions(target).await?;
     for rule in &reverse.tables {
         if let Some(columns) = legacy.get(&rule.table.to_string()) {
             found.extend(against_legacy(rule, columns));

@@ -62,7 +62,7 @@ pub async fn allocate(
     let count = i64::try_from(missing.len()).unwrap_or(i64::MAX);
     let rows = legacy
         .query(
-            "SELECT nextval($1::text::regclass)::text FROM generate_series(1, $2)",
+            "SELECT nextval($1::text::regclass)::text FROM generate_series(1::bigint, $2)",
             &[&sequence, &count],
         )
         .await
