@@ -31,6 +31,11 @@ mod check;
 /// The plan's reverse rules over backfilled new tables, against the round-trip oracle.
 mod reverse;
 
+/// The reverse stream end to end, two servers and one database: the new application's writes
+/// after `cutover --keep-reverse`, a SIGKILLed reverse consumer restarted, rollback under load;
+/// the legacy tables equal the oracle over the new tables and keep every acknowledged write.
+mod reverse_stream;
+
 /// The demo harness: clusters vanish on drop, deterministic data, rerunnable seed SQL, write load.
 mod cluster_harness;
 
