@@ -190,3 +190,76 @@ mod tests {
         assert_eq!(slot(None, Some(60), 100).retained_bytes(), None);
     }
 }
+
+/// How far the reverse stream (`cutover --keep-reverse`) is behind the new tables: what it
+/// applied, recorded beside the legacy tables, against the new tables' server's WAL.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReverseLag {
+    pub applied_lsn: String,
+    /// The new tables' server's WAL position minus what the legacy side applied (it also
+    /// counts WAL holding no change of the new tables, as the forward lag does).
+    pub bytes_behind: i64,
+    pub changes_applied: i64,
+    /// Seconds since the reverse consumer's last heartbeat; `None` before the first.
+    pub heartbeat_age_s: Option<f64>,
+    /// The heartbeat is older than 5 s: no reverse consumer is running.
+    pub stale: bool,
+}
+
+impl std::fmt::Display for ReverseLag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reverse stream: applied up to {} ({} behind), {} changes back in the legacy tables, ",
+            self.applied_lsn,
+            crate::progress::human::bytes(self.bytes_behind),
+            self.changes_applied
+        )?;
+        match (self.heartbeat_age_s, self.stale) {
+            (Some(age), false) => write!(f, "consumer alive ({age:.0} s ago)"),
+            (Some(age), true) => write!(
+                f,
+                "NO CONSUMER for {age:.0} s: start `switchyard follow --reverse`"
+            ),
+            (None, _) => write!(f, "no consumer yet: start `switchyard follow --reverse`"),
+        }
+    }
+}
+
+/// The reverse stream's lag, if the migration has one that was not ended.
+pub async fn reverse(
+    legacy: &Client,
+    target: &Client,
+    migration: &str,
+) -> Result<Option<ReverseLag>, LagError> {
+    let Some(p) = checkpoint::reverse::load(legacy, migration)
+        .await
+        .map_err(|e| LagError::Source(e.into_postgres()))?
+    else {
+        return Ok(None);
+    };
+    if p.ended {
+        return Ok(None);
+    }
+    let age: Option<f64> = legacy
+        .query_one(
+            "SELECT extract(epoch FROM now() - heartbeat_at)::float8
+               FROM switchyard.reverse_progress WHERE migration = $1",
+            &[&migration],
+        )
+        .await
+        .map_err(LagError::Source)?
+        .get(0);
+    let now: Lsn = target
+        .query_one("SELECT pg_current_wal_lsn()", &[])
+        .await
+        .map_err(LagError::Target)?
+        .get(0);
+    Ok(Some(ReverseLag {
+        applied_lsn: p.applied.to_string(),
+        bytes_behind: slot::bytes(now.saturating_bytes_since(p.applied)),
+        changes_applied: p.changes_applied,
+        heartbeat_age_s: age,
+        stale: age.is_none_or(|a| a > STALE_HEARTBEAT.as_secs_f64()),
+    }))
+}

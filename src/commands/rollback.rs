@@ -82,7 +82,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             let say = |line: String| println!("rollback: {line}");
             let blocked =
                 reverse_rollback::block_and_fence(&plan, &target, &src, &options, &say).await?;
-            (LeftBehind::Kept, Some(blocked))
+            (LeftBehind::Kept { refused: 0 }, Some(blocked))
         }
         None => (
             confirm_writes_left_behind(&state, &plan, args.yes).await?,
@@ -99,6 +99,18 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         stream.is_some(),
     )
     .await;
+    let left = match left {
+        LeftBehind::Kept { .. } => LeftBehind::Kept {
+            refused: state
+                .query_one(
+                    "SELECT count(*) FROM switchyard.dead_letters WHERE migration = $1 AND phase = 'reverse'",
+                    &[&plan.name],
+                )
+                .await?
+                .get(0),
+        },
+        other => other,
+    };
     let undone = match (undone, blocked) {
         (Ok(undone), None) => Ok(undone),
         (Ok(mut undone), Some(blocked)) => {
@@ -188,18 +200,20 @@ enum LeftBehind {
     Writes,
     /// The cutover recorded no boundary, so nothing could be counted (`--yes`).
     Uncounted,
-    /// A reverse stream brought every write back, and a fence proved it.
-    Kept,
+    /// A reverse stream brought every write back, and a fence proved it, but for the rows the
+    /// legacy tables refused (dead letters of phase `reverse`).
+    Kept { refused: i64 },
 }
 
 impl LeftBehind {
     /// The closing sentence of the rollback's last line; empty when nothing was left.
-    fn sentence(&self) -> &'static str {
+    fn sentence(&self) -> String {
         match self {
-            LeftBehind::Nothing => "",
-            LeftBehind::Kept => " Every write made to the new tables since the cutover is in them: the reverse stream applied them all (a fence proved it)",
-            LeftBehind::Writes => " The writes listed above stay in the new tables: nothing copied them back",
-            LeftBehind::Uncounted => " Writes made to the new tables since the cutover, if any, stay there: they could not be counted",
+            LeftBehind::Nothing => String::new(),
+            LeftBehind::Kept { refused: 0 } => " Every write made to the new tables since the cutover is in them: the reverse stream applied them all (a fence proved it)".to_owned(),
+            LeftBehind::Kept { refused } => format!(" Every write made to the new tables since the cutover is in them (a fence proved it) EXCEPT {refused} rows the legacy tables refused: they are in switchyard.dead_letters (phase 'reverse') with their key and reason; write them back by hand"),
+            LeftBehind::Writes => " The writes listed above stay in the new tables: nothing copied them back".to_owned(),
+            LeftBehind::Uncounted => " Writes made to the new tables since the cutover, if any, stay there: they could not be counted".to_owned(),
         }
     }
 }

@@ -21,15 +21,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let chunks = checkpoint::chunk_progress(&target, &plan.name).await?;
     let control = checkpoint::control(&target, &plan.name).await?;
     let dead = checkpoint::dead_letter_count(&target, &plan.name).await?;
-    let slot_state = match &args.source {
+    let (slot_state, reverse) = match &args.source {
         Some(s) => {
-            slot::state(
-                &connect(&ConnInfo::parse(s)?, "switchyard status").await?,
-                &m.slot_name,
+            let source = connect(&ConnInfo::parse(s)?, "switchyard status").await?;
+            (
+                slot::state(&source, &m.slot_name).await?,
+                crate::lag::reverse(&source, &target, &plan.name).await?,
             )
-            .await?
         }
-        None => None,
+        None => (None, None),
     };
     if args.json {
         let tables: Vec<_> = chunks
@@ -49,6 +49,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "message": m.message,
                 "paused": control.paused, "throttle_rows_per_sec": control.rows_per_sec,
                 "throttled": control.throttled,
+                "reverse": reverse,
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -87,6 +88,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 .map(|w| format!(", wal_status {w}"))
                 .unwrap_or_default()
         );
+    }
+    if let Some(reverse) = &reverse {
+        println!("  {reverse}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -56,15 +56,23 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             println!("migration {}: not started", plan.name);
             return Ok(ExitCode::FAILURE);
         };
+        let cut_over = now.status == "cut_over";
         history.push(started.elapsed(), now);
+        // After `cutover --keep-reverse`: the reverse stream's lag.
+        let reverse = match cut_over {
+            true => crate::lag::reverse(&source, &target, &plan.name).await?,
+            false => None,
+        };
         if args.json {
             let mut v = serde_json::to_value(history.latest())?;
             v["changes_per_s"] = history.apply_rate().into();
             v["eta_s"] = history.eta().map(|d| d.as_secs_f64()).into();
+            v["reverse"] = serde_json::to_value(&reverse)?;
             println!("{v}");
         } else if let Some(live) = &live {
             let latest = history.latest().expect("just pushed");
             let (tables, message) = details(&target, &plan, latest).await?;
+            let message = message.or(reverse.as_ref().map(ToString::to_string));
             let frame = Frame {
                 migration: &plan.name,
                 history: &history,
@@ -75,6 +83,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             live.show(&frame.render());
         } else {
             println!("{}", plain_line(&plan.name, &history));
+            if let Some(reverse) = &reverse {
+                println!("  {reverse}");
+            }
             let latest = history.latest().expect("just pushed");
             if let Some(line) = controls_line(latest) {
                 println!("  {line}");

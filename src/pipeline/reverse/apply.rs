@@ -23,13 +23,13 @@ use tokio_postgres::Client;
 
 use crate::checkpoint::reverse as progress;
 use crate::pg::lsn::Lsn;
-use crate::plan::{Plan, ReverseTable};
+use crate::plan::{OnError, Plan, ReverseTable};
 
 use super::batch::Batch;
 use super::error::ReverseError;
 use super::keys::{self, KeySpace};
 use super::legacy::LegacyTable;
-use super::output::{Column, OutputTable};
+use super::output::{Column, OutputTable, Reference};
 
 /// What the apply needs, resolved once by the consumer.
 pub struct Applier {
@@ -41,6 +41,8 @@ pub struct Applier {
     pub output_of_rule: Vec<usize>,
     /// Per plan source fed by a rule, the legacy table.
     pub legacy_tables: HashMap<usize, LegacyTable>,
+    /// Foreign keys between the outputs: a changed parent row marks its children changed.
+    pub references: Vec<Reference>,
     /// The new tables' session: the rules' SELECTs and the allocated keys.
     pub target: Client,
     /// The legacy side's session: the writes (replica role, see `consumer`).
@@ -60,10 +62,11 @@ impl Applier {
     pub async fn apply(&mut self, batch: &Batch, through: Option<Lsn>) -> Result<(), ReverseError> {
         let plan = self.plan.clone();
         let rules = &plan.reverse.as_ref().expect("checked at start").tables;
+        let touched = self.with_children(&batch.touched).await?;
         let mut produced = Vec::new();
         let mut present: HashMap<usize, BTreeSet<Vec<String>>> = HashMap::new();
         for (index, rule) in rules.iter().enumerate() {
-            let touched = &batch.touched[self.output_of_rule[index]];
+            let touched = &touched[self.output_of_rule[index]];
             if touched.is_empty() {
                 continue;
             }
@@ -84,6 +87,50 @@ impl Applier {
             gone.entry(rule.source).or_default().extend(keys);
         }
         self.write(batch, through, produced, present, gone).await
+    }
+
+    /// The changed rows and, through the foreign keys between the outputs, the rows
+    /// referencing them (their children's children too, once per reference and round).
+    async fn with_children(
+        &self,
+        touched: &[BTreeSet<Vec<String>>],
+    ) -> Result<Vec<BTreeSet<Vec<String>>>, ReverseError> {
+        let mut all = touched.to_vec();
+        let mut fresh = touched.to_vec();
+        // Each round follows every reference once from the rows the last round added; as many
+        // rounds as outputs reach every descendant (the references form no cycle longer).
+        for _ in 0..self.outputs.len() {
+            let mut added = vec![BTreeSet::new(); all.len()];
+            for r in &self.references {
+                if fresh[r.parent].is_empty() || r.child == r.parent {
+                    continue;
+                }
+                let width = self.outputs[r.parent].key.len();
+                let arrays = transpose(
+                    fresh[r.parent].iter().map(|k| k.iter().cloned().map(Some).collect()),
+                    width,
+                );
+                let rows = self
+                    .target
+                    .query(&r.children_sql(&self.outputs), &params(&arrays))
+                    .await
+                    .map_err(ReverseError::target(format!(
+                        "finding the rows of {} referencing changed rows of {}",
+                        self.outputs[r.child].table, self.outputs[r.parent].table
+                    )))?;
+                for row in rows {
+                    let key: Vec<String> = (0..row.len()).map(|i| row.get(i)).collect();
+                    if all[r.child].insert(key.clone()) {
+                        added[r.child].insert(key);
+                    }
+                }
+            }
+            if added.iter().all(BTreeSet::is_empty) {
+                break;
+            }
+            fresh = added;
+        }
+        Ok(all)
     }
 
     /// The rule's rows for these output keys as the new tables hold them now.
@@ -242,6 +289,8 @@ impl Applier {
                 .await
                 .map_err(ReverseError::legacy(format!("deleting from {}", table.name)))?;
         }
+        let dead_letter = plan.on_error == OnError::DeadLetter;
+        let mut letters = Vec::new();
         for p in &produced {
             if p.rows.is_empty() {
                 continue;
@@ -250,15 +299,42 @@ impl Applier {
             let table = &self.legacy_tables[&rule.source];
             let names: Vec<&str> = rule.all_columns().map(|(c, _)| c.as_str()).collect();
             let columns = table.typed(&names)?;
-            let arrays = transpose(p.rows.values().cloned(), columns.len());
-            tx.execute(&table.upsert_sql(&columns), &params(&arrays))
-                .await
-                .map_err(ReverseError::legacy(format!(
+            let sql = table.upsert_sql(&columns);
+            let context = || {
+                format!(
                     "writing {} rows of reverse rule {} into {}",
                     p.rows.len(),
                     rule.field,
                     table.name
-                )))?;
+                )
+            };
+            let arrays = transpose(p.rows.values().cloned(), columns.len());
+            if !dead_letter {
+                tx.execute(&sql, &params(&arrays))
+                    .await
+                    .map_err(ReverseError::legacy(context()))?;
+                continue;
+            }
+            // Under `on_error = "dead-letter"`, a row the legacy table refuses is recorded and
+            // the others go on: the batch first, then row by row only if it is refused.
+            let refused = savepoint(&tx, async { tx.execute(&sql, &params(&arrays)).await })
+                .await
+                .map_err(ReverseError::legacy(context()))?;
+            let Some(_) = refused else { continue };
+            for (key, values) in &p.rows {
+                let one = transpose(std::iter::once(values.clone()), columns.len());
+                let refused = savepoint(&tx, async { tx.execute(&sql, &params(&one)).await })
+                    .await
+                    .map_err(ReverseError::legacy(context()))?;
+                if let Some(reason) = refused {
+                    letters.push(DeadLetter::new(rule, &table.name, &columns, key, values, reason));
+                }
+            }
+        }
+        if !letters.is_empty() {
+            // Kept before the legacy commit: a crash between the two records them again on
+            // the replay, never loses them.
+            DeadLetter::record(&self.target, &self.migration, &letters).await?;
         }
         if let Some(lsn) = through {
             let fence = batch.fence.as_ref().map(|(id, at)| (id.as_str(), *at));
@@ -267,6 +343,99 @@ impl Applier {
         tx.commit()
             .await
             .map_err(ReverseError::legacy("committing"))?;
+        Ok(())
+    }
+}
+
+/// Runs `write` inside a savepoint: `Some(reason)` when the legacy table refused the rows
+/// (SQLSTATE classes 22, data exception, and 23, integrity constraint violation), rolled back
+/// to the savepoint; any other error is returned.
+async fn savepoint(
+    tx: &tokio_postgres::Transaction<'_>,
+    write: impl std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    tx.batch_execute("SAVEPOINT switchyard_rows").await?;
+    match write.await {
+        Ok(_) => {
+            tx.batch_execute("RELEASE SAVEPOINT switchyard_rows").await?;
+            Ok(None)
+        }
+        Err(e) if e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_rows").await?;
+            Ok(Some(crate::error::Chain::new(&e).to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A row a legacy table refused, for `switchyard.dead_letters` (phase `reverse`): the output
+/// table it came from, the legacy table, the legacy key and the row as JSON objects.
+struct DeadLetter {
+    output: String,
+    legacy: String,
+    key: serde_json::Value,
+    row: serde_json::Value,
+    reason: String,
+}
+
+impl DeadLetter {
+    fn new(
+        rule: &ReverseTable,
+        legacy: &str,
+        columns: &[Column],
+        key: &[String],
+        values: &[Option<String>],
+        reason: String,
+    ) -> DeadLetter {
+        let object = |pairs: Vec<(&String, serde_json::Value)>| {
+            serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        };
+        DeadLetter {
+            output: rule.from.to_string(),
+            legacy: legacy.to_owned(),
+            key: object(
+                rule.key
+                    .iter()
+                    .zip(key)
+                    .map(|((c, _), v)| (c, v.clone().into()))
+                    .collect(),
+            ),
+            row: object(
+                columns
+                    .iter()
+                    .zip(values)
+                    .map(|(c, v)| (&c.name, v.clone().into()))
+                    .collect(),
+            ),
+            reason,
+        }
+    }
+
+    async fn record(
+        target: &Client,
+        migration: &str,
+        letters: &[DeadLetter],
+    ) -> Result<(), ReverseError> {
+        for l in letters {
+            target
+                .execute(
+                    "INSERT INTO switchyard.dead_letters
+                            (migration, phase, source_table, output_table, source_key, row_data, reason)
+                     VALUES ($1, 'reverse', $2, $3, $4::text::jsonb, $5::text::jsonb, $6)",
+                    &[
+                        &migration,
+                        &l.output,
+                        &l.legacy,
+                        &l.key.to_string(),
+                        &l.row.to_string(),
+                        &l.reason,
+                    ],
+                )
+                .await
+                .map_err(ReverseError::target(
+                    "recording a row the legacy side refused in switchyard.dead_letters",
+                ))?;
+        }
         Ok(())
     }
 }

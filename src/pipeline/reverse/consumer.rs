@@ -20,7 +20,7 @@ use super::apply::Applier;
 use super::batch::{text_values, Batch};
 use super::error::ReverseError;
 use super::legacy::LegacyTable;
-use super::output::{Column, OutputTable};
+use super::output::{Column, OutputTable, Reference};
 
 /// Without a message for this long, a batch holding committed changes is applied.
 const IDLE_APPLY: Duration = Duration::from_millis(20);
@@ -291,6 +291,7 @@ async fn resolve(plan: &Arc<Plan>, target: Client, legacy: Client) -> Result<App
     for table in froms {
         outputs.push(OutputTable::read(&target, table).await?);
     }
+    let references = Reference::read(&target, &outputs).await?;
     let recorded = checkpoint::source_relations(&target, &plan.name).await?;
     let mut legacy_tables = HashMap::new();
     for rule in &reverse.tables {
@@ -311,6 +312,7 @@ async fn resolve(plan: &Arc<Plan>, target: Client, legacy: Client) -> Result<App
         plan: plan.clone(),
         outputs,
         output_of_rule,
+        references,
         legacy_tables,
         target,
         legacy,

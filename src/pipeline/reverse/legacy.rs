@@ -118,3 +118,51 @@ impl LegacyTable {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, type_sql: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_sql: type_sql.into(),
+        }
+    }
+
+    fn table() -> LegacyTable {
+        LegacyTable {
+            name: "public.\"vortex items\"".into(),
+            key: vec![column("id", "bigint")],
+            types: [("id", "bigint"), ("title", "text")]
+                .into_iter()
+                .map(|(c, t)| (c.to_owned(), t.to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_upsert_updates_every_column_but_the_key() {
+        let t = table();
+        let columns = t.typed(&["id", "title"]).unwrap();
+        assert_eq!(
+            t.upsert_sql(&columns),
+            "INSERT INTO public.\"vortex items\" (\"id\", \"title\") OVERRIDING SYSTEM VALUE \
+             SELECT CAST(u.c0 AS bigint), CAST(u.c1 AS text) FROM unnest($1::text[], $2::text[]) AS u(c0, c1) \
+             ON CONFLICT (\"id\") DO UPDATE SET \"title\" = EXCLUDED.\"title\""
+        );
+        let key_only = t.typed(&["id"]).unwrap();
+        assert!(t.upsert_sql(&key_only).ends_with("DO NOTHING"));
+    }
+
+    #[test]
+    fn a_delete_names_the_key_and_an_unknown_column_is_refused() {
+        let t = table();
+        assert_eq!(
+            t.delete_sql(),
+            "DELETE FROM public.\"vortex items\" WHERE (\"id\") IN (SELECT CAST(u.c0 AS bigint) FROM unnest($1::text[]) AS u(c0))"
+        );
+        let e = t.typed(&["id", "nope"]).unwrap_err().to_string();
+        assert!(e.contains("no column nope"), "{e}");
+    }
+}

@@ -20,6 +20,7 @@ pub struct Column {
 #[derive(Debug)]
 pub struct OutputTable {
     pub table: TableName,
+    pub oid: u32,
     /// Its primary key, in index order: how a changed row is found again.
     pub key: Vec<Column>,
 }
@@ -31,6 +32,11 @@ impl OutputTable {
         client: &Client,
         table: &TableName,
     ) -> Result<OutputTable, ReverseError> {
+        let oid: u32 = client
+            .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
+            .await
+            .map_err(ReverseError::target(format!("finding {table}")))?
+            .get(0);
         let rows = client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
@@ -51,6 +57,7 @@ impl OutputTable {
         }
         Ok(OutputTable {
             table: table.clone(),
+            oid,
             key: rows
                 .iter()
                 .map(|r| Column {
@@ -102,6 +109,91 @@ impl OutputTable {
     }
 }
 
+/// A foreign key from one output table (`child`) to another's primary key (`parent`),
+/// indices into the outputs. A rule reading the parent through a subquery (a task's legacy
+/// project id, read from `projects`) gives another result when the parent row changes, so a
+/// changed parent row also marks the rows referencing it as changed.
+#[derive(Debug)]
+pub struct Reference {
+    pub child: usize,
+    pub parent: usize,
+    /// The child's columns, in the order of the parent's primary key.
+    pub columns: Vec<String>,
+}
+
+impl Reference {
+    /// The foreign keys between `outputs` that reference a primary key (others cannot be
+    /// followed from a changed row's key, and are left out).
+    pub async fn read(
+        client: &Client,
+        outputs: &[OutputTable],
+    ) -> Result<Vec<Reference>, ReverseError> {
+        let oids: Vec<u32> = outputs.iter().map(|o| o.oid).collect();
+        let rows = client
+            .query(
+                "SELECT c.conrelid, c.confrelid,
+                        array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
+                                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
+                               ORDER BY k.o),
+                        array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)
+                                JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n
+                               ORDER BY k.o)
+                   FROM pg_constraint c
+                  WHERE c.contype = 'f' AND c.conrelid = ANY($1) AND c.confrelid = ANY($1)",
+                &[&oids],
+            )
+            .await
+            .map_err(ReverseError::target("reading the foreign keys between the new tables"))?;
+        let mut references = Vec::new();
+        for r in rows {
+            let (child_oid, parent_oid): (u32, u32) = (r.get(0), r.get(1));
+            let (child_columns, parent_columns): (Vec<String>, Vec<String>) = (r.get(2), r.get(3));
+            let child = oids.iter().position(|o| *o == child_oid);
+            let parent = oids.iter().position(|o| *o == parent_oid);
+            let (Some(child), Some(parent)) = (child, parent) else {
+                continue;
+            };
+            let columns: Option<Vec<String>> = outputs[parent]
+                .key
+                .iter()
+                .map(|k| {
+                    parent_columns
+                        .iter()
+                        .position(|p| *p == k.name)
+                        .map(|i| child_columns[i].clone())
+                })
+                .collect();
+            if let Some(columns) = columns.filter(|c| c.len() == parent_columns.len()) {
+                references.push(Reference {
+                    child,
+                    parent,
+                    columns,
+                });
+            }
+        }
+        Ok(references)
+    }
+
+    /// The child rows' primary keys (as text) referencing parent keys `$1..$k`.
+    pub fn children_sql(&self, outputs: &[OutputTable]) -> String {
+        let (child, parent) = (&outputs[self.child], &outputs[self.parent]);
+        let alias = quote_ident(&child.table.name);
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{alias}.{}", quote_ident(c)))
+            .collect();
+        format!(
+            "SELECT {} FROM {} AS {alias} WHERE ({}) IN (SELECT {} FROM {})",
+            child.key_as_text().join(", "),
+            child.table.quoted(),
+            columns.join(", "),
+            casts(&parent.key),
+            unnest(parent.key.len())
+        )
+    }
+}
+
 /// `CAST(u.c0 AS t0), CAST(u.c1 AS t1), ...`
 pub(super) fn casts(columns: &[Column]) -> String {
     columns
@@ -117,4 +209,67 @@ pub(super) fn unnest(n: usize) -> String {
     let arrays: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
     let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
     format!("unnest({}) AS u({})", arrays.join(", "), names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule() -> ReverseTable {
+        ReverseTable {
+            field: "reverse.tables[0]".into(),
+            table: TableName::parse("company_projects", "public"),
+            source: 0,
+            from: TableName::parse("projects", "app"),
+            when: Some("legacy_table = 'company_projects'".into()),
+            key: vec![("id".into(), "legacy_id".into())],
+            sequence: Some("company_projects_id_seq".into()),
+            columns: vec![("name".into(), "name -- as written".into())],
+        }
+    }
+
+    fn projects() -> OutputTable {
+        OutputTable {
+            table: TableName::parse("projects", "app"),
+            oid: 0,
+            key: vec![Column {
+                name: "id".into(),
+                type_sql: "uuid".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_current_rows_are_found_by_primary_key_and_carried_as_text() {
+        let sql = projects().current_rows_sql(&rule());
+        assert_eq!(
+            sql,
+            "SELECT \"projects\".\"id\"::text, (legacy_id\n)::text AS \"id\", (name -- as written\n)::text AS \"name\" \
+             FROM \"app\".\"projects\" AS \"projects\" WHERE (legacy_table = 'company_projects'\n) \
+             AND ((\"projects\".\"id\") IN (SELECT CAST(u.c0 AS uuid) FROM unnest($1::text[]) AS u(c0)))"
+        );
+    }
+
+    #[test]
+    fn old_rows_are_rebuilt_from_text_arrays_under_the_tables_name() {
+        let columns = [
+            Column {
+                name: "id".into(),
+                type_sql: "uuid".into(),
+            },
+            Column {
+                name: "legacy id".into(),
+                type_sql: "bigint".into(),
+            },
+        ];
+        let sql = projects().tuple_rows_sql(&rule(), &columns);
+        assert!(
+            sql.contains(
+                "FROM (SELECT CAST(u.c0 AS uuid) AS \"id\", CAST(u.c1 AS bigint) AS \"legacy id\" \
+                 FROM unnest($1::text[], $2::text[]) AS u(c0, c1)) AS \"projects\""
+            ),
+            "{sql}"
+        );
+        assert!(sql.starts_with("SELECT \"projects\".\"id\"::text, (legacy_id\n)::text"));
+    }
 }

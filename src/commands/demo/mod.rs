@@ -4,7 +4,9 @@
 //!  source cluster: legacy tables at --scale, a write load running throughout
 //!  target cluster: empty
 //!  check ─> backfill (live display) ─> follow, lag converging ─> cutover under the load
-//!        ─> verify against the plain SQL migration of the same rules ─> summary
+//!        ─> verify against the plain SQL migration of the same rules
+//!        ─> the round trip: writes to the new tables, rollback through the reverse stream
+//!        ─> summary
 //! ```
 //! After the cutover the legacy tables are read-only, so the verification compares the target
 //! with the source exactly as the last acknowledged write left it.
@@ -33,6 +35,8 @@ use crate::verify::{verify, VerifyOptions};
 use super::backfill::BackfillJob;
 use super::check::check_all;
 use super::follow::FollowJob;
+
+mod round_trip;
 
 /// How long the demo keeps the write load running while it follows.
 const FOLLOW_WITH_LOAD: Duration = Duration::from_secs(8);
@@ -175,6 +179,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         CUTOVER_MAX_BLOCKED.as_secs()
     );
     let say = |line: String| println!("   {line}");
+    crate::cutover::reverse_stream::prepare(&plan, &target, &source)
+        .await
+        .context("preparing the reverse stream")?;
     let cut = cutover(
         &plan,
         &ConnInfo::parse(&source_url)?,
@@ -187,7 +194,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             lock_attempts: 10,
             dry_run: false,
             verify: false,
-            keep_reverse: false,
+            keep_reverse: true,
         },
         &say,
     )
@@ -263,6 +270,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     clean &= !verified.diverged();
     let acked_found = acked_writes_found(&target, &report.acked).await?;
+    println!("== the round trip: the new application writes the new tables; the reverse stream the cutover started brings them back");
+    let round_trip = round_trip::run(
+        &plan,
+        &plan_path,
+        (&source_url, &target_url),
+        (&source, &target),
+    )
+    .await?;
+    clean &= round_trip;
 
     println!("== summary");
     let rate = summary.rows as f64 / summary.elapsed.as_secs_f64().max(0.001);
@@ -288,6 +304,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         report.counts.committed(),
         acked_found.0,
         acked_found.1
+    );
+    println!(
+        "   round trip: writes made to the new tables after the cutover are {} in the legacy tables after `rollback`",
+        if round_trip { "all" } else { "NOT all" }
     );
     for o in &verified.orphans {
         println!("   {}: {}", o.name, o.count);
