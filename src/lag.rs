@@ -206,26 +206,6 @@ pub struct ReverseLag {
     pub stale: bool,
 }
 
-impl std::fmt::Display for ReverseLag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "reverse stream: applied up to {} ({} behind), {} changes back in the legacy tables, ",
-            self.applied_lsn,
-            crate::progress::human::bytes(self.bytes_behind),
-            self.changes_applied
-        )?;
-        match (self.heartbeat_age_s, self.stale) {
-            (Some(age), false) => write!(f, "consumer alive ({age:.0} s ago)"),
-            (Some(age), true) => write!(
-                f,
-                "NO CONSUMER for {age:.0} s: start `switchyard follow --reverse`"
-            ),
-            (None, _) => write!(f, "no consumer yet: start `switchyard follow --reverse`"),
-        }
-    }
-}
-
 /// The reverse stream's lag, if the migration has one that was not ended.
 pub async fn reverse(
     legacy: &Client,

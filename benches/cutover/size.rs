@@ -114,6 +114,7 @@ pub async fn measure(plan_path: &Path, scale: f64, runs: usize, fraction: f64) -
         lock_attempts: LOCK_ATTEMPTS,
         dry_run: true,
         verify: false,
+        keep_reverse: false,
     };
     let consumer = m.consumer.take().expect("the consumer runs");
     let clusters_cpu = (

@@ -91,10 +91,9 @@ pub async fn ensure_progress_table(client: &Client) -> Result<(), CheckpointErro
             .await
             .map_err(ctx("creating schema switchyard on the legacy side"))?;
     }
-    client
-        .batch_execute(PROGRESS_SQL)
-        .await
-        .map_err(ctx("creating switchyard.reverse_progress on the legacy side"))
+    client.batch_execute(PROGRESS_SQL).await.map_err(ctx(
+        "creating switchyard.reverse_progress on the legacy side",
+    ))
 }
 
 /// Starts (or restarts, after a rollback and a new cutover) the reverse stream's record; run
@@ -198,7 +197,7 @@ pub async fn heartbeat(
         )
         .await
         .map_err(ctx("recording the reverse consumer's heartbeat"))?;
-    Ok(row.map_or(true, |r| r.get(0)))
+    Ok(row.is_none_or(|r| r.get(0)))
 }
 
 /// Marks the stream ended (by `rollback`, in its legacy transaction): its consumer stops.

@@ -1,6 +1,7 @@
 //! `switchyard abort`: drop the slot (so the source stops keeping WAL for it) and the
 //! publication, and mark the migration aborted. The target tables are left as they are: the
-//! plan's rollback SQL removes them.
+//! plan's rollback SQL removes them. On a migration cut over with a reverse stream, it ends
+//! that stream instead and the migration stays cut over (`end_reverse_stream`).
 
 use std::process::ExitCode;
 
@@ -18,6 +19,10 @@ pub async fn run(args: AbortArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::load(&args.plan.plan)?;
     let source = ConnInfo::parse(&args.connections.source)?;
     let target = ConnInfo::parse(&args.connections.target)?;
+    if let Some(ended) = end_reverse_stream(&plan, &source, &target).await? {
+        println!("{ended}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let publication_dropped = abort(&plan, &source, &target).await?;
     if publication_dropped {
         println!(
@@ -60,4 +65,56 @@ pub async fn abort(plan: &Plan, source: &ConnInfo, target: &ConnInfo) -> anyhow:
         .await?;
     }
     Ok(publication_dropped)
+}
+
+/// On a migration cut over with a reverse stream (`cutover --keep-reverse`), `abort` ends the
+/// stream instead: the new model has proven itself, the legacy tables stop following it, and
+/// the new tables' server stops keeping WAL for the slot. The migration stays `cut_over`; a
+/// `rollback` after this brings back nothing written since (it says so). `None` when there is
+/// no such stream.
+async fn end_reverse_stream(
+    plan: &Plan,
+    source: &ConnInfo,
+    target: &ConnInfo,
+) -> anyhow::Result<Option<String>> {
+    let state = connect(target, "switchyard abort").await?;
+    let cut_over = checkpoint::load(&state, &plan.name)
+        .await?
+        .is_some_and(|m| m.status == MigrationStatus::CutOver);
+    if !cut_over {
+        return Ok(None);
+    }
+    let legacy = connect(source, "switchyard abort").await?;
+    let Some(stream) = checkpoint::reverse::load(&legacy, &plan.name).await? else {
+        return Ok(None);
+    };
+    if !stream.ended {
+        checkpoint::reverse::end(&legacy, &plan.name).await?;
+    }
+    let dropped =
+        crate::cutover::reverse_stream::discard(plan, &state, std::time::Duration::from_secs(5))
+            .await;
+    let mut reset = String::new();
+    for t in crate::cutover::reverse_stream::fed_tables(plan) {
+        reset.push_str(&format!(
+            "ALTER TABLE {} REPLICA IDENTITY DEFAULT;\n",
+            t.quoted()
+        ));
+    }
+    let identity = match state
+        .batch_execute(&format!(
+            "SET lock_timeout = '5s';\n{reset}RESET lock_timeout;"
+        ))
+        .await
+    {
+        Ok(()) => "the new tables' REPLICA IDENTITY is DEFAULT again".to_owned(),
+        Err(e) => format!(
+            "the new tables keep REPLICA IDENTITY FULL ({}): set DEFAULT when they are quiet",
+            crate::error::Chain::new(&e)
+        ),
+    };
+    Ok(Some(format!(
+        "migration {} stays cut over; its reverse stream ended (the legacy tables no longer follow the new ones, and a rollback would not bring back what is written from now on): {dropped}; {identity}",
+        plan.name
+    )))
 }

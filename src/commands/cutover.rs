@@ -49,9 +49,9 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
             connect(&target, "switchyard cutover").await?,
             connect(&source, "switchyard cutover").await?,
         );
-        reverse_stream::prepare(&plan, &t, &l)
-            .await
-            .context("preparing the reverse stream (before any lock: the cutover has not started)")?;
+        reverse_stream::prepare(&plan, &t, &l).await.context(
+            "preparing the reverse stream (before any lock: the cutover has not started)",
+        )?;
     }
     let consumer = start_consumer_if_idle(&plan, &source, &target, json).await?;
     let say = move |line: String| {
@@ -87,7 +87,8 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
             print_report(&report, json);
             if reverse && report.committed {
                 println!("cutover: following the reverse stream in this process (Ctrl-C stops it; `switchyard follow --reverse` starts it again)");
-                return super::follow_reverse::run(plan, &source, &target, Stop::on_signals()).await;
+                return super::follow_reverse::run(plan, &source, &target, Stop::on_signals())
+                    .await;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -23,8 +23,14 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let say = |line: String| println!("{line}");
     loop {
-        let outcome =
-            reverse::run(Arc::clone(&plan), target, source, stop.requested.clone(), &say).await;
+        let outcome = reverse::run(
+            Arc::clone(&plan),
+            target,
+            source,
+            stop.requested.clone(),
+            &say,
+        )
+        .await;
         match outcome {
             Ok(ReverseEnd::Ended) => {
                 println!(

@@ -30,9 +30,9 @@ use crate::checkpoint::reverse as progress;
 use crate::checkpoint::{self, MigrationStatus};
 use crate::cli::RollbackArgs;
 use crate::cutover::in_place::InPlace;
+use crate::cutover::proof::{self, SAME_DATABASE_SETTING};
 use crate::cutover::reverse_rollback::{self, WindowOptions};
 use crate::cutover::reverse_stream;
-use crate::cutover::proof::{self, SAME_DATABASE_SETTING};
 use crate::cutover::writes_since::{self, WritesBoundary};
 use crate::cutover::{read_only, same_database};
 use crate::pg::connect::connect;
@@ -63,9 +63,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     // A reverse stream kept the legacy tables up to date: block the new tables' writers, prove
     // the stream caught up, and nothing is left behind (see `cutover::reverse_rollback`).
     let stream = match m.status {
-        MigrationStatus::CutOver => progress::load(&src, &plan.name)
-            .await?
-            .filter(|s| !s.ended),
+        MigrationStatus::CutOver => progress::load(&src, &plan.name).await?.filter(|s| !s.ended),
         _ => None,
     };
     let (left, blocked) = match &stream {

@@ -90,7 +90,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(reverse) = &reverse {
-        println!("  {reverse}");
+        println!("  {}", crate::progress::lag_frame::reverse_line(reverse));
     }
     Ok(ExitCode::SUCCESS)
 }

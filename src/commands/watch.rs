@@ -72,7 +72,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         } else if let Some(live) = &live {
             let latest = history.latest().expect("just pushed");
             let (tables, message) = details(&target, &plan, latest).await?;
-            let message = message.or(reverse.as_ref().map(ToString::to_string));
+            let message = message.or(reverse
+                .as_ref()
+                .map(crate::progress::lag_frame::reverse_line));
             let frame = Frame {
                 migration: &plan.name,
                 history: &history,
@@ -84,7 +86,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         } else {
             println!("{}", plain_line(&plan.name, &history));
             if let Some(reverse) = &reverse {
-                println!("  {reverse}");
+                println!("  {}", crate::progress::lag_frame::reverse_line(reverse));
             }
             let latest = history.latest().expect("just pushed");
             if let Some(line) = controls_line(latest) {

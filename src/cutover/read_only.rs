@@ -22,13 +22,9 @@ use crate::source::catalog;
 /// The trigger's name on every legacy table.
 pub const TRIGGER: &str = "switchyard_read_only";
 
-/// Set to `on` by the reverse stream's own session (`follow --reverse`), which alone may
-/// write the legacy tables after the cutover. A guard against the application writing the
-/// wrong side, not a security boundary: the tables' owner can drop the trigger anyway.
-pub const BYPASS_SETTING: &str = "switchyard.reverse_apply";
-
 /// The function the triggers call; created before the lock is taken (it takes no lock on the
-/// tables), in the source's `switchyard` schema.
+/// tables), in the source's `switchyard` schema. It lets the reverse stream's own session
+/// through ([`crate::pipeline::reverse::BYPASS_SETTING`]).
 pub const FUNCTION_SQL: &str = r#"
 CREATE SCHEMA IF NOT EXISTS switchyard;
 CREATE OR REPLACE FUNCTION switchyard.refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $f$

@@ -78,7 +78,10 @@ pub async fn block_and_fence(
         ))
         .await?;
         match lock
-            .batch_execute(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", quoted.join(", ")))
+            .batch_execute(&format!(
+                "LOCK TABLE {} IN EXCLUSIVE MODE",
+                quoted.join(", ")
+            ))
             .await
         {
             Ok(()) => break Instant::now(),
@@ -105,7 +108,11 @@ pub async fn block_and_fence(
     let fenced = async {
         let f = fence::emit(&fencer, &fence_name(&plan.name)).await?;
         loop {
-            if progress::applied_fence(legacy, &plan.name).await?.as_deref() == Some(&f.id) {
+            if progress::applied_fence(legacy, &plan.name)
+                .await?
+                .as_deref()
+                == Some(&f.id)
+            {
                 return Ok::<_, anyhow::Error>(());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

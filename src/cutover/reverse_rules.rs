@@ -133,7 +133,9 @@ async fn tool_functions(target: &impl GenericClient) -> Result<(), tokio_postgre
             .batch_execute("ROLLBACK TO SAVEPOINT switchyard_tool")
             .await?;
     }
-    target.batch_execute("RELEASE SAVEPOINT switchyard_tool").await
+    target
+        .batch_execute("RELEASE SAVEPOINT switchyard_tool")
+        .await
 }
 
 /// Findings for every reverse rule of `plan`, on `target` (a transaction the caller rolls back).

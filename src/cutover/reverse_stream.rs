@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  before the lock   REPLICA IDENTITY FULL on the new tables the reverse rules read (a delete
-//!                    must carry the legacy key its row had); their publication; the slot on
-//!                    the new tables' server; switchyard.reverse_progress on the legacy side
+//!                    must carry the legacy key its row had); their publication, with the
+//!                    tables they reference by foreign key; the slot on the new tables'
+//!                    server; switchyard.reverse_progress on the legacy side
 //!  under the lock    after the fence: the boundary = the target's WAL insert position, recorded
 //!                    in the lock's transaction, so the stream exists exactly when the swap does
 //! ```
@@ -60,11 +61,21 @@ pub async fn prepare(plan: &Plan, target: &Client, legacy: &Client) -> anyhow::R
     // long behind a reader of the new tables.
     let mut sql = String::from("SET lock_timeout = '5s';\n");
     for t in &tables {
-        sql.push_str(&format!("ALTER TABLE {} REPLICA IDENTITY FULL;\n", t.quoted()));
+        sql.push_str(&format!(
+            "ALTER TABLE {} REPLICA IDENTITY FULL;\n",
+            t.quoted()
+        ));
     }
     sql.push_str("RESET lock_timeout;");
     target.batch_execute(&sql).await?;
-    let quoted: Vec<String> = tables.iter().map(TableName::quoted).collect();
+    // The tables they reference (lookups, teams) too, by key: a change there reaches the
+    // rows referencing it (see `pipeline::reverse`).
+    let referenced = crate::pipeline::reverse::referenced_tables(target, &tables).await?;
+    let quoted: Vec<String> = tables
+        .iter()
+        .chain(&referenced)
+        .map(TableName::quoted)
+        .collect();
     let name = plan.reverse_publication_name();
     let exists: bool = target
         .query_one(
@@ -81,7 +92,10 @@ pub async fn prepare(plan: &Plan, target: &Client, legacy: &Client) -> anyhow::R
     target
         .batch_execute(&format!("{verb} {}", quoted.join(", ")))
         .await?;
-    if slot::state(target, &plan.reverse_slot_name()).await?.is_none() {
+    if slot::state(target, &plan.reverse_slot_name())
+        .await?
+        .is_none()
+    {
         target
             .query_one(
                 "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",

@@ -25,8 +25,8 @@ use super::error::{db, CutoverError};
 use super::options::CutoverOptions;
 use super::proof;
 use super::read_only;
-use super::reverse_stream;
 use super::report::CutoverReport;
+use super::reverse_stream;
 use super::sequences;
 use super::sessions::Sessions;
 use super::swap_lock::{self, Upgrade};
@@ -263,7 +263,10 @@ pub(super) async fn locked(
             Step::ReverseStream,
             reverse_stream::begin(&*lock, target, plan)
         )
-        .map_err(db(Step::ReverseStream, "recording the reverse stream's boundary"))?;
+        .map_err(db(
+            Step::ReverseStream,
+            "recording the reverse stream's boundary",
+        ))?;
         report.reverse_boundary = Some(boundary.to_string());
     }
     let set = within!(Step::Sequences, async {

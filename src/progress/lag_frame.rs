@@ -285,3 +285,20 @@ pub fn controls_line(now: &crate::lag::Sample) -> Option<String> {
         (p, t) => Some(p.into_iter().chain(t).collect::<Vec<_>>().join("; ")),
     }
 }
+
+/// The reverse stream's line (after `cutover --keep-reverse`), for `watch` and `status`.
+pub fn reverse_line(r: &crate::lag::ReverseLag) -> String {
+    let consumer = match (r.heartbeat_age_s, r.stale) {
+        (Some(age), false) => format!("consumer alive ({age:.0} s ago)"),
+        (Some(age), true) => {
+            format!("NO CONSUMER for {age:.0} s: start `switchyard follow --reverse`")
+        }
+        (None, _) => "no consumer yet: start `switchyard follow --reverse`".to_owned(),
+    };
+    format!(
+        "reverse stream: applied up to {} ({} behind), {} changes back in the legacy tables, {consumer}",
+        r.applied_lsn,
+        human::bytes(r.bytes_behind),
+        r.changes_applied
+    )
+}

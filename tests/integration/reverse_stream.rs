@@ -347,10 +347,17 @@ async fn assert_legacy_tables_equal_the_oracle(layout: &Layout) {
             columns,
         )
         .await;
-        let round_trip =
-            text_rows(&layout.source, &format!("expected_reverse.{table}"), columns).await;
+        let round_trip = text_rows(
+            &layout.source,
+            &format!("expected_reverse.{table}"),
+            columns,
+        )
+        .await;
         let untouched = untouched_rows(&got, &want, &before, &round_trip);
-        let got: Vec<TextRow> = got.into_iter().filter(|g| !untouched.contains(&g[0])).collect();
+        let got: Vec<TextRow> = got
+            .into_iter()
+            .filter(|g| !untouched.contains(&g[0]))
+            .collect();
         let want: Vec<TextRow> = want
             .into_iter()
             .filter(|w| !untouched.contains(&w[0]))
@@ -383,7 +390,7 @@ fn untouched_rows(
     got.iter()
         .filter(|g| {
             before.get(&g[0]) == Some(*g)
-                && round_trip.get(&g[0]).is_some()
+                && round_trip.contains_key(&g[0])
                 && round_trip.get(&g[0]) == want.get(&g[0])
         })
         .map(|g| g[0].clone())

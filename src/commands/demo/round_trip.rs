@@ -96,7 +96,10 @@ pub async fn run(
             ConnInfo::parse(target_url)?,
         );
         tokio::spawn(async move {
-            reverse::run(plan, &target, &source, stopped, &|line| println!("   {line}")).await
+            reverse::run(plan, &target, &source, stopped, &|line| {
+                println!("   {line}")
+            })
+            .await
         })
     };
     let mut ids = Vec::new();

@@ -25,7 +25,7 @@ use crate::checkpoint::reverse as progress;
 use crate::pg::lsn::Lsn;
 use crate::plan::{OnError, Plan, ReverseTable};
 
-use super::batch::Batch;
+use super::batch::{Batch, OldRow};
 use super::error::ReverseError;
 use super::keys::{self, KeySpace};
 use super::legacy::LegacyTable;
@@ -34,6 +34,8 @@ use super::output::{Column, OutputTable, Reference};
 /// What the apply needs, resolved once by the consumer.
 pub struct Applier {
     pub migration: String,
+    /// `outputs[..rules_read]` are the tables rules read; the rest are only referenced by them.
+    pub rules_read: usize,
     /// The plan, whose `[reverse]` rules the consumer checked are there.
     pub plan: Arc<Plan>,
     pub outputs: Vec<OutputTable>,
@@ -107,7 +109,9 @@ impl Applier {
                 }
                 let width = self.outputs[r.parent].key.len();
                 let arrays = transpose(
-                    fresh[r.parent].iter().map(|k| k.iter().cloned().map(Some).collect()),
+                    fresh[r.parent]
+                        .iter()
+                        .map(|k| k.iter().cloned().map(Some).collect()),
                     width,
                 );
                 let rows = self
@@ -142,7 +146,12 @@ impl Applier {
     ) -> Result<BTreeMap<Vec<String>, Vec<Option<String>>>, ReverseError> {
         let output = &self.outputs[self.output_of_rule[index]];
         let width = output.key.len();
-        let arrays = transpose(touched.iter().map(|k| k.iter().cloned().map(Some).collect()), width);
+        let arrays = transpose(
+            touched
+                .iter()
+                .map(|k| k.iter().cloned().map(Some).collect()),
+            width,
+        );
         let rows = self
             .target
             .query(&output.current_rows_sql(rule), &params(&arrays))
@@ -211,7 +220,7 @@ impl Applier {
         &self,
         index: usize,
         rule: &ReverseTable,
-        old: &[(Arc<Vec<Column>>, Vec<Option<String>>)],
+        old: &[OldRow],
     ) -> Result<Vec<Vec<String>>, ReverseError> {
         let output = &self.outputs[self.output_of_rule[index]];
         let width = output.key.len();
@@ -275,19 +284,26 @@ impl Applier {
             .map_err(ReverseError::legacy("beginning a transaction"))?;
         for (source, keys) in &gone {
             let keep = present.get(source);
-            let deleted: Vec<&Vec<String>> =
-                keys.iter().filter(|k| keep.map_or(true, |p| !p.contains(*k))).collect();
+            let deleted: Vec<&Vec<String>> = keys
+                .iter()
+                .filter(|k| keep.is_none_or(|p| !p.contains(*k)))
+                .collect();
             if deleted.is_empty() {
                 continue;
             }
             let table = &self.legacy_tables[source];
             let arrays = transpose(
-                deleted.iter().map(|k| k.iter().cloned().map(Some).collect()),
+                deleted
+                    .iter()
+                    .map(|k| k.iter().cloned().map(Some).collect()),
                 table.key.len(),
             );
             tx.execute(&table.delete_sql(), &params(&arrays))
                 .await
-                .map_err(ReverseError::legacy(format!("deleting from {}", table.name)))?;
+                .map_err(ReverseError::legacy(format!(
+                    "deleting from {}",
+                    table.name
+                )))?;
         }
         let dead_letter = plan.on_error == OnError::DeadLetter;
         let mut letters = Vec::new();
@@ -327,7 +343,14 @@ impl Applier {
                     .await
                     .map_err(ReverseError::legacy(context()))?;
                 if let Some(reason) = refused {
-                    letters.push(DeadLetter::new(rule, &table.name, &columns, key, values, reason));
+                    letters.push(DeadLetter::new(
+                        rule,
+                        &table.name,
+                        &columns,
+                        key,
+                        values,
+                        reason,
+                    ));
                 }
             }
         }
@@ -357,11 +380,16 @@ async fn savepoint(
     tx.batch_execute("SAVEPOINT switchyard_rows").await?;
     match write.await {
         Ok(_) => {
-            tx.batch_execute("RELEASE SAVEPOINT switchyard_rows").await?;
+            tx.batch_execute("RELEASE SAVEPOINT switchyard_rows")
+                .await?;
             Ok(None)
         }
-        Err(e) if e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_rows").await?;
+        Err(e)
+            if e.code()
+                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
+        {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_rows")
+                .await?;
             Ok(Some(crate::error::Chain::new(&e).to_string()))
         }
         Err(e) => Err(e),

@@ -12,6 +12,10 @@ use crate::pg::pgoutput::{TupleColumn, TupleData};
 use super::error::ReverseError;
 use super::output::Column;
 
+/// The old row of an update or delete (values as text, `None` for NULL), with the columns of
+/// the Relation that carried it.
+pub type OldRow = (Arc<Vec<Column>>, Vec<Option<String>>);
+
 /// A batch of changes, per output table (indices into the consumer's outputs).
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -19,7 +23,7 @@ pub struct Batch {
     pub touched: Vec<BTreeSet<Vec<String>>>,
     /// Old rows of updates and deletes, per output, with the columns of the Relation that
     /// carried them (a Relation message after DDL may change them between two rows).
-    pub old_rows: Vec<Vec<(Arc<Vec<Column>>, Vec<Option<String>>)>>,
+    pub old_rows: Vec<Vec<OldRow>>,
     /// Changes received (inserts, updates, deletes).
     pub changes: i64,
     /// The end of the last commit whose changes are all in this batch.

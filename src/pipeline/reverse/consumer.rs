@@ -11,7 +11,9 @@ use tokio_postgres::Client;
 use crate::checkpoint::{self, reverse as progress};
 use crate::pg::connect::connect;
 use crate::pg::conninfo::ConnInfo;
-use crate::pg::pgoutput::{LogicalReplicationMessage, OldTuple, RelationBody, ReplicaIdentity};
+use crate::pg::pgoutput::{
+    LogicalReplicationMessage, OldTuple, RelationBody, ReplicaIdentity, TupleColumn, TupleData,
+};
 use crate::plan::Plan;
 use crate::source::fence;
 use crate::source::wal_stream::{WalEvent, WalStream};
@@ -50,6 +52,8 @@ pub fn fence_name(migration: &str) -> String {
 /// A followed table as the stream's last Relation message described it.
 struct Followed {
     output: usize,
+    /// No rule reads it (a lookup, `teams`): only its key matters, for its children.
+    reference_only: bool,
     name: String,
     columns: Arc<Vec<Column>>,
     /// Where the primary key's columns sit among `columns`.
@@ -61,7 +65,7 @@ pub async fn run(
     plan: Arc<Plan>,
     target: &ConnInfo,
     legacy: &ConnInfo,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<ReverseEnd, ReverseError> {
     let name = "switchyard follow --reverse";
@@ -75,7 +79,9 @@ pub async fn run(
     prepare_legacy_session(&legacy_client, say).await?;
     let target_client = connect(target, name).await?;
     target_client
-        .batch_execute("SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3")
+        .batch_execute(
+            "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3",
+        )
         .await
         .map_err(ReverseError::target("setting the session's output formats"))?;
     let mut applier = resolve(&plan, target_client, legacy_client).await?;
@@ -97,10 +103,11 @@ pub async fn run(
     let mut received = state.applied;
     let mut last_heartbeat = Instant::now();
     let mut last_flush = Instant::now();
-    // The stop's sender is gone (the command ended): treated as a stop.
-    let mut orphaned = false;
     loop {
-        if (orphaned || *stop.borrow()) && batch.is_empty() {
+        // Looked at between messages (one arrives, or `Idle`, at least every IDLE_APPLY): the
+        // stream is never cut inside a read. A sender gone counts as a stop.
+        let stopping = *stop.borrow() || stop.has_changed().is_err();
+        if stopping && batch.is_empty() {
             let _ = stream.close().await;
             return Ok(ReverseEnd::Stopped);
         }
@@ -111,14 +118,7 @@ pub async fn run(
                 return Ok(ReverseEnd::Ended);
             }
         }
-        let event = tokio::select! {
-            event = stream.next(IDLE_APPLY) => event?,
-            changed = stop.changed(), if !orphaned => {
-                orphaned = changed.is_err();
-                continue;
-            }
-        };
-        match event {
+        match stream.next(IDLE_APPLY).await? {
             WalEvent::Idle | WalEvent::CaughtUp { .. } if !batch.is_empty() => {
                 flush(&mut applier, &mut batch, &mut stream).await?;
                 last_flush = Instant::now();
@@ -161,6 +161,15 @@ pub async fn run(
                 }
                 LogicalReplicationMessage::Update(u) if !skipping => {
                     let f = followed(&relations, u.relation_id)?;
+                    if f.reference_only {
+                        // Its old key (when the key changed) and its new key.
+                        if let Some(old) = &u.old_tuple {
+                            touch_key(&mut batch, f, key_of(f, old.tuple()));
+                        }
+                        touch_key(&mut batch, f, key_of(f, &u.new_tuple));
+                        batch.changes += 1;
+                        continue;
+                    }
                     let Some(OldTuple::Full(old)) = &u.old_tuple else {
                         return Err(not_full(&f.name));
                     };
@@ -168,20 +177,15 @@ pub async fn run(
                     touch(&mut batch, f, &old);
                     batch.old_rows[f.output].push((f.columns.clone(), old));
                     // The new row's key only: an unchanged TOASTed value elsewhere is fine.
-                    let new: Vec<Option<String>> = f
-                        .key_positions
-                        .iter()
-                        .map(|&p| match u.new_tuple.columns.get(p) {
-                            Some(crate::pg::pgoutput::TupleColumn::Text(b)) => {
-                                Some(String::from_utf8_lossy(b).into_owned())
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    touch_key(&mut batch, f, new);
+                    touch_key(&mut batch, f, key_of(f, &u.new_tuple));
                 }
                 LogicalReplicationMessage::Delete(d) if !skipping => {
                     let f = followed(&relations, d.relation_id)?;
+                    if f.reference_only {
+                        touch_key(&mut batch, f, key_of(f, d.old_tuple.tuple()));
+                        batch.changes += 1;
+                        continue;
+                    }
                     let OldTuple::Full(old) = &d.old_tuple else {
                         return Err(not_full(&f.name));
                     };
@@ -217,7 +221,8 @@ pub async fn run(
         if batch.rows() >= MAX_BATCH_ROWS {
             // Inside a large transaction: apply what is held, record nothing yet.
             applier.apply(&batch, None).await?;
-            let (commit_end, fence, changes) = (batch.commit_end, batch.fence.take(), batch.changes);
+            let (commit_end, fence, changes) =
+                (batch.commit_end, batch.fence.take(), batch.changes);
             batch.clear();
             batch.commit_end = commit_end;
             batch.fence = fence;
@@ -251,7 +256,7 @@ async fn prepare_legacy_session(
     legacy
         .batch_execute(&format!(
             "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET {} = on",
-            crate::cutover::read_only::BYPASS_SETTING
+            super::BYPASS_SETTING
         ))
         .await
         .map_err(ReverseError::legacy("setting up the session"))?;
@@ -268,7 +273,11 @@ async fn prepare_legacy_session(
 }
 
 /// The rules' output tables, their legacy tables and the two sessions, resolved once.
-async fn resolve(plan: &Arc<Plan>, target: Client, legacy: Client) -> Result<Applier, ReverseError> {
+async fn resolve(
+    plan: &Arc<Plan>,
+    target: Client,
+    legacy: Client,
+) -> Result<Applier, ReverseError> {
     let Some(reverse) = plan.reverse.as_ref() else {
         return Err(ReverseError::Unmappable(format!(
             "plan {} has no [reverse] rules: the reverse stream has nothing to apply changes with",
@@ -287,8 +296,10 @@ async fn resolve(plan: &Arc<Plan>, target: Client, legacy: Client) -> Result<App
         };
         output_of_rule.push(at);
     }
+    let read: Vec<crate::pg::ident::TableName> = froms.into_iter().cloned().collect();
+    let referenced = super::output::referenced_tables(&target, &read).await?;
     let mut outputs = Vec::new();
-    for table in froms {
+    for table in read.iter().chain(&referenced) {
         outputs.push(OutputTable::read(&target, table).await?);
     }
     let references = Reference::read(&target, &outputs).await?;
@@ -305,9 +316,13 @@ async fn resolve(plan: &Arc<Plan>, target: Client, legacy: Client) -> Result<App
             )));
         };
         let key: Vec<String> = rule.key.iter().map(|(c, _)| c.clone()).collect();
-        legacy_tables.insert(rule.source, LegacyTable::resolve(&legacy, r.oid, &key).await?);
+        legacy_tables.insert(
+            rule.source,
+            LegacyTable::resolve(&legacy, r.oid, &key).await?,
+        );
     }
     Ok(Applier {
+        rules_read: read.len(),
         migration: plan.name.clone(),
         plan: plan.clone(),
         outputs,
@@ -332,7 +347,8 @@ async fn follow(applier: &Applier, r: &RelationBody) -> Result<Followed, Reverse
             "the reverse stream carries changes of {name}, which no reverse rule reads: it was added to publication switchyard_reverse_* by hand? Remove it (ALTER PUBLICATION ... DROP TABLE) and start `switchyard follow --reverse` again"
         )));
     };
-    if r.replica_identity != ReplicaIdentity::Full {
+    let reference_only = output >= applier.rules_read;
+    if r.replica_identity != ReplicaIdentity::Full && !reference_only {
         return Err(not_full(&name));
     }
     let types: Vec<u32> = r.columns.iter().map(|c| c.type_id).collect();
@@ -368,6 +384,7 @@ async fn follow(applier: &Applier, r: &RelationBody) -> Result<Followed, Reverse
         .collect::<Result<_, _>>()?;
     Ok(Followed {
         output,
+        reference_only,
         name,
         columns: Arc::new(columns),
         key_positions,
@@ -390,9 +407,25 @@ fn not_full(table: &str) -> ReverseError {
 
 /// Marks the row whose values are `row` (in the Relation's order) as changed.
 fn touch(batch: &mut Batch, f: &Followed, row: &[Option<String>]) {
-    let key = f.key_positions.iter().map(|&p| row.get(p).cloned().flatten()).collect();
+    let key = f
+        .key_positions
+        .iter()
+        .map(|&p| row.get(p).cloned().flatten())
+        .collect();
     touch_key(batch, f, key);
     batch.changes += 1;
+}
+
+/// The primary key's values in `tuple`, read alone: the other columns may be unchanged
+/// TOASTed values (`u`) or, in a key tuple, NULL.
+fn key_of(f: &Followed, tuple: &TupleData) -> Vec<Option<String>> {
+    f.key_positions
+        .iter()
+        .map(|&p| match tuple.columns.get(p) {
+            Some(TupleColumn::Text(b)) => std::str::from_utf8(b).ok().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
 }
 
 fn touch_key(batch: &mut Batch, f: &Followed, key: Vec<Option<String>>) {

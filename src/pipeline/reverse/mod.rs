@@ -31,4 +31,12 @@ mod legacy;
 mod output;
 
 pub use consumer::{fence_name, run, ReverseEnd};
+pub use output::referenced_tables;
+
+/// Set to `on` by the reverse stream's own session, which alone may write the legacy tables
+/// after a cutover with two servers: their read-only trigger
+/// (`switchyard.refuse_writes()`, see `crate::cutover::read_only`) lets it through. A guard
+/// against the application writing the wrong side, not a security boundary: the tables'
+/// owner can drop the trigger anyway.
+pub const BYPASS_SETTING: &str = "switchyard.reverse_apply";
 pub use error::ReverseError;

@@ -28,10 +28,7 @@ pub struct OutputTable {
 impl OutputTable {
     /// Reads the primary key of `table` on the target; a table without one cannot be followed
     /// (a changed row could not be found again).
-    pub async fn read(
-        client: &Client,
-        table: &TableName,
-    ) -> Result<OutputTable, ReverseError> {
+    pub async fn read(client: &Client, table: &TableName) -> Result<OutputTable, ReverseError> {
         let oid: u32 = client
             .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
             .await
@@ -48,7 +45,9 @@ impl OutputTable {
                 &[&table.quoted()],
             )
             .await
-            .map_err(ReverseError::target(format!("reading the primary key of {table}")))?;
+            .map_err(ReverseError::target(format!(
+                "reading the primary key of {table}"
+            )))?;
         if rows.is_empty() {
             return Err(ReverseError::Unmappable(format!(
                 "{table} has no primary key: the reverse stream finds a changed row again by it. Add one (ALTER TABLE {} ADD PRIMARY KEY (...)) and start `switchyard follow --reverse` again",
@@ -104,9 +103,47 @@ impl OutputTable {
             .enumerate()
             .map(|(i, c)| format!("CAST(u.c{i} AS {}) AS {}", c.type_sql, quote_ident(&c.name)))
             .collect();
-        let relation = format!("(SELECT {} FROM {})", named.join(", "), unnest(columns.len()));
+        let relation = format!(
+            "(SELECT {} FROM {})",
+            named.join(", "),
+            unnest(columns.len())
+        );
         rule.select_over(&relation, &self.key_as_text(), true, "true")
     }
+}
+
+/// The tables the rules' tables reference through foreign keys and that no rule reads from
+/// (lookups, `teams`): their rows feed the rules' subqueries (a stage's name, a team's
+/// company), so the reverse stream follows them too, by key only, and a changed row there
+/// marks the rows referencing it as changed (see [`Reference`]).
+pub async fn referenced_tables(
+    client: &Client,
+    read: &[TableName],
+) -> Result<Vec<TableName>, ReverseError> {
+    let quoted: Vec<String> = read.iter().map(TableName::quoted).collect();
+    let rows = client
+        .query(
+            "SELECT DISTINCT n.nspname::text, c.relname::text
+               FROM pg_constraint k
+               JOIN pg_class c ON c.oid = k.confrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE k.contype = 'f'
+                AND k.conrelid = ANY (SELECT t::regclass FROM unnest($1::text[]) AS t)
+                AND k.confrelid <> ALL (SELECT t::regclass FROM unnest($1::text[]) AS t)
+              ORDER BY 1, 2",
+            &[&quoted],
+        )
+        .await
+        .map_err(ReverseError::target(
+            "reading the tables the new tables reference",
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName {
+            schema: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
 }
 
 /// A foreign key from one output table (`child`) to another's primary key (`parent`),

@@ -162,9 +162,14 @@ async fn the_guard_covers_every_partition_of_a_partitioned_legacy_table() {
     .unwrap();
     db.batch_execute(read_only::FUNCTION_SQL).await.unwrap();
     db.batch_execute("BEGIN").await.unwrap();
-    read_only::install(&db, &[TableName::parse("events", "public")], "m", read_only::After::Cutover)
-        .await
-        .unwrap();
+    read_only::install(
+        &db,
+        &[TableName::parse("events", "public")],
+        "m",
+        read_only::After::Cutover,
+    )
+    .await
+    .unwrap();
     db.batch_execute("COMMIT").await.unwrap();
 
     let replica = c.connect("parts").await.unwrap();
