@@ -128,7 +128,7 @@ pub async fn block_and_fence(
         Err(_) => {
             let _ = lock.batch_execute("ROLLBACK").await;
             bail!(
-                "rollback stopped: the reverse consumer did not apply the fence within --max-blocked ({:?}); the new tables' lock was released and nothing was changed. Is `switchyard follow --reverse` running? (`switchyard status` shows its last heartbeat) Then try again, with a larger --max-blocked if it is far behind",
+                "rollback stopped: the reverse consumer did not apply the fence within --max-blocked ({:?}); the new tables' lock was released and nothing was changed. Is `switchyard follow --reverse` running? (`switchyard status` shows its last heartbeat) Then try again, with a larger --max-blocked if it is far behind. If the stream cannot go on, `switchyard abort` ends it, and a rollback without it leaves the writes it did not bring back in the new tables (it lists them)",
                 options.max_blocked
             );
         }

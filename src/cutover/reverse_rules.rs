@@ -123,9 +123,21 @@ async fn tool_functions(target: &impl GenericClient) -> Result<(), tokio_postgre
     if present {
         return Ok(());
     }
+    // As `checkpoint::ensure_schema`: CREATE SCHEMA only when it is missing, since even
+    // IF NOT EXISTS needs the database's CREATE privilege, which a role using a schema a DBA
+    // made for it may lack.
+    let schema_missing: bool = target
+        .query_one("SELECT to_regnamespace('switchyard') IS NULL", &[])
+        .await?
+        .get(0);
     target.batch_execute("SAVEPOINT switchyard_tool").await?;
     let sql = format!(
-        "CREATE SCHEMA IF NOT EXISTS switchyard; {}",
+        "{}{}",
+        if schema_missing {
+            "CREATE SCHEMA switchyard;"
+        } else {
+            ""
+        },
         crate::checkpoint::reverse::KEYS_SQL
     );
     if target.batch_execute(&sql).await.is_err() {

@@ -26,10 +26,11 @@ use crate::pg::lsn::Lsn;
 use crate::plan::{OnError, Plan, ReverseTable};
 
 use super::batch::{Batch, OldRow};
+use super::dead_letters::{savepoint, DeadLetter};
 use super::error::ReverseError;
 use super::keys::{self, KeySpace};
 use super::legacy::LegacyTable;
-use super::output::{Column, OutputTable, Reference};
+use super::output::{OutputTable, Reference};
 
 /// What the apply needs, resolved once by the consumer.
 pub struct Applier {
@@ -73,10 +74,16 @@ impl Applier {
                 continue;
             }
             let rows = self.rows_now(index, rule, touched).await?;
-            present
-                .entry(rule.source)
-                .or_default()
-                .extend(rows.keys().cloned());
+            let seen = present.entry(rule.source).or_default();
+            if let Some(key) = rows.keys().find(|k| seen.contains(*k)) {
+                return Err(ReverseError::Unmappable(format!(
+                    "two rows of the new tables map to legacy row {} of {} at once (one of them through reverse rule {}): the legacy table can hold only one. Nothing past the last applied change was confirmed; give one of them another legacy key, then start `switchyard follow --reverse` again",
+                    key.join(", "),
+                    rule.table,
+                    rule.field
+                )));
+            }
+            seen.extend(rows.keys().cloned());
             produced.push(Produced { rule: index, rows });
         }
         let mut gone: HashMap<usize, BTreeSet<Vec<String>>> = HashMap::new();
@@ -183,8 +190,12 @@ impl Applier {
             }
         }
         let mut rows = BTreeMap::new();
-        for (_, values) in found {
+        let mut owners: BTreeMap<Vec<String>, String> = BTreeMap::new();
+        for (output_key, values) in found {
             let key: Vec<String> = values[..keys].iter().flatten().cloned().collect();
+            if let Some(other) = owners.insert(key.clone(), output_key.clone()) {
+                return Err(claimed_twice(rule, &key, &other, &output_key));
+            }
             rows.insert(key, values);
         }
         Ok(rows)
@@ -370,102 +381,15 @@ impl Applier {
     }
 }
 
-/// Runs `write` inside a savepoint: `Some(reason)` when the legacy table refused the rows
-/// (SQLSTATE classes 22, data exception, and 23, integrity constraint violation), rolled back
-/// to the savepoint; any other error is returned.
-async fn savepoint(
-    tx: &tokio_postgres::Transaction<'_>,
-    write: impl std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    tx.batch_execute("SAVEPOINT switchyard_rows").await?;
-    match write.await {
-        Ok(_) => {
-            tx.batch_execute("RELEASE SAVEPOINT switchyard_rows")
-                .await?;
-            Ok(None)
-        }
-        Err(e)
-            if e.code()
-                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
-        {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_rows")
-                .await?;
-            Ok(Some(crate::error::Chain::new(&e).to_string()))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A row a legacy table refused, for `switchyard.dead_letters` (phase `reverse`): the output
-/// table it came from, the legacy table, the legacy key and the row as JSON objects.
-struct DeadLetter {
-    output: String,
-    legacy: String,
-    key: serde_json::Value,
-    row: serde_json::Value,
-    reason: String,
-}
-
-impl DeadLetter {
-    fn new(
-        rule: &ReverseTable,
-        legacy: &str,
-        columns: &[Column],
-        key: &[String],
-        values: &[Option<String>],
-        reason: String,
-    ) -> DeadLetter {
-        let object = |pairs: Vec<(&String, serde_json::Value)>| {
-            serde_json::Value::Object(pairs.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-        };
-        DeadLetter {
-            output: rule.from.to_string(),
-            legacy: legacy.to_owned(),
-            key: object(
-                rule.key
-                    .iter()
-                    .zip(key)
-                    .map(|((c, _), v)| (c, v.clone().into()))
-                    .collect(),
-            ),
-            row: object(
-                columns
-                    .iter()
-                    .zip(values)
-                    .map(|(c, v)| (&c.name, v.clone().into()))
-                    .collect(),
-            ),
-            reason,
-        }
-    }
-
-    async fn record(
-        target: &Client,
-        migration: &str,
-        letters: &[DeadLetter],
-    ) -> Result<(), ReverseError> {
-        for l in letters {
-            target
-                .execute(
-                    "INSERT INTO switchyard.dead_letters
-                            (migration, phase, source_table, output_table, source_key, row_data, reason)
-                     VALUES ($1, 'reverse', $2, $3, $4::text::jsonb, $5::text::jsonb, $6)",
-                    &[
-                        &migration,
-                        &l.output,
-                        &l.legacy,
-                        &l.key.to_string(),
-                        &l.row.to_string(),
-                        &l.reason,
-                    ],
-                )
-                .await
-                .map_err(ReverseError::target(
-                    "recording a row the legacy side refused in switchyard.dead_letters",
-                ))?;
-        }
-        Ok(())
-    }
+/// Two output rows gave one legacy key: writing both would keep one silently.
+fn claimed_twice(rule: &ReverseTable, key: &[String], one: &str, other: &str) -> ReverseError {
+    ReverseError::Unmappable(format!(
+        "rows {one} and {other} of {} both map to legacy row {} of {} (reverse rule {}): the legacy table can hold only one. Nothing past the last applied change was confirmed; give one of them another legacy key, then start `switchyard follow --reverse` again",
+        rule.from,
+        key.join(", "),
+        rule.table,
+        rule.field
+    ))
 }
 
 /// One output row's key as `switchyard.reverse_keys` keeps it: the value for a one-column

@@ -15,6 +15,8 @@
 //! - `keys`     legacy keys allocated for rows the new application created
 //! - `batch`    what a batch holds
 //! - `apply`    one batch into the legacy tables
+//! - `dead_letters` rows the legacy tables refuse
+//! - `relation` what a Relation message maps to, and the rows a change marks
 //! - `consumer` the loop: stream, batches, fences, heartbeat, stop
 //!
 //! Transactions committed before the boundary the cutover recorded (the target's WAL position
@@ -25,10 +27,12 @@
 mod apply;
 mod batch;
 mod consumer;
+mod dead_letters;
 mod error;
 mod keys;
 mod legacy;
 mod output;
+mod relation;
 
 pub use consumer::{fence_name, run, ReverseEnd};
 pub use output::referenced_tables;
