@@ -75,12 +75,28 @@ pub async fn run(
     let mut applier = resolve(&plan, target_client, legacy_client).await?;
     let mut stream =
         WalStream::start(target, &state.slot_name, &state.publication, state.applied).await?;
+    let names = |outputs: &[OutputTable]| {
+        outputs
+            .iter()
+            .map(|o| o.table.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (read, referenced) = applier.outputs.split_at(applier.rules_read);
     say(format!(
-        "reverse stream of migration {} following from {} (slot {} on the new tables): every change to {} goes back into the legacy tables",
+        "reverse stream of migration {} following from {} (slot {} on the new tables): every change to {} goes back into the legacy tables{}",
         plan.name,
         state.applied,
         state.slot_name,
-        applier.outputs.iter().map(|o| o.table.to_string()).collect::<Vec<_>>().join(", ")
+        names(read),
+        if referenced.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; a change to {} goes back through the rows referencing it",
+                names(referenced)
+            )
+        }
     ));
     let fence_name = fence_name(&plan.name);
     let mut relations: HashMap<u32, Followed> = HashMap::new();
