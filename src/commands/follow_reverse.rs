@@ -34,7 +34,7 @@ pub async fn run(
         match outcome {
             Ok(ReverseEnd::Ended) => {
                 println!(
-                    "reverse stream of migration {} ended: it was rolled back, and the legacy tables are live again",
+                    "reverse stream of migration {} ended (by `rollback`, which makes the legacy tables live again, or by `abort`, which leaves the migration cut over): nothing more goes back",
                     plan.name
                 );
                 return Ok(ExitCode::SUCCESS);

@@ -66,6 +66,17 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         MigrationStatus::CutOver => progress::load(&src, &plan.name).await?.filter(|s| !s.ended),
         _ => None,
     };
+    if stream.is_some() {
+        // A stream whose consumer is not running cannot answer the fence: refuse before the
+        // lock, rather than block the application's writes for --max-blocked for nothing.
+        let lag = crate::lag::reverse(&src, &state, &plan.name).await?;
+        if let Some(lag) = lag.filter(|l| l.stale) {
+            bail!(
+                "rollback refused: no reverse consumer is running ({}), so none could apply the fence. Nothing was changed. Start `switchyard follow --reverse` (if it stops on an error, its message says what to do), or end the stream with `switchyard abort` and roll back without it",
+                crate::progress::lag_frame::reverse_line(&lag)
+            );
+        }
+    }
     let (left, blocked) = match &stream {
         Some(s) => {
             println!(

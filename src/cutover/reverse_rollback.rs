@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  no lock     the function of the new tables' read-only triggers
-//!  LOCK the new tables the reverse rules read IN EXCLUSIVE MODE (their own session on the
-//!      new tables' server), with lock_timeout; not granted: roll back, back off, retry
+//!  LOCK the new tables the reverse rules read, and those they reference, IN EXCLUSIVE MODE
+//!      (their own session on the new tables' server), with lock_timeout; not granted: roll
+//!      back, back off, retry
 //!  ─ granted ─ fence: a logical message on the new tables' server; the reverse consumer
 //!  (window)       applies everything committed before it and records it on the legacy side
 //!              read-only triggers on the new tables, in the lock's transaction
@@ -62,8 +63,11 @@ pub async fn block_and_fence(
     options: &WindowOptions,
     say: &(dyn Fn(String) + Sync),
 ) -> anyhow::Result<Blocked> {
-    let tables = fed_tables(plan);
     let lock = connect(target, "switchyard rollback").await?;
+    // The tables the rules read and those they reference (lookups, teams): a write to any of
+    // them after the fence could change a legacy row.
+    let mut tables = fed_tables(plan);
+    tables.extend(crate::pipeline::reverse::referenced_tables(&lock, &tables).await?);
     let fencer = connect(target, "switchyard rollback").await?;
     lock.batch_execute(read_only::ROLLED_BACK_FUNCTION_SQL)
         .await

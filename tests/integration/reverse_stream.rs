@@ -517,3 +517,120 @@ async fn writes_after_a_cutover_come_back_with_the_rollback_in_one_database() {
     )
     .await;
 }
+
+/// One legacy row, one claimant: a legacy id set by hand on a sub-task that a task has (in the
+/// same transaction as a change to that task, and alone) stops the stream before anything is
+/// written over; the fix its message asks for (the sub-task's id given back) keeps the task's
+/// legacy row instead of deleting it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_row_two_rows_claim_stops_the_stream_and_one_given_back_is_kept() {
+    let layout = Layout::same_database().await;
+    let mut backfill = layout.spawn("backfill", &["backfill", "--no-follow"]);
+    assert!(
+        backfill.exited(Duration::from_secs(120)).await.success(),
+        "{}",
+        backfill.tail()
+    );
+    let mut reverse = layout.spawn("cutover", &["cutover", "--keep-reverse"]);
+    reverse.wait_for_output("reverse stream of migration").await;
+    let tasks = ids(&layout.target, "tasks").await;
+    let subs = ids(&layout.target, "sub_tasks").await;
+    let title = |id: i64| legacy_title(&layout.source, id);
+    let task_title = title(tasks[0]).await.expect("the task's legacy row");
+
+    // In one transaction with a change to the task that has that id.
+    layout
+        .target
+        .batch_execute(&format!(
+            "BEGIN;
+             UPDATE tasks SET title = 'edited' WHERE legacy_id = {t};
+             UPDATE sub_tasks SET legacy_id = {t} WHERE legacy_id = {s};
+             COMMIT;",
+            t = tasks[0],
+            s = subs[0]
+        ))
+        .await
+        .unwrap();
+    let status = reverse.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{}", reverse.tail());
+    assert!(
+        reverse.output().contains("map to legacy row"),
+        "{}",
+        reverse.tail()
+    );
+    assert_eq!(
+        title(tasks[0]).await.as_deref(),
+        Some(task_title.as_str()),
+        "nothing written over"
+    );
+
+    // The fix: the sub-task's id given back. The task's legacy row stays, with its edit.
+    layout
+        .target
+        .batch_execute(&format!(
+            "UPDATE sub_tasks SET legacy_id = {s} WHERE legacy_id = {t}",
+            t = tasks[0],
+            s = subs[0]
+        ))
+        .await
+        .unwrap();
+    let mut reverse = layout.spawn("follow-reverse", &["follow", "--reverse"]);
+    reverse
+        .wait_for(
+            &layout.source,
+            &format!(
+                "SELECT coalesce((SELECT title = 'edited' FROM vortex_items_legacy WHERE id = {}), false)",
+                tasks[0]
+            ),
+        )
+        .await;
+    assert!(title(subs[0]).await.is_some(), "the sub-task's legacy row");
+
+    // Alone, against a task no change touches: the stream stops, the task's row is kept.
+    let other = title(tasks[1]).await;
+    layout
+        .target
+        .batch_execute(&format!(
+            "UPDATE sub_tasks SET legacy_id = {t} WHERE legacy_id = {s}",
+            t = tasks[1],
+            s = subs[1]
+        ))
+        .await
+        .unwrap();
+    let status = reverse.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{}", reverse.tail());
+    assert!(
+        reverse.output().contains("map to legacy row"),
+        "{}",
+        reverse.tail()
+    );
+    assert_eq!(
+        title(tasks[1]).await,
+        other,
+        "the task's legacy row is not written over"
+    );
+}
+
+/// The two smallest legacy ids of `table` in the new tables.
+async fn ids(target: &Client, table: &str) -> Vec<i64> {
+    let rows = target
+        .query(
+            &format!("SELECT legacy_id FROM {table} ORDER BY legacy_id LIMIT 2"),
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// The title of legacy item `id` (one database: the renamed legacy table), if it is there.
+async fn legacy_title(source: &Client, id: i64) -> Option<String> {
+    source
+        .query_opt(
+            "SELECT title FROM vortex_items_legacy WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}

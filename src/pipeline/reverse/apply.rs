@@ -55,7 +55,8 @@ pub struct Applier {
 /// The rows one rule produces now: key and columns as text, by legacy key.
 struct Produced {
     rule: usize,
-    rows: BTreeMap<Vec<String>, Vec<Option<String>>>,
+    /// By legacy key: the output row's key (as `reverse_keys` keeps it) and the values.
+    rows: BTreeMap<Vec<String>, (String, Vec<Option<String>>)>,
 }
 
 impl Applier {
@@ -95,7 +96,122 @@ impl Applier {
             let keys = self.old_keys(index, rule, old).await?;
             gone.entry(rule.source).or_default().extend(keys);
         }
+        self.claims(&mut produced, &mut present, &gone).await?;
         self.write(batch, through, produced, present, gone).await
+    }
+
+    /// Every row of the new tables that claims, now, a legacy row this batch writes or
+    /// deletes, whether or not it changed in the batch. A legacy key two rows claim would keep
+    /// one of them silently (a key set by hand on one, a key allocated that another row already
+    /// has), so it stops the stream; a legacy row this batch would delete that another row
+    /// still claims (a legacy key moved back) is written from that row instead.
+    async fn claims(
+        &self,
+        produced: &mut Vec<Produced>,
+        present: &mut HashMap<usize, BTreeSet<Vec<String>>>,
+        gone: &HashMap<usize, BTreeSet<Vec<String>>>,
+    ) -> Result<(), ReverseError> {
+        let plan = self.plan.clone();
+        let rules = &plan.reverse.as_ref().expect("checked at start").tables;
+        for (&source, table) in &self.legacy_tables {
+            let mut keys: BTreeSet<Vec<String>> = present.get(&source).cloned().unwrap_or_default();
+            keys.extend(gone.get(&source).into_iter().flatten().cloned());
+            if keys.is_empty() {
+                continue;
+            }
+            // Who claims each key in this batch: (output table, output key).
+            let mut owner: BTreeMap<Vec<String>, (String, String)> = BTreeMap::new();
+            for p in produced.iter().filter(|p| rules[p.rule].source == source) {
+                for (key, (output_key, _)) in &p.rows {
+                    owner.insert(
+                        key.clone(),
+                        (rules[p.rule].from.to_string(), output_key.clone()),
+                    );
+                }
+            }
+            let arrays = transpose(
+                keys.iter().map(|k| k.iter().cloned().map(Some).collect()),
+                table.key.len(),
+            );
+            for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.source == source) {
+                let output = &self.outputs[self.output_of_rule[index]];
+                let allocated = rule
+                    .sequence
+                    .as_ref()
+                    .map(|_| (self.migration.as_str(), rule.table.name.as_str()));
+                let sql = output.claiming_rows_sql(rule, &table.key, allocated);
+                let rows = self.target.query(&sql, &params(&arrays)).await.map_err(
+                    ReverseError::target(format!(
+                    "finding the rows that claim the legacy rows of reverse rule {} ({} from {})",
+                    rule.field, rule.table, rule.from
+                )),
+                )?;
+                let width = output.key.len();
+                let mut found: Vec<(String, Vec<Option<String>>)> = rows
+                    .iter()
+                    .map(|r| {
+                        let output_key =
+                            output_key((0..width).map(|i| r.get::<_, String>(i)).collect());
+                        (output_key, (width..r.len()).map(|i| r.get(i)).collect())
+                    })
+                    .collect();
+                let unkeyed: Vec<String> = found
+                    .iter()
+                    .filter(|(_, v)| v[..rule.key.len()].iter().any(Option::is_none))
+                    .map(|(o, _)| o.clone())
+                    .collect();
+                if !unkeyed.is_empty() {
+                    let space = KeySpace {
+                        migration: &self.migration,
+                        legacy_table: &rule.table.name,
+                        output_table: &rule.from.name,
+                    };
+                    let kept = keys::kept(&self.target, &space, &unkeyed).await?;
+                    for (o, values) in &mut found {
+                        if let Some(k) = kept.get(o) {
+                            values[0] = Some(k.clone());
+                        }
+                    }
+                }
+                let mut extra = BTreeMap::new();
+                for (output_key, values) in found {
+                    let Some(key) = values[..rule.key.len()]
+                        .iter()
+                        .cloned()
+                        .collect::<Option<Vec<String>>>()
+                    else {
+                        continue;
+                    };
+                    let claimant = (rule.from.to_string(), output_key.clone());
+                    match owner.get(&key) {
+                        Some(o) if *o == claimant => {}
+                        Some((from, other)) => {
+                            return Err(ReverseError::Unmappable(format!(
+                                "row {other} of {from} and row {output_key} of {} both map to legacy row {} of {} now: the legacy table can hold only one, and writing one would silently replace the other. Nothing past the last applied change was confirmed; give one of them another legacy key, then start `switchyard follow --reverse` again (a key the stream allocated is kept in switchyard.reverse_keys: delete its row there, and set the legacy sequence past the keys set by hand, to have another allocated)",
+                                rule.from,
+                                key.join(", "),
+                                rule.table
+                            )));
+                        }
+                        None => {
+                            owner.insert(key.clone(), claimant);
+                            present.entry(source).or_default().insert(key.clone());
+                            extra.insert(key, (output_key, values));
+                        }
+                    }
+                }
+                if !extra.is_empty() {
+                    match produced.iter_mut().find(|p| p.rule == index) {
+                        Some(p) => p.rows.extend(extra),
+                        None => produced.push(Produced {
+                            rule: index,
+                            rows: extra,
+                        }),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The changed rows and, through the foreign keys between the outputs, the rows
@@ -150,7 +266,7 @@ impl Applier {
         index: usize,
         rule: &ReverseTable,
         touched: &BTreeSet<Vec<String>>,
-    ) -> Result<BTreeMap<Vec<String>, Vec<Option<String>>>, ReverseError> {
+    ) -> Result<BTreeMap<Vec<String>, (String, Vec<Option<String>>)>, ReverseError> {
         let output = &self.outputs[self.output_of_rule[index]];
         let width = output.key.len();
         let arrays = transpose(
@@ -189,14 +305,13 @@ impl Applier {
                 }
             }
         }
-        let mut rows = BTreeMap::new();
-        let mut owners: BTreeMap<Vec<String>, String> = BTreeMap::new();
+        let mut rows: BTreeMap<Vec<String>, (String, Vec<Option<String>>)> = BTreeMap::new();
         for (output_key, values) in found {
             let key: Vec<String> = values[..keys].iter().flatten().cloned().collect();
-            if let Some(other) = owners.insert(key.clone(), output_key.clone()) {
-                return Err(claimed_twice(rule, &key, &other, &output_key));
+            if let Some((other, _)) = rows.get(&key) {
+                return Err(claimed_twice(rule, &key, other, &output_key));
             }
-            rows.insert(key, values);
+            rows.insert(key, (output_key, values));
         }
         Ok(rows)
     }
@@ -335,7 +450,7 @@ impl Applier {
                     table.name
                 )
             };
-            let arrays = transpose(p.rows.values().cloned(), columns.len());
+            let arrays = transpose(p.rows.values().map(|(_, v)| v.clone()), columns.len());
             if !dead_letter {
                 tx.execute(&sql, &params(&arrays))
                     .await
@@ -348,7 +463,7 @@ impl Applier {
                 .await
                 .map_err(ReverseError::legacy(context()))?;
             let Some(_) = refused else { continue };
-            for (key, values) in &p.rows {
+            for (key, (_, values)) in &p.rows {
                 let one = transpose(std::iter::once(values.clone()), columns.len());
                 let refused = savepoint(&tx, async { tx.execute(&sql, &params(&one)).await })
                     .await

@@ -94,6 +94,37 @@ impl OutputTable {
         rule.select_over(&self.table.quoted(), &self.key_as_text(), true, &condition)
     }
 
+    /// `rule` over the rows whose legacy key is among `$1..$k` (one text array per legacy key
+    /// column, cast to `key_types`), or, for `allocated_in` (the migration and legacy table
+    /// whose allocated keys count), whose allocated key is among `$1`: every row that claims
+    /// one of those legacy rows now.
+    pub fn claiming_rows_sql(
+        &self,
+        rule: &ReverseTable,
+        key_types: &[Column],
+        allocated_in: Option<(&str, &str)>,
+    ) -> String {
+        let exprs: Vec<String> = rule.key.iter().map(|(_, e)| format!("({e}\n)")).collect();
+        let mut condition = format!(
+            "({}) IN (SELECT {} FROM {})",
+            exprs.join(", "),
+            casts(key_types),
+            unnest(key_types.len())
+        );
+        if let (Some((migration, legacy)), [_], [_]) =
+            (allocated_in, key_types, self.key.as_slice())
+        {
+            condition = format!(
+                "{condition} OR ({})::text IN (SELECT k.output_key FROM switchyard.reverse_keys k
+                   WHERE k.migration = {} AND k.legacy_table = {} AND k.legacy_key = ANY ($1::text[]))",
+                self.key_as_text().join(", "),
+                crate::pg::ident::quote_literal(migration),
+                crate::pg::ident::quote_literal(legacy)
+            );
+        }
+        rule.select_over(&self.table.quoted(), &self.key_as_text(), true, &condition)
+    }
+
     /// `rule` over rows given as text arrays `$1..$n`, one per column of `columns` (a WAL
     /// tuple's columns in the Relation's order): the old rows of updates and deletes, which
     /// are no longer in the table.
