@@ -102,6 +102,18 @@ pub async fn run(
             .await
         })
     };
+    // The consumer is alive once it recorded a heartbeat (rollback refuses before that).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crate::lag::reverse(source, target, &plan.name)
+        .await?
+        .is_none_or(|lag| lag.stale)
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline && !consumer.is_finished(),
+            "the reverse consumer did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut ids = Vec::new();
     for w in &WRITES {
         if let Some(before) = w.before {

@@ -105,7 +105,10 @@ pub async fn run(
     // or a position a restart finds recorded): the forward consumer's, or applied already.
     let mut skipping = false;
     let mut received = state.applied;
-    let mut last_heartbeat = Instant::now();
+    // The first heartbeat goes at once: `rollback` refuses while none is recent.
+    let mut last_heartbeat = Instant::now()
+        .checked_sub(HEARTBEAT)
+        .unwrap_or_else(Instant::now);
     let mut last_flush = Instant::now();
     loop {
         // Looked at between messages (one arrives, or `Idle`, at least every IDLE_APPLY): the

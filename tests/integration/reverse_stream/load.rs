@@ -168,8 +168,9 @@ impl Writer {
             59..=64 => self.set_budget().await,
             65..=70 => self.delete_sub_task().await,
             71..=75 => self.delete_task().await,
-            76..=82 => self.move_sub_task().await,
-            83..=88 => self.move_task().await,
+            76..=80 => self.move_sub_task().await,
+            81..=85 => self.move_task().await,
+            86..=88 => self.demote_task().await,
             _ => self.insert_project_tree().await,
         }
     }
@@ -476,6 +477,60 @@ impl Writer {
                 .await?,
         );
         self.model.get(&id).parent = Some(task);
+        Ok(())
+    }
+
+    /// A task moved under another task, as its sub-task, keeping its legacy id: in one
+    /// transaction the sub-task is inserted first and the task deleted last (the order in
+    /// which replaying each change's values would delete the row just written), its own
+    /// sub-tasks moved under the new parent in between.
+    async fn demote_task(&mut self) -> Result<(), tokio_postgres::Error> {
+        let old: Vec<String> = self
+            .model
+            .tasks
+            .iter()
+            .filter(|t| self.model.rows[*t].legacy_id.is_some())
+            .cloned()
+            .collect();
+        if old.len() < 10 {
+            return self.move_task().await;
+        }
+        let id = self.rng.pick(&old).clone();
+        let parent = self.rng.pick(&self.model.tasks).clone();
+        if parent == id {
+            return self.move_task().await;
+        }
+        let tx = self.client.transaction().await?;
+        let new: String = tx
+            .query_one(
+                "INSERT INTO sub_tasks (id, legacy_id, task_id, title, status_id, priority,
+                                        assignee_email, due_date, description, created_at, updated_at)
+                 SELECT gen_random_uuid(), legacy_id, $2::text::uuid, title, status_id, priority,
+                        assignee_email, due_date, description, created_at, now()
+                   FROM tasks WHERE id = $1::text::uuid
+                 RETURNING id::text",
+                &[&id, &parent],
+            )
+            .await?
+            .get(0);
+        let moved = tx
+            .query(
+                "UPDATE sub_tasks SET task_id = $2::text::uuid, updated_at = now()
+                  WHERE task_id = $1::text::uuid RETURNING id::text, legacy_id",
+                &[&id, &parent],
+            )
+            .await?;
+        expect_one(
+            tx.execute("DELETE FROM tasks WHERE id = $1::text::uuid", &[&id])
+                .await?,
+        );
+        tx.commit().await?;
+        for row in moved {
+            let sub_task: String = row.get(0);
+            self.model.learn(&sub_task, Output::SubTask, row.get(1));
+            self.model.get(&sub_task).parent = Some(parent.clone());
+        }
+        self.model.demote(&id, new, parent);
         Ok(())
     }
 

@@ -204,6 +204,15 @@ impl Model {
         self.rows.get_mut(id).expect("a row the load knows")
     }
 
+    /// Task `old` became sub-task `new` under task `parent`, keeping what it was written.
+    pub fn demote(&mut self, old: &str, new: String, parent: String) {
+        let mut known = self.rows.remove(old).expect("a task the load knows");
+        self.tasks.retain(|other| other != old);
+        known.output = Output::SubTask;
+        known.parent = Some(parent);
+        self.add(new, known);
+    }
+
     pub fn delete(&mut self, id: &str) {
         let known = self.get(id);
         known.deleted = true;
