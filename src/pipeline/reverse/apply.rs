@@ -135,17 +135,27 @@ impl Applier {
             );
             for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.source == source) {
                 let output = &self.outputs[self.output_of_rule[index]];
-                let allocated = rule
-                    .sequence
-                    .as_ref()
-                    .map(|_| (self.migration.as_str(), rule.table.name.as_str()));
-                let sql = output.claiming_rows_sql(rule, &table.key, allocated);
-                let rows = self.target.query(&sql, &params(&arrays)).await.map_err(
-                    ReverseError::target(format!(
-                    "finding the rows that claim the legacy rows of reverse rule {} ({} from {})",
-                    rule.field, rule.table, rule.from
-                )),
-                )?;
+                // By the rows' own key expressions, and by the keys allocated to them: two
+                // queries, each served by an index (an OR of the two would scan the table).
+                let mut queries = vec![(output.claiming_rows_sql(rule, &table.key), &arrays[..])];
+                let allocated = match (&rule.sequence, table.key.len()) {
+                    (Some(_), 1) => {
+                        output.allocated_rows_sql(rule, &self.migration, &rule.table.name)
+                    }
+                    _ => None,
+                };
+                if let Some(sql) = allocated {
+                    queries.push((sql, &arrays[..1]));
+                }
+                let mut rows = Vec::new();
+                for (sql, arrays) in &queries {
+                    rows.extend(self.target.query(sql, &params(arrays)).await.map_err(
+                        ReverseError::target(format!(
+                            "finding the rows that claim the legacy rows of reverse rule {} ({} from {})",
+                            rule.field, rule.table, rule.from
+                        )),
+                    )?);
+                }
                 let width = output.key.len();
                 let mut found: Vec<(String, Vec<Option<String>>)> = rows
                     .iter()

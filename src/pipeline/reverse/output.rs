@@ -95,34 +95,42 @@ impl OutputTable {
     }
 
     /// `rule` over the rows whose legacy key is among `$1..$k` (one text array per legacy key
-    /// column, cast to `key_types`), or, for `allocated_in` (the migration and legacy table
-    /// whose allocated keys count), whose allocated key is among `$1`: every row that claims
-    /// one of those legacy rows now.
-    pub fn claiming_rows_sql(
-        &self,
-        rule: &ReverseTable,
-        key_types: &[Column],
-        allocated_in: Option<(&str, &str)>,
-    ) -> String {
+    /// column, cast to `key_types`, so that an index on the key expression serves it): the
+    /// rows that claim one of those legacy rows now by their own columns.
+    pub fn claiming_rows_sql(&self, rule: &ReverseTable, key_types: &[Column]) -> String {
         let exprs: Vec<String> = rule.key.iter().map(|(_, e)| format!("({e}\n)")).collect();
-        let mut condition = format!(
+        let condition = format!(
             "({}) IN (SELECT {} FROM {})",
             exprs.join(", "),
             casts(key_types),
             unnest(key_types.len())
         );
-        if let (Some((migration, legacy)), [_], [_]) =
-            (allocated_in, key_types, self.key.as_slice())
-        {
-            condition = format!(
-                "{condition} OR ({})::text IN (SELECT k.output_key FROM switchyard.reverse_keys k
-                   WHERE k.migration = {} AND k.legacy_table = {} AND k.legacy_key = ANY ($1::text[]))",
-                self.key_as_text().join(", "),
-                crate::pg::ident::quote_literal(migration),
-                crate::pg::ident::quote_literal(legacy)
-            );
-        }
         rule.select_over(&self.table.quoted(), &self.key_as_text(), true, &condition)
+    }
+
+    /// `rule` over the rows whose *allocated* legacy key (in `switchyard.reverse_keys`, for
+    /// `migration` and `legacy_table`) is among `$1`, found by primary key; `None` for a
+    /// primary key of several columns (allocated keys are kept as one text).
+    pub fn allocated_rows_sql(
+        &self,
+        rule: &ReverseTable,
+        migration: &str,
+        legacy_table: &str,
+    ) -> Option<String> {
+        let [key] = self.key.as_slice() else {
+            return None;
+        };
+        let condition = format!(
+            "{}.{} IN (SELECT CAST(k.output_key AS {}) FROM switchyard.reverse_keys k
+                        WHERE k.migration = {} AND k.legacy_table = {}
+                          AND k.legacy_key = ANY ($1::text[]))",
+            quote_ident(&self.table.name),
+            quote_ident(&key.name),
+            key.type_sql,
+            crate::pg::ident::quote_literal(migration),
+            crate::pg::ident::quote_literal(legacy_table)
+        );
+        Some(rule.select_over(&self.table.quoted(), &self.key_as_text(), true, &condition))
     }
 
     /// `rule` over rows given as text arrays `$1..$n`, one per column of `columns` (a WAL
