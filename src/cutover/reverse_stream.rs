@@ -52,8 +52,9 @@ pub fn require_rules(plan: &Plan) -> Result<(), CutoverError> {
     )))
 }
 
-/// Everything before the lock (see the module documentation); idempotent, so a cutover issued
-/// again after an abort reuses what the first one made.
+/// Everything before the lock (see the module documentation); idempotent: what exists is
+/// reused (a cutover that did not commit drops the slot and publication with [`discard`], and
+/// leaves REPLICA IDENTITY FULL, which the next attempt needs anyway).
 pub async fn prepare(plan: &Plan, target: &Client, legacy: &Client) -> anyhow::Result<()> {
     require_rules(plan)?;
     let tables = fed_tables(plan);
