@@ -221,15 +221,7 @@ pub async fn reverse(
     if p.ended {
         return Ok(None);
     }
-    let age: Option<f64> = legacy
-        .query_one(
-            "SELECT extract(epoch FROM now() - heartbeat_at)::float8
-               FROM switchyard.reverse_progress WHERE migration = $1",
-            &[&migration],
-        )
-        .await
-        .map_err(LagError::Source)?
-        .get(0);
+    let age = p.heartbeat_age_s;
     let now: Lsn = target
         .query_one("SELECT pg_current_wal_lsn()", &[])
         .await

@@ -73,7 +73,8 @@ pub struct ReverseProgress {
     /// Every transaction committed at or before this target LSN is in the legacy tables.
     pub applied: Lsn,
     pub changes_applied: i64,
-    pub fence_id: Option<String>,
+    /// Seconds since the consumer's last heartbeat; `None` before its first.
+    pub heartbeat_age_s: Option<f64>,
     /// Set by `rollback` once the stream is no longer needed.
     pub ended: bool,
 }
@@ -141,7 +142,7 @@ pub async fn load(
     let row = client
         .query_opt(
             "SELECT slot_name, publication, boundary_lsn, applied_lsn, changes_applied,
-                    fence_id, ended_at IS NOT NULL
+                    extract(epoch FROM now() - heartbeat_at)::float8, ended_at IS NOT NULL
                FROM switchyard.reverse_progress WHERE migration = $1",
             &[&migration],
         )
@@ -153,7 +154,7 @@ pub async fn load(
         boundary: r.get(2),
         applied: r.get(3),
         changes_applied: r.get(4),
-        fence_id: r.get(5),
+        heartbeat_age_s: r.get(5),
         ended: r.get(6),
     }))
 }

@@ -91,7 +91,15 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             let say = |line: String| println!("rollback: {line}");
             let blocked =
                 reverse_rollback::block_and_fence(&plan, &target, &src, &options, &say).await?;
-            (LeftBehind::Kept { refused: 0 }, Some(blocked))
+            // After the fence: the stream records a refused row before it commits the rest.
+            let refused: i64 = state
+                .query_one(
+                    "SELECT count(*) FROM switchyard.dead_letters WHERE migration = $1 AND phase = 'reverse'",
+                    &[&plan.name],
+                )
+                .await?
+                .get(0);
+            (LeftBehind::Kept { refused }, Some(blocked))
         }
         None => (
             confirm_writes_left_behind(&state, &plan, args.yes).await?,
@@ -108,18 +116,6 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         stream.is_some(),
     )
     .await;
-    let left = match left {
-        LeftBehind::Kept { .. } => LeftBehind::Kept {
-            refused: state
-                .query_one(
-                    "SELECT count(*) FROM switchyard.dead_letters WHERE migration = $1 AND phase = 'reverse'",
-                    &[&plan.name],
-                )
-                .await?
-                .get(0),
-        },
-        other => other,
-    };
     let undone = match (undone, blocked) {
         (Ok(undone), None) => Ok(undone),
         (Ok(mut undone), Some(blocked)) => {
